@@ -1,0 +1,123 @@
+"""MRI forward models: multi-coil Cartesian SENSE (2D/3D).
+
+The measurement model is ``y_c = M F (S_c x)`` with ``F`` the centred orthonormal FFT, ``S_c`` the coil
+sensitivities and ``M`` the sampling mask; ``y`` lives on the full Cartesian grid and is zero where not
+sampled. Non-Cartesian (NUFFT) operators live in :mod:`inrecon.physics.nufft`.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .._checks import require_complex
+from ..errors import ShapeError
+from .fft import checkerboards, fftc, ifftc
+from .operator import LinearOperator
+
+__all__ = ["SenseOp"]
+
+
+class SenseOp(LinearOperator):
+    """Cartesian multi-coil SENSE operator ``x -> M F (S x)``.
+
+    Parameters
+    ----------
+    maps
+        Coil sensitivities, complex, shape ``(C, *image_shape)`` with ``image_shape`` = ``(H, W)`` or
+        ``(D, H, W)``. ``None`` means no coil combination: the domain is then the coil images themselves,
+        shape ``(C, *image_shape)``, and ``n_coils`` must be given.
+    mask
+        Sampling mask, shape ``image_shape`` (bool or 0/1); ``None`` means fully sampled.
+    image_shape, n_coils
+        Needed only when ``maps`` is ``None``.
+
+    Shapes
+    ------
+    forward: ``(..., *image_shape)`` complex image -> ``(..., C, *image_shape)`` k-space (zero off the mask).
+    adjoint: ``(..., C, *image_shape)`` -> ``(..., *image_shape)``. With ``maps=None`` both sides carry ``C``.
+    """
+
+    def __init__(
+        self,
+        maps: torch.Tensor | None,
+        mask: torch.Tensor | None = None,
+        image_shape: tuple[int, ...] | None = None,
+        n_coils: int | None = None,
+    ):
+        if maps is not None:
+            require_complex(maps, "sens_maps")
+            if maps.ndim not in (3, 4):
+                raise ShapeError(
+                    f"sens_maps has shape {tuple(maps.shape)} but must be (C, H, W) or (C, D, H, W)",
+                    "give one complex map per coil on the image grid",
+                )
+            image_shape = tuple(maps.shape[1:])
+            n_coils = maps.shape[0]
+        elif image_shape is None or n_coils is None:
+            raise ValueError("SenseOp(maps=None) needs image_shape and n_coils")
+        image_shape = tuple(int(s) for s in image_shape)
+        if mask is not None and tuple(mask.shape) != image_shape:
+            raise ShapeError(
+                f"mask has shape {tuple(mask.shape)} but the image grid is {image_shape}",
+                "use a mask with the same shape as the k-space grid",
+            )
+        domain = ((n_coils,) if maps is None else ()) + image_shape
+        super().__init__(domain, (n_coils, *image_shape))
+        self.image_shape = image_shape
+        self.n_coils = int(n_coils)
+        self.dims = tuple(range(-len(image_shape), 0))
+        self.coil_combine = maps is not None
+        cb = checkerboards(image_shape)
+        self.use_checkerboard = cb is not None
+        kmask = torch.ones(image_shape) if mask is None else mask.to(torch.float32)
+        self.register_buffer("mask", kmask)
+        cplx = maps.dtype if maps is not None else torch.complex64
+        if cb is not None:
+            c_img, c_k = cb
+            # Fold the signs into the arrays we multiply by anyway (see physics.fft).
+            self.register_buffer("_kmul", kmask * c_k)
+            if maps is not None:
+                self.register_buffer("_maps", maps * c_img.to(maps.device))
+            else:
+                self.register_buffer("_maps", c_img.to(cplx))
+        else:
+            self.register_buffer("_kmul", kmask)
+            self.register_buffer("_maps", maps if maps is not None else torch.ones((), dtype=cplx))
+
+    @property
+    def maps(self) -> torch.Tensor | None:
+        """The coil sensitivities ``(C, *image_shape)`` as given (``None`` without coil combination)."""
+        if not self.coil_combine:
+            return None
+        if self.use_checkerboard:
+            c_img, _ = checkerboards(self.image_shape)
+            return self._maps * c_img.to(self._maps.device)
+        return self._maps
+
+    def _coil_images(self, x: torch.Tensor) -> torch.Tensor:
+        return self._maps * x.unsqueeze(-len(self.image_shape) - 1) if self.coil_combine else self._maps * x
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        xc = self._coil_images(x)
+        if self.use_checkerboard:
+            return torch.fft.fftn(xc, dim=self.dims, norm="ortho") * self._kmul
+        return fftc(xc, self.dims) * self._kmul
+
+    def _adjoint(self, y: torch.Tensor) -> torch.Tensor:
+        if self.use_checkerboard:
+            xc = torch.fft.ifftn(y * self._kmul, dim=self.dims, norm="ortho")
+        else:
+            xc = ifftc(y * self._kmul, self.dims)
+        xc = self._maps.conj() * xc
+        return xc.sum(-len(self.image_shape) - 1) if self.coil_combine else xc
+
+    def normal(self, x: torch.Tensor) -> torch.Tensor:
+        """``A^H A x`` in one pass (mask applied once, since ``M^2 = M``)."""
+        xc = self._coil_images(x)
+        if self.use_checkerboard:
+            k = torch.fft.fftn(xc, dim=self.dims, norm="ortho") * self.mask
+            xc = torch.fft.ifftn(k, dim=self.dims, norm="ortho")
+        else:
+            xc = ifftc(fftc(xc, self.dims) * self.mask, self.dims)
+        xc = self._maps.conj() * xc
+        return xc.sum(-len(self.image_shape) - 1) if self.coil_combine else xc
