@@ -19,9 +19,9 @@ __all__ = [
     "conjugate_gradient",
     "fista",
     "pdhg",
+    "project_l21_ball",
     "prox_l1",
     "prox_l2_data_conj",
-    "project_l21_ball",
     "stacked_norm",
 ]
 

@@ -114,7 +114,7 @@ class LinearOperator(nn.Module):
 
     # --- algebra ------------------------------------------------------------------------------------------
     @property
-    def H(self) -> LinearOperator:  # noqa: N802 (mathematical notation)
+    def H(self) -> LinearOperator:
         """The adjoint operator ``A^H``."""
         return _Adjoint(self)
 
@@ -164,7 +164,7 @@ class _Adjoint(LinearOperator):
         return self.op._forward(y)
 
     @property
-    def H(self):  # noqa: N802
+    def H(self):
         return self.op
 
 
