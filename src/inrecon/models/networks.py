@@ -1,0 +1,92 @@
+"""Coordinate networks: ReLU MLP decoders and SIREN (sine) layers with their initialisation."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+__all__ = ["MLP", "MLPConfig", "SineLayer", "Siren", "SirenConfig"]
+
+
+@dataclass
+class MLPConfig:
+    """ReLU MLP: ``n_hidden_layers`` hidden layers of ``width`` units, linear output (METHODS.md: Bilevel code
+    uses 8 x 64)."""
+
+    width: int = 64
+    n_hidden_layers: int = 8
+    bias: bool = True
+
+
+class MLP(nn.Module):
+    """``in_dim -> [Linear, ReLU] * n_hidden_layers -> Linear(out_dim)`` (no output activation).
+
+    ``n_hidden_layers = 0`` gives a single linear layer.
+    """
+
+    def __init__(self, in_dim: int, out_dim: int, cfg: MLPConfig | None = None):
+        super().__init__()
+        cfg = cfg or MLPConfig()
+        layers: list[nn.Module] = []
+        d = in_dim
+        for _ in range(cfg.n_hidden_layers):
+            layers += [nn.Linear(d, cfg.width, bias=cfg.bias), nn.ReLU(inplace=True)]
+            d = cfg.width
+        layers.append(nn.Linear(d, out_dim, bias=cfg.bias))
+        self.net = nn.Sequential(*layers)
+        self.in_dim, self.out_dim = in_dim, out_dim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+@dataclass
+class SirenConfig:
+    """SIREN (Sitzmann et al. 2020): sine layers with frequency ``w0`` (30) and its initialisation."""
+
+    width: int = 256
+    n_hidden_layers: int = 3
+    w0: float = 30.0
+    w0_first: float = 30.0
+
+
+class SineLayer(nn.Module):
+    """``sin(w0 * (W x + b))`` with SIREN's initialisation: first layer U(-1/in, 1/in), later layers
+    U(-sqrt(6/in)/w0, sqrt(6/in)/w0)."""
+
+    def __init__(self, in_dim: int, out_dim: int, w0: float, first: bool):
+        super().__init__()
+        self.w0 = w0
+        self.linear = nn.Linear(in_dim, out_dim)
+        bound = 1.0 / in_dim if first else math.sqrt(6.0 / in_dim) / w0
+        with torch.no_grad():
+            self.linear.weight.uniform_(-bound, bound)
+            self.linear.bias.uniform_(-bound, bound)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.sin(self.w0 * self.linear(x))
+
+
+class Siren(nn.Module):
+    """SIREN network: ``n_hidden_layers + 1`` sine layers then a linear output layer (SIREN init)."""
+
+    def __init__(self, in_dim: int, out_dim: int, cfg: SirenConfig | None = None):
+        super().__init__()
+        cfg = cfg or SirenConfig()
+        layers: list[nn.Module] = [SineLayer(in_dim, cfg.width, cfg.w0_first, first=True)]
+        for _ in range(cfg.n_hidden_layers):
+            layers.append(SineLayer(cfg.width, cfg.width, cfg.w0, first=False))
+        last = nn.Linear(cfg.width, out_dim)
+        bound = math.sqrt(6.0 / cfg.width) / cfg.w0
+        with torch.no_grad():
+            last.weight.uniform_(-bound, bound)
+            last.bias.zero_()
+        layers.append(last)
+        self.net = nn.Sequential(*layers)
+        self.in_dim, self.out_dim = in_dim, out_dim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
