@@ -45,6 +45,8 @@ def _open(path: str | os.PathLike) -> h5py.File:
     p = Path(path)
     if not p.exists():
         raise FileFormatError(f"file {str(p)!r} does not exist", "check the path")
+    if p.is_dir():
+        raise FileFormatError(f"{str(p)!r} is a directory, not an HDF5 file", "give the path of the .h5 file")
     try:
         return h5py.File(p, "r")
     except OSError as exc:
@@ -98,8 +100,10 @@ def _attr(f: h5py.File, name: str, path: str, required: bool = True, default: An
 
 def _provenance(f: h5py.File, skip: set[str]) -> dict:
     out = {}
+    raw = f.attrs.get("json_attrs", "[]")
+    json_keys = set(json.loads(raw.decode() if isinstance(raw, bytes) else raw))
     for k, v in f.attrs.items():
-        if k in skip:
+        if k in skip or k == "json_attrs":
             continue
         if isinstance(v, bytes):
             v = v.decode()
@@ -107,7 +111,7 @@ def _provenance(f: h5py.File, skip: set[str]) -> dict:
             v = v.tolist()
         elif isinstance(v, np.generic):
             v = v.item()
-        out[k] = v
+        out[k] = json.loads(v) if k in json_keys else v
     return out
 
 
@@ -197,11 +201,20 @@ def _attr_value(v: Any) -> Any:
 def write_scan(path: str | os.PathLike, scan: Scan, compression: str | None = "gzip") -> Path:
     """Write ``scan`` in the inrecon HDF5 layout, atomically. Returns the path."""
     path = Path(path)
+    if not isinstance(scan, MRIScan | CTScan | VolumeScan):
+        raise TypeError(f"cannot write {type(scan).__name__}: expected an MRIScan, CTScan or VolumeScan")
     with atomic_path(path, suffix=".h5") as tmp, h5py.File(tmp, "w") as f:
         f.attrs["modality"] = scan.modality
+        json_keys = []
         for k, v in scan.provenance.items():
-            if k not in ("modality",):
-                f.attrs[k] = _attr_value(v)
+            if k in ("modality", "json_attrs"):
+                continue
+            a = _attr_value(v)
+            if isinstance(a, str) and not isinstance(v, str):
+                json_keys.append(k)
+            f.attrs[k] = a
+        if json_keys:
+            f.attrs["json_attrs"] = json.dumps(json_keys)
 
         def put(name, arr, dtype):
             a = _np(arr).astype(dtype, copy=False)
@@ -223,10 +236,8 @@ def write_scan(path: str | os.PathLike, scan: Scan, compression: str | None = "g
             put("angles", scan.angles, np.float32)
             for k, v in scan.geometry.to_attrs().items():
                 f.attrs[k] = v
-        elif isinstance(scan, VolumeScan):
-            put("volume", scan.volume, np.float32)
         else:
-            raise TypeError(f"cannot write {type(scan).__name__}")
+            put("volume", scan.volume, np.float32)
         if scan.target is not None and not (isinstance(scan, VolumeScan) and scan.target is scan.volume):
             t = _np(scan.target)
             put("target", t, np.complex64 if np.iscomplexobj(t) else np.float32)

@@ -379,8 +379,10 @@ class VolumeScan:
         if self.target is None:
             self.target = self.volume
         else:
+            require_real(self.target, "target")
             t = as_tensor(self.target, torch.float32)
             require_shape(t, "target", tuple(self.volume.shape))
+            require_finite(t, "target")
             self.target = t
         if self.roi is not None:
             self.roi = _as_mask(self.roi, tuple(self.volume.shape), "roi")
