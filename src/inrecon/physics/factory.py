@@ -11,15 +11,16 @@ from .operator import Identity, LinearOperator
 __all__ = ["build_operator"]
 
 
-def build_operator(scan, maps: torch.Tensor | None = None) -> LinearOperator:
+def build_operator(scan, maps: torch.Tensor | None = None, coil_combine: bool = True) -> LinearOperator:
     """The forward model of ``scan`` on the scan's device.
 
-    MRI: SENSE with ``maps`` (else ``scan.sens_maps``, else coil-by-coil Fourier without combination):
+    MRI: SENSE with ``maps`` (else ``scan.sens_maps``, else coil-by-coil Fourier without combination;
+    ``coil_combine=False`` always gives the coil-by-coil operator, domain ``(C, *image_shape)``):
     Cartesian :class:`~inrecon.physics.mri.SenseOp` or non-Cartesian
     :class:`~inrecon.physics.nufft.NufftSenseOp`. CT: :class:`~inrecon.physics.ct.CTProjector`. Volume: identity.
     """
     if isinstance(scan, MRIScan):
-        maps = scan.sens_maps if maps is None else maps
+        maps = (scan.sens_maps if maps is None else maps) if coil_combine else None
         if scan.is_cartesian:
             from .mri import SenseOp
 

@@ -1,0 +1,274 @@
+"""Wavelet transform, hold-out selection and the classical MRI reconstructions on small synthetic scans."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from inrecon.data.scans import MRIScan
+from inrecon.errors import InreconError, ShapeError
+from inrecon.methods.base import run_method
+from inrecon.methods.selection import holdout_loss, holdout_split, select_by_holdout, split_scan
+from inrecon.metrics import psnr
+from inrecon.physics.factory import build_operator
+from inrecon.physics.wavelets import Wavelet
+
+C64 = torch.complex64
+
+
+# --- synthetic data -------------------------------------------------------------------------------------------
+def _phantom(n: int = 64) -> torch.Tensor:
+    """Piecewise-constant ellipses with a smooth phase, complex64 ``(n, n)``."""
+    yy, xx = torch.meshgrid(torch.linspace(-1, 1, n), torch.linspace(-1, 1, n), indexing="ij")
+    img = torch.zeros(n, n)
+    for cy, cx, ay, ax, v in [
+        (0, 0, 0.8, 0.65, 1.0),
+        (0.1, -0.2, 0.3, 0.2, -0.4),
+        (-0.3, 0.25, 0.2, 0.15, 0.5),
+        (0.45, 0.1, 0.1, 0.25, 0.3),
+    ]:
+        img = img + v * ((((yy - cy) / ay) ** 2 + ((xx - cx) / ax) ** 2) <= 1).float()
+    phase = torch.exp(1j * (0.6 * xx + 0.3 * yy))
+    return (img * phase).to(C64)
+
+
+def _maps(n: int = 64, c: int = 4) -> torch.Tensor:
+    yy, xx = torch.meshgrid(torch.linspace(-1, 1, n), torch.linspace(-1, 1, n), indexing="ij")
+    maps = []
+    for k in range(c):
+        a = 2 * math.pi * k / c
+        bump = torch.exp(-((yy - 1.2 * math.sin(a)) ** 2 + (xx - 1.2 * math.cos(a)) ** 2) / 1.5)
+        maps.append(bump * torch.exp(1j * (k * 0.7 + 0.5 * xx)))
+    m = torch.stack(maps).to(C64)
+    return m / m.abs().square().sum(0).sqrt()
+
+
+def _mask(n: int = 64, af: float = 3.5, calib: int = 12, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    yy, xx = torch.meshgrid(torch.linspace(-1, 1, n), torch.linspace(-1, 1, n), indexing="ij")
+    r = (yy**2 + xx**2).sqrt()
+    prob = (1 - r / r.max()) ** 2
+    prob = prob * (n * n / af) / prob.sum()
+    m = torch.rand(n, n, generator=g) < prob.clamp(max=1)
+    s = slice(n // 2 - calib // 2, n // 2 + calib // 2)
+    m[s, s] = True
+    return m
+
+
+def _scan(noise: float = 0.01, mask=True, seed: int = 0, scale: float = 1.0) -> MRIScan:
+    x = _phantom()
+    maps = _maps()
+    m = _mask() if mask is True else None
+    op = build_operator(MRIScan(torch.ones(4, 64, 64, dtype=C64), sens_maps=maps), maps)
+    k = op(x)
+    g = torch.Generator().manual_seed(seed + 7)
+    k = k + noise * torch.complex(torch.randn(k.shape, generator=g), torch.randn(k.shape, generator=g))
+    if m is not None:
+        k = k * m
+    return MRIScan((k * scale).to(C64), mask=m, sens_maps=maps, target=x.abs())
+
+
+@pytest.fixture(scope="module")
+def scan() -> MRIScan:
+    return _scan()
+
+
+# --- hold-out split -------------------------------------------------------------------------------------------
+def test_holdout_split_cartesian():
+    mask = _mask()
+    train, val = holdout_split(mask, 0.2, seed=3)
+    assert train.dtype == torch.bool and train.shape == mask.shape
+    assert not bool((train & val).any()) and bool(((train | val) == mask).all())
+    assert int(val.sum()) == round(0.2 * int(mask.sum()))
+    _, v2 = holdout_split(mask, 0.2, seed=3)
+    assert bool((v2 == val).all())
+    assert not bool((holdout_split(mask, 0.2, seed=4)[1] == val).all())
+    # the fully sampled calibration square is part of the draw: about 20 % of it is held out
+    centre = val[26:38, 26:38].float().mean()
+    assert 0.08 < float(centre) < 0.35
+
+
+def test_holdout_split_noncartesian_and_errors():
+    train, val = holdout_split(1000, 0.25, seed=0)
+    assert train.shape == (1000,) and int(val.sum()) == 250 and not bool((train & val).any())
+    with pytest.raises(InreconError, match="fraction"):
+        holdout_split(_mask(), 1.0)
+    with pytest.raises(InreconError, match="empty"):
+        holdout_split(3, 0.01)
+
+
+def test_split_scan_cartesian(scan):
+    tr, va = split_scan(scan, 0.2, 0)
+    torch.testing.assert_close(tr.kspace + va.kspace, scan.kspace)
+    assert bool(((tr.mask | va.mask) == scan.mask).all()) and not bool((tr.mask & va.mask).any())
+    assert tr.sens_maps is scan.sens_maps and va.provenance["holdout"]["part"] == "val"
+
+
+def test_split_scan_noncartesian():
+    k = torch.randn(3, 500, dtype=C64)
+    traj = (torch.rand(500, 2) * 2 - 1) * 3.0
+    s = MRIScan(k, trajectory=traj, image_shape=(16, 16), dcf=torch.rand(500))
+    tr, va = split_scan(s, 0.2, 1)
+    assert tr.kspace.shape == (3, 400) and va.kspace.shape == (3, 100)
+    assert tr.trajectory.shape == (400, 2) and va.dcf.shape == (100,)
+    both = torch.cat([tr.kspace, va.kspace], 1)
+    assert torch.isclose(both.abs().sum(), k.abs().sum())
+
+
+def test_select_by_holdout_picks_smallest_loss(scan):
+    def recon(scan_train, iters):
+        return run_method("cgsense", scan_train, {"iters": iters}).image
+
+    best, scores = select_by_holdout(recon, scan, [1, 4, 30])
+    assert len(scores) == 3 and best == [1, 4, 30][int(np.argmin(scores))]
+    assert scores[0] > scores[1]  # one CG step underfits clearly
+    _, va = split_scan(scan, 0.2, 0)
+    with pytest.raises(ShapeError, match="coil maps"):
+        holdout_loss(build_operator(va, va.sens_maps), torch.zeros(4, 64, 64, dtype=C64), va.kspace)
+
+
+# --- methods --------------------------------------------------------------------------------------------------
+def test_zero_filled_fully_sampled_is_exact():
+    s = _scan(noise=0.0, mask=None)
+    x = _phantom()
+    img = run_method("zf", s).image
+    assert float((img - x).abs().max()) < 1e-5
+    rss = run_method("zf", s, {"coil_combine": "rss"})
+    assert rss.info["coil_combine"] == "rss" and float(rss.image.imag.abs().max()) == 0
+    assert float((rss.image.real - x.abs()).abs().max()) < 1e-5
+
+
+def test_cgsense_auto_beats_zf_and_is_scale_free(scan):
+    ref = scan.target
+    zf = psnr(run_method("zf", scan).image, ref, scale=True)
+    res = run_method("cgsense", scan)
+    p = psnr(res.image, ref, scale=True)
+    scores = res.info["holdout_scores"]
+    assert res.info["iters_chosen"] == min(scores, key=scores.get)
+    assert p > zf + 2.5, (p, zf)
+    big = run_method("cgsense", dataclasses.replace(scan, kspace=scan.kspace * 1e6))
+    assert big.info["iters_chosen"] == res.info["iters_chosen"]
+    assert float((big.image / 1e6 - res.image).norm() / res.image.norm()) < 1e-4
+
+
+def test_l1wavelet_is_optimal_and_scale_free(scan):
+    res = run_method("l1wavelet", scan, {"lam": 1e-3, "iters": 150})
+    x, lam = res.image, res.info["lam_abs"]
+    op = build_operator(scan, scan.sens_maps)
+    w = Wavelet(scan.image_shape, "db4")
+
+    def objective(v):
+        return 0.5 * float((op(v) - scan.kspace).abs().square().sum()) + lam * float(w(v).abs().sum())
+
+    f0 = objective(x)
+    g = torch.Generator().manual_seed(0)
+    for _ in range(4):  # near a minimiser, random perturbations increase the objective
+        d = torch.randn(x.shape, generator=g, dtype=C64) * 0.02 * float(x.abs().mean())
+        assert objective(x + d) > f0
+    assert objective(x * 1.02) > f0 and objective(x * 0.98) > f0
+    cg = psnr(run_method("cgsense", scan, {"iters": 30}).image, scan.target, scale=True)
+    assert psnr(x, scan.target, scale=True) > cg + 1.0
+    # lam > 1 (relative to max|W A^H y|) gives the zero image
+    assert float(run_method("l1wavelet", scan, {"lam": 1.05, "iters": 5}).image.abs().max()) == 0.0
+    big = run_method(
+        "l1wavelet", dataclasses.replace(scan, kspace=scan.kspace * 1e5), {"lam": 1e-3, "iters": 150}
+    )
+    assert float((big.image / 1e5 - x).norm() / x.norm()) < 1e-3
+
+
+def test_l1wavelet_auto_picks_min_holdout(scan):
+    res = run_method("l1wavelet", scan, {"lam": "auto", "lam_candidates": (1e-3, 1e-2, 1e-1), "iters": 60})
+    scores = res.info["holdout_scores"]
+    assert len(scores) == 5  # three candidates + two refinements around the winner
+    assert res.info["lam"] == min(scores, key=scores.get)
+    assert scores[0.1] > min(scores.values())  # far too strong is penalised
+
+
+def test_tv_on_piecewise_constant(scan):
+    res = run_method("tv", scan, {"lam": 1e-3, "iters": 150})
+    cg = psnr(run_method("cgsense", scan, {"iters": 30}).image, scan.target, scale=True)
+    assert psnr(res.image, scan.target, scale=True) > cg + 2.0
+    assert res.image.dtype == C64 and res.info["iterations"] == 150
+
+
+def test_bad_configs_raise_before_work(scan):
+    with pytest.raises(InreconError, match="auto"):
+        run_method("l1wavelet", scan, {"lam": "best"})
+    with pytest.raises(InreconError, match="lam"):
+        run_method("tv", scan, {"lam": -1})
+    with pytest.raises(InreconError, match="iters"):
+        run_method("cgsense", scan, {"iters": 0})
+    with pytest.raises(InreconError, match="wavelet"):
+        run_method("l1wavelet", scan, {"wavelet": "coif2"})
+    with pytest.raises(InreconError, match="coil_combine"):
+        run_method("zf", scan, {"coil_combine": "sum"})
+
+
+def test_noncartesian_without_maps_is_rejected():
+    pytest.importorskip("inrecon.physics.nufft")
+    s = MRIScan(torch.randn(2, 300, dtype=C64), trajectory=torch.rand(300, 2) * 2 - 1, image_shape=(16, 16))
+    with pytest.raises(InreconError, match="maps"):
+        run_method("cgsense", s, {"iters": 3})
+
+
+def test_espirit_maps_when_scan_has_none():
+    pytest.importorskip("inrecon.physics.coils")
+    s = _scan(noise=0.002)
+    s = dataclasses.replace(s, sens_maps=None)
+    res = run_method("cgsense", s, {"iters": 8})
+    assert psnr(res.image, s.target, scale=True) > 25
+
+
+def test_noncartesian_radial():
+    pytest.importorskip("inrecon.physics.nufft")
+    n, spokes = 32, 24
+    ang = torch.arange(spokes) * math.pi / spokes
+    r = (torch.arange(n) - n / 2) * 2 * math.pi / n
+    traj = torch.stack([r[None] * torch.sin(ang[:, None]), r[None] * torch.cos(ang[:, None])], -1).reshape(
+        -1, 2
+    )
+    x = _phantom(n)
+    maps = _maps(n, 4)
+    s0 = MRIScan(
+        torch.zeros(4, traj.shape[0], dtype=C64), trajectory=traj, image_shape=(n, n), sens_maps=maps
+    )
+    k = build_operator(s0, maps)(x)
+    s = dataclasses.replace(s0, kspace=k, target=x.abs())
+    zf = psnr(run_method("zf", s).image, x, scale=True)
+    cg = run_method("cgsense", s, {"max_iters": 20})
+    l1 = run_method("l1wavelet", s, {"lam": 1e-3, "iters": 50})
+    assert psnr(cg.image, x, scale=True) > zf + 3
+    assert psnr(l1.image, x, scale=True) > zf + 3
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_matches_cpu(scan):
+    gpu = scan.to("cuda")
+    for name, cfg in (("cgsense", {"iters": 6}), ("l1wavelet", {"iters": 30}), ("tv", {"iters": 30})):
+        a = run_method(name, scan, cfg).image
+        b = run_method(name, gpu, cfg).image
+        assert b.device.type == "cuda"
+        assert float((b.cpu() - a).norm() / a.norm()) < 1e-3
+
+
+def test_3d_scan_runs_every_method():
+    g = torch.Generator().manual_seed(0)
+    shape = (8, 16, 16)
+    x = torch.zeros(shape, dtype=C64)
+    x[2:6, 4:12, 3:13] = 1.0
+    maps = torch.randn((3, *shape), generator=g, dtype=C64)
+    maps = maps / maps.abs().square().sum(0).sqrt()
+    mask = torch.rand(shape, generator=g) < 0.5
+    mask[3:5, 6:10, 6:10] = True
+    k = build_operator(MRIScan(torch.ones(3, *shape, dtype=C64), sens_maps=maps), maps)(x) * mask
+    s = MRIScan(k, mask=mask, sens_maps=maps)
+    zf = psnr(run_method("zf", s).image, x, scale=True)
+    for name, cfg in (("cgsense", {}), ("l1wavelet", {"iters": 40}), ("tv", {"lam": 1e-3, "iters": 60})):
+        res = run_method(name, s, cfg)
+        assert res.image.shape == shape
+        assert psnr(res.image, x, scale=True) > zf + 3, name
