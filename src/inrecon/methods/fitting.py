@@ -102,6 +102,7 @@ def fit(
     step_callback: Callable[[int, dict], None] | None = None,
     render: Callable[[], torch.Tensor] | None = None,
     on_resume: Callable[[int], None] | None = None,
+    regularizer: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> FitResult:
     """Run the optimisation.
 
@@ -128,6 +129,8 @@ def fit(
         ``() -> image`` used for evaluation and the result when ``forward`` returns no image.
     on_resume
         Called with the resumed step after a checkpoint is loaded (e.g. to re-seek a batch sampler).
+    regularizer
+        ``image -> scalar`` added to the training loss (e.g. IMJENSE's total variation).
     """
     cfg.validate()
     opt = _adam(param_groups, cfg)
@@ -175,6 +178,8 @@ def fit(
         else:
             p_train = pred if train is None else pred[train]
             loss = data_loss(p_train, y_train, cfg.loss, cfg.delta)
+        if regularizer is not None:
+            loss = loss + regularizer(image)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

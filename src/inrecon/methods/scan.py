@@ -10,7 +10,6 @@ all samples for that many steps (``final="refit"``, default) or keeps the best w
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -23,7 +22,8 @@ from ..models.networks import MLPConfig, SirenConfig
 from .base import ReconResult, register
 from .checkpoint import config_fingerprint
 from .fitting import FitResult, OptimConfig, fit
-from .problems import Problem, make_problem
+from .problems import Problem, VolumeProblem, make_problem
+from .stopping import Built, StopConfig, data_identity, fit_with_stopping
 
 __all__ = ["ScanINRConfig", "build_field", "evaluator", "fit_problem", "param_groups", "reconstruct_ngp"]
 
@@ -188,7 +188,7 @@ def fit_problem(
 ) -> FitResult:
     """Fit ``inr`` to ``problem`` (full batch, or coordinate batches for large volumes)."""
     n_pix = problem.y.numel()
-    if problem.__class__.__name__ == "VolumeProblem" and n_pix > batch_size:
+    if isinstance(problem, VolumeProblem) and n_pix > batch_size:
         from ..models.inr import grid_coords
 
         coords = grid_coords(problem.image_shape, device=problem.y.device)
@@ -206,7 +206,7 @@ def fit_problem(
             groups,
             y_full,
             ocfg,
-            evaluate=_volume_eval(problem, inr),
+            evaluate=evaluator(problem),
             checkpoint_path=checkpoint_path,
             fingerprint=fingerprint,
             show_progress=show_progress,
@@ -237,121 +237,71 @@ def fit_problem(
     )
 
 
-def _volume_eval(problem: Problem, inr: ImageINR):
-    ev = evaluator(problem)
-    if ev is None:
-        return None
-    return ev
-
-
-def _fingerprint(scan, cfg: ScanINRConfig, stage: str) -> str:
-    data = (
-        scan.kspace if hasattr(scan, "kspace") else getattr(scan, "sinogram", getattr(scan, "volume", None))
-    )
-    ident = [tuple(data.shape), float(data.abs().sum())]
-    return config_fingerprint({"cfg": asdict(cfg), "data": ident, "stage": stage})
+def stop_config(cfg) -> StopConfig:
+    """The stopping-rule part of a method config (fields stop, holdout_fraction, patience, final, seed)."""
+    return StopConfig(cfg.stop, cfg.holdout_fraction, cfg.patience, cfg.final, cfg.seed)
 
 
 def reconstruct_ngp(scan, cfg: ScanINRConfig, *, show_progress=None, checkpoint_dir=None) -> ReconResult:
-    """Fit a scan-specific INR to ``scan`` with the hold-out stopping rule (see module docstring)."""
+    """Fit a scan-specific INR to ``scan`` with the hold-out stopping rule (see module docstring).
+
+    Volume fitting (identity measurement, no noise model) always runs ``steps`` steps on all voxels, in
+    coordinate batches of ``batch_size`` when the volume is larger.
+    """
     cfg.validate()
     problem = make_problem(scan, cfg.maps)
-    ckdir = Path(checkpoint_dir) if checkpoint_dir else None
-    info: dict = {}
-    is_volume = problem.__class__.__name__ == "VolumeProblem"
+    device = problem.y.device
+    if isinstance(problem, VolumeProblem):
+        return _fit_volume(problem, cfg, show_progress=show_progress, checkpoint_dir=checkpoint_dir)
 
-    def new_inr():
-        f = build_field(problem, cfg, seed=cfg.seed).to(problem.y.device)
-        return ImageINR(f, problem.image_shape, problem.complex_output)
-
-    common = dict(show_progress=show_progress, batch_size=cfg.batch_size, seed=cfg.seed)
-    if cfg.stop == "holdout" and not is_volume:
-        stage1_file = ckdir / "stage1.json" if ckdir else None
-        if stage1_file is not None and stage1_file.exists():
-            s1 = json.loads(stage1_file.read_text())
-            if s1.get("fingerprint") != _fingerprint(scan, cfg, "1"):
-                raise InreconError(f"{stage1_file} belongs to another run", "use another --checkpoint-dir")
-            chosen, stage1_info = s1["chosen_steps"], s1["info"]
-            res1 = None
-        else:
-            train, val = problem.split(cfg.holdout_fraction, cfg.seed)
-            inr = new_inr()
-            groups = param_groups(inr.field, cfg.wd_enc, cfg.wd_mlp)
-            res1 = fit_problem(
-                problem,
-                inr,
-                groups,
-                cfg.optim_config(patience=cfg.patience),
-                train=train,
-                val=val,
-                restore_best=cfg.final == "restore",
-                checkpoint_path=ckdir / "stage1.pt" if ckdir else None,
-                fingerprint=_fingerprint(scan, cfg, "1"),
-                desc="INR hold-out",
-                **common,
-            )
-            chosen = (res1.best_step or 0) + 1
-            stage1_info = {
-                "best_step": res1.best_step,
-                "best_val_loss": res1.best_val,
-                "steps_run": res1.steps_run,
-                "stopped_early": res1.stopped_early,
-                "seconds": res1.seconds,
-                "history": res1.history,
-            }
-            if stage1_file is not None and cfg.final == "refit":
-                from ..data.atomic import atomic_path
-
-                with atomic_path(stage1_file, suffix=".json") as tmp:
-                    tmp.write_text(
-                        json.dumps(
-                            {
-                                "fingerprint": _fingerprint(scan, cfg, "1"),
-                                "chosen_steps": chosen,
-                                "info": stage1_info,
-                            }
-                        )
-                    )
-        info["holdout"] = stage1_info
-        info["chosen_steps"] = chosen
-        if cfg.final == "refit" or res1 is None:
-            inr = new_inr()
-            groups = param_groups(inr.field, cfg.wd_enc, cfg.wd_mlp)
-            res = fit_problem(
-                problem,
-                inr,
-                groups,
-                cfg.optim_config(steps=chosen),
-                checkpoint_path=ckdir / "stage2.pt" if ckdir else None,
-                fingerprint=_fingerprint(scan, cfg, f"2-{chosen}"),
-                desc="INR refit",
-                **common,
-            )
-        else:
-            res = res1
-    else:
-        inr = new_inr()
-        groups = param_groups(inr.field, cfg.wd_enc, cfg.wd_mlp)
-        res = fit_problem(
-            problem,
-            inr,
-            groups,
-            cfg.optim_config(),
-            checkpoint_path=ckdir / "fit.pt" if ckdir else None,
-            fingerprint=_fingerprint(scan, cfg, "full"),
-            desc="INR",
-            **common,
+    def build() -> Built:
+        inr = ImageINR(
+            build_field(problem, cfg, seed=cfg.seed).to(device), problem.image_shape, problem.complex_output
         )
-    image = problem.finalize(inr.render() if is_volume else res.image)
-    info.update(
-        {
-            "history": res.history,
-            "steps_run": res.steps_run,
-            "fit_seconds": res.seconds,
-            "n_parameters": count_parameters(inr.field),
-        }
+
+        def forward():
+            image = inr()
+            return image, problem.predict(image)
+
+        return Built(inr, forward, param_groups(inr.field, cfg.wd_enc, cfg.wd_mlp))
+
+    image, info, built = fit_with_stopping(
+        problem,
+        build,
+        cfg.optim_config(),
+        stop_config(cfg),
+        run_id={"method": "ngp", "cfg": asdict(cfg)},
+        checkpoint_dir=checkpoint_dir,
+        show_progress=show_progress,
+        desc="NGP",
     )
+    info["n_parameters"] = count_parameters(built.module)
     return ReconResult(image=image, method="ngp", config=asdict(cfg), info=info)
+
+
+def _fit_volume(problem: VolumeProblem, cfg: ScanINRConfig, *, show_progress=None, checkpoint_dir=None):
+    inr = ImageINR(build_field(problem, cfg, seed=cfg.seed).to(problem.y.device), problem.image_shape, False)
+    groups = param_groups(inr.field, cfg.wd_enc, cfg.wd_mlp)
+    fp = config_fingerprint({"method": "ngp-volume", "cfg": asdict(cfg), "data": data_identity(problem)})
+    res = fit_problem(
+        problem,
+        inr,
+        groups,
+        cfg.optim_config(),
+        checkpoint_path=Path(checkpoint_dir) / "fit.pt" if checkpoint_dir else None,
+        fingerprint=fp,
+        show_progress=show_progress,
+        desc="NGP volume",
+        batch_size=cfg.batch_size,
+        seed=cfg.seed,
+    )
+    info = {
+        "history": res.history,
+        "steps_run": res.steps_run,
+        "fit_seconds": res.seconds,
+        "n_parameters": count_parameters(inr.field),
+    }
+    return ReconResult(image=problem.finalize(res.image), method="ngp", config=asdict(cfg), info=info)
 
 
 @register(
