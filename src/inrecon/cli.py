@@ -220,6 +220,61 @@ def _write_sidecar(out: Path, result, summary: dict) -> None:
         tmp.write_text(json.dumps(payload, indent=2, default=_json_default))
 
 
+# --- pretrain --------------------------------------------------------------------------------------------
+def _init_distributed(device_arg: str):
+    """Join the torch.distributed group when started by torchrun (WORLD_SIZE > 1); returns the device."""
+    import os
+
+    import torch
+
+    from ._runtime import resolve_device
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    device = resolve_device(device_arg)
+    if world > 1 and not torch.distributed.is_initialized():
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        torch.distributed.init_process_group(backend=backend)
+        if device.type == "cuda":
+            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+            torch.cuda.set_device(device)
+    return device, world
+
+
+def cmd_pretrain(args) -> int:
+    from .data.load import load_scan
+    from .methods.base import config_from_dict
+    from .methods.pretraining import get_pretrainer
+
+    spec = get_pretrainer(args.method)
+    overrides = _load_config_file(args.config)
+    overrides.update(_parse_sets(args.set))
+    cfg = config_from_dict(spec.config_cls, overrides)
+    out = Path(args.output)
+    if out.suffix != ".safetensors":
+        raise InreconError(
+            f"model output {str(out)!r} should end in .safetensors", "name it e.g. model.safetensors"
+        )
+    device, world = _init_distributed(args.device)
+    if world > 1 and not spec.distributed:
+        raise InreconError(
+            f"{args.method} pre-training does not run data-parallel",
+            "start it without torchrun (one process)",
+        )
+    scans, names = [], []
+    for path in args.data:  # read and validate every file before any training starts
+        scan = load_scan(path, **({"slice": args.slice} if args.slice is not None else {}))
+        scans.append(scan.to(device))
+        names.append(str(path))
+    spec.fn(scans, cfg, out, names=names, show_progress=not args.quiet, checkpoint_dir=args.checkpoint_dir)
+    import torch
+
+    if not torch.distributed.is_initialized() or torch.distributed.get_rank() == 0:
+        print(f"wrote {out}")
+    if torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
+    return 0
+
+
 # --- metrics ---------------------------------------------------------------------------------------------
 def cmd_metrics(args) -> int:
     import numpy as np
@@ -364,6 +419,30 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument("-q", "--quiet", action="store_true", help="no progress bar, no summary")
     s.set_defaults(func=cmd_recon)
+
+    s = sub.add_parser(
+        "pretrain",
+        help="pre-train a population model (DisINR, STRAINER, Meta) from raw measurements",
+        description="Pre-train a population model directly from the raw measurements of several scans (no "
+        "images needed): every scan keeps its own forward model. All scans must share modality and matrix "
+        "size. Writes a .safetensors model with its config and provenance. Data-parallel with torchrun: "
+        "`torchrun --nproc_per_node 2 -m inrecon.cli pretrain ...` shards the subjects across processes.",
+    )
+    s.add_argument("--method", required=True, choices=["disinr", "strainer", "meta"])
+    s.add_argument("--data", required=True, nargs="+", help="pre-training scan files")
+    s.add_argument("-o", "--output", required=True, help="model file (.safetensors)")
+    s.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="override a config value, e.g. steps=2000, subjects_per_step=8 (repeatable)",
+    )
+    s.add_argument("--config", help="JSON file of config values")
+    s.add_argument("--slice", type=int, help="slice index for multi-slice inputs")
+    s.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
+    s.add_argument("--checkpoint-dir", help="checkpoint here and resume after a kill")
+    s.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    s.set_defaults(func=cmd_pretrain)
 
     s = sub.add_parser(
         "metrics",

@@ -31,6 +31,7 @@ from .population import (
     check_compatible,
     load_model,
     pretrain_joint,
+    rank_world,
     save_model,
 )
 from .problems import VolumeProblem, make_problem
@@ -162,7 +163,7 @@ def pretrain_disinr(
     subjects = SubjectSet(scans, maps=cfg.maps, names=names)
     dim = len(subjects.image_shape)
     channels = 2 if subjects.complex_output else 1
-    rank, world = _rank_world()
+    rank, world = rank_world()
     mine = [i for i in range(len(subjects)) if i % world == rank]
     torch.manual_seed(cfg.seed)
     net = DisINRNetwork(dim, channels, list(range(len(subjects))), cfg.arch())
@@ -212,12 +213,6 @@ def pretrain_disinr(
     if rank == 0:
         save_model(out, net, meta, prefix_filter=("shared_encoder.", "decoder."))
     return out
-
-
-def _rank_world() -> tuple[int, int]:
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return torch.distributed.get_rank(), torch.distributed.get_world_size()
-    return 0, 1
 
 
 def load_disinr(model: str | Path, scan=None, device=None) -> tuple[DisINRNetwork, dict]:

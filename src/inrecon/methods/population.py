@@ -40,6 +40,7 @@ __all__ = [
     "check_compatible",
     "load_model",
     "pretrain_joint",
+    "rank_world",
     "save_model",
     "scan_signature",
 ]
@@ -155,7 +156,8 @@ class PretrainConfig:
     checkpoint_every: int = 200
 
 
-def _distributed() -> tuple[int, int]:
+def rank_world() -> tuple[int, int]:
+    """``(rank, world_size)`` of the torch.distributed group, ``(0, 1)`` without one."""
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         return torch.distributed.get_rank(), torch.distributed.get_world_size()
     return 0, 1
@@ -186,7 +188,7 @@ def pretrain_joint(
     the weights of the subjects in ``subject_ids`` (default: all; under torch.distributed: those with
     ``i % world == rank``). Returns the history (loss per logged step, wall time).
     """
-    rank, world = _distributed()
+    rank, world = rank_world()
     n = len(subjects)
     mine = set(subject_ids if subject_ids is not None else [i for i in range(n) if i % world == rank])
     device = next(net.parameters()).device

@@ -1,0 +1,98 @@
+"""Encodings and networks: the fast hash grid equals the readable reference; shapes; rendering in chunks."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from inrecon.models.encodings import FourierFeatures, HashGridConfig, HashGridEncoding, IdentityEncoding
+from inrecon.models.hashgrid_reference import ReferenceHashGrid
+from inrecon.models.inr import FieldConfig, ImageINR, NeuralField, grid_coords
+from inrecon.models.networks import MLP, MLPConfig, Siren, SirenConfig
+
+
+@pytest.mark.parametrize(
+    "dim,cfg",
+    [
+        (2, HashGridConfig()),
+        (2, HashGridConfig(smoothstep=True, log2_table_size=12, per_level_scale=2.0)),
+        (3, HashGridConfig(n_levels=6, log2_table_size=14)),
+        (3, HashGridConfig(n_levels=4, n_features=4, log2_table_size=10, base_resolution=8)),
+    ],
+)
+def test_hash_grid_matches_reference_values_and_gradients(dim, cfg, gen):
+    enc = HashGridEncoding(dim, cfg)
+    with torch.no_grad():
+        enc.table.normal_(generator=gen)
+    ref = ReferenceHashGrid(dim, cfg)
+    ref.load_from_flat(enc.table.detach())
+    x = torch.rand(500, dim, generator=gen)
+    g = torch.randn(500, enc.out_dim, generator=gen)
+    for inputs in (x, enc.plan(x)):
+        enc.table.grad = None
+        out = enc(inputs)
+        (out * g).sum().backward()
+        for t in ref.tables:
+            t.grad = None
+        r = ref(x)
+        (r * g).sum().backward()
+        torch.testing.assert_close(out, r, atol=1e-6, rtol=1e-5)
+        torch.testing.assert_close(
+            enc.table.grad, torch.cat([t.grad for t in ref.tables]), atol=1e-6, rtol=1e-5
+        )
+
+
+def test_hash_grid_level_layout_follows_tcnn_formulas():
+    enc = HashGridEncoding(
+        2, HashGridConfig(n_levels=16, log2_table_size=18, base_resolution=16, per_level_scale=1.5)
+    )
+    # level 0: scale 15 -> resolution 16 -> dense 256 rows; levels become hashed once res^2 > 2^18
+    assert enc.level_sizes[0] == 16**2
+    res = enc.resolutions.tolist()
+    assert res[1] == 24  # ceil(16*1.5 - 1) + 1
+    assert all((r**2 <= 2**18) == d for r, d in zip(res, enc.dense.tolist()))
+    assert all(s == 2**18 for s, d in zip(enc.level_sizes, enc.dense.tolist()) if not d)
+    assert enc.out_dim == 32
+    init = enc.table.detach()
+    assert float(init.abs().max()) <= 1e-4
+
+
+def test_fourier_and_identity_encodings():
+    x = torch.rand(10, 3)
+    ff = FourierFeatures(3)
+    assert ff(x).shape == (10, ff.out_dim) == (10, 3 * 21)
+    assert IdentityEncoding(3)(x).min() >= -1
+
+
+def test_siren_initialisation_bounds():
+    net = Siren(2, 1, SirenConfig(width=64, n_hidden_layers=2, w0=30.0))
+    first = net.net[0].linear.weight.detach()
+    assert float(first.abs().max()) <= 1 / 2 + 1e-6
+    hidden = net.net[1].linear.weight.detach()
+    assert float(hidden.abs().max()) <= (6 / 64) ** 0.5 / 30 + 1e-6
+
+
+def test_mlp_depth_and_linear_head():
+    m = MLP(32, 2, MLPConfig(width=16, n_hidden_layers=3))
+    assert sum(isinstance(x, torch.nn.Linear) for x in m.net) == 4
+    assert MLP(8, 1, MLPConfig(n_hidden_layers=0))(torch.rand(4, 8)).shape == (4, 1)
+
+
+@pytest.mark.parametrize("backbone", ["hash", "fourier", "siren"])
+def test_image_inr_renders_complex_and_real(backbone):
+    cfg = FieldConfig(backbone=backbone)
+    cfg.hash = HashGridConfig(n_levels=4, log2_table_size=10)
+    cfg.siren = SirenConfig(width=32, n_hidden_layers=1)
+    inr = ImageINR(NeuralField(2, 2, cfg), (12, 10), complex_output=True)
+    img = inr()
+    assert img.shape == (12, 10) and img.dtype == torch.complex64
+    torch.testing.assert_close(inr.render(chunk=7), img.detach())
+    real = ImageINR(NeuralField(3, 1, cfg), (4, 5, 6), complex_output=False)
+    assert real.render(chunk=11).shape == (4, 5, 6)
+
+
+def test_grid_coords_are_pixel_centres():
+    c = grid_coords((2, 4))
+    assert c.shape == (8, 2)
+    torch.testing.assert_close(c[0], torch.tensor([0.25, 0.125]))
+    torch.testing.assert_close(c[-1], torch.tensor([0.75, 0.875]))

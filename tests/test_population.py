@@ -1,0 +1,180 @@
+"""DisINR, STRAINER and Meta: pre-training from measurements, adaptation, model files, compatibility checks."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+import inrecon.methods.population as population
+from inrecon.errors import FileFormatError, InreconError
+from inrecon.methods.base import run_method
+from inrecon.methods.disinr import DisINRPretrainConfig, load_disinr, pretrain_disinr
+from inrecon.methods.meta import MetaPretrainConfig, pretrain_meta
+from inrecon.methods.population import load_model
+from inrecon.methods.strainer import StrainerPretrainConfig, pretrain_strainer
+from inrecon.metrics import psnr
+
+from .inr_fixtures import tiny_mri
+
+ARCH = dict(n_levels=6, log2_table_size=10, encoder_width=32, decoder_width=32)
+
+
+@pytest.fixture(scope="module")
+def subjects():
+    return [tiny_mri(seed=s) for s in range(3)]
+
+
+@pytest.fixture(scope="module")
+def disinr_model(tmp_path_factory, subjects):
+    out = tmp_path_factory.mktemp("m") / "disinr.safetensors"
+    pretrain_disinr(
+        subjects, DisINRPretrainConfig(steps=40, subjects_per_step=2, **ARCH), out, show_progress=False
+    )
+    return out
+
+
+def test_model_file_holds_shared_pair_and_provenance(disinr_model):
+    state, meta = load_model(disinr_model)
+    assert meta["method"] == "disinr" and meta["n_subjects"] == 3
+    assert meta["signature"] == {"modality": "mri", "image_shape": [32, 32], "channels": 2}
+    assert all(k.startswith(("shared_encoder.", "decoder.")) for k in state)
+    assert meta["pretrain_seconds"] > 0 and "inrecon_version" in meta
+    assert len(meta["history"]["loss"]) >= 4
+
+
+def test_adaptation_trains_only_the_subject_encoder(disinr_model):
+    scan = tiny_mri(seed=7)
+    net, _ = load_disinr(disinr_model, scan)
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    res = run_method("disinr", scan, {"steps": 30, "patience": 10, "eval_every": 10}, model=str(disinr_model))
+    n_enc = sum(p.numel() for p in net.shared_encoder.parameters())
+    assert res.info["n_parameters_trainable"] == n_enc  # a subject encoder has the shared encoder's size
+    after, _ = load_disinr(disinr_model, scan)
+    for k, v in after.state_dict().items():
+        torch.testing.assert_close(v, before[k])
+    assert torch.isfinite(torch.view_as_real(res.image)).all()
+
+
+def test_unfrozen_ablation_trains_everything(disinr_model):
+    scan = tiny_mri(seed=7)
+    res = run_method("disinr", scan, {"steps": 10, "stop": "none", "freeze": False}, model=str(disinr_model))
+    net, _ = load_disinr(disinr_model, scan)
+    total = sum(p.numel() for p in net.parameters()) + sum(p.numel() for p in net.shared_encoder.parameters())
+    assert res.info["n_parameters_trainable"] == total
+
+
+def test_incompatible_scan_fails_before_work(disinr_model):
+    other = tiny_mri(seed=1, shape=(32, 24))
+    with pytest.raises(InreconError, match="shape"):
+        run_method("disinr", other, {}, model=str(disinr_model))
+    with pytest.raises(InreconError, match="needs a pre-trained model"):
+        run_method("disinr", tiny_mri(), {})
+    with pytest.raises(FileFormatError):
+        run_method("disinr", tiny_mri(), {}, model="/nonexistent/model.safetensors")
+
+
+def test_pretraining_rejects_mixed_subjects():
+    with pytest.raises(InreconError, match="one modality and one matrix size"):
+        pretrain_disinr(
+            [tiny_mri(), tiny_mri(shape=(32, 24))], DisINRPretrainConfig(steps=1, **ARCH), "/tmp/x"
+        )
+
+
+def test_pretraining_resumes_after_kill(tmp_path, subjects, monkeypatch):
+    cfg = DisINRPretrainConfig(steps=30, subjects_per_step=2, checkpoint_every=10, **ARCH)
+    pretrain_disinr(subjects, cfg, tmp_path / "ref.safetensors", show_progress=False)
+    real = population.data_loss
+    calls = {"n": 0}
+
+    class Killed(Exception):
+        pass
+
+    def dying(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == 2 * 25:
+            raise Killed
+        return real(*a, **k)
+
+    monkeypatch.setattr(population, "data_loss", dying)
+    with pytest.raises(Killed):
+        pretrain_disinr(
+            subjects, cfg, tmp_path / "b.safetensors", show_progress=False, checkpoint_dir=tmp_path
+        )
+    monkeypatch.setattr(population, "data_loss", real)
+    pretrain_disinr(subjects, cfg, tmp_path / "b.safetensors", show_progress=False, checkpoint_dir=tmp_path)
+    a, _ = load_model(tmp_path / "ref.safetensors")
+    b, _ = load_model(tmp_path / "b.safetensors")
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0)
+
+
+def test_disinr_prior_helps_on_a_new_subject(tmp_path):
+    # pre-trained properly on 5 phantom subjects, a short adaptation beats an equally short NGP fit
+    subjects = [tiny_mri(seed=s) for s in range(5)]
+    model = tmp_path / "d.safetensors"
+    pretrain_disinr(
+        subjects,
+        DisINRPretrainConfig(steps=250, subjects_per_step=3, lr=3e-3, **ARCH),
+        model,
+        show_progress=False,
+    )
+    scan = tiny_mri(seed=9)
+    d = run_method("disinr", scan, {"steps": 40, "stop": "none", "lr": 1e-2}, model=str(model))
+    n = run_method(
+        "ngp",
+        scan,
+        {
+            "steps": 40,
+            "stop": "none",
+            "n_levels": 6,
+            "log2_table_size": 10,
+            "mlp_layers": 2,
+            "mlp_width": 32,
+            "lr": 1e-2,
+        },
+    )
+    assert psnr(d.image, scan.target, scale=True) > psnr(n.image, scan.target, scale=True)
+
+
+def test_strainer_and_meta_end_to_end(tmp_path, subjects):
+    s_path = pretrain_strainer(
+        subjects,
+        StrainerPretrainConfig(steps=10, n_levels=6, log2_table_size=10, width=32),
+        tmp_path / "s.safetensors",
+        show_progress=False,
+    )
+    res = run_method("strainer", tiny_mri(seed=5), {"steps": 10, "stop": "none"}, model=str(s_path))
+    assert res.image.shape == (32, 32)
+    frozen = run_method(
+        "strainer", tiny_mri(seed=5), {"steps": 5, "stop": "none", "freeze_trunk": True}, model=str(s_path)
+    )
+    assert frozen.info["n_parameters_trainable"] < res.info["n_parameters_trainable"]
+    m_path = pretrain_meta(
+        subjects,
+        MetaPretrainConfig(
+            outer_steps=3, inner_steps=2, n_levels=6, log2_table_size=10, mlp_layers=2, mlp_width=32
+        ),
+        tmp_path / "m.safetensors",
+        show_progress=False,
+    )
+    res = run_method("meta", tiny_mri(seed=5), {"steps": 10, "stop": "none"}, model=str(m_path))
+    assert torch.isfinite(torch.view_as_real(res.image)).all()
+    with pytest.raises(InreconError, match="not Meta"):
+        run_method("meta", tiny_mri(seed=5), {}, model=str(s_path))
+
+
+def test_fomaml_variant_runs(tmp_path, subjects):
+    cfg = MetaPretrainConfig(
+        algorithm="fomaml",
+        outer_steps=2,
+        inner_steps=2,
+        n_levels=4,
+        log2_table_size=8,
+        mlp_layers=1,
+        mlp_width=16,
+    )
+    pretrain_meta(subjects, cfg, tmp_path / "f.safetensors", show_progress=False)
+    with pytest.raises(InreconError, match="algorithm"):
+        pretrain_meta(subjects, dataclasses.replace(cfg, algorithm="maml2"), tmp_path / "g.safetensors")

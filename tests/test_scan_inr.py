@@ -1,0 +1,128 @@
+"""Scan-specific INR (NGP): hold-out stopping, reproducibility, resume after a kill, errors, every modality."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+import inrecon.methods.fitting as fitting
+from inrecon.data.scans import VolumeScan
+from inrecon.errors import InreconError
+from inrecon.methods.base import run_method
+from inrecon.methods.scan import ScanINRConfig, reconstruct_ngp
+from inrecon.metrics import psnr
+
+from .inr_fixtures import tiny_mri
+
+SMALL = dict(n_levels=6, log2_table_size=10, mlp_layers=2, mlp_width=32, eval_every=10, checkpoint_every=10)
+
+
+def test_ngp_holdout_stops_and_beats_zero_filled():
+    scan = tiny_mri()
+    cfg = ScanINRConfig(steps=150, patience=30, **SMALL)
+    res = reconstruct_ngp(scan, cfg, show_progress=False)
+    info = res.info
+    assert 1 <= info["chosen_steps"] <= 150
+    assert info["holdout"]["steps_run"] >= info["chosen_steps"]
+    assert len(info["holdout"]["history"]["val_loss"]) == info["holdout"]["steps_run"]
+    assert res.image.dtype == torch.complex64 and res.image.shape == scan.image_shape
+    zf = run_method("zf", scan).image
+    assert psnr(res.image, scan.target, scale=True) > psnr(zf, scan.target, scale=True) + 1.0
+
+
+def test_seeded_runs_are_reproducible():
+    scan = tiny_mri(seed=1)
+    cfg = ScanINRConfig(steps=25, stop="none", **SMALL)
+    a = reconstruct_ngp(scan, cfg, show_progress=False).image
+    b = reconstruct_ngp(scan, cfg, show_progress=False).image
+    torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+class _Killed(Exception):
+    pass
+
+
+def test_resume_after_kill_gives_identical_result(tmp_path, monkeypatch):
+    scan = tiny_mri(seed=2)
+    cfg = ScanINRConfig(steps=40, patience=15, **SMALL)
+    ref = reconstruct_ngp(scan, cfg, show_progress=False).image
+
+    real_loss = fitting.data_loss
+    calls = {"n": 0}
+
+    def dying_loss(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == 27:  # mid stage 1, after the checkpoint at step 20
+            raise _Killed
+        return real_loss(*a, **k)
+
+    monkeypatch.setattr(fitting, "data_loss", dying_loss)
+    with pytest.raises(_Killed):
+        reconstruct_ngp(scan, cfg, show_progress=False, checkpoint_dir=tmp_path)
+    assert (tmp_path / "holdout.pt").exists()
+    monkeypatch.setattr(fitting, "data_loss", real_loss)
+    resumed = reconstruct_ngp(scan, cfg, show_progress=False, checkpoint_dir=tmp_path).image
+    torch.testing.assert_close(resumed, ref, rtol=0, atol=0)
+
+
+def test_checkpoint_of_another_run_is_refused(tmp_path):
+    scan = tiny_mri(seed=3)
+    cfg = ScanINRConfig(steps=25, stop="none", **{**SMALL, "checkpoint_every": 10})
+    reconstruct_ngp(scan, dataclasses.replace(cfg, steps=30), show_progress=False, checkpoint_dir=tmp_path)
+    # a leftover checkpoint exists (step 20 < 30); a different config must not silently reuse it
+    with pytest.raises(InreconError, match="different run"):
+        reconstruct_ngp(
+            scan, dataclasses.replace(cfg, steps=30, lr=1e-3), show_progress=False, checkpoint_dir=tmp_path
+        )
+
+
+def test_bad_config_values_fail_before_work():
+    scan = tiny_mri()
+    with pytest.raises(InreconError, match="stop"):
+        run_method("ngp", scan, {"stop": "never"})
+    with pytest.raises(InreconError, match="backbone"):
+        run_method("ngp", scan, {"backbone": "transformer"})
+    with pytest.raises(InreconError, match="unknown config"):
+        run_method("ngp", scan, {"learning_rate": 1})
+    with pytest.raises(InreconError, match="loss"):
+        run_method("ngp", scan, {"loss": "huber", "steps": 5, "stop": "none"})
+
+
+@pytest.mark.parametrize("backbone", ["fourier", "siren"])
+def test_other_backbones_run(backbone):
+    scan = tiny_mri()
+    res = run_method(
+        "ngp",
+        scan,
+        {
+            "backbone": backbone,
+            "steps": 8,
+            "stop": "none",
+            "siren_width": 32,
+            "siren_layers": 1,
+            "mlp_layers": 2,
+            "mlp_width": 32,
+        },
+    )
+    assert torch.isfinite(torch.view_as_real(res.image)).all()
+
+
+def test_self_weighted_loss_runs():
+    scan = tiny_mri()
+    res = run_method(
+        "ngp", scan, {"loss": "self_weighted", "delta": 1e-3, "steps": 20, "stop": "none", **SMALL}
+    )
+    assert res.info["steps_run"] == 20
+
+
+def test_volume_fitting_in_batches_converges():
+    g = torch.Generator().manual_seed(0)
+    z, y, x = torch.meshgrid(*(torch.linspace(-1, 1, n) for n in (8, 16, 16)), indexing="ij")
+    vol = ((x**2 + y**2 + 0.5 * z**2) < 0.6).float() * 0.8 + 0.05 * torch.rand(8, 16, 16, generator=g)
+    scan = VolumeScan(volume=vol)
+    res = run_method("ngp", scan, {"steps": 60, "batch_size": 512, "lr": 1e-2, **SMALL})
+    hist = res.info["history"]
+    assert hist["psnr"][-1] > hist["psnr"][0] + 5
+    assert res.image.shape == vol.shape
