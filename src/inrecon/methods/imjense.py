@@ -133,7 +133,7 @@ class _CoilImageProblem(Problem):
     """Samples of the coil-by-coil forward model (no maps): predict(coil_images (C, *im)) -> (M,)."""
 
     def __init__(self, scan: MRIScan):
-        self.op = build_operator(scan, maps=None)
+        self.op = build_operator(scan, coil_combine=False)
         C = scan.n_coils
         if scan.is_cartesian:
             pos = torch.nonzero(scan.mask.reshape(-1), as_tuple=False).squeeze(1)
