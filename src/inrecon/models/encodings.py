@@ -86,10 +86,13 @@ class _BagLookup(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):  # type: ignore[override]
         idx, w = ctx.saved_tensors
-        contrib = (grad.unsqueeze(1) * w.unsqueeze(-1)).reshape(-1, grad.shape[-1])
-        out = torch.zeros(ctx.rows, grad.shape[-1], dtype=grad.dtype, device=grad.device)
-        out.index_add_(0, idx.reshape(-1), contrib)
-        return out, None, None
+        flat = idx.reshape(-1)
+        # one weighted bincount per feature: ~2x faster than index_add_ for tens of millions of rows on the CPU
+        cols = [
+            torch.bincount(flat, weights=(w * grad[:, f : f + 1]).reshape(-1), minlength=ctx.rows)
+            for f in range(grad.shape[-1])
+        ]
+        return torch.stack(cols, dim=1).to(grad.dtype), None, None
 
 
 class HashGridEncoding(nn.Module):
@@ -154,28 +157,45 @@ class HashGridEncoding(nn.Module):
         """Corner rows and interpolation weights.
 
         Returns ``idx`` int64 ``(n, L, 2**D)`` (rows of :attr:`table`) and ``w`` ``(n, L, 2**D)`` float32.
+        Positions are computed in float32, as tcnn does. Corners are assembled one at a time from per-axis
+        terms (``i_d * stride_d`` for dense levels, ``i_d * prime_d`` for hashed ones), so no
+        ``(n, L, 2**D, D)`` array is ever built.
         """
         if x.ndim != 2 or x.shape[1] != self.dim:
             raise ValueError(f"hash grid expects coordinates (n, {self.dim}), got {tuple(x.shape)}")
-        xd = x.to(torch.float64)
-        pos = xd[:, None, :] * self.scales[None, :, None] + 0.5  # (n, L, D)
-        base = torch.floor(pos)
-        frac = (pos - base).to(torch.float32)
+        pos = (
+            x.to(torch.float32)[:, None, :] * self.scales.to(torch.float32)[None, :, None] + 0.5
+        )  # (n, L, D)
+        base_f = torch.floor(pos)
+        frac = pos - base_f
         if self.cfg.smoothstep:
             frac = frac * frac * (3.0 - 2.0 * frac)
-        base = base.to(torch.int64)
-        grid = base[:, :, None, :] + self.corners[None, None]  # (n, L, 2^D, D)
-        # dense index: sum_d i_d * res^d
+        base = base_f.to(torch.int64)
+        # per-axis multipliers: dense stride res**d, or the hash prime of axis d
         strides = torch.stack([self.resolutions**d for d in range(self.dim)], dim=-1)  # (L, D)
-        dense_idx = (grid * strides[None, :, None, :]).sum(-1)
-        # xor spatial hash (only the low bits matter after "mod T" with T a power of two)
-        hashed = grid[..., 0] * _PRIMES[0]
-        for d in range(1, self.dim):
-            hashed = torch.bitwise_xor(hashed, grid[..., d] * _PRIMES[d])
-        idx = torch.where(self.dense[None, :, None], dense_idx, hashed)
-        idx = torch.remainder(idx, self.sizes[None, :, None]) + self.offsets[None, :, None]
-        wc = torch.where(self.corners.bool()[None, None], frac[:, :, None, :], 1.0 - frac[:, :, None, :])
-        w = wc.prod(-1)
+        primes = torch.tensor(_PRIMES[: self.dim], dtype=torch.int64, device=x.device)
+        mult = torch.where(self.dense[:, None], strides, primes[None, :])  # (L, D)
+        lo = base * mult[None]  # (n, L, D): axis term of the lower corner
+        hi = lo + mult[None]  # upper corner
+        dense = self.dense[None, :]
+        n_c = 2**self.dim
+        idx = torch.empty(x.shape[0], self.cfg.n_levels, n_c, dtype=torch.int64, device=x.device)
+        w = torch.empty(x.shape[0], self.cfg.n_levels, n_c, dtype=torch.float32, device=x.device)
+        for c in range(n_c):
+            bits = [(c >> d) & 1 for d in range(self.dim)]
+            terms = [hi[..., d] if bits[d] else lo[..., d] for d in range(self.dim)]
+            summed, xored = terms[0], terms[0]
+            weight = frac[..., 0] if bits[0] else 1.0 - frac[..., 0]
+            for d in range(1, self.dim):
+                summed = summed + terms[d]
+                xored = torch.bitwise_xor(xored, terms[d])
+                weight = weight * (frac[..., d] if bits[d] else 1.0 - frac[..., d])
+            # "mod T": a dense corner overshoots its table by less than one table size (at the far edge);
+            # hashed tables have power-of-two sizes, so the low bits are the remainder (tcnn does the same)
+            summed = summed - self.sizes[None, :] * (summed >= self.sizes[None, :])
+            xored = torch.bitwise_and(xored, self.table_size - 1)
+            idx[..., c] = torch.where(dense, summed, xored) + self.offsets[None, :]
+            w[..., c] = weight
         return idx, w
 
     @torch.no_grad()

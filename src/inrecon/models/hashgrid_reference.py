@@ -44,9 +44,9 @@ class ReferenceHashGrid(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         feats = []
         for (scale, res, dense, size), table in zip(self.levels, self.tables):
-            pos = x.to(torch.float64) * scale + 0.5
+            pos = x.to(torch.float32) * torch.tensor(scale, dtype=torch.float64).float() + 0.5
             base = torch.floor(pos)
-            frac = (pos - base).to(x.dtype)
+            frac = pos - base
             if self.cfg.smoothstep:
                 frac = frac * frac * (3.0 - 2.0 * frac)
             base = base.long()
