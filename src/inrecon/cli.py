@@ -161,14 +161,25 @@ def cmd_recon(args) -> int:
 
     spec = get_method(args.method)  # unknown method fails here, before reading anything
     overrides = _load_config_file(args.config)
+    record = None
+    if args.hparams:  # tuned values first, so that --set can still override them
+        from .methods.bilevel import load_hparams
+
+        record = load_hparams(args.hparams)
+        overrides.update(record["hparams"])
     overrides.update(_parse_sets(args.set))
-    if args.hparams:
-        overrides.update(_load_config_file(args.hparams).get("hparams", _load_config_file(args.hparams)))
     out = Path(args.output)
     _check_output_suffix(out)
     scan = load_scan(args.input, **({"slice": args.slice} if args.slice is not None else {}))
     device = resolve_device(args.device)
     scan = scan.to(device)
+    if record is not None:
+        from .methods.bilevel import protocol_mismatches
+
+        for msg in protocol_mismatches(record, scan):
+            print(
+                f"inrecon: warning: hyperparameters were tuned on another protocol ({msg})", file=sys.stderr
+            )
     extra = {}
     if spec.needs_model:
         if not args.model:
@@ -456,6 +467,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-roi", action="store_true", help="score the whole image")
     s.add_argument("--scale", action="store_true", help="least-squares scale the reconstruction first (MRI)")
     s.set_defaults(func=cmd_metrics)
+
+    from .cli_tuning import add_parsers
+
+    add_parsers(sub)
     return p
 
 

@@ -181,6 +181,11 @@ def read_scan(path: str | os.PathLike) -> Scan:
         elif modality == "volume":
             opt.pop("sens_maps", None)
             scan = VolumeScan(volume=_read(f, "volume", path), provenance=_provenance(f, skip), **opt)
+        elif modality == "mri-series":
+            raise InreconError(
+                f"{path} holds a real-time MRI series (T frames), not a single scan",
+                "reconstruct it with `inrecon recon-series` (inrecon.methods.series.read_series)",
+            )
         else:
             raise InreconError(f"{path}: unknown modality {modality!r}", 'use "mri", "ct" or "volume"')
     return scan

@@ -268,7 +268,7 @@ def reconstruct_imjense(scan: MRIScan, cfg: IMJENSEConfig, *, show_progress=None
             checkpoint_path=f"{checkpoint_dir}/imjense_stage1.pt" if checkpoint_dir else None,
             fingerprint=fp + "1",
         )
-        steps = (r1.best_step or 0) + 1
+        steps = max(1, r1.best_step or 0)
         info["holdout"] = {"best_step": r1.best_step, "steps_run": r1.steps_run, "history": r1.history}
     model = new_model()
     res = fit(

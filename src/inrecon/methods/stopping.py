@@ -139,7 +139,8 @@ def fit_with_stopping(
             val=val,
             restore_best=stop.final == "restore",
         )
-        chosen = (res1.best_step or 0) + 1
+        # the held-out loss of step s is scored on the weights after s updates: refit s updates
+        chosen = max(1, res1.best_step or 0)
         info["holdout"] = {
             "best_step": res1.best_step,
             "best_val_loss": res1.best_val,

@@ -25,7 +25,7 @@ from .encodings import (
     IdentityEncoding,
 )
 from .inr import PLAN_MAX_ENTRIES
-from .networks import SineLayer
+from .networks import SineLayer, he_init_
 
 __all__ = ["DisINRConfig", "DisINRNetwork", "Encoder", "StrainerNetwork", "make_encoding"]
 
@@ -57,7 +57,7 @@ def make_encoding(dim: int, cfg: DisINRConfig) -> nn.Module:
 def _layer(in_dim: int, out_dim: int, cfg: DisINRConfig, first: bool) -> nn.Module:
     if cfg.backbone == "siren":
         return SineLayer(in_dim, out_dim, cfg.siren_w0, first=first)
-    return nn.Sequential(nn.Linear(in_dim, out_dim), nn.ReLU(inplace=True))
+    return nn.Sequential(he_init_(nn.Linear(in_dim, out_dim)), nn.ReLU(inplace=True))
 
 
 class Encoder(nn.Module):
@@ -83,6 +83,8 @@ class Decoder(nn.Module):
         super().__init__()
         self.hidden = _layer(in_dim, cfg.decoder_width, cfg, first=False)
         self.out = nn.Linear(cfg.decoder_width, out_channels)
+        if cfg.backbone != "siren":
+            he_init_(self.out)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         return self.out(self.hidden(h))
@@ -170,7 +172,8 @@ class StrainerNetwork(nn.Module):
 
     def _new_head(self) -> nn.Module:
         layers = [_layer(self.width, self.width, self.cfg, first=False) for _ in range(self.n_head)]
-        layers.append(nn.Linear(self.width, self.out_channels))
+        out = nn.Linear(self.width, self.out_channels)
+        layers.append(out if self.cfg.backbone == "siren" else he_init_(out))
         return nn.Sequential(*layers)
 
     def add_subject(self) -> int:

@@ -21,8 +21,22 @@ class MLPConfig:
     bias: bool = True
 
 
+def he_init_(layer: nn.Linear) -> nn.Linear:
+    """He (Kaiming) uniform weights for a ReLU network and zero biases.
+
+    PyTorch's default ``nn.Linear`` initialisation shrinks the activations by about sqrt(3) per layer; behind a
+    hash grid (features start at +-1e-4) an 8-layer ReLU MLP then outputs a constant for hundreds of steps
+    (measured on a fully sampled 96x96 scan: 26 dB after 150 steps at lr 1e-2, vs 55 dB after 100 steps at
+    lr 1e-3 with this initialisation).
+    """
+    nn.init.kaiming_uniform_(layer.weight, nonlinearity="relu")
+    if layer.bias is not None:
+        nn.init.zeros_(layer.bias)
+    return layer
+
+
 class MLP(nn.Module):
-    """``in_dim -> [Linear, ReLU] * n_hidden_layers -> Linear(out_dim)`` (no output activation).
+    """``in_dim -> [Linear, ReLU] * n_hidden_layers -> Linear(out_dim)`` (no output activation), He-initialised.
 
     ``n_hidden_layers = 0`` gives a single linear layer.
     """
@@ -33,9 +47,9 @@ class MLP(nn.Module):
         layers: list[nn.Module] = []
         d = in_dim
         for _ in range(cfg.n_hidden_layers):
-            layers += [nn.Linear(d, cfg.width, bias=cfg.bias), nn.ReLU(inplace=True)]
+            layers += [he_init_(nn.Linear(d, cfg.width, bias=cfg.bias)), nn.ReLU(inplace=True)]
             d = cfg.width
-        layers.append(nn.Linear(d, out_dim, bias=cfg.bias))
+        layers.append(he_init_(nn.Linear(d, out_dim, bias=cfg.bias)))
         self.net = nn.Sequential(*layers)
         self.in_dim, self.out_dim = in_dim, out_dim
 
