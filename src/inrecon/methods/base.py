@@ -26,6 +26,7 @@ __all__ = [
     "config_from_dict",
     "get_method",
     "register",
+    "resolve_method",
     "run_method",
 ]
 
@@ -63,18 +64,34 @@ class MethodSpec:
 
 
 METHODS: dict[str, MethodSpec] = {}
+# (alias, modality) -> registered name: lets one user-facing name (e.g. "tv") mean the MRI or the CT method
+ALIASES: dict[tuple[str, str], str] = {}
 
 
 def register(
-    name: str, config_cls: type, modalities: tuple[str, ...], description: str, needs_model: bool = False
+    name: str,
+    config_cls: type,
+    modalities: tuple[str, ...],
+    description: str,
+    needs_model: bool = False,
+    aliases: tuple[str, ...] = (),
 ):
-    """Decorator adding ``fn`` to :data:`METHODS` under ``name``."""
+    """Decorator adding ``fn`` to :data:`METHODS` under ``name`` (and ``aliases`` for its modalities)."""
 
     def deco(fn):
         METHODS[name] = MethodSpec(name, fn, config_cls, tuple(modalities), description, needs_model)
+        for alias in aliases:
+            for modality in modalities:
+                ALIASES[(alias, modality)] = name
         return fn
 
     return deco
+
+
+def resolve_method(name: str, modality: str) -> MethodSpec:
+    """The method ``name`` means for ``modality`` (following :data:`ALIASES`)."""
+    _load_all()
+    return get_method(ALIASES.get((name, modality), name))
 
 
 def _load_all() -> None:
@@ -84,9 +101,12 @@ def _load_all() -> None:
 
 def get_method(name: str) -> MethodSpec:
     _load_all()
-    if name not in METHODS:
-        raise InreconError(f"unknown method {name!r}", f"choose one of: {', '.join(sorted(METHODS))}")
-    return METHODS[name]
+    if name in METHODS:
+        return METHODS[name]
+    for (alias, _modality), target in ALIASES.items():
+        if alias == name:
+            return METHODS[target]  # e.g. "tv" for CT when no MRI "tv" is loaded
+    raise InreconError(f"unknown method {name!r}", f"choose one of: {', '.join(sorted(METHODS))}")
 
 
 def _coerce(value: Any, typ: Any, key: str) -> Any:
@@ -149,7 +169,9 @@ def run_method(
     name: str, scan, overrides: Mapping[str, Any] | None = None, *, show_progress=None, **extra
 ) -> ReconResult:
     """Resolve ``name``'s config from ``overrides``, check the scan's modality, run it, time it."""
-    spec = get_method(name)
+    get_method(name)  # unknown names fail first
+    spec = resolve_method(name, scan.modality)
+    name = spec.name
     if scan.modality not in spec.modalities:
         raise InreconError(
             f"method {name!r} reconstructs {'/'.join(spec.modalities)} data, but the scan is {scan.modality}",
