@@ -77,22 +77,35 @@ class _PlannedLookup(torch.autograd.Function):
 
 
 class _BagLookup(torch.autograd.Function):
+    """Interpolated lookup of level-major bags: ``idx, w (L, n, 2**D)`` -> features ``(n, L*F)``.
+
+    Forward: one ``embedding_bag``. Backward: one weighted ``bincount`` per level and feature into that level's
+    rows only, so the scatter target (one level's table) stays in cache: ~3x faster than one global scatter.
+    """
+
     @staticmethod
-    def forward(ctx, table, idx, w):  # type: ignore[override]
+    def forward(ctx, table, idx, w, offsets, sizes):  # type: ignore[override]
+        n_lv, n = idx.shape[0], idx.shape[1]
         ctx.save_for_backward(idx, w)
-        ctx.rows = table.shape[0]
-        return F.embedding_bag(idx, table, per_sample_weights=w, mode="sum")
+        ctx.offsets, ctx.sizes, ctx.rows = offsets, sizes, table.shape[0]
+        out = F.embedding_bag(
+            idx.reshape(n_lv * n, -1), table, per_sample_weights=w.reshape(n_lv * n, -1), mode="sum"
+        )
+        return out.reshape(n_lv, n, -1).permute(1, 0, 2).reshape(n, -1)
 
     @staticmethod
     def backward(ctx, grad):  # type: ignore[override]
         idx, w = ctx.saved_tensors
-        flat = idx.reshape(-1)
-        # one weighted bincount per feature: ~2x faster than index_add_ for tens of millions of rows on the CPU
-        cols = [
-            torch.bincount(flat, weights=(w * grad[:, f : f + 1]).reshape(-1), minlength=ctx.rows)
-            for f in range(grad.shape[-1])
-        ]
-        return torch.stack(cols, dim=1).to(grad.dtype), None, None
+        n_lv, n = idx.shape[0], idx.shape[1]
+        g = grad.reshape(n, n_lv, -1).permute(1, 0, 2)  # (L, n, F)
+        n_f = g.shape[-1]
+        out = torch.empty(ctx.rows, n_f, dtype=torch.float64, device=grad.device)
+        for lvl, (off, size) in enumerate(zip(ctx.offsets, ctx.sizes)):
+            local = (idx[lvl] - off).reshape(-1)
+            for f in range(n_f):
+                weights = (w[lvl] * g[lvl, :, f : f + 1]).reshape(-1)
+                out[off : off + size, f] = torch.bincount(local, weights=weights, minlength=size)
+        return out.to(grad.dtype), None, None, None, None
 
 
 class HashGridEncoding(nn.Module):
@@ -135,6 +148,12 @@ class HashGridEncoding(nn.Module):
         self.register_buffer("dense", torch.tensor(dense), persistent=False)
         self.register_buffer("sizes", torch.tensor(sizes, dtype=torch.int64), persistent=False)
         self.register_buffer("offsets", torch.tensor(offsets, dtype=torch.int64), persistent=False)
+        self._scales_f32 = [float(torch.tensor(sc, dtype=torch.float32)) for sc in scales]
+        self._dense_list = dense
+        self._offset_list = offsets
+        self._mult_list = [
+            [r**d for d in range(dim)] if dn else list(_PRIMES[:dim]) for r, dn in zip(res, dense)
+        ]
         corners = torch.tensor(
             [[(c >> d) & 1 for d in range(dim)] for c in range(2**dim)], dtype=torch.int64
         )  # (2^D, D)
@@ -154,55 +173,55 @@ class HashGridEncoding(nn.Module):
     # --- index computation -------------------------------------------------------------------------------
     @torch.no_grad()
     def lookup(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Corner rows and interpolation weights.
+        """Corner rows and interpolation weights, level-major.
 
-        Returns ``idx`` int64 ``(n, L, 2**D)`` (rows of :attr:`table`) and ``w`` ``(n, L, 2**D)`` float32.
-        Positions are computed in float32, as tcnn does. Corners are assembled one at a time from per-axis
-        terms (``i_d * stride_d`` for dense levels, ``i_d * prime_d`` for hashed ones), so no
-        ``(n, L, 2**D, D)`` array is ever built.
+        Returns ``idx`` int64 ``(L, n, 2**D)`` (rows of :attr:`table`) and ``w`` ``(L, n, 2**D)`` float32.
+        Positions are float32, as in tcnn. Each level is computed on its own (cache-sized intermediates), and
+        corners are assembled from per-axis terms (``i_d * stride_d`` for dense levels, ``i_d * prime_d`` for
+        hashed ones) without ever building an ``(n, 2**D, D)`` array.
         """
         if x.ndim != 2 or x.shape[1] != self.dim:
             raise ValueError(f"hash grid expects coordinates (n, {self.dim}), got {tuple(x.shape)}")
-        pos = (
-            x.to(torch.float32)[:, None, :] * self.scales.to(torch.float32)[None, :, None] + 0.5
-        )  # (n, L, D)
-        base_f = torch.floor(pos)
-        frac = pos - base_f
-        if self.cfg.smoothstep:
-            frac = frac * frac * (3.0 - 2.0 * frac)
-        base = base_f.to(torch.int64)
-        # per-axis multipliers: dense stride res**d, or the hash prime of axis d
-        strides = torch.stack([self.resolutions**d for d in range(self.dim)], dim=-1)  # (L, D)
-        primes = torch.tensor(_PRIMES[: self.dim], dtype=torch.int64, device=x.device)
-        mult = torch.where(self.dense[:, None], strides, primes[None, :])  # (L, D)
-        lo = base * mult[None]  # (n, L, D): axis term of the lower corner
-        hi = lo + mult[None]  # upper corner
-        dense = self.dense[None, :]
-        n_c = 2**self.dim
-        idx = torch.empty(x.shape[0], self.cfg.n_levels, n_c, dtype=torch.int64, device=x.device)
-        w = torch.empty(x.shape[0], self.cfg.n_levels, n_c, dtype=torch.float32, device=x.device)
-        for c in range(n_c):
-            bits = [(c >> d) & 1 for d in range(self.dim)]
-            terms = [hi[..., d] if bits[d] else lo[..., d] for d in range(self.dim)]
-            summed, xored = terms[0], terms[0]
-            weight = frac[..., 0] if bits[0] else 1.0 - frac[..., 0]
-            for d in range(1, self.dim):
-                summed = summed + terms[d]
-                xored = torch.bitwise_xor(xored, terms[d])
-                weight = weight * (frac[..., d] if bits[d] else 1.0 - frac[..., d])
-            # "mod T": a dense corner overshoots its table by less than one table size (at the far edge);
-            # hashed tables have power-of-two sizes, so the low bits are the remainder (tcnn does the same)
-            summed = summed - self.sizes[None, :] * (summed >= self.sizes[None, :])
-            xored = torch.bitwise_and(xored, self.table_size - 1)
-            idx[..., c] = torch.where(dense, summed, xored) + self.offsets[None, :]
-            w[..., c] = weight
+        n, n_c = x.shape[0], 2**self.dim
+        xf = x.to(torch.float32)
+        idx = torch.empty(self.cfg.n_levels, n, n_c, dtype=torch.int64, device=x.device)
+        w = torch.empty(self.cfg.n_levels, n, n_c, dtype=torch.float32, device=x.device)
+        for lvl in range(self.cfg.n_levels):
+            pos = xf * self._scales_f32[lvl] + 0.5  # (n, D)
+            base_f = torch.floor(pos)
+            frac = pos - base_f
+            if self.cfg.smoothstep:
+                frac = frac * frac * (3.0 - 2.0 * frac)
+            one_minus = 1.0 - frac
+            base = base_f.to(torch.int64)
+            dense, size, offset = self._dense_list[lvl], self.level_sizes[lvl], self._offset_list[lvl]
+            mult = self._mult_list[lvl]
+            lo = [base[:, d] * mult[d] for d in range(self.dim)]
+            hi = [lo[d] + mult[d] for d in range(self.dim)]
+            for c in range(n_c):
+                bits = [(c >> d) & 1 for d in range(self.dim)]
+                acc = hi[0] if bits[0] else lo[0]
+                weight = frac[:, 0] if bits[0] else one_minus[:, 0]
+                for d in range(1, self.dim):
+                    term = hi[d] if bits[d] else lo[d]
+                    acc = acc + term if dense else torch.bitwise_xor(acc, term)
+                    weight = weight * (frac[:, d] if bits[d] else one_minus[:, d])
+                if dense:
+                    # "mod T": a dense corner overshoots its table by less than one table size (far edge)
+                    acc = acc - size * (acc >= size)
+                else:
+                    # power-of-two table: the low bits are the remainder (tcnn does the same)
+                    acc = torch.bitwise_and(acc, size - 1)
+                idx[lvl, :, c] = acc + offset
+                w[lvl, :, c] = weight
         return idx, w
 
     @torch.no_grad()
     def plan(self, x: torch.Tensor) -> HashPlan:
         """Precompute the sparse interpolation matrices for a fixed coordinate set ``x (n, D)``."""
         n = x.shape[0]
-        idx, w = self.lookup(x)
+        idx, w = self.lookup(x)  # (L, n, C)
+        idx, w = idx.permute(1, 0, 2), w.permute(1, 0, 2)  # point-major: row = point * L + level
         n_lv, n_c = idx.shape[1], idx.shape[2]
         rows = torch.arange(n * n_lv, device=x.device).repeat_interleave(n_c)
         coo = torch.sparse_coo_tensor(
@@ -225,11 +244,7 @@ class HashGridEncoding(nn.Module):
             out = _PlannedLookup.apply(table, x.fwd, x.bwd)
             return out.reshape(x.n, self.out_dim)
         idx, w = self.lookup(x)
-        n = x.shape[0]
-        flat_idx = idx.reshape(n * idx.shape[1], -1)
-        flat_w = w.reshape(n * w.shape[1], -1).to(table.dtype)
-        out = _BagLookup.apply(table, flat_idx, flat_w)
-        return out.reshape(n, self.out_dim)
+        return _BagLookup.apply(table, idx, w.to(table.dtype), self._offset_list, self.level_sizes)
 
 
 @dataclass
