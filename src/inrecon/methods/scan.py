@@ -57,6 +57,8 @@ class ScanINRConfig:
     delta: float = 1e-3
     wd_enc: float = 1e-5
     wd_mlp: float = 1e-8
+    beta2: float = 0.99
+    adam_eps: float = 1e-15
     # stopping without a reference
     stop: str = "holdout"  # holdout | none
     holdout_fraction: float = 0.2
@@ -97,6 +99,8 @@ class ScanINRConfig:
             lr=self.lr,
             lr_decay_every=self.lr_decay_every,
             lr_decay=self.lr_decay,
+            beta2=self.beta2,
+            eps=self.adam_eps,
             loss=self.loss,
             delta=self.delta,
             val_loss=self.val_loss,
