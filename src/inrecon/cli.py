@@ -294,6 +294,32 @@ def cmd_demo(args) -> int:
     return 0
 
 
+# --- bench -----------------------------------------------------------------------------------------------
+def cmd_bench(args) -> int:
+    from .experiments.bench import available_experiments, run_bench
+
+    if args.list or not args.names:
+        for name, desc in available_experiments().items():
+            print(f"{name:20s} {desc}")
+        return 0
+    names = list(available_experiments()) if args.names == ["all"] else args.names
+    overrides = {}
+    for k, v in _parse_sets(args.set).items():
+        try:
+            overrides[k] = json.loads(v)
+        except json.JSONDecodeError:
+            overrides[k] = v
+    for name in names:
+        run_bench(
+            name,
+            quick=args.quick,
+            out_dir=args.output,
+            show_progress=not args.no_progress,
+            overrides=overrides,
+        )
+    return 0
+
+
 # --- metrics ---------------------------------------------------------------------------------------------
 def cmd_metrics(args) -> int:
     import numpy as np
@@ -490,6 +516,27 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
     s.add_argument("--no-progress", action="store_true", help="no progress bars")
     s.set_defaults(func=cmd_demo)
+
+    s = sub.add_parser(
+        "bench",
+        help="named experiments reproducing the papers' tables and figures (JSON, Markdown, HTML report)",
+        description="Run named experiments (DisINR Tables 1-5 and 7, Figs. 5 and 7; the Bilevel paper's tuned vs "
+        "default vs oracle, transfer and residual series). Each is a JSON config; --quick shrinks it for a CPU. "
+        "Real data from INRECON_DATA where present, phantoms otherwise (the report says which). "
+        "`inrecon bench --list` lists them; `inrecon bench all --quick` runs every one.",
+    )
+    s.add_argument("names", nargs="*", help="experiment names (or 'all'), or paths to JSON configs")
+    s.add_argument("--list", action="store_true", help="list the experiments")
+    s.add_argument("--quick", action="store_true", help="the small CPU profile of each experiment")
+    s.add_argument("-o", "--output", default="inrecon-bench", help="output folder (default inrecon-bench)")
+    s.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="override an experiment parameter (JSON values, e.g. n_test=3 or views=[60])",
+    )
+    s.add_argument("--no-progress", action="store_true", help="no progress bars")
+    s.set_defaults(func=cmd_bench)
 
     from .cli_tuning import add_parsers
 

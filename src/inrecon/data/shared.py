@@ -100,15 +100,21 @@ def lungdx_slices(which: str = "A0001", indices=None, size: int = 256) -> np.nda
 
 
 def disinr_fan_geometry(image_shape=(256, 256)) -> CTGeometry:
-    """DisINR's sparse-view geometry: 1 mm pixels, 500 detectors at 2 mm, source/detector 300/300 mm."""
+    """DisINR's sparse-view geometry: 1 mm pixels, 500 detectors at 2 mm, source/detector 300/300 mm.
+
+    For an ``n x n`` image other than 256 the geometry is scaled by ``n / 256`` (distances and detector count,
+    spacing kept at 2 mm) so the relative field of view and magnification stay DisINR's.
+    """
+    n = int(image_shape[0])
+    f = n / 256
     return CTGeometry(
         kind="fan",
-        n_detectors=500,
+        n_detectors=int(math.ceil(500 * f)),
         detector_spacing_mm=2.0,
         image_shape=tuple(image_shape),
         pixel_size_mm=1.0,
-        source_to_center_mm=300.0,
-        center_to_detector_mm=300.0,
+        source_to_center_mm=300.0 * f,
+        center_to_detector_mm=300.0 * f,
     )
 
 

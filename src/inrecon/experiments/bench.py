@@ -62,20 +62,33 @@ def load_experiment(name_or_path: str, quick: bool = False) -> dict:
     params = dict(cfg.get("params", {}))
     if quick:
         params.update(cfg.get("quick", {}))
-    return {"name": cfg.get("name", p.stem), "kind": cfg["kind"], "description": cfg.get("description", ""),
-            "params": params, "quick": quick}
+    return {
+        "name": cfg.get("name", p.stem),
+        "kind": cfg["kind"],
+        "description": cfg.get("description", ""),
+        "params": params,
+        "quick": quick,
+    }
 
 
-def run_bench(name: str, quick: bool = False, out_dir: str | Path = "inrecon-bench", show_progress=None,
-              log=print, overrides: dict | None = None) -> Path:
+def run_bench(
+    name: str,
+    quick: bool = False,
+    out_dir: str | Path = "inrecon-bench",
+    show_progress=None,
+    log=print,
+    overrides: dict | None = None,
+) -> Path:
     """Run one experiment; returns the report's path."""
     from . import bench_drivers  # noqa: F401  (registers the drivers)
 
     exp = load_experiment(name, quick)
     exp["params"].update(overrides or {})
     if exp["kind"] not in DRIVERS:
-        raise InreconError(f"experiment {name!r} uses an unknown driver {exp['kind']!r}",
-                           f"known drivers: {', '.join(sorted(DRIVERS))}")
+        raise InreconError(
+            f"experiment {name!r} uses an unknown driver {exp['kind']!r}",
+            f"known drivers: {', '.join(sorted(DRIVERS))}",
+        )
     out = Path(out_dir) / exp["name"]
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()

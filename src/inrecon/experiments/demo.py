@@ -20,14 +20,13 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from .. import __version__
 from ..data.atomic import atomic_path
 from ..data.phantoms import body_ct_phantom, brain_phantom
 from ..data.sampling import cartesian_1d
-from ..data.scans import CTGeometry
+from ..data.shared import disinr_fan_geometry
 from ..physics.simulate_ct import full_scan_angles, simulate_ct
 from ..physics.simulate_mri import simulate_mri
 from .runner import Comparison, MethodRun, run_comparison
@@ -104,23 +103,8 @@ def _mri_population(p: DemoProfile, seeds, device):
     return scans
 
 
-def _ct_geometry(shape) -> CTGeometry:
-    """DisINR's fan geometry scaled to an ``n x n`` image of 1 mm pixels (n = 256 gives it exactly):
-    source and detector at 300 n/256 mm, detectors of 2 mm covering the same relative field of view."""
-    n = shape[0]
-    return CTGeometry(
-        kind="fan",
-        n_detectors=int(np.ceil(500 * n / 256)),
-        detector_spacing_mm=2.0,
-        image_shape=tuple(shape),
-        pixel_size_mm=1.0,
-        source_to_center_mm=300.0 * n / 256,
-        center_to_detector_mm=300.0 * n / 256,
-    )
-
-
 def _ct_population(p: DemoProfile, seeds, device):
-    geom = _ct_geometry(p.ct_shape)
+    geom = disinr_fan_geometry(p.ct_shape)
     angles = full_scan_angles(p.views)
     return [simulate_ct(body_ct_phantom(p.ct_shape, seed=s), geom, angles).to(device) for s in seeds]
 
