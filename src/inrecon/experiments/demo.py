@@ -170,12 +170,13 @@ def run_demo(
     device: str = "auto",
     show_progress: bool | None = None,
     log=print,
+    profile: DemoProfile | None = None,
 ) -> dict:
     """Run the demo; returns ``{"tables": ..., "report": path}``."""
     from .._runtime import resolve_device
     from ..report import Report, collect_environment
 
-    prof = PROFILES["quick" if quick else "full"]
+    prof = profile or PROFILES["quick" if quick else "full"]
     dev = resolve_device(device)
     torch.manual_seed(0)
     out = Path(out_dir)

@@ -51,6 +51,7 @@ class OptimConfig:
     min_steps: int = 50
     eval_every: int = 50
     checkpoint_every: int = 200
+    sync_every: int = 25  # GPU: read losses back every this many steps (no host sync in between)
 
     def validate(self) -> None:
         if self.loss not in LOSSES or self.val_loss not in LOSSES:
@@ -157,22 +158,50 @@ def fit(
     t0 = time.perf_counter() - elapsed
     bar = progress(range(start, cfg.steps), total=cfg.steps, initial=start, desc=desc, show=show_progress)
     step = start
+    # Host syncs: on a GPU the held-out and training losses stay on the device and are read back every
+    # `sync_every` steps; on the CPU (and for restore_best, which must snapshot before the update) every step.
+    device = y.device
+    sync_every = 1 if (device.type == "cpu" or restore_best) else max(1, cfg.sync_every)
+    pending_val: list[tuple[int, torch.Tensor]] = []
+    pending_loss: list[tuple[int, torch.Tensor]] = []
+    last_loss = float("nan")
+
+    def flush() -> None:
+        nonlocal best_val, best_step, last_loss
+        if pending_val:
+            vals = torch.stack([v for _, v in pending_val]).tolist()
+            for (s_, _), v in zip(pending_val, vals):
+                hist["val_step"].append(s_)
+                hist["val_loss"].append(v)
+                if v < best_val:
+                    best_val, best_step = v, s_
+            pending_val.clear()
+        if pending_loss:
+            vals = torch.stack([v for _, v in pending_loss]).tolist()
+            for (s_, _), v in zip(pending_loss, vals):
+                hist["step"].append(s_)
+                hist["loss"].append(v)
+            last_loss = vals[-1]
+            pending_loss.clear()
+
     for step in bar:
         out = forward()
         image, pred = out[0], out[1]
         batch_y = out[2] if len(out) > 2 else None
         logs = {}
         if y_val is not None and batch_y is None:
-            # scored before the update, so the snapshot below holds exactly the weights that produced `vl`
+            # scored before the update: the weights that produced this loss are the current ones
             with torch.no_grad():
-                vl = float(data_loss(pred.detach()[val], y_val, cfg.val_loss, cfg.val_delta))
-            hist["val_step"].append(step)
-            hist["val_loss"].append(vl)
-            if vl < best_val:
-                best_val, best_step = vl, step
-                if restore_best:
+                vl_t = data_loss(pred.detach()[val], y_val, cfg.val_loss, cfg.val_delta)
+            if restore_best:
+                vl = float(vl_t)
+                hist["val_step"].append(step)
+                hist["val_loss"].append(vl)
+                if vl < best_val:
+                    best_val, best_step = vl, step
                     best_state = {k: v.detach().clone() for k, v in module.state_dict().items()}
-            logs["val"] = vl
+            else:
+                pending_val.append((step, vl_t))
         if batch_y is not None:
             loss = data_loss(pred, batch_y, cfg.loss, cfg.delta)
         else:
@@ -184,24 +213,27 @@ def fit(
         loss.backward()
         opt.step()
         sched.step()
-        if step % 10 == 0 or step == cfg.steps - 1:
-            hist["step"].append(step)
-            hist["loss"].append(float(loss.detach()))
-        if evaluate is not None and (step % cfg.eval_every == 0 or step == cfg.steps - 1):
+        done = step + 1
+        if step % 10 == 0 or done == cfg.steps:
+            pending_loss.append((step, loss.detach()))
+        evaluating = evaluate is not None and (step % cfg.eval_every == 0 or done == cfg.steps)
+        checkpointing = checkpoint_path is not None and done % cfg.checkpoint_every == 0 and done < cfg.steps
+        if done % sync_every == 0 or done == cfg.steps or evaluating or checkpointing:
+            flush()
+            if best_step is not None and hist["val_loss"]:
+                logs["val"] = hist["val_loss"][-1]
+        if evaluating:
             with torch.no_grad():
                 m = evaluate(image.detach() if image is not None else render())
             hist["eval_step"].append(step)
             for k, v in m.items():
                 hist.setdefault(k, []).append(v)
             logs.update({k: v for k, v in m.items() if k == "psnr"})
-        if bar is not None and not bar.disable and step % 5 == 0:
-            bar.set_postfix(
-                {"loss": f"{float(loss.detach()):.3g}", **{k: f"{v:.4g}" for k, v in logs.items()}}
-            )
+        if bar is not None and not bar.disable and logs:
+            bar.set_postfix({"loss": f"{last_loss:.3g}", **{k: f"{v:.4g}" for k, v in logs.items()}})
         if step_callback is not None:
             step_callback(step, logs)
-        done = step + 1
-        if checkpoint_path is not None and done % cfg.checkpoint_every == 0 and done < cfg.steps:
+        if checkpointing:
             save_checkpoint(
                 checkpoint_path,
                 {
@@ -226,6 +258,7 @@ def fit(
         ):
             stopped_early = True
             break
+    flush()
     steps_run = step + 1 if cfg.steps > start else start
     if restore_best and best_state is not None:
         module.load_state_dict(best_state)

@@ -59,6 +59,7 @@ class ScanINRConfig:
     wd_mlp: float = 1e-8
     beta2: float = 0.99
     adam_eps: float = 1e-15
+    compile: bool = False  # torch.compile the MLP decoder (worth it on a GPU; costs seconds to compile)
     # stopping without a reference
     stop: str = "holdout"  # holdout | none
     holdout_fraction: float = 0.2
@@ -262,6 +263,8 @@ def reconstruct_ngp(scan, cfg: ScanINRConfig, *, show_progress=None, checkpoint_
         inr = ImageINR(
             build_field(problem, cfg, seed=cfg.seed).to(device), problem.image_shape, problem.complex_output
         )
+        if cfg.compile:
+            inr.field.decoder = torch.compile(inr.field.decoder)
 
         def forward():
             image = inr()

@@ -1,0 +1,102 @@
+"""The demo and the bench framework run end to end on tiny profiles and write their reports."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+
+from inrecon.errors import InreconError
+from inrecon.experiments.bench import available_experiments, load_experiment, run_bench
+from inrecon.experiments.demo import PROFILES, run_demo
+
+TINY = dataclasses.replace(
+    PROFILES["quick"],
+    mri_shape=(32, 32),
+    coils=4,
+    acs=8,
+    ct_shape=(32, 32),
+    views=20,
+    n_pretrain=3,
+    n_test=1,
+    inr_steps=30,
+    patience=10,
+    pretrain_steps=20,
+    subjects_per_step=2,
+    hash_levels=6,
+    log2_table=10,
+)
+
+
+def test_demo_tiny_profile_writes_report_and_tables(tmp_path):
+    lines = []
+    out = run_demo(out_dir=tmp_path, device="cpu", show_progress=False, log=lines.append, profile=TINY)
+    assert set(out["tables"]) == {"mri", "ct"}
+    methods = {row["method"] for row in out["tables"]["mri"]}
+    assert {"zero-filled", "CG-SENSE", "NGP", "DisINR"} <= methods
+    assert (tmp_path / "report.html").exists() and (tmp_path / "report.md").exists()
+    assert json.loads((tmp_path / "results_ct.json").read_text())["rows"]
+    assert any("PSNR" in ln for ln in lines)
+
+
+def test_every_bundled_experiment_has_a_driver_and_quick_profile():
+    from inrecon.experiments import bench_drivers  # noqa: F401
+    from inrecon.experiments.bench import DRIVERS
+
+    exps = available_experiments()
+    assert {
+        "ct_sparse_view",
+        "mri_undersampled",
+        "volume_fitting",
+        "ablation_freezing",
+        "backbones",
+        "pretrain_size",
+        "feature_pca",
+    } <= set(exps)
+    for name in exps:
+        e = load_experiment(name, quick=True)
+        assert e["kind"] in DRIVERS, name
+        assert e["quick"] and e["params"]
+
+
+def test_unknown_experiment_is_refused():
+    with pytest.raises(InreconError, match="unknown bench experiment"):
+        load_experiment("table99")
+
+
+@pytest.mark.parametrize(
+    "name,over",
+    [
+        (
+            "ct_sparse_view",
+            {
+                "size": 32,
+                "n_pretrain": 2,
+                "n_test": 1,
+                "pretrain_steps": 5,
+                "inr_steps": 10,
+                "patience": 5,
+                "real": False,
+                "methods": ["fbp", "ngp", "disinr"],
+                "arch": {"n_levels": 4, "log2_table_size": 8},
+            },
+        ),
+        (
+            "feature_pca",
+            {
+                "size": 32,
+                "coils": 2,
+                "n_pretrain": 2,
+                "pretrain_steps": 5,
+                "n_show": 2,
+                "arch": {"n_levels": 4, "log2_table_size": 8},
+            },
+        ),
+    ],
+)
+def test_bench_drivers_run_tiny(tmp_path, name, over):
+    path = run_bench(
+        name, quick=True, out_dir=tmp_path, show_progress=False, log=lambda *_: None, overrides=over
+    )
+    assert path.exists() and (path.parent / "report.json").exists()
