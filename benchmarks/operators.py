@@ -28,8 +28,8 @@ from inrecon.data.shared import disinr_fan_geometry
 from inrecon.physics.ct import CTProjector
 from inrecon.physics.mri import SenseOp
 from inrecon.physics.nufft import NufftSenseOp
-from inrecon.physics.simulate_mri import coil_sensitivities
 from inrecon.physics.simulate_ct import full_scan_angles
+from inrecon.physics.simulate_mri import coil_sensitivities
 
 
 def interleaved(fns: dict, repeats: int) -> dict:
@@ -121,7 +121,7 @@ def bench_ct(repeats: int) -> dict:
 
         def astra_fa():
             sid, sino = astra.create_sino(xn, pid)
-            bid, bp = astra.create_backprojection(sino, pid)
+            bid, _bp = astra.create_backprojection(sino, pid)
             astra.data2d.delete([sid, bid])
 
         fns["astra"] = astra_fa
