@@ -20,13 +20,14 @@ import torch
 from ..errors import InreconError
 from ..models.disentangled import DisINRConfig as ArchConfig
 from ..models.disentangled import DisINRNetwork
-from ..models.encodings import FourierFeaturesConfig, HashGridConfig
+from ..models.encodings import FourierFeaturesConfig
 from ..models.inr import count_parameters, grid_coords
 from .base import ReconResult, register
 from .checkpoint import config_fingerprint
-from .fitting import OptimConfig, fit
+from .fitting import fit
 from .population import (
-    PretrainConfig,
+    AdaptConfig,
+    PopulationPretrainConfig,
     SubjectSet,
     check_compatible,
     load_model,
@@ -49,97 +50,33 @@ __all__ = [
 
 
 @dataclass
-class DisINRPretrainConfig:
-    """Architecture (paper appendix A.1) and pre-training schedule (Algorithm 1)."""
+class DisINRPretrainConfig(PopulationPretrainConfig):
+    """Architecture (paper appendix A.1: encoders of two 128-unit layers, decoder 256 -> 128 -> out) and the
+    pre-training schedule (Algorithm 1)."""
 
-    backbone: str = "hash"
-    n_levels: int = 16
-    n_features: int = 2
-    log2_table_size: int = 0
-    base_resolution: int = 16
-    per_level_scale: float = 1.5
     encoder_width: int = 128
     decoder_width: int = 128
-    fourier_frequencies: int = 10
-    siren_w0: float = 30.0
-    steps: int = 4000
-    lr: float = 1e-3
-    lr_decay_every: int = 1000
-    lr_decay: float = 0.5
-    subjects_per_step: int = 4
-    loss: str = "mse"
-    coord_batch: int = 2**18
-    maps: str = "auto"
-    seed: int = 0
-    checkpoint_every: int = 200
 
     def arch(self) -> ArchConfig:
         return ArchConfig(
             backbone=self.backbone,
-            hash=HashGridConfig(
-                self.n_levels,
-                self.n_features,
-                self.log2_table_size or None,
-                self.base_resolution,
-                self.per_level_scale,
-            ),
+            hash=self.hash_config(),
             fourier=FourierFeaturesConfig(n_frequencies=self.fourier_frequencies),
             encoder_width=self.encoder_width,
             decoder_width=self.decoder_width,
             siren_w0=self.siren_w0,
         )
 
-    def schedule(self) -> PretrainConfig:
-        return PretrainConfig(
-            steps=self.steps,
-            lr=self.lr,
-            lr_decay_every=self.lr_decay_every,
-            lr_decay=self.lr_decay,
-            subjects_per_step=self.subjects_per_step,
-            loss=self.loss,
-            coord_batch=self.coord_batch,
-            seed=self.seed,
-            checkpoint_every=self.checkpoint_every,
-        )
-
 
 @dataclass
-class DisINRAdaptConfig:
-    """Test-time adaptation (Algorithm 2): paper's Adam lr 1e-3 halved every 1000 steps, up to 4000 steps,
-    stopped by the hold-out rule."""
+class DisINRAdaptConfig(AdaptConfig):
+    """Test-time adaptation (Algorithm 2): Adam lr 1e-3 halved every 1000 steps, up to 4000 steps, stopped by
+    the hold-out rule; ``freeze=False`` is the ablation that also trains the shared pair."""
 
-    steps: int = 4000
-    lr: float = 1e-3
-    lr_decay_every: int = 1000
-    lr_decay: float = 0.5
     freeze: bool = True
-    loss: str = "mse"
-    delta: float = 1e-3
     wd_enc: float = 0.0
     wd_mlp: float = 0.0
-    stop: str = "holdout"
-    holdout_fraction: float = 0.2
-    patience: int = 300
-    final: str = "refit"
-    maps: str = "auto"
-    seed: int = 0
-    eval_every: int = 25
-    checkpoint_every: int = 200
     coord_batch: int = 2**18
-
-    def optim(self, steps: int | None = None) -> OptimConfig:
-        return OptimConfig(
-            steps=steps or self.steps,
-            lr=self.lr,
-            lr_decay_every=self.lr_decay_every,
-            lr_decay=self.lr_decay,
-            beta2=0.999,
-            eps=1e-8,
-            loss=self.loss,
-            delta=self.delta,
-            eval_every=self.eval_every,
-            checkpoint_every=self.checkpoint_every,
-        )
 
 
 def _to_image(out: torch.Tensor, shape, complex_output: bool) -> torch.Tensor:
@@ -225,7 +162,7 @@ def load_disinr(model: str | Path, scan=None, device=None) -> tuple[DisINRNetwor
         )
     if scan is not None:
         check_compatible(meta, scan, str(model))
-    arch = _arch_from_dict(meta["architecture"])
+    arch = ArchConfig.from_dict(meta["architecture"])
     sig = meta["signature"]
     net = DisINRNetwork(len(sig["image_shape"]), sig["channels"], [], arch)
     missing, unexpected = net.load_state_dict(state, strict=False)
@@ -235,17 +172,6 @@ def load_disinr(model: str | Path, scan=None, device=None) -> tuple[DisINRNetwor
             "re-create it with inrecon pretrain",
         )
     return net.to(device) if device is not None else net, meta
-
-
-def _arch_from_dict(d: dict) -> ArchConfig:
-    return ArchConfig(
-        backbone=d["backbone"],
-        hash=HashGridConfig(**d["hash"]),
-        fourier=FourierFeaturesConfig(**d["fourier"]),
-        encoder_width=d["encoder_width"],
-        decoder_width=d["decoder_width"],
-        siren_w0=d["siren_w0"],
-    )
 
 
 def adapt_network(net: DisINRNetwork, problem, cfg: DisINRAdaptConfig):
@@ -294,7 +220,7 @@ def reconstruct_disinr(scan, cfg: DisINRAdaptConfig, *, model, show_progress=Non
             net, problem, cfg, meta, show_progress=show_progress, checkpoint_dir=checkpoint_dir
         )
     build = adapt_network(net, problem, cfg)
-    stop = StopConfig(cfg.stop, cfg.holdout_fraction, cfg.patience, cfg.final, cfg.seed)
+    stop = cfg.stop_config()
     if isinstance(problem, VolumeProblem):
         stop = StopConfig("none", seed=cfg.seed)
     image, info, built = fit_with_stopping(

@@ -21,12 +21,11 @@ from ..models.inr import ImageINR, NeuralField, count_parameters
 from ..progress import progress
 from .base import ReconResult, register
 from .checkpoint import config_fingerprint, load_checkpoint, save_checkpoint
-from .fitting import OptimConfig
 from .losses import data_loss
-from .population import SubjectSet, batch_schedule, check_compatible, load_model, save_model
+from .population import AdaptConfig, SubjectSet, batch_schedule, check_compatible, load_model, save_model
 from .problems import make_problem
 from .scan import ScanINRConfig, param_groups
-from .stopping import Built, StopConfig, data_identity, fit_with_stopping
+from .stopping import Built, data_identity, fit_with_stopping
 
 __all__ = ["MetaAdaptConfig", "MetaPretrainConfig", "pretrain_meta", "reconstruct_meta"]
 
@@ -80,25 +79,13 @@ class MetaPretrainConfig:
 
 
 @dataclass
-class MetaAdaptConfig:
-    """Fine-tuning of all weights from the learned initialisation (NGP's optimiser and stopping rule)."""
+class MetaAdaptConfig(AdaptConfig):
+    """Fine-tuning of all weights from the learned initialisation, with NGP's optimiser settings."""
 
     steps: int = 2000
     lr: float = 1e-2
-    lr_decay_every: int = 1000
-    lr_decay: float = 0.5
-    loss: str = "mse"
-    delta: float = 1e-3
     wd_enc: float = 1e-5
     wd_mlp: float = 1e-8
-    stop: str = "holdout"
-    holdout_fraction: float = 0.2
-    patience: int = 300
-    final: str = "refit"
-    maps: str = "auto"
-    seed: int = 0
-    eval_every: int = 25
-    checkpoint_every: int = 200
 
 
 def _field(dim: int, channels: int, scfg: ScanINRConfig) -> NeuralField:
@@ -239,17 +226,8 @@ def reconstruct_meta(scan, cfg: MetaAdaptConfig, *, model, show_progress=None, c
 
         return Built(inr, forward, param_groups(f, cfg.wd_enc, cfg.wd_mlp))
 
-    ocfg = OptimConfig(
-        steps=cfg.steps,
-        lr=cfg.lr,
-        lr_decay_every=cfg.lr_decay_every,
-        lr_decay=cfg.lr_decay,
-        loss=cfg.loss,
-        delta=cfg.delta,
-        eval_every=cfg.eval_every,
-        checkpoint_every=cfg.checkpoint_every,
-    )
-    stop = StopConfig(cfg.stop, cfg.holdout_fraction, cfg.patience, cfg.final, cfg.seed)
+    # NGP's optimiser (betas (0.9, 0.99), eps 1e-15): Meta is NGP started from learned weights
+    ocfg, stop = cfg.optim(beta2=0.99, eps=1e-15), cfg.stop_config()
     image, info, built = fit_with_stopping(
         problem,
         build,

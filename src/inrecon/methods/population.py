@@ -35,6 +35,8 @@ from .losses import data_loss
 from .problems import Problem, make_problem
 
 __all__ = [
+    "AdaptConfig",
+    "PopulationPretrainConfig",
     "PretrainConfig",
     "SubjectSet",
     "check_compatible",
@@ -154,6 +156,96 @@ class PretrainConfig:
     coord_batch: int = 2**18  # 3D: coordinates per subject per step
     seed: int = 0
     checkpoint_every: int = 200
+
+
+@dataclass
+class PopulationPretrainConfig:
+    """What DisINR and STRAINER pre-training share: the encoding of the coordinates and the schedule
+    (DisINR paper: Adam, lr 1e-3 halved every 1000 steps, 4000 steps)."""
+
+    backbone: str = "hash"
+    n_levels: int = 16
+    n_features: int = 2
+    log2_table_size: int = 0
+    base_resolution: int = 16
+    per_level_scale: float = 1.5
+    fourier_frequencies: int = 10
+    siren_w0: float = 30.0
+    steps: int = 4000
+    lr: float = 1e-3
+    lr_decay_every: int = 1000
+    lr_decay: float = 0.5
+    subjects_per_step: int = 4
+    loss: str = "mse"
+    coord_batch: int = 2**18
+    maps: str = "auto"
+    seed: int = 0
+    checkpoint_every: int = 200
+
+    def hash_config(self):
+        from ..models.encodings import HashGridConfig
+
+        return HashGridConfig(
+            self.n_levels,
+            self.n_features,
+            self.log2_table_size or None,
+            self.base_resolution,
+            self.per_level_scale,
+        )
+
+    def schedule(self) -> PretrainConfig:
+        return PretrainConfig(
+            steps=self.steps,
+            lr=self.lr,
+            lr_decay_every=self.lr_decay_every,
+            lr_decay=self.lr_decay,
+            subjects_per_step=self.subjects_per_step,
+            loss=self.loss,
+            coord_batch=self.coord_batch,
+            seed=self.seed,
+            checkpoint_every=self.checkpoint_every,
+        )
+
+
+@dataclass
+class AdaptConfig:
+    """Test-time fitting of a pre-trained model to one scan, with the shared hold-out stopping rule."""
+
+    steps: int = 4000
+    lr: float = 1e-3
+    lr_decay_every: int = 1000
+    lr_decay: float = 0.5
+    loss: str = "mse"
+    delta: float = 1e-3
+    stop: str = "holdout"
+    holdout_fraction: float = 0.2
+    patience: int = 300
+    final: str = "refit"
+    maps: str = "auto"
+    seed: int = 0
+    eval_every: int = 25
+    checkpoint_every: int = 200
+
+    def optim(self, steps: int | None = None, beta2: float = 0.999, eps: float = 1e-8):
+        from .fitting import OptimConfig
+
+        return OptimConfig(
+            steps=steps or self.steps,
+            lr=self.lr,
+            lr_decay_every=self.lr_decay_every,
+            lr_decay=self.lr_decay,
+            beta2=beta2,
+            eps=eps,
+            loss=self.loss,
+            delta=self.delta,
+            eval_every=self.eval_every,
+            checkpoint_every=self.checkpoint_every,
+        )
+
+    def stop_config(self):
+        from .stopping import StopConfig
+
+        return StopConfig(self.stop, self.holdout_fraction, self.patience, self.final, self.seed)
 
 
 def rank_world() -> tuple[int, int]:

@@ -19,11 +19,13 @@ import torch
 from ..errors import InreconError
 from ..models.disentangled import DisINRConfig as ArchConfig
 from ..models.disentangled import StrainerNetwork
-from ..models.encodings import FourierFeaturesConfig, HashGridConfig
+from ..models.encodings import FourierFeaturesConfig
 from ..models.inr import grid_coords
 from .base import ReconResult, register
 from .checkpoint import config_fingerprint
 from .population import (
+    AdaptConfig,
+    PopulationPretrainConfig,
     PretrainConfig,
     SubjectSet,
     check_compatible,
@@ -33,66 +35,33 @@ from .population import (
     save_model,
 )
 from .problems import make_problem
-from .stopping import Built, StopConfig, data_identity, fit_with_stopping
+from .stopping import Built, data_identity, fit_with_stopping
 
 __all__ = ["StrainerAdaptConfig", "StrainerPretrainConfig", "pretrain_strainer", "reconstruct_strainer"]
 
 
 @dataclass
-class StrainerPretrainConfig:
-    backbone: str = "hash"
-    n_levels: int = 16
-    n_features: int = 2
-    log2_table_size: int = 0
-    base_resolution: int = 16
-    per_level_scale: float = 1.5
-    fourier_frequencies: int = 10
-    siren_w0: float = 30.0
+class StrainerPretrainConfig(PopulationPretrainConfig):
+    """A trunk of ``n_shared`` layers of ``width`` units shared by all subjects, heads of ``n_head`` layers."""
+
     width: int = 128
     n_shared: int = 5
     n_head: int = 1
-    steps: int = 4000
-    lr: float = 1e-3
-    lr_decay_every: int = 1000
-    lr_decay: float = 0.5
-    subjects_per_step: int = 4
-    loss: str = "mse"
-    coord_batch: int = 2**18
-    maps: str = "auto"
-    seed: int = 0
-    checkpoint_every: int = 200
 
     def arch(self) -> ArchConfig:
         return ArchConfig(
             backbone=self.backbone,
-            hash=HashGridConfig(
-                self.n_levels,
-                self.n_features,
-                self.log2_table_size or None,
-                self.base_resolution,
-                self.per_level_scale,
-            ),
+            hash=self.hash_config(),
             fourier=FourierFeaturesConfig(n_frequencies=self.fourier_frequencies),
             siren_w0=self.siren_w0,
         )
 
 
 @dataclass
-class StrainerAdaptConfig:
-    steps: int = 4000
-    lr: float = 1e-3
-    lr_decay_every: int = 1000
-    lr_decay: float = 0.5
+class StrainerAdaptConfig(AdaptConfig):
+    """Fine-tuning of the whole network (``freeze_trunk=True``: only the new head, the Table 4 ablation)."""
+
     freeze_trunk: bool = False
-    loss: str = "mse"
-    stop: str = "holdout"
-    holdout_fraction: float = 0.2
-    patience: int = 300
-    final: str = "refit"
-    maps: str = "auto"
-    seed: int = 0
-    eval_every: int = 25
-    checkpoint_every: int = 200
 
 
 def pretrain_strainer(
@@ -172,17 +141,6 @@ def pretrain_strainer(
     return Path(output)
 
 
-def _arch(d: dict) -> ArchConfig:
-    return ArchConfig(
-        backbone=d["backbone"],
-        hash=HashGridConfig(**d["hash"]),
-        fourier=FourierFeaturesConfig(**d["fourier"]),
-        encoder_width=d["encoder_width"],
-        decoder_width=d["decoder_width"],
-        siren_w0=d["siren_w0"],
-    )
-
-
 def reconstruct_strainer(scan, cfg: StrainerAdaptConfig, *, model, show_progress=None, checkpoint_dir=None):
     state, meta = load_model(model)
     if meta.get("method") != "strainer":
@@ -203,7 +161,7 @@ def reconstruct_strainer(scan, cfg: StrainerAdaptConfig, *, model, show_progress
             len(sig["image_shape"]),
             sig["channels"],
             [],
-            _arch(meta["architecture"]),
+            ArchConfig.from_dict(meta["architecture"]),
             width=pc["width"],
             n_shared=pc["n_shared"],
             n_head=pc["n_head"],
@@ -225,20 +183,7 @@ def reconstruct_strainer(scan, cfg: StrainerAdaptConfig, *, model, show_progress
         params = [p for p in net.parameters() if p.requires_grad]
         return Built(net, forward, [{"params": params}])
 
-    ocfg_stop = StopConfig(cfg.stop, cfg.holdout_fraction, cfg.patience, cfg.final, cfg.seed)
-    from .fitting import OptimConfig
-
-    ocfg = OptimConfig(
-        steps=cfg.steps,
-        lr=cfg.lr,
-        lr_decay_every=cfg.lr_decay_every,
-        lr_decay=cfg.lr_decay,
-        beta2=0.999,
-        eps=1e-8,
-        loss=cfg.loss,
-        eval_every=cfg.eval_every,
-        checkpoint_every=cfg.checkpoint_every,
-    )
+    ocfg, ocfg_stop = cfg.optim(), cfg.stop_config()
     image, info, built = fit_with_stopping(
         problem,
         build,

@@ -41,6 +41,18 @@ class DisINRConfig:
     decoder_width: int = 128
     siren_w0: float = 30.0
 
+    @classmethod
+    def from_dict(cls, d: dict) -> DisINRConfig:
+        """Inverse of ``dataclasses.asdict`` (as stored in model files)."""
+        return cls(
+            backbone=d["backbone"],
+            hash=HashGridConfig(**d["hash"]),
+            fourier=FourierFeaturesConfig(**d["fourier"]),
+            encoder_width=d["encoder_width"],
+            decoder_width=d["decoder_width"],
+            siren_w0=d["siren_w0"],
+        )
+
 
 def make_encoding(dim: int, cfg: DisINRConfig) -> nn.Module:
     if cfg.backbone == "hash":
