@@ -146,7 +146,7 @@ def _methods(modality: str, p: DemoProfile, models: dict[str, Path]) -> list[Met
         if modality == "mri"
         else [MethodRun("FBP", "fbp"), MethodRun("SART", "sart"), MethodRun("TV", "tv")]
     )
-    runs.append(MethodRun("NGP", "ngp", dict(inr, mlp_layers=2, lr=1e-3, wd_enc=1e-6)))
+    runs.append(MethodRun("NGP", "ngp", inr))
     if p.extra_methods and modality == "mri":
         runs.append(MethodRun("IMJENSE", "imjense", {"steps": p.inr_steps, "patience": p.patience}))
     stop = {"steps": p.inr_steps, "patience": p.patience}

@@ -58,7 +58,7 @@ class MetaPretrainConfig:
     per_level_scale: float = 1.5
     smoothstep: bool = False
     mlp_width: int = 64
-    mlp_layers: int = 8
+    mlp_layers: int = 2
     fourier_frequencies: int = 10
     siren_width: int = 256
     siren_layers: int = 3
@@ -66,7 +66,7 @@ class MetaPretrainConfig:
     algorithm: str = "reptile"  # reptile | fomaml
     outer_steps: int = 1000
     inner_steps: int = 5
-    inner_lr: float = 1e-2
+    inner_lr: float = 3e-3
     meta_lr: float = 0.5
     subjects_per_step: int = 2
     loss: str = "mse"
@@ -83,8 +83,8 @@ class MetaAdaptConfig(AdaptConfig):
     """Fine-tuning of all weights from the learned initialisation, with NGP's optimiser settings."""
 
     steps: int = 2000
-    lr: float = 1e-2
-    wd_enc: float = 1e-5
+    lr: float = 3e-3
+    wd_enc: float = 1e-6
     wd_mlp: float = 1e-8
 
 
