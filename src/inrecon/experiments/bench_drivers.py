@@ -1,11 +1,7 @@
 """Bench drivers (registered with :func:`inrecon.experiments.bench.driver`). Importing this module registers
-every driver; the bilevel ones live in :mod:`inrecon.experiments.bench_bilevel`."""
+every driver: the Bilevel-paper ones live in :mod:`inrecon.experiments.bench_bilevel`, the DisINR-paper ones in
+:mod:`inrecon.experiments.bench_disinr`."""
 
 from __future__ import annotations
 
-import contextlib
-
-with contextlib.suppress(ModuleNotFoundError):
-    from . import bench_bilevel  # noqa: F401
-with contextlib.suppress(ModuleNotFoundError):
-    from . import bench_disinr  # noqa: F401
+from . import bench_bilevel, bench_disinr  # noqa: F401  (importing registers the drivers)
