@@ -46,8 +46,10 @@ def run_case(scan, methods: list[tuple[str, dict]], label: str, log) -> list[dic
             hist = res.info["history"]
             row["psnr_during_fit"] = list(zip(hist["eval_step"], hist["psnr"]))[-5:]
         rows.append(row)
-        log(f"{label:>12s} {name:>10s}: PSNR {m['psnr']:6.2f}  SSIM {m['ssim']:.4f}  {row['seconds']:7.1f} s "
-            + " ".join(f"{k}={row[k]}" for k in ("chosen_steps", "iters_chosen", "lam") if k in row))
+        log(
+            f"{label:>12s} {name:>10s}: PSNR {m['psnr']:6.2f}  SSIM {m['ssim']:.4f}  {row['seconds']:7.1f} s "
+            + " ".join(f"{k}={row[k]}" for k in ("chosen_steps", "iters_chosen", "lam") if k in row)
+        )
     return rows
 
 
@@ -77,8 +79,17 @@ def main() -> None:
         vol = shared.lungdx_slices("A0001")[16 : 16 + args.volume_depth]
         scan = VolumeScan(volume=vol)
         rows += run_case(scan, [("ngp", {"steps": args.volume_steps, "eval_every": 50})], "volume", log)
-    print(json.dumps({"benchmark": "inr_quality", "cpu": platform.processor() or platform.machine(),
-                      "threads": torch.get_num_threads(), "rows": rows}, default=str))
+    print(
+        json.dumps(
+            {
+                "benchmark": "inr_quality",
+                "cpu": platform.processor() or platform.machine(),
+                "threads": torch.get_num_threads(),
+                "rows": rows,
+            },
+            default=str,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -78,8 +78,12 @@ def run(scan_name: str, scan, overrides: dict, steps: int, eval_every: int, rule
         t0 = time.perf_counter()
         r = reconstruct_ngp(scan, cfg, show_progress=False)
         m = evaluate(r.image, scan.target, roi=scan.roi, scale=scan.modality == "mri")
-        out["rule"] = {"psnr": m["psnr"], "ssim": m["ssim"], "chosen_steps": r.info.get("chosen_steps"),
-                       "seconds": time.perf_counter() - t0}
+        out["rule"] = {
+            "psnr": m["psnr"],
+            "ssim": m["ssim"],
+            "chosen_steps": r.info.get("chosen_steps"),
+            "seconds": time.perf_counter() - t0,
+        }
     return out
 
 
@@ -97,13 +101,23 @@ def main() -> None:
         for text in args.configs:
             r = run(name, scan, parse_config(text), args.steps, args.eval_every, args.rule)
             h = r["hindsight"]
-            line = f"{name} {text}: peak {h['best_psnr']:.2f} dB @ {h['best_step']}, final {h['final_psnr']:.2f}"
+            line = (
+                f"{name} {text}: peak {h['best_psnr']:.2f} dB @ {h['best_step']}, final {h['final_psnr']:.2f}"
+            )
             if "rule" in r:
                 line += f" | rule {r['rule']['psnr']:.2f} dB ({r['rule']['chosen_steps']} steps)"
             print(line + f" | {h['seconds_per_step'] * 1e3:.0f} ms/step", flush=True)
             results.append(r)
-    print(json.dumps({"benchmark": "ngp_defaults", "threads": torch.get_num_threads(),
-                      "cpu": platform.processor() or platform.machine(), "results": results}))
+    print(
+        json.dumps(
+            {
+                "benchmark": "ngp_defaults",
+                "threads": torch.get_num_threads(),
+                "cpu": platform.processor() or platform.machine(),
+                "results": results,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

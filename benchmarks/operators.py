@@ -142,8 +142,12 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     res = {
         "benchmark": "operators_forward_plus_adjoint",
-        "hardware": {"cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
-                     "torch": torch.__version__, "device": "cpu"},
+        "hardware": {
+            "cpu": platform.processor() or platform.machine(),
+            "threads": torch.get_num_threads(),
+            "torch": torch.__version__,
+            "device": "cpu",
+        },
         "runs": [bench_sense(args.repeats), bench_nufft(max(3, args.repeats // 3)), bench_ct(args.repeats)],
     }
     print(json.dumps(res, indent=2))

@@ -124,7 +124,12 @@ def test_mri_bench_scores_the_real_brain_with_a_model_pretrained_on_its_grid(tmp
         "arch": {"n_levels": 4, "log2_table_size": 8},
     }
     path = run_bench(
-        "mri_undersampled", quick=True, out_dir=tmp_path, show_progress=False, log=lambda *_: None, overrides=over
+        "mri_undersampled",
+        quick=True,
+        out_dir=tmp_path,
+        show_progress=False,
+        log=lambda *_: None,
+        overrides=over,
     )
     report = json.loads((path.parent / "report.json").read_text())
     section = next(s for s in report["sections"] if s["name"].startswith("Real 8-coil brain"))

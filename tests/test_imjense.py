@@ -26,7 +26,9 @@ def test_polynomial_coils_are_normalised_and_fit_smooth_maps():
     est = coils().detach()
     torch.testing.assert_close(est.abs().square().sum(0), torch.ones(24, 20), atol=1e-4, rtol=0)
     # smooth ring maps are well represented by an order-6 polynomial (up to the normalisation)
-    corr = (est.conj() * maps).sum(0).abs() / (est.abs().square().sum(0).sqrt() * maps.abs().square().sum(0).sqrt())
+    corr = (est.conj() * maps).sum(0).abs() / (
+        est.abs().square().sum(0).sqrt() * maps.abs().square().sum(0).sqrt()
+    )
     assert float(corr.mean()) > 0.99
 
 
@@ -58,7 +60,13 @@ def test_imjense_non_cartesian_runs():
 
 def test_imjense_rejects_3d():
     scan = tiny_mri()
-    vol = dataclasses.replace(scan, kspace=scan.kspace[:, None].repeat(1, 4, 1, 1), mask=None, sens_maps=None,
-                              target=None, image_shape=None)
+    vol = dataclasses.replace(
+        scan,
+        kspace=scan.kspace[:, None].repeat(1, 4, 1, 1),
+        mask=None,
+        sens_maps=None,
+        target=None,
+        image_shape=None,
+    )
     with pytest.raises(InreconError, match="2D"):
         run_method("imjense", vol, {})

@@ -14,7 +14,6 @@ from inrecon.physics.wavelets import Wavelet, daubechies_filter, max_levels
 C64 = torch.complex64
 
 
-
 # --- wavelets -------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("order", range(1, 11))
 def test_daubechies_filter_orthonormal_with_vanishing_moments(order):
