@@ -125,3 +125,38 @@ def test_cli_recon_series(frames, tmp_path):
     bad = parser.parse_args(["recon-series", str(path), "-o", str(tmp_path / "out.png")])
     with pytest.raises(InreconError, match="extension"):
         bad.func(bad)
+
+
+def test_cli_simulate_frames_writes_a_series_file(tmp_path):
+    from inrecon import cli
+
+    parser = cli.build_parser()
+    out = tmp_path / "series.h5"
+    args = parser.parse_args(
+        [
+            "simulate",
+            "--frames",
+            "3",
+            "--size",
+            "32",
+            "32",
+            "--af",
+            "4",
+            "--acs",
+            "6",
+            "--coils",
+            "4",
+            "-o",
+            str(out),
+        ]
+    )
+    assert args.func(args) == 0
+    frames = read_series(out)
+    assert len(frames) == 3 and frames[0].kspace.shape == (4, 32, 32)
+    assert bool(frames[0].mask.all()) and abs(frames[1].mask.float().mean().item() - 0.25 - 6 / 32) < 0.1
+    assert not torch.equal(frames[1].mask, frames[2].mask)  # the Cartesian lattice shifts per frame
+    bad = parser.parse_args(
+        ["simulate", "--frames", "3", "--pattern", "radial", "-o", str(tmp_path / "x.h5")]
+    )
+    with pytest.raises(InreconError, match="--frames"):
+        bad.func(bad)

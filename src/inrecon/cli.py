@@ -101,6 +101,8 @@ def cmd_simulate(args) -> int:
 
     from .data.hdf5 import write_scan
 
+    if args.frames is not None:
+        return _simulate_series(args)
     image = _load_image_arg(args)
     if args.modality == "mri":
         from .data import sampling
@@ -147,6 +149,35 @@ def cmd_simulate(args) -> int:
     scan.provenance.setdefault("source", args.image or f"phantom:{args.phantom}:seed{args.seed}")
     write_scan(args.output, scan)
     print(f"wrote {args.output}")
+    return 0
+
+
+def _simulate_series(args) -> int:
+    """``simulate --frames T``: a real-time MRI series (a needle moving through a brain phantom) -> series file."""
+    from .methods.series import simulate_series, write_series
+
+    if args.modality != "mri" or args.image:
+        raise InreconError(
+            "--frames simulates an MRI series of the built-in moving phantom",
+            "drop --image/--modality ct, or drop --frames",
+        )
+    if args.pattern not in ("cartesian", "poisson") or len(args.size) != 2:
+        raise InreconError(
+            f"--frames with --pattern {args.pattern} --size {' '.join(map(str, args.size))}",
+            "series are 2D (--size H W) with --pattern cartesian or poisson",
+        )
+    frames = simulate_series(
+        n_frames=args.frames,
+        shape=tuple(args.size),
+        af=int(args.af) if args.pattern == "cartesian" else args.af,
+        n_coils=args.coils,
+        seed=args.seed,
+        snr_db=args.snr_db,
+        acs=args.acs,
+        pattern=args.pattern,
+    )
+    write_series(args.output, frames)
+    print(f"wrote {args.output} ({args.frames} frames; frame 0 fully sampled)")
     return 0
 
 
@@ -414,6 +445,12 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--spokes", type=int, help="radial spokes (default from --af)")
     g.add_argument("--oversample", action="store_true", help="2x readout oversampling for radial")
     g.add_argument("--interleaves", type=int, default=16, help="spiral interleaves (default 16)")
+    g.add_argument(
+        "--frames",
+        type=int,
+        help="write a real-time series of this many frames instead (a needle moving through a brain phantom; "
+        "frame 0 fully sampled, later frames at --af with a shifting Cartesian lattice) for `recon-series`",
+    )
     g = s.add_argument_group("CT (defaults: the DisINR fan-beam geometry)")
     g.add_argument("--geometry", choices=["fan", "parallel"], default="fan")
     g.add_argument(
