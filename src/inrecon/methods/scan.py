@@ -76,6 +76,7 @@ class ScanINRConfig:
     val_loss: str = "mse"
     # misc
     maps: str = "auto"
+    ct_precondition: str = "ramp"  # CT data term: ramp (sqrt Ram-Lak weighted sinogram) | none (raw sinogram)
     seed: int = 0
     eval_every: int = 50
     checkpoint_every: int = 200
@@ -262,7 +263,7 @@ def reconstruct_ngp(scan, cfg: ScanINRConfig, *, show_progress=None, checkpoint_
     coordinate batches of ``batch_size`` when the volume is larger.
     """
     cfg.validate()
-    problem = make_problem(scan, cfg.maps)
+    problem = make_problem(scan, cfg.maps, cfg.ct_precondition)
     device = problem.y.device
     if isinstance(problem, VolumeProblem):
         return _fit_volume(problem, cfg, show_progress=show_progress, checkpoint_dir=checkpoint_dir)
