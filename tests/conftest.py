@@ -25,3 +25,12 @@ def shared_data():
         return p
 
     return get
+
+
+@pytest.fixture
+def one_thread():
+    """Run the test with one torch thread: tiny problems on a shared 2-core machine only wait for a second."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -7,7 +7,6 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 
 from inrecon.experiments.bench import available_experiments, load_experiment, run_bench
 from inrecon.experiments.bench_bilevel import build_scan
@@ -27,12 +26,7 @@ BUDGET = {
 }
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _run(name: str, tmp_path: Path, over: dict) -> tuple[Path, dict, str]:

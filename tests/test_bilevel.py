@@ -26,13 +26,7 @@ from inrecon.physics.simulate_mri import simulate_mri
 TINY = {"n_levels": 4, "log2_table_size": 10, "base_resolution": 4, "mlp_layers": 2, "eval_every": 5}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # tiny problems on a shared 2-core machine: a second thread only adds waiting
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

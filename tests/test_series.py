@@ -24,12 +24,7 @@ from inrecon.methods.series import (
 SMALL = {"mlp_layers": 2, "lr": 3e-3, "n_levels": 8, "log2_table_size": 12, "stop": "none", "steps": 60}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
