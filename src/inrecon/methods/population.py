@@ -156,6 +156,8 @@ class PretrainConfig:
     coord_batch: int = 2**18  # 3D: coordinates per subject per step
     seed: int = 0
     checkpoint_every: int = 200
+    beta2: float = 0.99  # Adam as instant-NGP has it for hash grids (measured: benchmarks/RESULTS.md)
+    adam_eps: float = 1e-15
 
 
 @dataclass
@@ -181,6 +183,8 @@ class PopulationPretrainConfig:
     maps: str = "auto"
     seed: int = 0
     checkpoint_every: int = 200
+    beta2: float = 0.99  # Adam as instant-NGP has it for hash grids (measured: benchmarks/RESULTS.md)
+    adam_eps: float = 1e-15
 
     def hash_config(self):
         from ..models.encodings import HashGridConfig
@@ -203,6 +207,8 @@ class PopulationPretrainConfig:
             loss=self.loss,
             coord_batch=self.coord_batch,
             seed=self.seed,
+            beta2=self.beta2,
+            adam_eps=self.adam_eps,
             checkpoint_every=self.checkpoint_every,
         )
 
@@ -225,8 +231,10 @@ class AdaptConfig:
     seed: int = 0
     eval_every: int = 25
     checkpoint_every: int = 200
+    beta2: float = 0.99  # Adam as instant-NGP has it for hash grids (measured: benchmarks/RESULTS.md)
+    adam_eps: float = 1e-15
 
-    def optim(self, steps: int | None = None, beta2: float = 0.999, eps: float = 1e-8):
+    def optim(self, steps: int | None = None, beta2: float | None = None, eps: float | None = None):
         from .fitting import OptimConfig
 
         return OptimConfig(
@@ -234,8 +242,8 @@ class AdaptConfig:
             lr=self.lr,
             lr_decay_every=self.lr_decay_every,
             lr_decay=self.lr_decay,
-            beta2=beta2,
-            eps=eps,
+            beta2=self.beta2 if beta2 is None else beta2,
+            eps=self.adam_eps if eps is None else eps,
             loss=self.loss,
             delta=self.delta,
             eval_every=self.eval_every,
@@ -290,7 +298,11 @@ def pretrain_joint(
     full_batch = n_pix <= cfg.coord_batch
     plan = net.plan(coords) if full_batch and hasattr(net, "plan") else coords
     opt = torch.optim.Adam(
-        net.parameters(), lr=cfg.lr, fused=True if device.type in ("cpu", "cuda") else None
+        net.parameters(),
+        lr=cfg.lr,
+        betas=(0.9, cfg.beta2),
+        eps=cfg.adam_eps,
+        fused=True if device.type in ("cpu", "cuda") else None,
     )
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.lr_decay_every, gamma=cfg.lr_decay)
     hist: dict[str, list] = {"step": [], "loss": []}
