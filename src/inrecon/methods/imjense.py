@@ -35,7 +35,8 @@ __all__ = ["IMJENSEConfig", "PolynomialCoils", "reconstruct_imjense"]
 
 @dataclass
 class IMJENSEConfig:
-    """IMJENSE settings (defaults: the authors' hash-encoding demo, TV weight calibrated in the README)."""
+    """IMJENSE settings (defaults: the authors' hash-encoding demo; ``benchmarks/imjense_tv.py`` scans the TV
+    weight on real and simulated scans)."""
 
     n_levels: int = 16
     n_features: int = 2
