@@ -178,3 +178,23 @@ def test_fomaml_variant_runs(tmp_path, subjects):
     pretrain_meta(subjects, cfg, tmp_path / "f.safetensors", show_progress=False)
     with pytest.raises(InreconError, match="algorithm"):
         pretrain_meta(subjects, dataclasses.replace(cfg, algorithm="maml2"), tmp_path / "g.safetensors")
+
+
+def test_disinr_adaptation_is_tunable_by_the_bilevel_machinery(disinr_model, tmp_path):
+    pytest.importorskip("botorch")
+    from inrecon.methods.bilevel import tune_method
+    from inrecon.methods.disinr import DisINRAdaptConfig
+
+    scan = tiny_mri(seed=7)
+    cfg = DisINRAdaptConfig(steps=12, patience=4, eval_every=4)
+    log = tmp_path / "trials.jsonl"
+    tuned = tune_method(scan, "disinr", cfg, n_random=2, n_guided=1, log_path=log, model=str(disinr_model))
+    assert tuned.method == "disinr" and len(tuned.result.trials) == 3
+    assert set(tuned.h) == {"lr", "wd_enc"} and 1e-4 <= tuned.hparams["lr"] <= 1e-2
+    assert tuned.hparams["stop"] == "none" and 1 <= tuned.hparams["steps"] <= 12
+    again = tune_method(scan, "disinr", cfg, n_random=2, n_guided=1, log_path=log, model=str(disinr_model))
+    assert again.h == tuned.h  # resumed from the log, no trial re-run
+    res = run_method("disinr", scan, tuned.hparams, show_progress=False, model=str(disinr_model))
+    assert res.info["steps_run"] == tuned.hparams["steps"]
+    with pytest.raises(InreconError, match="pre-trained model"):
+        tune_method(scan, "disinr", cfg, n_random=1, n_guided=0)

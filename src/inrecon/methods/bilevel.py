@@ -415,6 +415,10 @@ def tune_method(
     reference, or a space naming unknown config fields; and after the trials when none gave a finite score.
     """
     if method not in TUNABLES:
+        from .base import _load_all
+
+        _load_all()  # methods that declare a space in their own module (e.g. disinr) register on import
+    if method not in TUNABLES:
         raise InreconError(
             f"method {method!r} declares no hyperparameter space",
             f"tune one of: {', '.join(sorted(TUNABLES))}",
