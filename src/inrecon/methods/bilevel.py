@@ -253,6 +253,80 @@ def _psnr_fn(problem):
     return f
 
 
+def trial_score(
+    forward,
+    module,
+    groups,
+    problem,
+    base: dict,
+    *,
+    oracle: bool,
+    psnr_of,
+    train,
+    val,
+    patience: int,
+    extra: dict | None = None,
+    info: dict | None = None,
+    show_progress=None,
+    desc: str = "trial",
+) -> tuple[float, dict]:
+    """Run one trial's fit and score it: the lowest held-out loss (train on ``train``, early stopping on
+    ``val``), or in oracle mode ``-PSNR`` of the best evaluated step (all samples, no early stopping).
+
+    ``base`` is the :class:`OptimConfig` as a dict; ``extra`` overrides its fields for both modes. ``info``
+    gains ``chosen_steps`` (steps the final fit runs), ``best_step``, ``steps_run``, ``seconds`` and, with a
+    reference, ``psnr``. Fits evaluate the image of step ``s``'s forward pass, i.e. after ``s`` updates.
+    """
+    info = dict(info or {})
+    extra = dict(extra or {})
+    if oracle:
+        res = fit(
+            forward,
+            module,
+            groups,
+            problem.y,
+            OptimConfig(**{**base, **extra, "patience": 0}),
+            evaluate=lambda im: {"psnr": psnr_of(im)},
+            show_progress=show_progress,
+            desc=f"oracle {desc}",
+        )
+        pairs = [
+            (p, s) for p, s in zip(res.history.get("psnr", []), res.history["eval_step"]) if math.isfinite(p)
+        ]
+        info.update(steps_run=res.steps_run, seconds=res.seconds)
+        if not pairs:
+            return math.nan, info
+        p, s = max(pairs, key=lambda ps: (ps[0], -ps[1]))
+        info.update(best_step=s, chosen_steps=max(1, s), psnr=p)
+        return -p, info
+    res = fit(
+        forward,
+        module,
+        groups,
+        problem.y,
+        OptimConfig(**{**base, **extra, "patience": patience}),
+        train=train,
+        val=val,
+        restore_best=psnr_of is not None,
+        show_progress=show_progress,
+        desc=desc,
+    )
+    info.update(
+        best_step=res.best_step,
+        best_val=res.best_val,
+        steps_run=res.steps_run,
+        stopped_early=res.stopped_early,
+        seconds=res.seconds,
+    )
+    if res.best_step is None or res.best_val is None:
+        return math.nan, info
+    # the held-out loss of step s is scored before that step's update: the weights after s updates
+    info["chosen_steps"] = max(1, res.best_step)
+    if psnr_of is not None:
+        info["psnr"] = psnr_of(res.image)
+    return float(res.best_val), info
+
+
 def ngp_objective(
     scan,
     cfg: ScanINRConfig,
@@ -315,62 +389,22 @@ def ngp_objective(
             return image, problem.predict(image)
 
         base = c.optim_config()
-        info: dict = {"loss": loss}
-        if oracle:
-            ocfg = OptimConfig(
-                **{**asdict(base), "patience": 0, "val_loss": val_loss, "val_delta": val_delta}
-            )
-            res = fit(
-                forward,
-                inr,
-                groups,
-                problem.y,
-                ocfg,
-                evaluate=lambda im: {"psnr": psnr_of(im)},
-                show_progress=show_progress,
-                desc="oracle trial",
-            )
-            pairs = [
-                (p, s)
-                for p, s in zip(res.history.get("psnr", []), res.history["eval_step"])
-                if math.isfinite(p)
-            ]
-            info.update(steps_run=res.steps_run, seconds=res.seconds)
-            if not pairs:
-                return math.nan, info
-            p, s = max(pairs, key=lambda ps: (ps[0], -ps[1]))
-            # fit evaluates the image its step-s forward pass rendered, i.e. after s updates
-            info.update(best_step=s, chosen_steps=max(1, s), psnr=p)
-            return -p, info
-        ocfg = OptimConfig(
-            **{**asdict(base), "patience": c.patience, "val_loss": val_loss, "val_delta": val_delta}
-        )
-        res = fit(
+        return trial_score(
             forward,
             inr,
             groups,
-            problem.y,
-            ocfg,
+            problem,
+            asdict(base),
+            oracle=oracle,
+            psnr_of=psnr_of,
             train=train,
             val=val,
-            restore_best=psnr_of is not None,
+            patience=c.patience,
+            extra={"val_loss": val_loss, "val_delta": val_delta},
+            info={"loss": loss},
             show_progress=show_progress,
             desc="bilevel trial",
         )
-        info.update(
-            best_step=res.best_step,
-            best_val=res.best_val,
-            steps_run=res.steps_run,
-            stopped_early=res.stopped_early,
-            seconds=res.seconds,
-        )
-        if res.best_step is None or res.best_val is None:
-            return math.nan, info
-        # the held-out loss of step s is scored before that step's update: the weights after s updates
-        info["chosen_steps"] = max(1, res.best_step)
-        if psnr_of is not None:
-            info["psnr"] = psnr_of(res.image)
-        return float(res.best_val), info
 
     return objective
 

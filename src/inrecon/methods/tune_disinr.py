@@ -8,13 +8,11 @@ reference instead. Registered as ``TUNABLES["disinr"]``; ``tune_method(scan, "di
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict
 
 from ..errors import InreconError
-from .bilevel import _psnr_fn, apply_h, register_tunable
+from .bilevel import _psnr_fn, apply_h, register_tunable, trial_score
 from .disinr import DisINRAdaptConfig, _scan_device, adapt_network, load_disinr
-from .fitting import OptimConfig, fit
 from .problems import VolumeProblem, make_problem
 from .tuning import Objective, Param, SearchSpace
 
@@ -61,49 +59,20 @@ def disinr_objective(
     def objective(h: dict) -> tuple[float, dict]:
         c = apply_h(cfg, h)
         built = adapt_network(net, problem, c)()
-        base = asdict(c.optim())
-        info: dict = {}
-        if oracle:
-            res = fit(
-                built.forward,
-                built.module,
-                built.groups,
-                problem.y,
-                OptimConfig(**{**base, "patience": 0}),
-                evaluate=lambda im: {"psnr": psnr_of(im)},
-                show_progress=show_progress,
-                desc="oracle trial",
-            )
-            pairs = [
-                (p, s)
-                for p, s in zip(res.history.get("psnr", []), res.history["eval_step"])
-                if math.isfinite(p)
-            ]
-            info.update(steps_run=res.steps_run, seconds=res.seconds)
-            if not pairs:
-                return math.nan, info
-            p, s = max(pairs, key=lambda ps: (ps[0], -ps[1]))
-            info.update(best_step=s, chosen_steps=max(1, s), psnr=p)
-            return -p, info
-        res = fit(
+        return trial_score(
             built.forward,
             built.module,
             built.groups,
-            problem.y,
-            OptimConfig(**{**base, "patience": c.patience}),
+            problem,
+            asdict(c.optim()),
+            oracle=oracle,
+            psnr_of=psnr_of,
             train=train,
             val=val,
-            restore_best=psnr_of is not None,
+            patience=c.patience,
             show_progress=show_progress,
             desc="DisINR trial",
         )
-        info.update(best_step=res.best_step, steps_run=res.steps_run, seconds=res.seconds)
-        if res.best_step is None or res.best_val is None:
-            return math.nan, info
-        info["chosen_steps"] = max(1, res.best_step)
-        if psnr_of is not None:
-            info["psnr"] = psnr_of(res.image)
-        return float(res.best_val), info
 
     return objective
 
