@@ -365,7 +365,7 @@ def ngp_objective(
     """
     cfg.validate()
     apply_h(cfg, space.from_unit([0.5] * space.dim))  # names checked before any work
-    problem = make_problem(scan, cfg.maps, getattr(cfg, "ct_precondition", "ramp"))
+    problem = make_problem(scan, cfg.maps, cfg.ct_precondition)
     if isinstance(problem, VolumeProblem):
         raise InreconError("bilevel tuning needs an MRI or CT scan", "tune on measured data, not a volume")
     if oracle and problem.target is None:

@@ -227,7 +227,7 @@ def reconstruct_meta(scan, cfg: MetaAdaptConfig, *, model, show_progress=None, c
         return Built(inr, forward, param_groups(f, cfg.wd_enc, cfg.wd_mlp))
 
     # NGP's optimiser (betas (0.9, 0.99), eps 1e-15): Meta is NGP started from learned weights
-    ocfg, stop = cfg.optim(beta2=0.99, eps=1e-15), cfg.stop_config()
+    ocfg, stop = cfg.optim(), cfg.stop_config()
     image, info, built = fit_with_stopping(
         problem,
         build,

@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -198,19 +199,9 @@ class PopulationPretrainConfig:
         )
 
     def schedule(self) -> PretrainConfig:
-        return PretrainConfig(
-            steps=self.steps,
-            lr=self.lr,
-            lr_decay_every=self.lr_decay_every,
-            lr_decay=self.lr_decay,
-            subjects_per_step=self.subjects_per_step,
-            loss=self.loss,
-            coord_batch=self.coord_batch,
-            seed=self.seed,
-            beta2=self.beta2,
-            adam_eps=self.adam_eps,
-            checkpoint_every=self.checkpoint_every,
-        )
+        """The :class:`PretrainConfig` fields this config sets (the rest keep their defaults)."""
+        names = {f.name for f in dataclasses.fields(PretrainConfig)}
+        return PretrainConfig(**{k: v for k, v in dataclasses.asdict(self).items() if k in names})
 
 
 @dataclass
@@ -234,7 +225,7 @@ class AdaptConfig:
     beta2: float = 0.99  # Adam as instant-NGP has it for hash grids (measured: benchmarks/RESULTS.md)
     adam_eps: float = 1e-15
 
-    def optim(self, steps: int | None = None, beta2: float | None = None, eps: float | None = None):
+    def optim(self, steps: int | None = None):
         from .fitting import OptimConfig
 
         return OptimConfig(
@@ -242,8 +233,8 @@ class AdaptConfig:
             lr=self.lr,
             lr_decay_every=self.lr_decay_every,
             lr_decay=self.lr_decay,
-            beta2=self.beta2 if beta2 is None else beta2,
-            eps=self.adam_eps if eps is None else eps,
+            beta2=self.beta2,
+            eps=self.adam_eps,
             loss=self.loss,
             delta=self.delta,
             eval_every=self.eval_every,
