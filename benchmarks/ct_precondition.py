@@ -17,9 +17,9 @@ import torch
 
 from inrecon.data import shared
 from inrecon.data.phantoms import body_ct_phantom
-from inrecon.methods.base import run_method
 from inrecon.metrics import evaluate
-from inrecon.physics.simulate_ct import full_scan_angles, simulate_ct
+from inrecon.physics.simulate.ct import full_scan_angles, simulate_ct
+from inrecon.recon.registry import run_method
 
 
 def main() -> None:

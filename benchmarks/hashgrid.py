@@ -20,8 +20,8 @@ import time
 import torch
 
 from inrecon.models.encodings import HashGridConfig, HashGridEncoding
+from inrecon.models.fields import grid_coords
 from inrecon.models.hashgrid_reference import ReferenceHashGrid
-from inrecon.models.inr import grid_coords
 from inrecon.models.networks import MLP, MLPConfig
 
 

@@ -18,9 +18,9 @@ import torch
 
 from inrecon.data import shared
 from inrecon.data.sampling import cartesian_1d
-from inrecon.methods.base import run_method
 from inrecon.metrics import evaluate
-from inrecon.physics.simulate_mri import simulate_mri
+from inrecon.physics.simulate.mri import simulate_mri
+from inrecon.recon.registry import run_method
 
 
 def main() -> None:

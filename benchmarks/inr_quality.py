@@ -22,10 +22,10 @@ import torch
 from inrecon.data import shared
 from inrecon.data.sampling import cartesian_1d
 from inrecon.data.scans import VolumeScan
-from inrecon.methods.base import run_method
 from inrecon.metrics import evaluate
-from inrecon.physics.simulate_ct import full_scan_angles, simulate_ct
-from inrecon.physics.simulate_mri import simulate_mri
+from inrecon.physics.simulate.ct import full_scan_angles, simulate_ct
+from inrecon.physics.simulate.mri import simulate_mri
+from inrecon.recon.registry import run_method
 
 
 def score(scan, image) -> dict:

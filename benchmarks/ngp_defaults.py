@@ -23,11 +23,11 @@ import torch
 from inrecon.data import shared
 from inrecon.data.phantoms import brain_phantom
 from inrecon.data.sampling import cartesian_1d
-from inrecon.methods.base import config_from_dict
-from inrecon.methods.scan import ScanINRConfig, reconstruct_ngp
 from inrecon.metrics import evaluate
-from inrecon.physics.simulate_ct import full_scan_angles, simulate_ct
-from inrecon.physics.simulate_mri import simulate_mri
+from inrecon.physics.simulate.ct import full_scan_angles, simulate_ct
+from inrecon.physics.simulate.mri import simulate_mri
+from inrecon.recon.inr.ngp import ScanINRConfig, reconstruct_ngp
+from inrecon.recon.registry import config_from_dict
 
 
 def load_scan(name: str):

@@ -28,8 +28,8 @@ from inrecon.data.shared import disinr_fan_geometry
 from inrecon.physics.ct import CTProjector
 from inrecon.physics.mri import SenseOp
 from inrecon.physics.nufft import NufftSenseOp
-from inrecon.physics.simulate_ct import full_scan_angles
-from inrecon.physics.simulate_mri import coil_sensitivities
+from inrecon.physics.simulate.ct import full_scan_angles
+from inrecon.physics.simulate.mri import coil_sensitivities
 
 
 def interleaved(fns: dict, repeats: int) -> dict:

@@ -18,17 +18,17 @@ import time
 
 import torch
 
-from inrecon._runtime import resolve_device
 from inrecon.data import shared
 from inrecon.data.phantoms import brain_phantom
 from inrecon.data.sampling import cartesian_1d
-from inrecon.methods.base import config_from_dict
-from inrecon.methods.losses import data_loss
-from inrecon.methods.problems import make_problem
-from inrecon.methods.scan import ScanINRConfig, build_field, param_groups
+from inrecon.engine.losses import data_loss
 from inrecon.metrics import evaluate
-from inrecon.models.inr import ImageINR
-from inrecon.physics.simulate_mri import simulate_mri
+from inrecon.models.fields import ImageINR
+from inrecon.physics.measurement import make_problem
+from inrecon.physics.simulate.mri import simulate_mri
+from inrecon.recon.inr.ngp import ScanINRConfig, build_field, param_groups
+from inrecon.recon.registry import config_from_dict
+from inrecon.runtime import resolve_device
 
 
 def main() -> None:

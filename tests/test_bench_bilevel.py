@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from inrecon.experiments.bench import available_experiments, load_experiment, run_bench
-from inrecon.experiments.bench_bilevel import build_scan
-from inrecon.methods.bilevel import load_hparams
+from inrecon.experiments.drivers.bilevel import build_scan
+from inrecon.recon.inr.bilevel import load_hparams
 
 # A tiny INR and a 2-trial budget: the tests are about the plumbing, not image quality.
 TINY_INR = {"n_levels": 4, "log2_table_size": 10, "base_resolution": 4, "mlp_layers": 2}

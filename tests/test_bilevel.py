@@ -12,15 +12,15 @@ import torch
 from inrecon.data.phantoms import brain_phantom
 from inrecon.data.sampling import cartesian_1d
 from inrecon.data.scans import MRIScan
+from inrecon.engine import holdout as stopping
 from inrecon.errors import InreconError
-from inrecon.methods import bilevel as bl
-from inrecon.methods import stopping
-from inrecon.methods.base import run_method
-from inrecon.methods.problems import make_problem
-from inrecon.methods.scan import ScanINRConfig
-from inrecon.methods.tuning import Param, SearchSpace
 from inrecon.metrics import psnr
-from inrecon.physics.simulate_mri import simulate_mri
+from inrecon.physics.measurement import make_problem
+from inrecon.physics.simulate.mri import simulate_mri
+from inrecon.recon.inr import bilevel as bl
+from inrecon.recon.inr.ngp import ScanINRConfig
+from inrecon.recon.registry import run_method
+from inrecon.tuning.bo import Param, SearchSpace
 
 # A tiny INR: the trials are about the machinery, not image quality.
 TINY = {"n_levels": 4, "log2_table_size": 10, "base_resolution": 4, "mlp_layers": 2, "eval_every": 5}
@@ -148,7 +148,7 @@ def test_blown_up_trial_scores_its_best_before_divergence(mri_scan):
 
 def test_cli_tune_then_recon(mri_scan, tmp_path):
     from inrecon import cli
-    from inrecon.data.hdf5 import write_scan
+    from inrecon.data.io.hdf5 import write_scan
 
     scan_path = write_scan(tmp_path / "scan.h5", mri_scan)
     parser = cli.build_parser()

@@ -11,11 +11,11 @@ import torch
 
 from inrecon.data.scans import MRIScan
 from inrecon.errors import InreconError, ShapeError
-from inrecon.methods.base import run_method
-from inrecon.methods.selection import holdout_loss, holdout_split, select_by_holdout, split_scan
 from inrecon.metrics import psnr
 from inrecon.physics.factory import build_operator
 from inrecon.physics.wavelets import Wavelet
+from inrecon.recon.classical.selection import holdout_loss, holdout_split, select_by_holdout, split_scan
+from inrecon.recon.registry import run_method
 
 C64 = torch.complex64
 

@@ -23,7 +23,7 @@ from inrecon.physics.coils import (
     rss,
 )
 from inrecon.physics.fft import fftc
-from inrecon.physics.simulate_mri import simulate_mri
+from inrecon.physics.simulate.mri import simulate_mri
 
 C64 = torch.complex64
 
@@ -138,7 +138,7 @@ def test_espirit_errors(gen):
 @pytest.mark.realdata
 def test_espirit_matches_sigpy_on_real_brain(shared_data):
     sigpy_mri = pytest.importorskip("sigpy.mri")
-    from inrecon.data.bart import read_cfl
+    from inrecon.data.io.bart import read_cfl
 
     raw = read_cfl(shared_data("mri/brain8ch_bart/ksp.cfl"))  # BART (1, 180, 230, 8)
     ksp = np.ascontiguousarray(np.moveaxis(raw.reshape(raw.shape[-3:]), -1, 0))  # (8, 180, 230)

@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 import torch
 
-from inrecon.data.ct_import import from_matlab_radon, load_lungdx_slices
+from inrecon.data.io.ct_import import from_matlab_radon, load_lungdx_slices
 from inrecon.data.scans import CTGeometry, CTScan, MRIScan
 from inrecon.errors import InreconError
-from inrecon.methods.base import METHODS, config_from_dict, get_method, run_method
-from inrecon.methods.classical_ct import SARTConfig, TVConfig, sart_recon, tv_recon, tv_weight
 from inrecon.metrics import psnr
 from inrecon.physics.ct import CTProjector
+from inrecon.recon.classical.ct import SARTConfig, TVConfig, sart_recon, tv_recon, tv_weight
+from inrecon.recon.registry import METHODS, config_from_dict, get_method, run_method
 
 from .fixtures.make_ct_fixtures import ellipse_phantom
 

@@ -9,7 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from inrecon.data.ct_import import from_matlab_radon, hu_to_unit, load_lungdx_slices, matlab_radon_detectors
+from inrecon.data.io.ct_import import (
+    from_matlab_radon,
+    hu_to_unit,
+    load_lungdx_slices,
+    matlab_radon_detectors,
+)
 from inrecon.data.scans import CTGeometry, CTScan
 from inrecon.errors import FileFormatError, InreconError, ShapeError
 from inrecon.metrics import psnr

@@ -8,8 +8,8 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from inrecon.methods.disinr import DisINRPretrainConfig, pretrain_disinr
-from inrecon.methods.population import load_model
+from inrecon.recon.population.common import load_model
+from inrecon.recon.population.disinr import DisINRPretrainConfig, pretrain_disinr
 
 CFG = dict(steps=8, subjects_per_step=4, n_levels=4, log2_table_size=8, encoder_width=16, decoder_width=16)
 

@@ -41,7 +41,7 @@ def test_demo_tiny_profile_writes_report_and_tables(tmp_path):
 
 
 def test_every_bundled_experiment_has_a_driver_and_quick_profile():
-    from inrecon.experiments import bench_drivers  # noqa: F401
+    import inrecon.experiments.drivers  # noqa: F401
     from inrecon.experiments.bench import DRIVERS
 
     exps = available_experiments()

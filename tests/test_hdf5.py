@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from inrecon.data.bart import read_cfl, write_cfl
-from inrecon.data.hdf5 import read_scan, write_scan
+from inrecon.data.io.bart import read_cfl, write_cfl
+from inrecon.data.io.hdf5 import read_scan, write_scan
 from inrecon.data.scans import CTGeometry, CTScan, MRIScan, VolumeScan
 from inrecon.errors import FileFormatError, InreconError, ShapeError
 

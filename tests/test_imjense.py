@@ -9,10 +9,10 @@ import torch
 
 from inrecon.data.sampling import radial_trajectory
 from inrecon.errors import InreconError
-from inrecon.methods.base import run_method
-from inrecon.methods.imjense import PolynomialCoils
 from inrecon.metrics import psnr
-from inrecon.physics.simulate_mri import simulate_mri
+from inrecon.physics.simulate.mri import simulate_mri
+from inrecon.recon.inr.imjense import PolynomialCoils
+from inrecon.recon.registry import run_method
 
 from .inr_fixtures import ring_maps, tiny_mri
 

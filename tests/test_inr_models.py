@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from inrecon.models.encodings import FourierFeatures, HashGridConfig, HashGridEncoding, IdentityEncoding
+from inrecon.models.fields import FieldConfig, ImageINR, NeuralField, grid_coords
 from inrecon.models.hashgrid_reference import ReferenceHashGrid
-from inrecon.models.inr import FieldConfig, ImageINR, NeuralField, grid_coords
 from inrecon.models.networks import MLP, MLPConfig, Siren, SirenConfig
 
 

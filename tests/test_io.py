@@ -11,12 +11,12 @@ import pydicom
 import pytest
 import torch
 
-from inrecon.data.bart import write_cfl
-from inrecon.data.dicom import read_dicom_ct, write_dicom_ct
-from inrecon.data.fastmri import center_crop, center_pad, read_fastmri, rss, write_fastmri_like
-from inrecon.data.hdf5 import write_scan
-from inrecon.data.images import read_image, write_image
-from inrecon.data.load import describe, detect_format, load_scan
+from inrecon.data.io.bart import write_cfl
+from inrecon.data.io.dicom import read_dicom_ct, write_dicom_ct
+from inrecon.data.io.fastmri import center_crop, center_pad, read_fastmri, rss, write_fastmri_like
+from inrecon.data.io.hdf5 import write_scan
+from inrecon.data.io.images import read_image, write_image
+from inrecon.data.io.load import describe, detect_format, load_scan
 from inrecon.data.scans import CTGeometry, CTScan, MRIScan, VolumeScan
 from inrecon.errors import FileFormatError, InreconError, ShapeError
 from inrecon.physics.fft import ifftc

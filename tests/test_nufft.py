@@ -207,9 +207,9 @@ def test_real_radial_phantom_pipeline(shared_data):
     reconstruction is a sharp phantom inside the central disc; a wrong one (half-circle angles) smears energy
     outside it.
     """
-    from inrecon.data.bart import read_cfl
-    from inrecon.methods.solvers import conjugate_gradient
+    from inrecon.data.io.bart import read_cfl
     from inrecon.physics.coils import espirit_maps_noncartesian
+    from inrecon.recon.classical.solvers import conjugate_gradient
 
     ns = 29
     raw = read_cfl(shared_data(f"mri/radial16ch_phantom/kMB1_top_SP{ns}.cfl"))  # (384, 29, 1, 16)

@@ -7,14 +7,14 @@ import dataclasses
 import pytest
 import torch
 
-import inrecon.methods.population as population
+import inrecon.recon.population.common as population
 from inrecon.errors import FileFormatError, InreconError
-from inrecon.methods.base import run_method
-from inrecon.methods.disinr import DisINRPretrainConfig, load_disinr, pretrain_disinr
-from inrecon.methods.meta import MetaPretrainConfig, pretrain_meta
-from inrecon.methods.population import load_model
-from inrecon.methods.strainer import StrainerPretrainConfig, pretrain_strainer
 from inrecon.metrics import psnr
+from inrecon.recon.population.common import load_model
+from inrecon.recon.population.disinr import DisINRPretrainConfig, load_disinr, pretrain_disinr
+from inrecon.recon.population.meta import MetaPretrainConfig, pretrain_meta
+from inrecon.recon.population.strainer import StrainerPretrainConfig, pretrain_strainer
+from inrecon.recon.registry import run_method
 
 from .inr_fixtures import tiny_mri
 
@@ -182,8 +182,8 @@ def test_fomaml_variant_runs(tmp_path, subjects):
 
 def test_disinr_adaptation_is_tunable_by_the_bilevel_machinery(disinr_model, tmp_path):
     pytest.importorskip("botorch")
-    from inrecon.methods.bilevel import tune_method
-    from inrecon.methods.disinr import DisINRAdaptConfig
+    from inrecon.recon.inr.bilevel import tune_method
+    from inrecon.recon.population.disinr import DisINRAdaptConfig
 
     scan = tiny_mri(seed=7)
     cfg = DisINRAdaptConfig(steps=12, patience=4, eval_every=4)

@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 import torch
 
-from inrecon.data.bart import read_cfl
+from inrecon.data.io.bart import read_cfl
 from inrecon.data.scans import MRIScan
-from inrecon.methods.base import run_method
 from inrecon.metrics import evaluate
+from inrecon.recon.registry import run_method
 
 pytestmark = pytest.mark.realdata
 

@@ -7,12 +7,12 @@ import dataclasses
 import pytest
 import torch
 
-import inrecon.methods.fitting as fitting
+import inrecon.engine.trainer as fitting
 from inrecon.data.scans import VolumeScan
 from inrecon.errors import InreconError
-from inrecon.methods.base import run_method
-from inrecon.methods.scan import ScanINRConfig, reconstruct_ngp
 from inrecon.metrics import psnr
+from inrecon.recon.inr.ngp import ScanINRConfig, reconstruct_ngp
+from inrecon.recon.registry import run_method
 
 from .inr_fixtures import tiny_mri
 
@@ -131,8 +131,8 @@ def test_volume_fitting_in_batches_converges():
 def test_ct_ramp_preconditioning_equalises_the_normal_operator():
     """sqrt-ramp weighting: A^T P^T P A treats a smooth and a checkerboard image alike (A^T A does not)."""
     from inrecon.data.scans import CTGeometry
-    from inrecon.methods.problems import CTProblem
-    from inrecon.physics.simulate_ct import full_scan_angles, simulate_ct
+    from inrecon.physics.measurement import CTProblem
+    from inrecon.physics.simulate.ct import full_scan_angles, simulate_ct
 
     n = 32
     geom = CTGeometry(

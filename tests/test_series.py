@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from inrecon.errors import FileFormatError, InreconError, ShapeError
-from inrecon.methods.series import (
+from inrecon.recon.series import (
     SeriesConfig,
     read_series,
     reconstruct_series,

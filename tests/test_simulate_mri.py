@@ -15,7 +15,7 @@ from inrecon.physics.coils import rss
 from inrecon.physics.fft import fftc
 from inrecon.physics.mri import SenseOp
 from inrecon.physics.nufft import NufftSenseOp
-from inrecon.physics.simulate_mri import coil_sensitivities, simulate_mri, smooth_phase_map
+from inrecon.physics.simulate.mri import coil_sensitivities, simulate_mri, smooth_phase_map
 
 
 def phantom(shape) -> np.ndarray:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from inrecon.methods.solvers import (
+from inrecon.physics.operator import Diagonal, Identity
+from inrecon.physics.transforms import FiniteDifference
+from inrecon.recon.classical.solvers import (
     conjugate_gradient,
     fista,
     pdhg,
@@ -13,8 +15,6 @@ from inrecon.methods.solvers import (
     prox_l2_data_conj,
     stacked_norm,
 )
-from inrecon.physics.operator import Diagonal, Identity
-from inrecon.physics.transforms import FiniteDifference
 
 
 def test_cg_solves_spd_system(gen):

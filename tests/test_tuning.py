@@ -8,7 +8,7 @@ import math
 import pytest
 
 from inrecon.errors import InreconError
-from inrecon.methods.tuning import Param, SearchSpace, TuneResult, read_log, tune
+from inrecon.tuning.bo import Param, SearchSpace, TuneResult, read_log, tune
 
 OPT = {"a": 0.31, "b": -0.42, "c": 1e-3}
 

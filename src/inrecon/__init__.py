@@ -1,6 +1,6 @@
 """inrecon: physics-informed implicit neural representations for MRI and CT reconstruction."""
 
-from ._runtime import tune_allocator as _tune_allocator
+from inrecon.runtime import tune_allocator as _tune_allocator
 
 __version__ = "0.1.0"
 

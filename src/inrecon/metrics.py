@@ -25,8 +25,8 @@ import math
 import numpy as np
 import torch
 
-from ._checks import require_finite
-from .errors import InreconError, ShapeError
+from inrecon.checks import require_finite
+from inrecon.errors import InreconError, ShapeError
 
 __all__ = ["evaluate", "nrmse", "psnr", "ssim", "ssim_map"]
 

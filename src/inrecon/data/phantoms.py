@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import InreconError, ShapeError
+from inrecon.errors import InreconError, ShapeError
 
 __all__ = [
     "BRAIN_CONTRASTS",

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from ..errors import InreconError, ShapeError
+from inrecon.errors import InreconError, ShapeError
 
 __all__ = [
     "acceleration",

@@ -3,7 +3,7 @@
 Each container validates itself on construction (shapes, dtypes, NaN/Inf, mask consistency, geometry) and
 raises :class:`~inrecon.errors.InreconError` naming the problem and the fix, so nothing long starts on bad
 input. ``.to(device)`` moves every tensor. The on-disk layout is documented in the README ("The inrecon HDF5
-contract") and implemented in :mod:`inrecon.data.hdf5`.
+contract") and implemented in :mod:`inrecon.data.io.hdf5`.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from .._checks import require_complex, require_finite, require_ndim, require_real, require_shape
-from ..errors import InreconError, ShapeError
+from inrecon.checks import require_complex, require_finite, require_ndim, require_real, require_shape
+from inrecon.errors import InreconError, ShapeError
 
 __all__ = ["CTGeometry", "CTScan", "MRIScan", "Scan", "VolumeScan", "as_tensor"]
 

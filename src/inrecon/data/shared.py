@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import InreconError
-from .paths import data_root, find_data
-from .scans import CTGeometry, CTScan, MRIScan
+from inrecon.data.paths import data_root, find_data
+from inrecon.data.scans import CTGeometry, CTScan, MRIScan
+from inrecon.errors import InreconError
 
 __all__ = [
     "BRAIN8CH",
@@ -62,8 +62,8 @@ def brain8ch(device: str = "cpu") -> MRIScan:
     sampled data; ``sens_maps`` = our ESPIRiT from the calibration region; ``roi`` = the maps' support (the
     Bilevel paper scores inside the coil-map support).
     """
-    from ..physics.coils import espirit_maps
-    from .bart import read_cfl
+    from inrecon.data.io.bart import read_cfl
+    from inrecon.physics.coils import espirit_maps
 
     ksp = np.ascontiguousarray(read_cfl(_need(BRAIN8CH))[0].transpose(2, 0, 1))
     img = read_cfl(_need(BRAIN8CH.replace("ksp", "img")))[0, :, :, 0, :]
@@ -89,7 +89,7 @@ def dipy_t1() -> np.ndarray:
 
 def lungdx_slices(which: str = "A0001", indices=None, size: int = 256) -> np.ndarray:
     """Chest CT slices windowed [-800, 400] HU -> [0, 1], ``(S, size, size)`` float32."""
-    from .ct_import import load_lungdx_slices
+    from inrecon.data.io.ct_import import load_lungdx_slices
 
     rel = {"A0001": LUNGDX_A0001, "A0002": LUNGDX_A0002}.get(which)
     if rel is None:
@@ -122,7 +122,7 @@ def scope_parallel(views: int = 90) -> CTScan:
     """The real parallel-beam chest slice (SCOPE): 367 detectors, ``views`` = 90 or 720, with ``gt_img``."""
     import nibabel as nib
 
-    from .ct_import import from_matlab_radon
+    from inrecon.data.io.ct_import import from_matlab_radon
 
     if views not in (90, 720):
         raise InreconError(f"views={views}", "the shared data has 90 and 720 views")
@@ -142,8 +142,8 @@ def radial_phantom(spokes: int = 29) -> MRIScan:
     keeping the central 192 samples gives a Nyquist grid of 192 x 192 over the oversampled field of view.
     No reference image exists (only a phantom's expected appearance).
     """
-    from ..data.sampling import radial_trajectory
-    from .bart import read_cfl
+    from inrecon.data.io.bart import read_cfl
+    from inrecon.data.sampling import radial_trajectory
 
     if spokes not in (29, 69):
         raise InreconError(f"spokes={spokes}", "the shared data has 29 and 69 spokes")

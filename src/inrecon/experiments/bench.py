@@ -15,8 +15,8 @@ from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 
-from .. import __version__
-from ..errors import InreconError
+from inrecon import __version__
+from inrecon.errors import InreconError
 
 __all__ = ["DRIVERS", "available_experiments", "load_experiment", "run_bench"]
 
@@ -80,7 +80,7 @@ def run_bench(
     overrides: dict | None = None,
 ) -> Path:
     """Run one experiment; returns the report's path."""
-    from . import bench_drivers  # noqa: F401  (registers the drivers)
+    import inrecon.experiments.drivers  # noqa: F401  (registers the drivers)
 
     exp = load_experiment(name, quick)
     exp["params"].update(overrides or {})

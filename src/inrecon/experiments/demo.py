@@ -22,14 +22,14 @@ from pathlib import Path
 
 import torch
 
-from .. import __version__
-from ..data.atomic import atomic_path
-from ..data.phantoms import body_ct_phantom, brain_phantom
-from ..data.sampling import cartesian_1d
-from ..data.shared import disinr_fan_geometry
-from ..physics.simulate_ct import full_scan_angles, simulate_ct
-from ..physics.simulate_mri import simulate_mri
-from .runner import Comparison, MethodRun, run_comparison
+from inrecon import __version__
+from inrecon.data.atomic import atomic_path
+from inrecon.data.phantoms import body_ct_phantom, brain_phantom
+from inrecon.data.sampling import cartesian_1d
+from inrecon.data.shared import disinr_fan_geometry
+from inrecon.experiments.runner import Comparison, MethodRun, run_comparison
+from inrecon.physics.simulate.ct import full_scan_angles, simulate_ct
+from inrecon.physics.simulate.mri import simulate_mri
 
 __all__ = ["PROFILES", "DemoProfile", "run_demo"]
 
@@ -117,8 +117,8 @@ def _inr_overrides(p: DemoProfile) -> dict:
 
 
 def _pretrain(method: str, scans, p: DemoProfile, out: Path, show_progress) -> Path:
-    from ..methods.base import config_from_dict
-    from ..methods.pretraining import get_pretrainer
+    from inrecon.recon.pretraining import get_pretrainer
+    from inrecon.recon.registry import config_from_dict
 
     spec = get_pretrainer(method)
     over = {"n_levels": p.hash_levels, "seed": 0}
@@ -159,7 +159,7 @@ def _methods(modality: str, p: DemoProfile, models: dict[str, Path]) -> list[Met
 
 
 def _summary_table(comp: Comparison) -> list[dict]:
-    from ..report import aggregate
+    from inrecon.report import aggregate
 
     return aggregate(comp.rows(), by="method", metrics=("psnr", "ssim", "nrmse", "seconds"))
 
@@ -173,8 +173,8 @@ def run_demo(
     profile: DemoProfile | None = None,
 ) -> dict:
     """Run the demo; returns ``{"tables": ..., "report": path}``."""
-    from .._runtime import resolve_device
-    from ..report import Report, collect_environment
+    from inrecon.report import Report, collect_environment
+    from inrecon.runtime import resolve_device
 
     prof = profile or PROFILES["quick" if quick else "full"]
     dev = resolve_device(device)

@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..methods.base import run_method
-from ..metrics import evaluate
-from ..progress import progress
+from inrecon.metrics import evaluate
+from inrecon.progress import progress
+from inrecon.recon.registry import run_method
 
 __all__ = ["CaseResult", "Comparison", "MethodRun", "run_comparison"]
 

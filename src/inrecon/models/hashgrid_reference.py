@@ -11,7 +11,7 @@ import math
 import torch
 from torch import nn
 
-from .encodings import HashGridConfig
+from inrecon.models.encodings import HashGridConfig
 
 _PRIMES = (1, 2654435761, 805459861)
 

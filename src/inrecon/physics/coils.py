@@ -13,9 +13,9 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from .._checks import require_complex, require_finite, require_ndim
-from ..errors import InreconError, ShapeError
-from .fft import fftc, ifftc
+from inrecon.checks import require_complex, require_finite, require_ndim
+from inrecon.errors import InreconError, ShapeError
+from inrecon.physics.fft import fftc, ifftc
 
 __all__ = [
     "calibration_width",
@@ -322,7 +322,7 @@ def espirit_maps_noncartesian(
     torch.Tensor
         complex64 maps ``(C, *image_shape)`` (plus eigenvalues with ``return_eigenvalues=True``).
     """
-    from .nufft import NufftSenseOp, density_compensation
+    from inrecon.physics.nufft import NufftSenseOp, density_compensation
 
     if getattr(scan, "trajectory", None) is None:
         raise InreconError(

@@ -26,10 +26,10 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from .._checks import require_finite, require_real
-from ..data.scans import CTGeometry, as_tensor
-from ..errors import InreconError
-from .operator import LinearOperator
+from inrecon.checks import require_finite, require_real
+from inrecon.data.scans import CTGeometry, as_tensor
+from inrecon.errors import InreconError
+from inrecon.physics.operator import LinearOperator
 
 __all__ = ["CTProjector", "build_system_matrix", "cache_info", "clear_cache", "detector_positions"]
 

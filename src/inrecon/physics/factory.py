@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from ..data.scans import CTScan, MRIScan, VolumeScan
-from ..errors import InreconError
-from .operator import Identity, LinearOperator
+from inrecon.data.scans import CTScan, MRIScan, VolumeScan
+from inrecon.errors import InreconError
+from inrecon.physics.operator import Identity, LinearOperator
 
 __all__ = ["build_operator"]
 
@@ -22,16 +22,16 @@ def build_operator(scan, maps: torch.Tensor | None = None, coil_combine: bool = 
     if isinstance(scan, MRIScan):
         maps = (scan.sens_maps if maps is None else maps) if coil_combine else None
         if scan.is_cartesian:
-            from .mri import SenseOp
+            from inrecon.physics.mri import SenseOp
 
             if maps is None:
                 return SenseOp(None, scan.mask, image_shape=scan.image_shape, n_coils=scan.n_coils)
             return SenseOp(maps, scan.mask)
-        from .nufft import NufftSenseOp
+        from inrecon.physics.nufft import NufftSenseOp
 
         return NufftSenseOp(maps, scan.trajectory, scan.image_shape, n_coils=scan.n_coils)
     if isinstance(scan, CTScan):
-        from .ct import CTProjector
+        from inrecon.physics.ct import CTProjector
 
         return CTProjector(scan.geometry, scan.angles).to(scan.sinogram.device)
     if isinstance(scan, VolumeScan):

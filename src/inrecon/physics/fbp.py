@@ -22,10 +22,10 @@ import warnings
 import numpy as np
 import torch
 
-from .._checks import require_finite, require_real
-from ..data.scans import CTGeometry, as_tensor
-from ..errors import InreconError, ShapeError
-from .ct import detector_positions
+from inrecon.checks import require_finite, require_real
+from inrecon.data.scans import CTGeometry, as_tensor
+from inrecon.errors import InreconError, ShapeError
+from inrecon.physics.ct import detector_positions
 
 __all__ = ["FILTERS", "fbp", "ramp_filter", "view_weights"]
 

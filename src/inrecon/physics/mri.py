@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import torch
 
-from .._checks import require_complex
-from ..errors import ShapeError
-from .fft import checkerboards, fftc, ifftc
-from .operator import LinearOperator
+from inrecon.checks import require_complex
+from inrecon.errors import ShapeError
+from inrecon.physics.fft import checkerboards, fftc, ifftc
+from inrecon.physics.operator import LinearOperator
 
 __all__ = ["SenseOp"]
 

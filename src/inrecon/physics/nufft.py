@@ -22,9 +22,9 @@ import numpy as np
 import torch
 import torchkbnufft as tkbn
 
-from .._checks import require_complex, require_finite, require_real
-from ..errors import InreconError, ShapeError
-from .operator import LinearOperator
+from inrecon.checks import require_complex, require_finite, require_real
+from inrecon.errors import InreconError, ShapeError
+from inrecon.physics.operator import LinearOperator
 
 __all__ = ["NufftGram", "NufftSenseOp", "check_trajectory", "density_compensation"]
 

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from ..errors import ShapeError
+from inrecon.errors import ShapeError
 
 __all__ = [
     "Composition",

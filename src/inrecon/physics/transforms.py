@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import torch
 
-from .operator import LinearOperator
+from inrecon.physics.operator import LinearOperator
 
 __all__ = ["FiniteDifference"]
 

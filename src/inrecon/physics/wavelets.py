@@ -20,8 +20,8 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from ..errors import InreconError, ShapeError
-from .operator import LinearOperator
+from inrecon.errors import InreconError, ShapeError
+from inrecon.physics.operator import LinearOperator
 
 __all__ = ["Wavelet", "daubechies_filter", "max_levels"]
 

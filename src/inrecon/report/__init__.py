@@ -3,5 +3,5 @@
 See :class:`~inrecon.report.core.Report` for the API.
 """
 
-from .core import *  # noqa: F403
-from .core import __all__  # noqa: F401
+from inrecon.report.core import *  # noqa: F403
+from inrecon.report.core import __all__  # noqa: F401

@@ -29,10 +29,10 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
-from ..data.atomic import atomic_path
-from ..errors import InreconError
-from .figures import MethodPalette, bars_figure, curves_figure, figure_png, image_grid_figure
-from .html import (
+from inrecon.data.atomic import atomic_path
+from inrecon.errors import InreconError
+from inrecon.report.figures import MethodPalette, bars_figure, curves_figure, figure_png, image_grid_figure
+from inrecon.report.html import (
     PageSection,
     config_html,
     figure_html,
@@ -42,7 +42,7 @@ from .html import (
     render_text,
     slugify,
 )
-from .tables import aggregate, format_cell, format_mean_std, html_table, markdown_table
+from inrecon.report.tables import aggregate, format_cell, format_mean_std, html_table, markdown_table
 
 __all__ = [
     "DEFAULT_BEST",
@@ -75,7 +75,7 @@ def collect_environment(seeds: Any = None, device: str | None = None, **extra: A
     """
     import torch
 
-    from .. import __version__
+    from inrecon import __version__
 
     cuda = torch.cuda.is_available()
     env: dict[str, Any] = {

@@ -22,8 +22,8 @@ from matplotlib.colors import to_hex
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-from ..errors import InreconError, ShapeError
-from .tables import format_number
+from inrecon.errors import InreconError, ShapeError
+from inrecon.report.tables import format_number
 
 __all__ = [
     "REFERENCE_COLOR",

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InreconError
+from inrecon.errors import InreconError
 
 __all__ = [
     "aggregate",

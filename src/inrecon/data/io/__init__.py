@@ -1,0 +1,1 @@
+"""inrecon.data.io."""

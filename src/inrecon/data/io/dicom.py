@@ -1,0 +1,457 @@
+"""DICOM CT images: :func:`read_dicom_ct` (one file or a series folder) and :func:`write_dicom_ct`.
+
+Reading sorts a series by the slice position along the slice normal (``ImagePositionPatient`` projected on
+the cross product of the two ``ImageOrientationPatient`` directions), else by ``InstanceNumber``, else by
+file name, and converts stored values to Hounsfield units with ``RescaleSlope`` and ``RescaleIntercept``.
+Writing produces a valid CT Image Storage series (explicit VR little endian, signed 16-bit pixels with a
+rescale slope/intercept chosen to hold the data, fresh UIDs, placeholder patient and study identifiers).
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pydicom
+from pydicom.datadict import tag_for_keyword
+from pydicom.dataset import FileDataset, FileMetaDataset
+from pydicom.errors import InvalidDicomError
+from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, CTImageStorage, ExplicitVRLittleEndian, generate_uid
+from pydicom.valuerep import format_number_as_ds
+
+from inrecon.checks import ArrayLike, require_finite, require_ndim, require_real
+from inrecon.data.atomic import atomic_path
+from inrecon.errors import FileFormatError, InreconError, ShapeError
+
+__all__ = ["is_dicom", "read_dicom_ct", "write_dicom_ct"]
+
+_PYDICOM3 = int(pydicom.__version__.split(".")[0]) >= 3
+
+#: Keywords copied from the first slice into the ``meta`` dict returned by :func:`read_dicom_ct`.
+_META_KEYS = (
+    "Modality",
+    "PatientID",
+    "PatientName",
+    "StudyInstanceUID",
+    "SeriesInstanceUID",
+    "FrameOfReferenceUID",
+    "StudyDescription",
+    "SeriesDescription",
+    "Manufacturer",
+    "ManufacturerModelName",
+    "KVP",
+    "ConvolutionKernel",
+    "SliceThickness",
+    "RescaleIntercept",
+    "RescaleSlope",
+    "WindowCenter",
+    "WindowWidth",
+    "ImagePositionPatient",
+    "ImageOrientationPatient",
+    "PatientPosition",
+)
+
+#: Attributes the writer sets itself; ``meta`` cannot override them.
+_PROTECTED = {
+    "SOPClassUID",
+    "SOPInstanceUID",
+    "SeriesInstanceUID",
+    "Modality",
+    "Rows",
+    "Columns",
+    "BitsAllocated",
+    "BitsStored",
+    "HighBit",
+    "PixelRepresentation",
+    "SamplesPerPixel",
+    "PhotometricInterpretation",
+    "RescaleIntercept",
+    "RescaleSlope",
+    "RescaleType",
+    "PixelSpacing",
+    "PixelData",
+    "InstanceNumber",
+    "SliceLocation",
+    "SliceThickness",
+    "SpacingBetweenSlices",
+    "ImageOrientationPatient",
+}
+
+
+def is_dicom(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a file with the DICOM preamble (``DICM`` at byte 128)."""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(128)
+            return fh.read(4) == b"DICM"
+    except OSError:
+        return False
+
+
+def _json_value(v: Any) -> Any:
+    """pydicom values (MultiValue, DSfloat, IS, PersonName, UID) -> plain JSON types."""
+    if isinstance(v, str | bytes) and not isinstance(v, pydicom.uid.UID):
+        return v.decode("latin-1") if isinstance(v, bytes) else str(v)
+    if isinstance(v, pydicom.multival.MultiValue | list | tuple):
+        return [_json_value(x) for x in v]
+    if isinstance(v, pydicom.valuerep.PersonName | pydicom.uid.UID):
+        return str(v)
+    if isinstance(v, int):
+        return int(v)
+    if isinstance(v, float):
+        return float(v)
+    return str(v)
+
+
+def _files_of(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+
+
+def _read_header(p: Path) -> pydicom.Dataset | None:
+    try:
+        return pydicom.dcmread(p, stop_before_pixels=True)
+    except (InvalidDicomError, EOFError, OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _sort_key(ds: pydicom.Dataset):
+    pos = getattr(ds, "ImagePositionPatient", None)
+    ori = getattr(ds, "ImageOrientationPatient", None)
+    if pos is not None and ori is not None and len(pos) == 3 and len(ori) == 6:
+        normal = np.cross(np.asarray(ori[:3], float), np.asarray(ori[3:], float))
+        return float(np.dot(np.asarray(pos, float), normal))
+    return None
+
+
+def _select_series(headers: list[tuple[Path, pydicom.Dataset]], folder: Path, series_uid: str | None):
+    groups: dict[str, list] = {}
+    for p, ds in headers:
+        groups.setdefault(str(getattr(ds, "SeriesInstanceUID", "")), []).append((p, ds))
+    if series_uid is not None:
+        if series_uid not in groups:
+            raise InreconError(
+                f"{folder}: no series with SeriesInstanceUID {series_uid}",
+                f"use one of {sorted(groups)}",
+            )
+        return groups[series_uid]
+    if len(groups) > 1:
+        listing = "; ".join(
+            f"{uid} ({getattr(items[0][1], 'SeriesDescription', '')!s}, {len(items)} files)"
+            for uid, items in groups.items()
+        )
+        raise InreconError(
+            f"{folder} holds {len(groups)} DICOM series: {listing}",
+            "pass series_uid=... or a folder with one series",
+        )
+    return next(iter(groups.values()))
+
+
+def _pixels(p: Path) -> tuple[np.ndarray, pydicom.Dataset]:
+    try:
+        ds = pydicom.dcmread(p)
+        arr = ds.pixel_array
+    except (InvalidDicomError, EOFError, OSError) as exc:
+        raise FileFormatError(
+            f"{p}: cannot read the DICOM file ({exc.__class__.__name__}: {exc})",
+            "the file is truncated or corrupt; export the series again",
+        ) from None
+    except (AttributeError, ValueError, RuntimeError, NotImplementedError) as exc:
+        raise FileFormatError(
+            f"{p}: cannot decode the pixel data ({str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__})",
+            "decompress the series (e.g. `gdcmconv --raw`) or install pylibjpeg / gdcm for pydicom",
+        ) from None
+    return arr, ds
+
+
+def read_dicom_ct(
+    path_or_dir: str | os.PathLike, series_uid: str | None = None
+) -> tuple[np.ndarray, tuple[float, float, float], dict]:
+    """Read one DICOM file or a folder holding one series.
+
+    Parameters
+    ----------
+    path_or_dir
+        A ``.dcm`` file (single or multi-frame) or a folder of slices; files in the folder that are not
+        DICOM are ignored.
+    series_uid
+        Which series to read when the folder holds several (otherwise an error lists them).
+
+    Returns
+    -------
+    hu
+        float32 ``(S, H, W)``: stored values times ``RescaleSlope`` plus ``RescaleIntercept`` (Hounsfield
+        units for CT), slices sorted from the lowest to the highest position along the slice normal.
+    spacing_mm
+        ``(dz, dy, dx)`` in mm: ``dz`` from the slice positions (median step), else ``SpacingBetweenSlices``,
+        ``SliceThickness`` or 1; ``(dy, dx)`` from ``PixelSpacing`` (row spacing, column spacing), else 1.
+    meta
+        JSON-serialisable dict: DICOM keywords of the first slice (``Modality``, ``PatientID``,
+        ``SeriesInstanceUID``, ``KVP``, ``ConvolutionKernel``, ``WindowCenter``, ...) plus ``n_slices`` and
+        ``source``.
+    """
+    p = Path(path_or_dir)
+    if not p.exists():
+        raise FileFormatError(f"DICOM path {str(p)!r} does not exist", "check the path")
+    if p.is_dir():
+        headers = [(f, ds) for f in _files_of(p) if (ds := _read_header(f)) is not None]
+        headers = [(f, ds) for f, ds in headers if "Rows" in ds]
+        if not headers:
+            raise FileFormatError(
+                f"folder {str(p)!r} holds no DICOM image files", "give a folder with one DICOM series"
+            )
+        headers = _select_series(headers, p, series_uid)
+    else:
+        ds = _read_header(p)
+        if ds is None or "Rows" not in ds:
+            raise FileFormatError(
+                f"{str(p)!r} is not a readable DICOM image (no header or no pixel data description)",
+                "give a DICOM image file or a folder of them",
+            )
+        headers = [(p, ds)]
+    keys = [_sort_key(ds) for _, ds in headers]
+    if all(k is not None for k in keys):
+        order = np.argsort(keys, kind="stable")
+    elif all("InstanceNumber" in ds and ds.InstanceNumber is not None for _, ds in headers):
+        order = np.argsort([int(ds.InstanceNumber) for _, ds in headers], kind="stable")
+    else:
+        order = np.arange(len(headers))
+    headers = [headers[i] for i in order]
+    slices = []
+    first = None
+    for f, _ in headers:
+        arr, ds = _pixels(f)
+        if first is None:
+            first = ds
+        slope = float(getattr(ds, "RescaleSlope", 1) or 1)
+        intercept = float(getattr(ds, "RescaleIntercept", 0) or 0)
+        arr = arr.astype(np.float32) * np.float32(slope) + np.float32(intercept)
+        if arr.ndim == 2:
+            arr = arr[None]
+        if arr.ndim != 3:
+            raise ShapeError(
+                f"{f}: pixel data has shape {arr.shape}", "give grey-scale images (one sample per pixel)"
+            )
+        if slices and arr.shape[1:] != slices[0].shape[1:]:
+            raise ShapeError(
+                f"{f}: image size {arr.shape[1:]} differs from the series' {slices[0].shape[1:]}",
+                "give a folder with one series of equally sized slices",
+            )
+        slices.append(arr)
+    hu = np.concatenate(slices, axis=0)
+    ps = getattr(first, "PixelSpacing", None)
+    dy, dx = (float(ps[0]), float(ps[1])) if ps is not None and len(ps) == 2 else (1.0, 1.0)
+    dz = None
+    sorted_keys = [_sort_key(ds) for _, ds in headers]
+    if len(headers) > 1 and all(k is not None for k in sorted_keys):
+        steps = np.abs(np.diff(sorted_keys))
+        steps = steps[steps > 1e-6]
+        if steps.size:
+            dz = float(np.median(steps))
+    for attr in ("SpacingBetweenSlices", "SliceThickness"):
+        if dz is None and getattr(first, attr, None) not in (None, ""):
+            dz = abs(float(getattr(first, attr)))
+    dz = dz or 1.0
+    meta = {
+        k: _json_value(first[k].value) for k in _META_KEYS if k in first and first[k].value not in (None, "")
+    }
+    meta["n_slices"] = int(hu.shape[0])
+    meta["source"] = str(p)
+    return hu, (dz, dy, dx), meta
+
+
+# --------------------------------------------------------------------------------------------------------
+# writing
+# --------------------------------------------------------------------------------------------------------
+def _ds(x: float) -> str:
+    return format_number_as_ds(float(x))
+
+
+def _rescale(hu: np.ndarray) -> tuple[float, float]:
+    """``(slope, intercept)`` so that ``round((hu - intercept) / slope)`` fits int16 (1 HU steps if possible)."""
+    lo, hi = float(hu.min()), float(hu.max())
+    if lo >= -1024 - 32768 and hi <= 32767 - 1024:
+        return 1.0, -1024.0
+    if lo >= -32768 and hi <= 32767:
+        return 1.0, 0.0
+    span = max(hi - lo, 1e-12)
+    return span / 65000.0, (hi + lo) / 2
+
+
+def _apply_meta(ds: pydicom.Dataset, meta: dict) -> None:
+    notes = {}
+    for key, value in meta.items():
+        if key in _PROTECTED or key in ("n_slices", "source"):
+            continue
+        if tag_for_keyword(key) is None:
+            if key[:1].isupper():
+                raise InreconError(
+                    f"meta key {key!r} is not a DICOM keyword",
+                    "spell DICOM attributes as pydicom keywords (e.g. 'SeriesDescription'); "
+                    "lower-case keys are stored as JSON in ImageComments",
+                )
+            notes[key] = value
+            continue
+        try:
+            setattr(ds, key, value)
+        except (ValueError, TypeError, OverflowError) as exc:
+            raise InreconError(
+                f"meta value for {key!r} is invalid ({exc})", f"give {key} a valid value"
+            ) from None
+    if notes:
+        ds.ImageComments = json.dumps(notes, default=str)[:10240]
+
+
+def write_dicom_ct(
+    path: str | os.PathLike,
+    hu: ArrayLike,
+    spacing_mm: Sequence[float] | None = None,
+    meta: dict | None = None,
+    *,
+    overwrite: bool = False,
+) -> list[Path]:
+    """Write Hounsfield units as a CT Image Storage series (one file per slice, atomically).
+
+    Parameters
+    ----------
+    path
+        ``.dcm`` file (a single slice) or a folder (``IM0001.dcm``, ``IM0002.dcm``, ... in slice order).
+    hu
+        Real array or tensor ``(H, W)`` or ``(S, H, W)`` in HU. Stored as int16 with ``RescaleIntercept``
+        -1024 and ``RescaleSlope`` 1 when the values fit (0.5 HU rounding), else a slope that spans the range.
+    spacing_mm
+        ``(dy, dx)`` or ``(dz, dy, dx)`` in mm (default 1 mm). Slice ``s`` is placed at
+        ``ImagePositionPatient = origin + s * dz * (0, 0, 1)`` with axial orientation; the default origin
+        centres the image on (0, 0, 0).
+    meta
+        Optional overrides by DICOM keyword (``PatientID``, ``PatientName``, ``StudyInstanceUID``,
+        ``SeriesDescription``, ``WindowCenter``, ``ImagePositionPatient`` of the first slice, ...); UIDs of
+        the series and instances are always fresh and pixel-describing attributes cannot be overridden.
+        Lower-case keys (not DICOM keywords) are stored as JSON in ``ImageComments``.
+    overwrite
+        Allow writing into a folder that already holds ``.dcm`` files (stale ``IM*.dcm`` of a longer series
+        there are removed) or over an existing ``.dcm`` file.
+
+    Returns
+    -------
+    list of Path
+        The files written, in slice order.
+    """
+    arr = hu.detach().cpu().numpy() if hasattr(hu, "detach") else np.asarray(hu)
+    require_real(arr, "hu")
+    require_ndim(arr, "hu", (2, 3), "(H, W) or (S, H, W) in Hounsfield units")
+    require_finite(arr, "hu")
+    arr = np.asarray(arr, dtype=np.float64)
+    if arr.ndim == 2:
+        arr = arr[None]
+    n, h, w = arr.shape
+    if spacing_mm is None:
+        spacing = (1.0, 1.0, 1.0)
+    else:
+        spacing = tuple(float(s) for s in spacing_mm)
+        if len(spacing) == 2:
+            spacing = (1.0, *spacing)
+        if len(spacing) != 3 or not all(np.isfinite(s) and s > 0 for s in spacing):
+            raise InreconError(
+                f"spacing_mm {tuple(spacing_mm)} is not (dy, dx) or (dz, dy, dx) positive millimetres",
+                "give e.g. spacing_mm=(1.0, 0.8, 0.8)",
+            )
+    dz, dy, dx = spacing
+    meta = dict(meta or {})
+    p = Path(path)
+    if p.suffix.lower() == ".dcm":
+        if n != 1:
+            raise InreconError(
+                f"{p} is a single .dcm file but the image has {n} slices",
+                "write a series to a folder (a path without the .dcm suffix)",
+            )
+        if p.exists() and not overwrite:
+            raise InreconError(f"{p} already exists", "pass overwrite=True or choose another file name")
+        targets = [p]
+    else:
+        if p.exists() and not p.is_dir():
+            raise InreconError(f"{p} exists and is not a folder", "give a folder path for a DICOM series")
+        existing = sorted(p.glob("*.dcm")) if p.is_dir() else []
+        if existing and not overwrite:
+            raise InreconError(
+                f"folder {p} already holds {len(existing)} .dcm files",
+                "choose an empty folder or pass overwrite=True",
+            )
+        targets = [p / f"IM{i + 1:04d}.dcm" for i in range(n)]
+    slope, intercept = _rescale(arr)
+    stored = np.clip(np.rint((arr - intercept) / slope), -32768, 32767).astype("<i2")
+    now = datetime.datetime.now()
+    study_uid = str(meta.pop("StudyInstanceUID", None) or generate_uid())
+    frame_uid = str(meta.pop("FrameOfReferenceUID", None) or generate_uid())
+    series_uid = generate_uid()
+    origin = meta.pop("ImagePositionPatient", None)
+    if origin is None:
+        origin = (-(w - 1) / 2 * dx, -(h - 1) / 2 * dy, 0.0)
+    origin = [float(v) for v in origin]
+    lo, hi = float(arr.min()), float(arr.max())
+    written = []
+    for s, target in enumerate(targets):
+        file_meta = FileMetaDataset()
+        sop_uid = generate_uid()
+        file_meta.MediaStorageSOPClassUID = CTImageStorage
+        file_meta.MediaStorageSOPInstanceUID = sop_uid
+        file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        file_meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
+        ds = FileDataset(str(target), {}, file_meta=file_meta, preamble=b"\0" * 128)
+        ds.SOPClassUID = CTImageStorage
+        ds.SOPInstanceUID = sop_uid
+        ds.StudyInstanceUID = study_uid
+        ds.SeriesInstanceUID = series_uid
+        ds.FrameOfReferenceUID = frame_uid
+        ds.Modality = "CT"
+        ds.ImageType = ["DERIVED", "SECONDARY", "AXIAL"]
+        ds.PatientName = "Anonymous"
+        ds.PatientID = "INRECON"
+        ds.PatientBirthDate = ""
+        ds.PatientSex = ""
+        ds.StudyDate = ds.SeriesDate = ds.ContentDate = now.strftime("%Y%m%d")
+        ds.StudyTime = ds.SeriesTime = ds.ContentTime = now.strftime("%H%M%S")
+        ds.ReferringPhysicianName = ""
+        ds.StudyID = "1"
+        ds.AccessionNumber = ""
+        ds.SeriesNumber = 1
+        ds.AcquisitionNumber = 1
+        ds.InstanceNumber = s + 1
+        ds.Manufacturer = "inrecon"
+        ds.KVP = ""
+        ds.PositionReferenceIndicator = ""
+        ds.PatientPosition = "HFS"
+        ds.ImagePositionPatient = [_ds(origin[0]), _ds(origin[1]), _ds(origin[2] + s * dz)]
+        ds.ImageOrientationPatient = ["1", "0", "0", "0", "1", "0"]
+        ds.SliceLocation = _ds(origin[2] + s * dz)
+        ds.SliceThickness = _ds(dz)
+        ds.SpacingBetweenSlices = _ds(dz)
+        ds.PixelSpacing = [_ds(dy), _ds(dx)]
+        ds.SamplesPerPixel = 1
+        ds.PhotometricInterpretation = "MONOCHROME2"
+        ds.Rows, ds.Columns = h, w
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit = 16, 16, 15
+        ds.PixelRepresentation = 1
+        ds.RescaleIntercept = _ds(intercept)
+        ds.RescaleSlope = _ds(slope)
+        ds.RescaleType = "HU"
+        ds.WindowCenter = _ds((lo + hi) / 2)
+        ds.WindowWidth = _ds(max(hi - lo, 1.0))
+        _apply_meta(ds, meta)
+        ds.PixelData = stored[s].tobytes()
+        with atomic_path(target, suffix=".dcm") as tmp:
+            if _PYDICOM3:
+                pydicom.dcmwrite(tmp, ds, enforce_file_format=True)
+            else:  # pragma: no cover - pydicom 2.x
+                ds.is_little_endian, ds.is_implicit_VR = True, False
+                ds.save_as(tmp, write_like_original=False)
+        written.append(target)
+    if p.suffix.lower() != ".dcm":
+        for stale in p.glob("IM*.dcm"):
+            if stale not in written and stale.stem[2:].isdigit() and int(stale.stem[2:]) > n:
+                stale.unlink()
+    return written

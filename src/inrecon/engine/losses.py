@@ -1,0 +1,35 @@
+"""Data-fidelity losses between predicted and measured samples (METHODS.md section 3).
+
+All take flat sample vectors ``pred, y`` of shape ``(M,)`` (complex for MRI, real for CT/volumes) and average
+over real and imaginary parts, as the Bilevel authors' code does.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from inrecon.errors import InreconError
+
+__all__ = ["LOSSES", "data_loss"]
+
+LOSSES = ("mse", "l1", "self_weighted")
+
+
+def data_loss(pred: torch.Tensor, y: torch.Tensor, kind: str = "mse", delta: float = 1e-3) -> torch.Tensor:
+    """Mean loss over samples (and over real/imaginary parts).
+
+    ``self_weighted`` is the Bilevel paper's eq. 9: ``mean(|pred - y|^2 / (|pred|^2 + delta))`` with the
+    weights ``|pred|`` detached; ``delta`` is relative to data scaled to max magnitude 1.
+    """
+    diff = pred - y
+    d = torch.view_as_real(diff) if diff.is_complex() else diff
+    if kind == "mse":
+        return d.square().mean()
+    if kind == "l1":
+        return d.abs().mean()
+    if kind == "self_weighted":
+        w2 = pred.detach().abs().square()
+        if diff.is_complex():
+            w2 = w2.unsqueeze(-1)
+        return (d.square() / (w2 + delta)).mean()
+    raise InreconError(f"unknown loss {kind!r}", f"choose one of {', '.join(LOSSES)}")

@@ -1,0 +1,146 @@
+"""Neural fields: an encoding followed by a decoder, and the binding of a field to an image grid.
+
+- :func:`grid_coords` gives pixel-centre coordinates in [0, 1] for an image shape.
+- :class:`NeuralField` maps coordinates ``(n, D)`` to ``(n, out_channels)`` with one of three backbones
+  (``hash``: hash grid + ReLU MLP; ``fourier``: NeRF features + ReLU MLP; ``siren``: SIREN).
+- :class:`ImageINR` renders a field on a fixed grid, as a complex image (MRI: channels are real, imaginary) or
+  a real one (CT, volumes), using the precomputed hash plan when the grid is small enough and chunks otherwise.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from inrecon.models.encodings import (
+    FourierFeatures,
+    FourierFeaturesConfig,
+    HashGridConfig,
+    HashGridEncoding,
+    HashPlan,
+    IdentityEncoding,
+)
+from inrecon.models.networks import MLP, MLPConfig, Siren, SirenConfig
+
+__all__ = ["FieldConfig", "ImageINR", "NeuralField", "count_parameters", "grid_coords"]
+
+# A plan stores ~24 bytes per (coordinate, level, corner); beyond this many entries use the generic path.
+PLAN_MAX_ENTRIES = 2**25
+
+
+def grid_coords(shape: tuple[int, ...], device=None) -> torch.Tensor:
+    """Pixel-centre coordinates ``(prod(shape), len(shape))`` in [0, 1], C order (last axis fastest)."""
+    axes = [(torch.arange(n, dtype=torch.float32, device=device) + 0.5) / n for n in shape]
+    mesh = torch.meshgrid(*axes, indexing="ij")
+    return torch.stack([m.reshape(-1) for m in mesh], dim=1)
+
+
+def count_parameters(module: nn.Module, trainable_only: bool = True) -> int:
+    return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
+
+
+@dataclass
+class FieldConfig:
+    """Which backbone, and its pieces' configs."""
+
+    backbone: str = "hash"
+    hash: HashGridConfig = field(default_factory=HashGridConfig)
+    fourier: FourierFeaturesConfig = field(default_factory=FourierFeaturesConfig)
+    mlp: MLPConfig = field(default_factory=MLPConfig)
+    siren: SirenConfig = field(default_factory=SirenConfig)
+
+
+class NeuralField(nn.Module):
+    """Coordinates ``(n, dim)`` in [0, 1] -> values ``(n, out_channels)``.
+
+    ``encoder_parameters()`` and ``decoder_parameters()`` split the weights for the two weight-decay groups of
+    METHODS.md (hash tables vs MLP).
+    """
+
+    def __init__(self, dim: int, out_channels: int, cfg: FieldConfig | None = None):
+        super().__init__()
+        cfg = cfg or FieldConfig()
+        self.cfg = cfg
+        self.dim = dim
+        self.out_channels = out_channels
+        if cfg.backbone == "hash":
+            self.encoder: nn.Module = HashGridEncoding(dim, cfg.hash)
+            self.decoder: nn.Module = MLP(self.encoder.out_dim, out_channels, cfg.mlp)
+        elif cfg.backbone == "fourier":
+            self.encoder = FourierFeatures(dim, cfg.fourier)
+            self.decoder = MLP(self.encoder.out_dim, out_channels, cfg.mlp)
+        elif cfg.backbone == "siren":
+            self.encoder = IdentityEncoding(dim)
+            self.decoder = Siren(dim, out_channels, cfg.siren)
+        else:
+            from inrecon.errors import InreconError
+
+            raise InreconError(f"unknown backbone {cfg.backbone!r}", "use hash, fourier or siren")
+
+    def encoder_parameters(self) -> list[nn.Parameter]:
+        return list(self.encoder.parameters())
+
+    def decoder_parameters(self) -> list[nn.Parameter]:
+        return list(self.decoder.parameters())
+
+    def plan(self, coords: torch.Tensor):
+        """Precompute what only depends on the coordinates (hash backbone); else return ``coords``."""
+        if isinstance(self.encoder, HashGridEncoding):
+            entries = coords.shape[0] * self.encoder.cfg.n_levels * 2**self.dim
+            if entries <= PLAN_MAX_ENTRIES:
+                return self.encoder.plan(coords)
+        return coords
+
+    def forward(self, coords: torch.Tensor | HashPlan) -> torch.Tensor:
+        return self.decoder(self.encoder(coords))
+
+
+class ImageINR(nn.Module):
+    """A :class:`NeuralField` rendered on the pixel grid of ``image_shape``.
+
+    ``forward()`` returns the image: complex64 ``image_shape`` when ``complex_output`` (2 channels: real,
+    imaginary), else float32 ``image_shape``. Large grids (e.g. 3D volumes) are rendered in chunks of
+    ``chunk`` coordinates without gradients via :meth:`render`.
+    """
+
+    def __init__(self, field_: NeuralField, image_shape: tuple[int, ...], complex_output: bool):
+        super().__init__()
+        if field_.out_channels != (2 if complex_output else 1):
+            raise ValueError("complex output needs 2 channels, real output 1")
+        self.field = field_
+        self.image_shape = tuple(int(s) for s in image_shape)
+        self.complex_output = complex_output
+        self._plan = None
+        self._plan_device = None
+
+    def _inputs(self, device):
+        if self._plan is None or self._plan_device != device:
+            coords = grid_coords(self.image_shape, device=device)
+            self._plan = self.field.plan(coords)
+            self._plan_device = device
+        return self._plan
+
+    def to_image(self, values: torch.Tensor, shape: tuple[int, ...] | None = None) -> torch.Tensor:
+        """``(n, channels)`` field values -> an image of ``shape`` (default: the grid)."""
+        shape = shape or self.image_shape
+        if self.complex_output:
+            return torch.view_as_complex(values.float().contiguous()).reshape(shape)
+        return values[:, 0].reshape(shape)
+
+    def forward(self) -> torch.Tensor:
+        device = next(self.field.parameters(), torch.empty(0)).device
+        return self.to_image(self.field(self._inputs(device)))
+
+    @torch.no_grad()
+    def render(self, chunk: int = 2**18) -> torch.Tensor:
+        """The image without gradients, evaluated in chunks of ``chunk`` coordinates."""
+        device = next(self.field.parameters(), torch.empty(0)).device
+        n = math.prod(self.image_shape)
+        if n <= chunk:
+            return self.forward()
+        coords = grid_coords(self.image_shape, device=device)
+        outs = [self.field(coords[i : i + chunk]) for i in range(0, n, chunk)]
+        return self.to_image(torch.cat(outs))

@@ -1,0 +1,1 @@
+"""inrecon.recon.classical."""

@@ -1,0 +1,383 @@
+"""Classical CT reconstructions: FBP, SART / SIRT and TV-regularised least squares (PDHG).
+
+Each registers itself for the ``ct`` modality and returns a float32 ``(H, W)`` image in the units of the scan
+(attenuation per mm). Defaults were chosen on sparse-view fan- and parallel-beam simulations of windowed chest
+CT slices and checked on real parallel-beam data; see the config docstrings for how.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+
+from inrecon.data.scans import CTScan
+from inrecon.errors import InreconError
+from inrecon.physics.ct import CTProjector
+from inrecon.physics.fbp import FILTERS, fbp
+from inrecon.physics.transforms import FiniteDifference
+from inrecon.progress import progress
+from inrecon.recon.classical.solvers import pdhg, project_l21_ball, prox_l2_data_conj, stacked_norm
+from inrecon.recon.registry import ReconResult, register
+
+__all__ = [
+    "FBPConfig",
+    "SARTConfig",
+    "SIRTConfig",
+    "TVConfig",
+    "fbp_recon",
+    "sart_recon",
+    "sirt_recon",
+    "tv_recon",
+    "tv_weight",
+]
+
+
+def _check_scan(scan) -> None:
+    if not isinstance(scan, CTScan):
+        raise InreconError(
+            f"a CT method got a {type(scan).__name__}", "pass an inrecon CTScan (see inrecon.data.scans)"
+        )
+
+
+# --- FBP ----------------------------------------------------------------------------------------------------
+@dataclass
+class FBPConfig:
+    """Filtered backprojection.
+
+    Attributes
+    ----------
+    filter
+        Ramp apodisation: ``ram-lak``, ``shepp-logan``, ``cosine`` or ``hann``.
+    cutoff
+        Frequency cutoff as a fraction of Nyquist, in ``(0, 1]``.
+    nonnegative
+        Clip negative values to zero afterwards.
+    """
+
+    filter: str = "ram-lak"
+    cutoff: float = 1.0
+    nonnegative: bool = False
+
+    def __post_init__(self):
+        if self.filter not in FILTERS:
+            raise InreconError(f"unknown FBP filter {self.filter!r}", f"choose one of {', '.join(FILTERS)}")
+        if not (0 < self.cutoff <= 1):
+            raise InreconError(
+                f"FBP cutoff is {self.cutoff} but must lie in (0, 1]", "give a fraction of Nyquist"
+            )
+
+
+@register("fbp", FBPConfig, ("ct",), "Filtered backprojection (parallel or flat-detector fan beam)")
+def fbp_recon(scan: CTScan, cfg: FBPConfig, *, show_progress: bool | None = None) -> ReconResult:
+    """FBP of ``scan.sinogram``; ``info`` holds the wall time."""
+    _check_scan(scan)
+    t0 = time.perf_counter()
+    img = fbp(scan.sinogram, scan.geometry, scan.angles, filter=cfg.filter, cutoff=cfg.cutoff)
+    if cfg.nonnegative:
+        img = img.clamp_min(0.0)
+    return ReconResult(img, "fbp", asdict(cfg), {"seconds": time.perf_counter() - t0})
+
+
+# --- SART / SIRT --------------------------------------------------------------------------------------------
+@dataclass
+class SARTConfig:
+    """Ordered-subsets SART (Andersen & Kak 1984; subsets as in OS-SART).
+
+    ``x <- x + relaxation * C_s A_s^T R_s (y_s - A_s x)`` for each subset ``s`` of views, with ``R_s`` the
+    inverse ray lengths (row sums) and ``C_s`` the inverse column sums of ``A_s``; one iteration is one sweep
+    over all views. Subsets interleave the views and are visited in golden-ratio order.
+
+    Attributes
+    ----------
+    iterations
+        Sweeps over all views. Default 10, chosen for real data: on the real 90-view parallel sinogram
+        (``ct/scope_parallel``, model mismatch and noise) the PSNR peaks at 33.2 dB after 5 sweeps and falls
+        slowly (33.1 dB at 10, 32.5 dB at 20, 31.6 dB at 40); on noise-free simulations it keeps rising
+        (60-view fan: 25.9 dB at 10, 26.6 dB at 20, 27.2 dB at 40), so raise it for inverse-crime studies.
+    views_per_subset
+        Views in each subset (1 = classic SART, ``V`` = SIRT).
+    relaxation
+        Step ``lambda`` in ``(0, 2)``.
+    nonnegative
+        Clip negative attenuation after every subset update.
+    track_residual
+        Record ``||A x - y|| / ||y||`` after every sweep (one extra projection per sweep).
+    """
+
+    iterations: int = 10
+    views_per_subset: int = 1
+    relaxation: float = 1.0
+    nonnegative: bool = True
+    track_residual: bool = False
+
+    def __post_init__(self):
+        if self.iterations < 1 or self.views_per_subset < 1:
+            raise InreconError(
+                f"SART needs iterations >= 1 and views_per_subset >= 1 (got {self.iterations}, "
+                f"{self.views_per_subset})",
+                "set both to positive integers",
+            )
+        if not (0 < self.relaxation < 2):
+            raise InreconError(f"SART relaxation is {self.relaxation}, outside (0, 2)", "use a value near 1")
+
+
+@dataclass
+class SIRTConfig:
+    """SIRT: SART with all views in one subset (simultaneous update).
+
+    Attributes
+    ----------
+    iterations
+        Simultaneous updates. SIRT needs many more iterations than SART at a similar cost per iteration: on
+        the real 90-view parallel sinogram it reaches 27.7 / 30.8 / 32.2 dB after 100 / 200 / 400 iterations
+        (SART: 33.1 dB after 10 sweeps); on the noise-free 60-view fan simulation 22.3 / 23.7 / 24.8 dB (SART
+        25.9 dB). Default 200 (about 6 s at 256x256 on 2 CPU cores).
+    relaxation, nonnegative, track_residual
+        As in :class:`SARTConfig`.
+    """
+
+    iterations: int = 200
+    relaxation: float = 1.0
+    nonnegative: bool = True
+    track_residual: bool = False
+
+    def __post_init__(self):
+        if self.iterations < 1:
+            raise InreconError(f"SIRT iterations is {self.iterations}", "set iterations >= 1")
+        if not (0 < self.relaxation < 2):
+            raise InreconError(f"SIRT relaxation is {self.relaxation}, outside (0, 2)", "use a value near 1")
+
+
+def _subset_order(n_views: int, views_per_subset: int) -> list[np.ndarray]:
+    n_sub = max(1, math.ceil(n_views / views_per_subset))
+    subsets = [np.arange(k, n_views, n_sub) for k in range(n_sub)]
+    # visit subsets far apart in angle one after another (golden-ratio ordering)
+    order = np.argsort(np.mod(np.arange(n_sub) * 0.6180339887498949, 1.0), kind="stable")
+    return [subsets[i] for i in order]
+
+
+def _inverse(t: torch.Tensor) -> torch.Tensor:
+    return torch.where(t > 1e-12 * float(t.max().clamp_min(1e-30)), 1.0 / t.clamp_min(1e-30), 0.0)
+
+
+def _sart_loop(
+    scan: CTScan,
+    iterations: int,
+    views_per_subset: int,
+    relaxation: float,
+    nonnegative: bool,
+    track: bool,
+    show_progress: bool | None,
+    name: str,
+) -> ReconResult:
+    _check_scan(scan)
+    t0 = time.perf_counter()
+    y = scan.sinogram
+    dev = y.device
+    op = CTProjector(scan.geometry, scan.angles).to(dev)
+    h, w = scan.image_shape
+    subsets = _subset_order(scan.n_views, min(views_per_subset, scan.n_views))
+    parts = []
+    ones_img = torch.ones(h, w, device=dev)
+    for idx in subsets:
+        sub = op if len(subsets) == 1 else op.select_views(idx)
+        idx_t = torch.as_tensor(idx, device=dev)
+        r_inv = _inverse(sub(ones_img))
+        c_inv = _inverse(sub.adjoint(torch.ones(sub.range_shape, device=dev)))
+        parts.append((sub, y[idx_t], r_inv, c_inv))
+    x = torch.zeros(h, w, device=dev)
+    history = []
+    ynorm = float(y.norm()) + 1e-30
+    with torch.no_grad():
+        for _ in progress(range(iterations), desc=name.upper(), show=show_progress):
+            for sub, ys, r_inv, c_inv in parts:
+                x = x + relaxation * c_inv * sub.adjoint(r_inv * (ys - sub(x)))
+                if nonnegative:
+                    x = x.clamp_min(0.0)
+            if track:
+                history.append(float((op(x) - y).norm()) / ynorm)
+    info = {
+        "seconds": time.perf_counter() - t0,
+        "iterations": iterations,
+        "subsets": len(subsets),
+        "final_residual": float((op(x) - y).norm()) / ynorm,
+    }
+    if track:
+        info["residual_history"] = history
+    return ReconResult(x.to(torch.float32), name, {}, info)
+
+
+@register("sart", SARTConfig, ("ct",), "Ordered-subsets SART with non-negativity")
+def sart_recon(scan: CTScan, cfg: SARTConfig, *, show_progress: bool | None = None) -> ReconResult:
+    """SART; ``info``: seconds, iterations, subsets, final relative residual (and its history if tracked)."""
+    res = _sart_loop(
+        scan,
+        cfg.iterations,
+        cfg.views_per_subset,
+        cfg.relaxation,
+        cfg.nonnegative,
+        cfg.track_residual,
+        show_progress,
+        "sart",
+    )
+    res.config = asdict(cfg)
+    return res
+
+
+@register("sirt", SIRTConfig, ("ct",), "SIRT (simultaneous SART) with non-negativity")
+def sirt_recon(scan: CTScan, cfg: SIRTConfig, *, show_progress: bool | None = None) -> ReconResult:
+    """SIRT; ``info`` as for SART."""
+    res = _sart_loop(
+        scan,
+        cfg.iterations,
+        scan.n_views,
+        cfg.relaxation,
+        cfg.nonnegative,
+        cfg.track_residual,
+        show_progress,
+        "sirt",
+    )
+    res.config = asdict(cfg)
+    return res
+
+
+# --- TV -----------------------------------------------------------------------------------------------------
+@dataclass
+class TVConfig:
+    """``min_x 0.5 ||A x - y||^2 + lam TV(x)`` subject to ``x >= 0`` (isotropic TV), by PDHG.
+
+    Attributes
+    ----------
+    lam_rel
+        ``lam = lam_rel * d * s`` where ``d`` is the mean squared column norm of ``A`` (``diag(A^T A)``: ray
+        length squared summed over the rays through a pixel, which carries the geometry: views, pixel size,
+        detector sampling) and ``s`` the image scale (99.5th percentile of the FBP). Both factors make the
+        optimum invariant to rescaling the image and to the number of views and pixel size to first order.
+        Default 0.01, the optimum on real data: on the real 90-view parallel sinogram (``ct/scope_parallel``)
+        PSNR is 33.5 / 34.4 / 34.4 / 34.1 / 33.4 / 31.9 dB at lam_rel 0.003 / 0.01 / 0.02 / 0.03 / 0.05 / 0.1.
+        Noise-free (inverse-crime) simulations of chest slices prefer less regularisation the longer one
+        iterates: 60-view fan (DisINR geometry) 31.5 / 30.4 / 29.3 / 28.5 dB at 0.003 / 0.01 / 0.02 / 0.03,
+        32.2 dB at 0.001 with 1000 iterations; the same ordering holds for 90-view fan, 60-view parallel and a
+        0.5 mm-pixel fan geometry, so the normalisation transfers across geometries.
+    lam
+        Absolute weight; overrides ``lam_rel`` when set.
+    iterations
+        PDHG iterations (default 300: within 0.02 dB of 1000 iterations at lam_rel 0.01 on the 256x256 fan and
+        real parallel tests; smaller lam_rel converges more slowly).
+    step_ratio
+        ``tau / sigma`` of PDHG on the normalised problem (``A / ||A||``, ``D / sqrt(8)``; ``tau * sigma *
+        ||K||^2 = 0.98``). Measured PSNR after 300 iterations at lam_rel 0.01 (60-view fan chest slice / real
+        90-view parallel): ratio 1: 24.1 / 32.2 dB, 10: 28.8 / 34.7, 30: 30.2 / 34.5, 100: 30.4 / 34.4
+        (converged values 30.4 / 34.4), 300: 30.3 / 34.4; 0.1: 19.1 / 20.2. Default 100. The normalisation
+        makes the iterates independent of the pixel size and the image scale.
+    nonnegative
+        Constrain ``x >= 0``.
+    track_objective
+        Record the objective every 10 iterations.
+    """
+
+    lam_rel: float = 0.01
+    lam: float | None = None
+    iterations: int = 300
+    step_ratio: float = 100.0
+    nonnegative: bool = True
+    track_objective: bool = False
+
+    def __post_init__(self):
+        if self.iterations < 1:
+            raise InreconError(f"TV iterations is {self.iterations}", "set iterations >= 1")
+        if not (self.lam_rel >= 0 and math.isfinite(self.lam_rel)):
+            raise InreconError(f"TV lam_rel is {self.lam_rel}", "give a non-negative number")
+        if self.lam is not None and not (self.lam >= 0 and math.isfinite(self.lam)):
+            raise InreconError(f"TV lam is {self.lam}", "give a non-negative number or None")
+        if not (self.step_ratio > 0 and math.isfinite(self.step_ratio)):
+            raise InreconError(f"TV step_ratio is {self.step_ratio}", "give a positive number (default 100)")
+
+
+def _column_sq_norm_mean(op: CTProjector) -> float:
+    """Mean over pixels of ``sum_i A_ij^2`` (the diagonal of ``A^T A``)."""
+    vals = op.matrix.values()
+    return float((vals.double() ** 2).sum()) / float(op.domain_shape[0] * op.domain_shape[1])
+
+
+def tv_weight(scan: CTScan, lam_rel: float, op: CTProjector | None = None) -> tuple[float, dict]:
+    """The absolute TV weight ``lam_rel * mean(diag(A^T A)) * percentile99.5(FBP)`` and its factors."""
+    op = CTProjector(scan.geometry, scan.angles).to(scan.sinogram.device) if op is None else op
+    d = _column_sq_norm_mean(op)
+    img = fbp(scan.sinogram, scan.geometry, scan.angles, filter="hann")
+    s = float(torch.quantile(img.reshape(-1).float().cpu(), 0.995))
+    if not s > 0:
+        s = float(img.abs().max()) + 1e-12
+    return lam_rel * d * s, {"diag_mean": d, "image_scale": s}
+
+
+@register("tv-ct", TVConfig, ("ct",), "TV-regularised least squares with x >= 0 (PDHG)", aliases=("tv",))
+def tv_recon(scan: CTScan, cfg: TVConfig, *, show_progress: bool | None = None) -> ReconResult:
+    """TV reconstruction; ``info``: seconds, lam, its factors, step sizes, operator norms, final objective."""
+    _check_scan(scan)
+    t0 = time.perf_counter()
+    y = scan.sinogram
+    dev = y.device
+    op = CTProjector(scan.geometry, scan.angles).to(dev)
+    grad = FiniteDifference(scan.image_shape).to(dev)
+    if cfg.lam is not None:
+        lam, factors = float(cfg.lam), {}
+    else:
+        lam, factors = tv_weight(scan, cfg.lam_rel, op)
+    x0 = torch.ones(scan.image_shape, device=dev)
+    # Solve the equivalent problem with A / ||A|| and D / sqrt(8) (both blocks of norm <= 1):
+    # 0.5 ||A x / a - y / a||^2 + (lam / a^2) TV(x) has the same minimiser, and tau = sigma then makes the
+    # iterates invariant to rescaling the geometry (pixel size) as well as the image.
+    norm_a = stacked_norm([op], x0, iters=20)
+    mu = 1.0 / math.sqrt(8.0)  # ||D|| <= sqrt(8) in 2D
+    op_n, grad_n = (1.0 / norm_a) * op, mu * grad
+    norm_k = stacked_norm([op_n, grad_n], x0, iters=20) * 1.01
+    tau, sigma = 0.99 * cfg.step_ratio / norm_k, 0.99 / (cfg.step_ratio * norm_k)
+    blocks = [
+        (op_n, prox_l2_data_conj(y / norm_a)),
+        (grad_n, project_l21_ball(lam / norm_a**2 / mu, axis=-3)),
+    ]
+    prox_g = (lambda v, t: v.clamp_min(0.0)) if cfg.nonnegative else None
+
+    def objective(x: torch.Tensor) -> float:
+        g = grad(x)
+        return float(0.5 * (op(x) - y).pow(2).sum() + lam * torch.linalg.vector_norm(g, dim=-3).sum())
+
+    history: list[float] = []
+    cb = None
+    if cfg.track_objective:
+
+        def cb(k, x):
+            if k % 10 == 9:
+                history.append(objective(x))
+
+    x = pdhg(
+        blocks,
+        torch.zeros(scan.image_shape, device=dev),
+        tau,
+        sigma,
+        prox_g=prox_g,
+        iters=cfg.iterations,
+        callback=cb,
+        show_progress=show_progress,
+        desc="TV-PDHG",
+    )
+    info = {
+        "seconds": time.perf_counter() - t0,
+        "lam": lam,
+        **factors,
+        "norm_A": norm_a,
+        "norm_K": norm_k,
+        "tau": tau,
+        "sigma": sigma,
+        "iterations": cfg.iterations,
+        "objective": objective(x),
+        "final_residual": float((op(x) - y).norm()) / (float(y.norm()) + 1e-30),
+    }
+    if cfg.track_objective:
+        info["objective_history"] = history
+    return ReconResult(x.to(torch.float32), "tv-ct", asdict(cfg), info)

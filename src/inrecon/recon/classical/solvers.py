@@ -1,0 +1,172 @@
+"""Iterative solvers used by the classical reconstructions. Each runs a loop of one-line updates.
+
+- :func:`conjugate_gradient` for Hermitian positive (semi)definite systems (CG-SENSE, Tikhonov).
+- :func:`fista` for smooth + proximable objectives (L1-wavelet).
+- :func:`pdhg` (Chambolle-Pock) for ``sum_j F_j(K_j x) + G(x)`` with proximable conjugates (TV, TV + data).
+Proximal maps used by more than one method are here too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+
+from inrecon.physics.operator import LinearOperator, dot
+from inrecon.progress import progress
+
+__all__ = [
+    "conjugate_gradient",
+    "fista",
+    "pdhg",
+    "project_l21_ball",
+    "prox_l1",
+    "prox_l2_data_conj",
+    "stacked_norm",
+]
+
+Callback = Callable[[int, torch.Tensor], None] | None
+
+
+def _r(x) -> torch.Tensor:
+    return x.real if x.is_complex() else x
+
+
+@torch.no_grad()
+def conjugate_gradient(
+    normal: Callable[[torch.Tensor], torch.Tensor],
+    b: torch.Tensor,
+    x0: torch.Tensor | None = None,
+    iters: int = 30,
+    tol: float = 1e-6,
+    callback: Callback = None,
+    show_progress: bool | None = None,
+    desc: str = "CG",
+) -> torch.Tensor:
+    """Solve ``normal(x) = b`` for Hermitian positive semi-definite ``normal``.
+
+    Stops after ``iters`` iterations or when ``||r|| <= tol * ||b||``. ``callback(k, x)`` is called after each
+    iteration.
+    """
+    x = torch.zeros_like(b) if x0 is None else x0.clone()
+    r = b - normal(x) if x0 is not None else b.clone()
+    p = r.clone()
+    rr = _r(dot(r, r))
+    bnorm = float(b.norm()) + 1e-30
+    for k in progress(range(iters), desc=desc, show=show_progress):
+        if float(rr.sqrt()) <= tol * bnorm:
+            break
+        ap = normal(p)
+        alpha = rr / _r(dot(p, ap)).clamp_min(1e-30)
+        x = x + alpha * p
+        r = r - alpha * ap
+        rr_new = _r(dot(r, r))
+        p = r + (rr_new / rr.clamp_min(1e-30)) * p
+        rr = rr_new
+        if callback is not None:
+            callback(k, x)
+    return x
+
+
+@torch.no_grad()
+def fista(
+    grad_f: Callable[[torch.Tensor], torch.Tensor],
+    prox_g: Callable[[torch.Tensor, float], torch.Tensor],
+    x0: torch.Tensor,
+    step: float,
+    iters: int = 100,
+    callback: Callback = None,
+    show_progress: bool | None = None,
+    desc: str = "FISTA",
+) -> torch.Tensor:
+    """Minimise ``f(x) + g(x)``: accelerated proximal gradient with step ``step`` (<= 1/L of ``grad_f``).
+
+    ``prox_g(v, t)`` returns ``argmin_x g(x) + ||x - v||^2 / (2 t)``.
+    """
+    x = x0.clone()
+    z = x0.clone()
+    t = 1.0
+    for k in progress(range(iters), desc=desc, show=show_progress):
+        x_new = prox_g(z - step * grad_f(z), step)
+        t_new = 0.5 * (1.0 + (1.0 + 4.0 * t * t) ** 0.5)
+        z = x_new + ((t - 1.0) / t_new) * (x_new - x)
+        x, t = x_new, t_new
+        if callback is not None:
+            callback(k, x)
+    return x
+
+
+@torch.no_grad()
+def pdhg(
+    blocks: Sequence[tuple[LinearOperator, Callable[[torch.Tensor, float], torch.Tensor]]],
+    x0: torch.Tensor,
+    tau: float,
+    sigma: float,
+    prox_g: Callable[[torch.Tensor, float], torch.Tensor] | None = None,
+    iters: int = 200,
+    theta: float = 1.0,
+    callback: Callback = None,
+    show_progress: bool | None = None,
+    desc: str = "PDHG",
+) -> torch.Tensor:
+    """Chambolle-Pock primal-dual for ``min_x sum_j F_j(K_j x) + G(x)``.
+
+    ``blocks`` pairs each operator ``K_j`` with ``prox_conj_j(p, sigma)``, the proximal map of ``sigma F_j^*``.
+    Convergence needs ``tau * sigma * ||K||^2 < 1`` with ``K`` the stacked operator (see :func:`stacked_norm`).
+    """
+    x = x0.clone()
+    x_bar = x0.clone()
+    duals = [op(x0) * 0 for op, _ in blocks]
+    for k in progress(range(iters), desc=desc, show=show_progress):
+        for j, (op, prox_conj) in enumerate(blocks):
+            duals[j] = prox_conj(duals[j] + sigma * op(x_bar), sigma)
+        grad = sum(op.adjoint(p) for (op, _), p in zip(blocks, duals))
+        x_new = x - tau * grad
+        if prox_g is not None:
+            x_new = prox_g(x_new, tau)
+        x_bar = x_new + theta * (x_new - x)
+        x = x_new
+        if callback is not None:
+            callback(k, x)
+    return x
+
+
+def stacked_norm(ops: Sequence[LinearOperator], x0: torch.Tensor, iters: int = 30) -> float:
+    """Spectral norm of the vertically stacked operator ``[K_1; K_2; ...]`` by power iteration."""
+    with torch.no_grad():
+        x = x0 / x0.norm().clamp_min(1e-30)
+        s = 0.0
+        for _ in range(iters):
+            y = sum(op.adjoint(op(x)) for op in ops)
+            s = float(y.norm())
+            if s == 0.0:
+                return 0.0
+            x = y / s
+    return s**0.5
+
+
+def prox_l1(v: torch.Tensor, thresh: float | torch.Tensor) -> torch.Tensor:
+    """Soft thresholding ``argmin_x thresh*|x|_1 + |x - v|^2/2``; complex values shrink in magnitude."""
+    if v.is_complex():
+        mag = v.abs()
+        return v * (1.0 - thresh / mag.clamp_min(1e-30)).clamp_min(0.0)
+    return torch.sign(v) * (v.abs() - thresh).clamp_min(0.0)
+
+
+def prox_l2_data_conj(y: torch.Tensor, weight: float = 1.0):
+    """Prox of ``sigma F^*`` for ``F(z) = weight/2 ||z - y||^2``: ``p -> (p - sigma y) / (1 + sigma/weight)``."""
+
+    def prox(p: torch.Tensor, sigma: float) -> torch.Tensor:
+        return (p - sigma * y) / (1.0 + sigma / weight)
+
+    return prox
+
+
+def project_l21_ball(radius: float | torch.Tensor, axis: int):
+    """Prox of the conjugate of ``radius * ||.||_{2,1}`` (group norm over ``axis``): pointwise projection."""
+
+    def prox(p: torch.Tensor, sigma: float) -> torch.Tensor:
+        mag = torch.linalg.vector_norm(p, dim=axis, keepdim=True)
+        return p / (mag / radius).clamp_min(1.0)
+
+    return prox
