@@ -31,7 +31,7 @@ def main() -> None:
     args = ap.parse_args()
     scans = {}
     if "brain" in args.scans:
-        scans["brain8ch"] = shared.brain8ch()
+        scans["brain8ch"] = with_espirit_support(shared.brain8ch())
     if "dipy6" in args.scans:
         img = shared.dipy_t1()
         scans["dipy-AF6"] = simulate_mri(

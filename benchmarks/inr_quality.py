@@ -64,7 +64,7 @@ def main() -> None:
     rows = []
     mri = [("zf", {}), ("cgsense", {}), ("l1wavelet", {"lam": "auto"}), ("tv", {"lam": "auto"}), ("ngp", {})]
     if "brain" in args.cases:
-        rows += run_case(shared.brain8ch(), mri, "brain8ch", log)
+        rows += run_case(with_espirit_support(shared.brain8ch()), mri, "brain8ch", log)
     if "dipy6" in args.cases:
         img = shared.dipy_t1()
         scan = simulate_mri(img, n_coils=12, mask=cartesian_1d(img.shape, 6, acs=24), snr_db=30, seed=0)

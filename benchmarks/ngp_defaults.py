@@ -32,7 +32,7 @@ from inrecon.recon.registry import config_from_dict
 
 def load_scan(name: str):
     if name == "brain":
-        return shared.brain8ch()
+        return with_espirit_support(shared.brain8ch())
     if name in ("dipy6", "dipy8", "phantom6"):
         af = 8 if name.endswith("8") else 6
         img = shared.dipy_t1() if name.startswith("dipy") else brain_phantom((256, 256), seed=11)

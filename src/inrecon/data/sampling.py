@@ -23,9 +23,11 @@ import torch
 from inrecon.errors import InreconError, ShapeError
 
 __all__ = [
+    "PATTERNS",
     "acceleration",
     "acs_lines_bilevel",
     "cartesian_1d",
+    "make_pattern",
     "poisson_disc",
     "radial_spokes_for_af",
     "radial_trajectory",
@@ -433,3 +435,42 @@ def spiral_trajectory(
     rad = math.pi * t**p
     k = rad[None, :] * np.exp(1j * phase)
     return _wrap(np.stack([k.imag.reshape(-1), k.real.reshape(-1)], axis=1))
+
+
+PATTERNS = ("cartesian", "poisson", "radial", "golden", "spiral", "full")
+
+
+def make_pattern(
+    kind: str,
+    shape: Sequence[int],
+    af: float = 6.0,
+    *,
+    acs: int = 24,
+    seed: int = 0,
+    offset: int = 0,
+    spokes: int | None = None,
+    oversample: bool = False,
+    interleaves: int = 16,
+) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """The sampling of one acquisition by name: ``(mask, None)`` for Cartesian patterns, ``(None, trajectory)``
+    for non-Cartesian ones. The one place that maps a pattern name to a generator.
+
+    ``cartesian``: :func:`cartesian_1d` (``af`` a whole line spacing, ``acs`` centre lines,
+    ``offset`` shifts the lattice); ``poisson``: :func:`poisson_disc` with an ``acs``-square calibration
+    region; ``full``: every sample; ``radial`` / ``golden``: :func:`radial_trajectory` with ``spokes``
+    (default from ``af``) and 2x readout oversampling when asked; ``spiral``: :func:`spiral_trajectory`.
+    """
+    if kind not in PATTERNS:
+        raise InreconError(f"unknown sampling pattern {kind!r}", f"use one of {', '.join(PATTERNS)}")
+    shape = tuple(int(s) for s in shape)
+    if kind == "cartesian":
+        return cartesian_1d(shape, af, acs=acs, offset=offset), None
+    if kind == "poisson":
+        return poisson_disc(shape, af, calib=(acs, acs), seed=seed), None
+    if kind == "full":
+        return torch.ones(shape, dtype=torch.bool), None
+    if kind in ("radial", "golden"):
+        n = max(shape)
+        n_spokes = spokes or radial_spokes_for_af(n, af)
+        return None, radial_trajectory(n_spokes, 2 * n if oversample else n, golden_angle=kind == "golden")
+    return None, spiral_trajectory(shape, n_interleaves=interleaves)

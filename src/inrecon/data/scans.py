@@ -395,4 +395,62 @@ class VolumeScan:
         return _move(self, device)
 
 
-Scan = MRIScan | CTScan | VolumeScan
+@dataclass
+class SeriesScan:
+    """A real-time MRI series: 2D Cartesian frames of one grid and one coil array (residual learning).
+
+    Attributes
+    ----------
+    frames
+        One :class:`MRIScan` per frame; frame 0 is usually fully sampled.
+    provenance
+        Free-form metadata.
+    """
+
+    frames: list[MRIScan]
+    provenance: dict = field(default_factory=dict)
+
+    modality = "mri-series"
+
+    def __post_init__(self):
+        if not self.frames:
+            raise InreconError("the series has no frames", "give at least one frame")
+        f0 = self.frames[0]
+        for t, fr in enumerate(self.frames):
+            if not isinstance(fr, MRIScan) or not fr.is_cartesian:
+                raise InreconError(
+                    f"frame {t} is not a Cartesian MRI scan", "series hold Cartesian MRI frames"
+                )
+            if fr.image_shape != f0.image_shape or fr.n_coils != f0.n_coils or fr.ndim != 2:
+                raise ShapeError(
+                    f"frame {t} has grid {fr.image_shape} and {fr.n_coils} coils, frame 0 {f0.image_shape} and "
+                    f"{f0.n_coils}",
+                    "give 2D frames of one grid and one coil array",
+                )
+
+    @property
+    def n_frames(self) -> int:
+        return len(self.frames)
+
+    @property
+    def image_shape(self) -> tuple[int, ...]:
+        return self.frames[0].image_shape
+
+    @property
+    def target(self) -> torch.Tensor | None:
+        """The frames' references stacked ``(T, H, W)`` (``None`` unless every frame has one)."""
+        if any(fr.target is None for fr in self.frames):
+            return None
+        return torch.stack([fr.target for fr in self.frames])
+
+    @property
+    def roi(self) -> torch.Tensor | None:
+        if any(fr.roi is None for fr in self.frames):
+            return None
+        return torch.stack([fr.roi for fr in self.frames])
+
+    def to(self, device) -> SeriesScan:
+        return SeriesScan([fr.to(device) for fr in self.frames], dict(self.provenance))
+
+
+Scan = MRIScan | CTScan | VolumeScan | SeriesScan

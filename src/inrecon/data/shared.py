@@ -59,25 +59,19 @@ def brain8ch(device: str = "cpu") -> MRIScan:
     """The in-vivo 8-coil brain (BART workshop), 180 x 230, Poisson-disc 12.7 %, with its reference.
 
     ``kspace (8, 180, 230)``; ``target`` = root-sum-of-squares of BART's two-map reconstruction of the fully
-    sampled data; ``sens_maps`` = our ESPIRiT from the calibration region; ``roi`` = the maps' support (the
-    Bilevel paper scores inside the coil-map support).
+    sampled data. No coil maps and no ROI: the Bilevel paper scores inside the support of ESPIRiT maps, which
+    :func:`inrecon.physics.coils.with_espirit_support` attaches (maps and ROI) in one call.
     """
     from inrecon.data.io.bart import read_cfl
-    from inrecon.physics.coils import espirit_maps
 
     ksp = np.ascontiguousarray(read_cfl(_need(BRAIN8CH))[0].transpose(2, 0, 1))
     img = read_cfl(_need(BRAIN8CH.replace("ksp", "img")))[0, :, :, 0, :]
     ref = np.sqrt((np.abs(img) ** 2).sum(-1)).astype(np.float32)
     k = torch.from_numpy(ksp).to(device)
-    mask = (k != 0).any(0)
-    maps = espirit_maps(k, mask=mask)
-    roi = (maps.abs() > 0).any(0)
     return MRIScan(
         kspace=k,
-        mask=mask,
-        sens_maps=maps,
+        mask=(k != 0).any(0),
         target=torch.from_numpy(ref).to(device),
-        roi=roi,
         provenance={"source": BRAIN8CH, "reference": "RSS of bart pics (fully sampled, 2 maps)"},
     )
 

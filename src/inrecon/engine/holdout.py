@@ -1,125 +1,194 @@
-"""The reference-free stopping rule every INR method uses (NGP, IMJENSE, DisINR, STRAINER, Meta).
+"""The reference-free stopping rule every INR method uses, and the trial score of the bilevel tuner.
 
-Stage 1 trains a fresh model on the *train* part of a seeded hold-out split of the acquired samples (the split
-of the bilevel method) and follows the loss on the held-out part, which the same forward pass predicts for free;
-it stops ``patience`` steps after the held-out loss last improved. The best step ``s*`` is the answer to "how long
-should this model be fitted to this scan". Stage 2 (``final="refit"``) trains a fresh model on *all* samples for
-``s*`` steps; ``final="restore"`` instead returns stage 1's weights at ``s*`` (half the cost, 20 % less data).
-Both stages checkpoint; a finished stage 1 is remembered, so a killed run resumes where it was.
+An INR fitted long enough to one scan fits its noise. Stage 1 trains a fresh model on the *train* part of the
+measurement's seeded hold-out split (:meth:`~inrecon.physics.measurement.Measurement.split`) and follows the
+loss on the held-out part, which the same forward pass predicts for free; it stops ``patience`` steps after the
+held-out loss last improved. Its best step ``s*`` answers "how long should this model be fitted to this scan".
+Stage 2 (``final="refit"``) trains a fresh model on *all* samples for ``s*`` steps; ``final="restore"``
+instead keeps stage 1's weights at ``s*`` (half the cost, 20 % less data). Both stages checkpoint, and a
+finished stage 1 is remembered, so a killed run resumes where it was.
+
+Every fit of a method goes through :func:`fit_model` (one call of :func:`~inrecon.engine.trainer.train` with
+the standard callbacks); :func:`fit_with_holdout` is the two-stage rule; :func:`score_trial` is one bilevel
+trial (stage 1 only, scored by its best held-out loss, or by PSNR against the reference in oracle mode).
 """
 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Literal, Protocol
 
 import torch
-from torch import nn
 
+from inrecon.config import Fraction, NonNegInt, PosFloat, PosInt
 from inrecon.data.atomic import atomic_path
+from inrecon.engine.callbacks import Evaluate, HoldOut, Progress
 from inrecon.engine.checkpoint import config_fingerprint
-from inrecon.engine.trainer import FitResult, OptimConfig, fit
+from inrecon.engine.fit import FitTask, Model, evaluator
+from inrecon.engine.losses import LossConfig, LossKind
+from inrecon.engine.regularizers import PriorConfig, make_prior
+from inrecon.engine.trainer import Checkpoint, MonitorConfig, OptimConfig, Run, train
 from inrecon.errors import InreconError
-from inrecon.physics.measurement import Problem
+from inrecon.physics.measurement import Measurement
 
-__all__ = ["Built", "StopConfig", "data_identity", "fit_with_stopping"]
+__all__ = ["FitSettings", "StopConfig", "data_identity", "fit_model", "fit_with_holdout", "score_trial"]
 
 
 @dataclass
 class StopConfig:
-    """``stop="holdout"`` (default) or ``"none"`` (run ``steps`` on all data)."""
+    """The reference-free stopping rule (module docstring)."""
 
-    stop: str = "holdout"
-    holdout_fraction: float = 0.2
-    patience: int = 300
-    final: str = "refit"
-    seed: int = 0
-
-    def validate(self) -> None:
-        if self.stop not in ("holdout", "none"):
-            raise InreconError(f"stop={self.stop!r}", "use stop=holdout or stop=none")
-        if self.final not in ("refit", "restore"):
-            raise InreconError(f"final={self.final!r}", "use final=refit or final=restore")
-        if self.patience < 0:
-            raise InreconError(f"patience={self.patience}", "use patience >= 0 (0 never stops early)")
-
-
-@dataclass
-class Built:
-    """A freshly initialised model for one fit: the module holding its trainable state, a ``forward() ->
-    (image, pred)`` closure, Adam parameter groups, and optionally a regulariser ``image -> scalar``."""
-
-    module: nn.Module
-    forward: Callable[[], tuple[torch.Tensor, torch.Tensor]]
-    groups: list[dict]
-    regularizer: Callable[[torch.Tensor], torch.Tensor] | None = None
+    rule: Literal["holdout", "none"] = "holdout"
+    """holdout: choose the step count on a held-out split, then refit; none: run optim.steps on all samples."""
+    fraction: Fraction = 0.2
+    """Share of the acquired units held out."""
+    patience: NonNegInt = 300
+    """Stop stage 1 this many steps after the held-out loss last improved (0: never stop early)."""
+    final: Literal["refit", "restore"] = "refit"
+    """refit: train a fresh model on all samples for the chosen steps; restore: keep stage 1's best weights."""
+    val_loss: LossKind = "mse"
+    """Loss on the held-out samples."""
+    val_delta: PosFloat = 1e-4
+    """delta of a self-weighted held-out loss."""
+    min_steps: PosInt = 50
+    """Never stop stage 1 before this many steps."""
 
 
-def data_identity(problem: Problem) -> list:
+class FitSettings(Protocol):
+    """The sections a method config gives a fit (every INR method's config has them)."""
+
+    optim: OptimConfig
+    loss: LossConfig
+    stop: StopConfig
+    monitor: MonitorConfig
+    prior: PriorConfig
+    seed: int
+
+
+def data_identity(meas: Measurement) -> list:
     """A cheap identity of the data for checkpoint fingerprints."""
-    return [list(problem.y.shape), float(problem.y.abs().sum())]
+    return [list(meas.y.shape), float(meas.y.abs().sum())]
 
 
-def _evaluator(problem: Problem):
-    if problem.target is None:
-        return None
-    from inrecon.metrics import evaluate
+def fit_model(
+    meas: Measurement,
+    model: Model,
+    cfg: FitSettings,
+    *,
+    steps: int | None = None,
+    train_idx: torch.Tensor | None = None,
+    val_idx: torch.Tensor | None = None,
+    patience: int = 0,
+    restore_best: bool = False,
+    evaluate: bool = True,
+    checkpoint: Checkpoint | None = None,
+    show_progress: bool | None = None,
+    desc: str = "fit",
+    batch_size: int = 2**18,
+    optim: OptimConfig | None = None,
+) -> tuple[Run, HoldOut | None]:
+    """One training run of ``model`` on ``meas`` with the standard callbacks.
 
-    def ev(image_scaled: torch.Tensor) -> dict:
-        m = evaluate(
-            problem.finalize(image_scaled), problem.target, roi=problem.roi, scale=problem.complex_output
+    Trains on ``train_idx`` (default all samples) for ``steps`` (default ``cfg.optim.steps``); with
+    ``val_idx`` tracks the held-out loss (early stop after ``patience``, ``restore_best``); evaluates against
+    the reference every ``cfg.monitor.eval_every`` steps when the scan has one and ``evaluate``.
+    """
+    optim = replace(optim or cfg.optim, steps=steps or (optim or cfg.optim).steps)
+    task = FitTask(
+        model,
+        meas,
+        cfg.loss,
+        train=train_idx,
+        prior=make_prior(cfg.prior),
+        batch_size=batch_size,
+        seed=cfg.seed,
+    )
+    callbacks = []
+    hold = None
+    if val_idx is not None:
+        s = cfg.stop
+        hold = HoldOut(
+            val_idx,
+            meas.y,
+            kind=s.val_loss,
+            delta=s.val_delta,
+            patience=patience,
+            min_steps=s.min_steps,
+            restore_best=restore_best,
         )
-        return {"psnr": m["psnr"], "ssim": m["ssim"]}
+        callbacks.append(hold)
+    ev = evaluator(meas) if evaluate else None
+    if ev is not None:
+        callbacks.append(Evaluate(ev, cfg.monitor.eval_every))
+    callbacks.append(Progress(desc, show_progress))
+    run = train(task, optim, callbacks, checkpoint=checkpoint, sync_every=cfg.monitor.sync_every)
+    return run, hold
 
-    return ev
+
+def _summary(run: Run, hold: HoldOut) -> dict:
+    return {
+        "best_step": hold.best_step,
+        "best_val_loss": None if hold.best_step is None else hold.best_val,
+        "steps_run": run.step,
+        "stopped_early": hold.stopped_early,
+        "seconds": run.seconds,
+        "history": run.history,
+    }
 
 
-def fit_with_stopping(
-    problem: Problem,
-    build: Callable[[], Built],
-    ocfg: OptimConfig,
-    stop: StopConfig,
+def fit_with_holdout(
+    meas: Measurement,
+    build: Callable[[], Model],
+    cfg: FitSettings,
     *,
     run_id: dict,
     checkpoint_dir: str | Path | None = None,
     show_progress: bool | None = None,
     desc: str = "INR",
-) -> tuple[torch.Tensor, dict, Built]:
-    """Fit with the hold-out stopping rule. Returns ``(image, info, built)``: the image in the problem's units
-    (``problem.finalize`` applied), what was chosen and measured, and the final model."""
-    stop.validate()
-    ev = _evaluator(problem)
-    ckdir = Path(checkpoint_dir) if checkpoint_dir else None
-    base = {"run": run_id, "optim": asdict(ocfg), "stop": asdict(stop), "data": data_identity(problem)}
-    info: dict = {}
+    batch_size: int = 2**18,
+) -> tuple[torch.Tensor, dict, Model]:
+    """Fit with the stopping rule of ``cfg.stop`` (module docstring); pointwise measurements (volumes) always
+    run ``cfg.optim.steps`` on all samples.
 
-    def run(built: Built, cfg: OptimConfig, name: str, **kw) -> FitResult:
-        fp = config_fingerprint({**base, "stage": name, "steps": cfg.steps})
-        return fit(
-            built.forward,
-            built.module,
-            built.groups,
-            problem.y,
+    Returns ``(image, info, model)``: the image in the scan's units (``meas.finalize``), what was chosen and
+    measured (``chosen_steps``, ``holdout``, ``history``, ``steps_run``, ``fit_seconds``), and the final model.
+    """
+    ckdir = Path(checkpoint_dir) if checkpoint_dir else None
+    base = {"run": run_id, "data": data_identity(meas)}
+
+    def checkpoint(name: str, steps: int) -> Checkpoint | None:
+        if ckdir is None:
+            return None
+        fp = config_fingerprint({**base, "stage": name, "steps": steps})
+        return Checkpoint(ckdir / f"{name}.pt", fp, cfg.monitor.checkpoint_every)
+
+    def run(model: Model, name: str, steps: int, **kw) -> tuple[Run, HoldOut | None]:
+        return fit_model(
+            meas,
+            model,
             cfg,
-            evaluate=ev,
-            regularizer=built.regularizer,
+            steps=steps,
+            checkpoint=checkpoint(name, steps),
             show_progress=show_progress,
             desc=f"{desc} {name}",
-            checkpoint_path=ckdir / f"{name}.pt" if ckdir else None,
-            fingerprint=fp,
+            batch_size=batch_size,
             **kw,
         )
 
-    if stop.stop == "none":
-        built = build()
-        res = run(built, ocfg, "fit")
-        info.update(history=res.history, steps_run=res.steps_run, fit_seconds=res.seconds)
-        return problem.finalize(res.image), info, built
-
+    info: dict = {}
+    stop = cfg.stop
+    if stop.rule == "none" or meas.pointwise:
+        model = build()
+        r, _ = run(model, "fit", cfg.optim.steps)
+        info.update(history=r.history, steps_run=r.step, fit_seconds=r.seconds)
+        return meas.finalize(model.image()), info, model
     summary = ckdir / "holdout.json" if ckdir else None
     fp1 = config_fingerprint({**base, "stage": "holdout"})
+    model = None
     if summary is not None and summary.exists() and stop.final == "refit":
         s1 = json.loads(summary.read_text())
         if s1.get("fingerprint") != fp1:
@@ -127,38 +196,96 @@ def fit_with_stopping(
                 f"{summary} belongs to another run", "use another --checkpoint-dir or delete it"
             )
         chosen, info["holdout"] = s1["chosen_steps"], s1["info"]
-        res1 = None
     else:
-        train, val = problem.split(stop.holdout_fraction, stop.seed)
-        built = build()
-        res1 = run(
-            built,
-            OptimConfig(**{**asdict(ocfg), "patience": stop.patience}),
+        train_idx, val_idx = meas.split(stop.fraction, cfg.seed)
+        model = build()
+        r1, hold = run(
+            model,
             "holdout",
-            train=train,
-            val=val,
+            cfg.optim.steps,
+            train_idx=train_idx,
+            val_idx=val_idx,
+            patience=stop.patience,
             restore_best=stop.final == "restore",
         )
         # the held-out loss of step s is scored on the weights after s updates: refit s updates
-        chosen = max(1, res1.best_step or 0)
-        info["holdout"] = {
-            "best_step": res1.best_step,
-            "best_val_loss": res1.best_val,
-            "steps_run": res1.steps_run,
-            "stopped_early": res1.stopped_early,
-            "seconds": res1.seconds,
-            "history": res1.history,
-        }
+        chosen = max(1, hold.best_step or 0)
+        info["holdout"] = _summary(r1, hold)
         if summary is not None and stop.final == "refit":
             with atomic_path(summary, suffix=".json") as tmp:
                 tmp.write_text(
                     json.dumps({"fingerprint": fp1, "chosen_steps": chosen, "info": info["holdout"]})
                 )
     info["chosen_steps"] = chosen
-    if stop.final == "restore" and res1 is not None:
-        res = res1
+    if stop.final == "restore" and model is not None:
+        r = r1
     else:
-        built = build()
-        res = run(built, OptimConfig(**{**asdict(ocfg), "steps": chosen, "patience": 0}), "refit")
-    info.update(history=res.history, steps_run=res.steps_run, fit_seconds=res.seconds)
-    return problem.finalize(res.image), info, built
+        model = build()
+        r, _ = run(model, "refit", chosen)
+    info.update(history=r.history, steps_run=r.step, fit_seconds=r.seconds)
+    return meas.finalize(model.image()), info, model
+
+
+def score_trial(
+    meas: Measurement,
+    model: Model,
+    cfg: FitSettings,
+    *,
+    oracle: bool,
+    split: tuple[torch.Tensor, torch.Tensor],
+    show_progress: bool | None = None,
+    desc: str = "trial",
+) -> tuple[float, dict]:
+    """One tuning trial: train ``model`` and score it (lower is better).
+
+    Default: train on the split's training part with early stopping (``cfg.stop.patience``) and score the
+    lowest held-out loss; its best step is the number of steps the final fit runs (``chosen_steps``). Oracle
+    mode (evaluation only): train on all samples for ``cfg.optim.steps``, score ``-PSNR`` of the best evaluated
+    step against the reference (the final fit then reproduces that image). ``info`` also holds ``best_step``,
+    ``steps_run``, ``seconds`` and, when the scan has a reference, ``psnr``.
+    """
+    ev = evaluator(meas)
+    info: dict = {}
+    if oracle:
+        run, _ = fit_model(meas, model, cfg, show_progress=show_progress, desc=f"oracle {desc}")
+        pairs = [
+            (p, s) for p, s in zip(run.history.get("psnr", []), run.history["eval_step"]) if math.isfinite(p)
+        ]
+        info.update(steps_run=run.step, seconds=run.seconds)
+        if not pairs:
+            return math.nan, info
+        p, s = max(pairs, key=lambda ps: (ps[0], -ps[1]))
+        info.update(best_step=s, chosen_steps=max(1, s), psnr=p)
+        return -p, info
+    train_idx, val_idx = split
+    run, hold = fit_model(
+        meas,
+        model,
+        cfg,
+        train_idx=train_idx,
+        val_idx=val_idx,
+        patience=cfg.stop.patience,
+        restore_best=ev is not None,
+        evaluate=False,
+        show_progress=show_progress,
+        desc=desc,
+    )
+    info.update(
+        best_step=hold.best_step,
+        best_val=None if hold.best_step is None else hold.best_val,
+        steps_run=run.step,
+        stopped_early=hold.stopped_early,
+        seconds=run.seconds,
+    )
+    if hold.best_step is None or not math.isfinite(hold.best_val):
+        return math.nan, info
+    # the held-out loss of step s is scored before that step's update: the weights after s updates
+    info["chosen_steps"] = max(1, hold.best_step)
+    if ev is not None:
+        info["psnr"] = ev(model.image())["psnr"]
+    return float(hold.best_val), info
+
+
+def settings_dict(cfg: FitSettings) -> dict:
+    """The fit-relevant sections of a config as a plain dict (for fingerprints)."""
+    return {k: asdict(getattr(cfg, k)) for k in ("optim", "loss", "stop", "prior")} | {"seed": cfg.seed}

@@ -6,13 +6,28 @@ over real and imaginary parts, as the Bilevel authors' code does.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Literal
+
 import torch
 
+from inrecon.config import PosFloat
 from inrecon.errors import InreconError
 
-__all__ = ["LOSSES", "data_loss"]
+__all__ = ["LOSSES", "LossConfig", "data_loss"]
 
 LOSSES = ("mse", "l1", "self_weighted")
+LossKind = Literal["mse", "l1", "self_weighted"]
+
+
+@dataclass
+class LossConfig:
+    """The data term of a fit."""
+
+    kind: LossKind = "mse"
+    """mse, l1, or self_weighted (Bilevel eq. 9: the squared residual divided by |prediction|^2 + delta)."""
+    delta: PosFloat = 1e-3
+    """The self-weighted loss's controller, relative to data scaled to a largest magnitude of 1."""
 
 
 def data_loss(pred: torch.Tensor, y: torch.Tensor, kind: str = "mse", delta: float = 1e-3) -> torch.Tensor:

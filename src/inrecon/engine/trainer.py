@@ -1,280 +1,309 @@
-"""The optimisation loop shared by every single-scan INR fit (NGP, IMJENSE, DisINR adaptation, Meta/STRAINER
-fine-tuning, the bilevel lower level, residual series frames).
+"""The one training loop of inrecon.
 
-A fit is described by a ``forward()`` closure returning ``(image, pred)``: the current image and the predicted
-measurement at *every acquired sample* as a flat vector ``(M,)``, aligned with the data ``y (M,)``. Index
-vectors select the samples that are trained on and, optionally, held out for validation. Because the held-out
-prediction comes from the same forward pass, validation costs nothing extra and is tracked every step.
+Every optimisation of a network -- a scan-specific fit, a hold-out trial, DisINR/STRAINER pre-training and
+test-time adaptation, Meta's inner and outer loops, IMJENSE, a series frame -- is :func:`train` driving a
+:class:`Task` with callbacks, in the spirit of sigpy's ``App.run`` / ``Alg.update`` and nerfstudio's
+``TrainingCallback`` but smaller:
 
-The loop does Adam (two weight-decay groups are the caller's business) with step decay, records a history,
-evaluates against a reference every ``eval_every`` steps when one is given, tracks the best validation step and
-its weights, stops early after ``patience`` steps without improvement, and checkpoints every
-``checkpoint_every`` steps so that a killed run resumes to the identical result.
+- a :class:`Task` says what one step computes (:meth:`Task.step` returns a :class:`StepOutput` with the loss
+  and, for fits, the image and the predicted samples) and what the current result is (:meth:`Task.image`);
+- :func:`train` owns the optimiser and learning-rate schedule (:class:`OptimConfig`), the step counter, the
+  loss history, host synchronisation, checkpoints and bit-identical resume (:class:`Checkpoint`);
+- :class:`Callback` s add what varies: hold-out tracking and early stopping, evaluation against a reference,
+  progress bars, gradient all-reduce for data-parallel pre-training (:mod:`inrecon.engine.callbacks`).
+
+Host syncs: on the CPU every step reads its numbers back; on a GPU losses stay on the device and are read every
+``sync_every`` steps (and whenever a callback asks, e.g. to evaluate or to snapshot the best weights).
 """
 
 from __future__ import annotations
 
-import copy
-import math
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Annotated, Literal
 
 import torch
 from torch import nn
 
+from inrecon.config import InRange, NonNegFloat, PosFloat, PosInt
 from inrecon.engine.checkpoint import load_checkpoint, save_checkpoint
-from inrecon.engine.losses import LOSSES, data_loss
-from inrecon.errors import InreconError
-from inrecon.progress import progress
 
-__all__ = ["FitResult", "OptimConfig", "fit"]
+__all__ = [
+    "Callback",
+    "Checkpoint",
+    "MonitorConfig",
+    "OptimConfig",
+    "Run",
+    "StepOutput",
+    "Task",
+    "make_optimizer",
+    "train",
+]
+
+Beta = Annotated[float, InRange(0.0, 1.0, hi_open=True)]
 
 
 @dataclass
 class OptimConfig:
-    """Optimiser and loop settings (METHODS.md section 3 defaults)."""
+    """Optimiser and learning-rate schedule."""
 
-    steps: int = 2000
-    lr: float = 1e-2
-    lr_decay_every: int = 1000
-    lr_decay: float = 0.5
-    beta1: float = 0.9
-    beta2: float = 0.99
-    eps: float = 1e-15
-    loss: str = "mse"
-    delta: float = 1e-3
-    val_loss: str = "mse"
-    val_delta: float = 1e-4
-    patience: int = 0  # 0: never stop early
-    min_steps: int = 50
-    eval_every: int = 50
-    checkpoint_every: int = 200
-    sync_every: int = 25  # GPU: read losses back every this many steps (no host sync in between)
-
-    def validate(self) -> None:
-        if self.loss not in LOSSES or self.val_loss not in LOSSES:
-            raise InreconError(f"unknown loss {self.loss!r} / {self.val_loss!r}", f"use one of {LOSSES}")
-        for name in ("steps", "lr", "lr_decay_every", "eval_every", "checkpoint_every"):
-            if not getattr(self, name) > 0:
-                raise InreconError(f"{name} must be positive, got {getattr(self, name)}", f"set {name} > 0")
+    steps: PosInt = 2000
+    """Optimisation steps (the upper limit when a stopping rule ends the run earlier)."""
+    lr: PosFloat = 1e-3
+    """Initial learning rate."""
+    lr_decay_every: PosInt = 1000
+    """Step decay: multiply the rate by lr_decay every this many steps."""
+    lr_decay: Annotated[float, InRange(0.0, 1.0, lo_open=True)] = 0.5
+    """Factor of each step decay."""
+    beta1: Beta = 0.9
+    """Adam's first-moment decay."""
+    beta2: Beta = 0.99
+    """Adam's second-moment decay (instant-NGP's 0.99 for hash grids)."""
+    eps: PosFloat = 1e-15
+    """Adam's epsilon (instant-NGP's 1e-15: hash-table gradients are tiny)."""
+    wd_enc: NonNegFloat = 0.0
+    """Coupled L2 weight decay of the encoder (hash tables) parameter group."""
+    wd_mlp: NonNegFloat = 0.0
+    """Coupled L2 weight decay of the decoder (MLP) parameter group."""
+    optimizer: Literal["adam", "sgd"] = "adam"
+    """adam, or sgd (plain steps along the gradient; Reptile's outer update)."""
+    schedule: Literal["step", "linear", "constant"] = "step"
+    """step (decay every lr_decay_every), linear (to 0 at the last step) or constant."""
 
 
 @dataclass
-class FitResult:
-    """What a fit produced. ``history`` holds parallel lists keyed by name (``step``, ``loss``, ``val_step``,
-    ``val_loss``, ``eval_step``, ``psnr``, ``ssim``)."""
+class MonitorConfig:
+    """How often a run evaluates, checkpoints and reads numbers back from the device."""
 
-    image: torch.Tensor
-    steps_run: int
-    best_step: int | None
-    best_val: float | None
-    history: dict = field(default_factory=dict)
+    eval_every: PosInt = 50
+    """Evaluate against the reference (when the scan has one) every this many steps."""
+    checkpoint_every: PosInt = 200
+    """With a checkpoint directory: save every this many steps (a killed run resumes identically)."""
+    sync_every: PosInt = 25
+    """GPU only: read losses back every this many steps (no host sync in between)."""
+
+
+@dataclass
+class StepOutput:
+    """What one step produced. ``loss`` is minimised (when it requires grad; otherwise the task has already
+    filled the gradients); ``image`` and ``pred`` (the predicted samples, all acquired ones) are for callbacks."""
+
+    loss: torch.Tensor
+    image: torch.Tensor | None = None
+    pred: torch.Tensor | None = None
+    log_loss: torch.Tensor | None = None
+
+
+class Task:
+    """What a run optimises. Subclasses set ``module`` (every trainable tensor; checkpointed) and implement
+    :meth:`param_groups`, :meth:`step` and :meth:`image`."""
+
+    module: nn.Module
+
+    def param_groups(self) -> list[dict]:
+        return [{"params": [p for p in self.module.parameters() if p.requires_grad]}]
+
+    def step(self, step: int) -> StepOutput:
+        raise NotImplementedError
+
+    def image(self) -> torch.Tensor:
+        """The current result (no gradients)."""
+        raise NotImplementedError
+
+
+@dataclass
+class Run:
+    """The state of a run, shared with the callbacks."""
+
+    task: Task
+    cfg: OptimConfig
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    history: dict = field(default_factory=lambda: {"step": [], "loss": []})
+    step: int = 0
+    """Steps done."""
+    stop: bool = False
+    """Set by a callback to end the run after this step."""
+    sync: bool = True
+    """Whether numbers are read back from the device at this step."""
+    logs: dict = field(default_factory=dict)
+    """Latest values for the progress bar (loss, val, psnr)."""
     seconds: float = 0.0
-    stopped_early: bool = False
+    start: int = 0
+    """Step the run started (or resumed) at."""
 
 
-def _adam(param_groups: list[dict], cfg: OptimConfig) -> torch.optim.Adam:
-    params = [p for g in param_groups for p in g["params"]]
-    use_fused = all(p.is_floating_point() for p in params) and (
-        params[0].device.type in ("cpu", "cuda") if params else False
+class Callback:
+    """Hooks into :func:`train`. Every hook is optional; state that must survive a kill goes through
+    :meth:`state_dict` / :meth:`load_state_dict`."""
+
+    def on_start(self, run: Run) -> None: ...
+
+    def on_forward(self, run: Run, step: int, out: StepOutput) -> None:
+        """After the step's forward pass, before the update (the weights that produced ``out``)."""
+
+    def after_backward(self, run: Run, step: int, out: StepOutput) -> None:
+        """Gradients are ready; the optimiser has not stepped yet."""
+
+    def wants_sync(self, run: Run, step: int) -> bool:
+        return False
+
+    def on_step_end(self, run: Run, step: int, out: StepOutput) -> None:
+        """After the update; ``run.sync`` says whether this step reads numbers back."""
+
+    def on_end(self, run: Run) -> None: ...
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None: ...
+
+
+@dataclass
+class Checkpoint:
+    """Save the run to ``path`` every ``every`` steps and resume from it when it exists (same ``fingerprint``)."""
+
+    path: str | Path
+    fingerprint: str
+    every: int = 200
+
+
+def make_optimizer(groups: list[dict], cfg: OptimConfig, total_steps: int):
+    """The optimiser and its schedule for ``cfg`` (fused Adam on CPU/CUDA float parameters)."""
+    params = [p for g in groups for p in g["params"]]
+    if cfg.optimizer == "sgd":
+        opt: torch.optim.Optimizer = torch.optim.SGD(groups, lr=cfg.lr)
+    else:
+        fused = bool(params) and all(
+            p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params
+        )
+        opt = torch.optim.Adam(
+            groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps, fused=fused or None
+        )
+    if cfg.schedule == "step":
+        sched = torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.lr_decay_every, gamma=cfg.lr_decay)
+    elif cfg.schedule == "linear":
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: max(0.0, 1.0 - s / total_steps))
+    else:
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
+    return opt, sched
+
+
+class _LossLog:
+    """Every 10th step's loss into ``history['step'/'loss']``, read back at sync points."""
+
+    def __init__(self) -> None:
+        self.pending: list[tuple[int, torch.Tensor]] = []
+
+    def add(self, run: Run, step: int, out: StepOutput) -> None:
+        if step % 10 == 0 or step + 1 == run.cfg.steps:
+            self.pending.append((step, (out.log_loss if out.log_loss is not None else out.loss).detach()))
+
+    def flush(self, run: Run) -> None:
+        if not self.pending:
+            return
+        vals = torch.stack([v.reshape(()).float() for _, v in self.pending]).tolist()
+        run.history["step"] += [s for s, _ in self.pending]
+        run.history["loss"] += vals
+        run.logs["loss"] = vals[-1]
+        self.pending.clear()
+
+
+def _resume(run: Run, ck: Checkpoint, callbacks) -> None:
+    state = load_checkpoint(ck.path, ck.fingerprint)
+    if state is None:
+        return
+    run.task.module.load_state_dict(state["module"])
+    run.optimizer.load_state_dict(state["optimizer"])
+    run.scheduler.load_state_dict(state["scheduler"])
+    run.history, run.step, run.seconds = state["history"], state["step"], state["seconds"]
+    for cb, s in zip(callbacks, state["callbacks"]):
+        cb.load_state_dict(s)
+
+
+def _save(run: Run, ck: Checkpoint, callbacks, seconds: float) -> None:
+    save_checkpoint(
+        ck.path,
+        {
+            "fingerprint": ck.fingerprint,
+            "step": run.step,
+            "module": run.task.module.state_dict(),
+            "optimizer": run.optimizer.state_dict(),
+            "scheduler": run.scheduler.state_dict(),
+            "history": run.history,
+            "seconds": seconds,
+            "callbacks": [cb.state_dict() for cb in callbacks],
+            "config": asdict(run.cfg),
+        },
     )
-    return torch.optim.Adam(
-        param_groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps, fused=use_fused or None
-    )
 
 
-def fit(
-    forward: Callable[[], tuple[torch.Tensor, torch.Tensor]],
-    module: nn.Module,
-    param_groups: list[dict],
-    y: torch.Tensor,
+def train(
+    task: Task,
     cfg: OptimConfig,
+    callbacks: list[Callback] | tuple[Callback, ...] = (),
     *,
-    train: torch.Tensor | None = None,
-    val: torch.Tensor | None = None,
-    evaluate: Callable[[torch.Tensor], dict] | None = None,
-    restore_best: bool = False,
-    checkpoint_path: str | Path | None = None,
-    fingerprint: str = "",
-    show_progress: bool | None = None,
-    desc: str = "fit",
-    step_callback: Callable[[int, dict], None] | None = None,
-    render: Callable[[], torch.Tensor] | None = None,
-    on_resume: Callable[[int], None] | None = None,
-    regularizer: Callable[[torch.Tensor], torch.Tensor] | None = None,
-) -> FitResult:
-    """Run the optimisation.
+    checkpoint: Checkpoint | None = None,
+    sync_every: int = 25,
+) -> Run:
+    """Run ``cfg.steps`` steps of ``task`` (fewer when a callback stops it); returns the finished :class:`Run`.
 
     Parameters
     ----------
-    forward
-        ``() -> (image, pred)`` with ``pred`` the predicted samples ``(M,)`` aligned with ``y``; or
-        ``() -> (image_or_None, pred_batch, y_batch)`` for stochastic mini-batches (no hold-out then).
-    module
-        Holds every trainable tensor (its ``state_dict`` is checkpointed and restored).
-    param_groups
-        Adam parameter groups, e.g. ``[{"params": enc, "weight_decay": wd_enc}, {"params": mlp, ...}]``.
-    y
-        Measured samples ``(M,)``.
-    train, val
-        Index (int64) vectors into ``y`` for the training and held-out samples; ``train=None`` uses all.
-    evaluate
-        ``image -> {"psnr": ..., "ssim": ...}`` against a reference, called every ``cfg.eval_every`` steps.
-    restore_best
-        Load the weights of the best validation step at the end (needs ``val``).
-    checkpoint_path
-        Save here every ``cfg.checkpoint_every`` steps and resume from it when it exists (same ``fingerprint``).
-    render
-        ``() -> image`` used for evaluation and the result when ``forward`` returns no image.
-    on_resume
-        Called with the resumed step after a checkpoint is loaded (e.g. to re-seek a batch sampler).
-    regularizer
-        ``image -> scalar`` added to the training loss (e.g. IMJENSE's total variation).
+    task
+        The :class:`Task`.
+    cfg
+        Optimiser, schedule and step count.
+    callbacks
+        Called in order at every hook.
+    checkpoint
+        Save every ``checkpoint.every`` steps and resume from an existing checkpoint of the same run.
+    sync_every
+        GPU: read numbers back every this many steps (CPU: every step).
     """
-    cfg.validate()
-    opt = _adam(param_groups, cfg)
-    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.lr_decay_every, gamma=cfg.lr_decay)
-    y_train = y if train is None else y[train]
-    y_val = None if val is None else y[val]
-    hist: dict[str, list] = {"step": [], "loss": [], "val_step": [], "val_loss": [], "eval_step": []}
-    best_val, best_step, best_state = math.inf, None, None
-    start = 0
-    elapsed = 0.0
-    if checkpoint_path is not None:
-        state = load_checkpoint(checkpoint_path, fingerprint)
-        if state is not None:
-            module.load_state_dict(state["module"])
-            opt.load_state_dict(state["optimizer"])
-            sched.load_state_dict(state["scheduler"])
-            hist = state["history"]
-            best_val, best_step, best_state = state["best_val"], state["best_step"], state["best_state"]
-            start = state["step"]
-            elapsed = state["seconds"]
-            if on_resume is not None:
-                on_resume(start)
-    stopped_early = False
-    t0 = time.perf_counter() - elapsed
-    bar = progress(range(start, cfg.steps), total=cfg.steps, initial=start, desc=desc, show=show_progress)
-    step = start
-    # Host syncs: on a GPU the held-out and training losses stay on the device and are read back every
-    # `sync_every` steps; on the CPU (and for restore_best, which must snapshot before the update) every step.
-    device = y.device
-    sync_every = 1 if (device.type == "cpu" or restore_best) else max(1, cfg.sync_every)
-    pending_val: list[tuple[int, torch.Tensor]] = []
-    pending_loss: list[tuple[int, torch.Tensor]] = []
-    last_loss = float("nan")
-
-    def flush() -> None:
-        nonlocal best_val, best_step, last_loss
-        if pending_val:
-            vals = torch.stack([v for _, v in pending_val]).tolist()
-            for (s_, _), v in zip(pending_val, vals):
-                hist["val_step"].append(s_)
-                hist["val_loss"].append(v)
-                if v < best_val:
-                    best_val, best_step = v, s_
-            pending_val.clear()
-        if pending_loss:
-            vals = torch.stack([v for _, v in pending_loss]).tolist()
-            for (s_, _), v in zip(pending_loss, vals):
-                hist["step"].append(s_)
-                hist["loss"].append(v)
-            last_loss = vals[-1]
-            pending_loss.clear()
-
-    for step in bar:
-        out = forward()
-        image, pred = out[0], out[1]
-        batch_y = out[2] if len(out) > 2 else None
-        logs = {}
-        if y_val is not None and batch_y is None:
-            # scored before the update: the weights that produced this loss are the current ones
-            with torch.no_grad():
-                vl_t = data_loss(pred.detach()[val], y_val, cfg.val_loss, cfg.val_delta)
-            if restore_best:
-                vl = float(vl_t)
-                hist["val_step"].append(step)
-                hist["val_loss"].append(vl)
-                if vl < best_val:
-                    best_val, best_step = vl, step
-                    best_state = {k: v.detach().clone() for k, v in module.state_dict().items()}
-            else:
-                pending_val.append((step, vl_t))
-        if batch_y is not None:
-            loss = data_loss(pred, batch_y, cfg.loss, cfg.delta)
-        else:
-            p_train = pred if train is None else pred[train]
-            loss = data_loss(p_train, y_train, cfg.loss, cfg.delta)
-        if regularizer is not None:
-            loss = loss + regularizer(image)
+    callbacks = list(callbacks)
+    opt, sched = make_optimizer(task.param_groups(), cfg, cfg.steps)
+    run = Run(task, cfg, opt, sched)
+    if checkpoint is not None:
+        _resume(run, checkpoint, callbacks)
+    run.start = run.step
+    t0 = time.perf_counter() - run.seconds
+    losses = _LossLog()
+    on_cpu = next(iter(task.module.parameters()), torch.empty(0)).device.type == "cpu"
+    for cb in callbacks:
+        cb.on_start(run)
+    for step in range(run.step, cfg.steps):
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        out = task.step(step)  # may fill gradients itself (then its loss does not require grad)
+        for cb in callbacks:
+            cb.on_forward(run, step, out)
+        if out.loss.requires_grad:
+            out.loss.backward()
+        for cb in callbacks:
+            cb.after_backward(run, step, out)
         opt.step()
         sched.step()
-        done = step + 1
-        if step % 10 == 0 or done == cfg.steps:
-            pending_loss.append((step, loss.detach()))
-        evaluating = evaluate is not None and (step % cfg.eval_every == 0 or done == cfg.steps)
-        checkpointing = checkpoint_path is not None and done % cfg.checkpoint_every == 0 and done < cfg.steps
-        if done % sync_every == 0 or done == cfg.steps or evaluating or checkpointing:
-            flush()
-            if best_step is not None and hist["val_loss"]:
-                logs["val"] = hist["val_loss"][-1]
-        if evaluating:
-            with torch.no_grad():
-                m = evaluate(image.detach() if image is not None else render())
-            hist["eval_step"].append(step)
-            for k, v in m.items():
-                hist.setdefault(k, []).append(v)
-            logs.update({k: v for k, v in m.items() if k == "psnr"})
-        if bar is not None and not bar.disable and logs:
-            bar.set_postfix({"loss": f"{last_loss:.3g}", **{k: f"{v:.4g}" for k, v in logs.items()}})
-        if step_callback is not None:
-            step_callback(step, logs)
-        if checkpointing:
-            save_checkpoint(
-                checkpoint_path,
-                {
-                    "fingerprint": fingerprint,
-                    "step": done,
-                    "module": module.state_dict(),
-                    "optimizer": opt.state_dict(),
-                    "scheduler": sched.state_dict(),
-                    "history": hist,
-                    "best_val": best_val,
-                    "best_step": best_step,
-                    "best_state": best_state,
-                    "seconds": time.perf_counter() - t0,
-                    "config": asdict(cfg),
-                },
-            )
-        if (
-            cfg.patience > 0
-            and best_step is not None
-            and done >= cfg.min_steps
-            and step - best_step >= cfg.patience
-        ):
-            stopped_early = True
+        run.step = step + 1
+        losses.add(run, step, out)
+        saving = checkpoint is not None and run.step % checkpoint.every == 0 and run.step < cfg.steps
+        run.sync = (
+            on_cpu
+            or run.step % max(1, sync_every) == 0
+            or run.step == cfg.steps
+            or saving
+            or any(cb.wants_sync(run, step) for cb in callbacks)
+        )
+        if run.sync:
+            losses.flush(run)
+        for cb in callbacks:
+            cb.on_step_end(run, step, out)
+        if saving:
+            _save(run, checkpoint, callbacks, time.perf_counter() - t0)
+        if run.stop:
             break
-    flush()
-    steps_run = step + 1 if cfg.steps > start else start
-    if restore_best and best_state is not None:
-        module.load_state_dict(best_state)
-    with torch.no_grad():
-        image = render() if render is not None else forward()[0]
-    return FitResult(
-        image=image.detach(),
-        steps_run=steps_run,
-        best_step=best_step,
-        best_val=None if best_step is None else best_val,
-        history=hist,
-        seconds=time.perf_counter() - t0,
-        stopped_early=stopped_early,
-    )
-
-
-def clone_module(module: nn.Module) -> nn.Module:
-    """A deep copy (used to freeze a pre-trained module before adapting a copy)."""
-    return copy.deepcopy(module)
+    losses.flush(run)
+    run.seconds = time.perf_counter() - t0
+    for cb in callbacks:
+        cb.on_end(run)
+    return run

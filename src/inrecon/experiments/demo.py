@@ -117,10 +117,8 @@ def _inr_overrides(p: DemoProfile) -> dict:
 
 
 def _pretrain(method: str, scans, p: DemoProfile, out: Path, show_progress) -> Path:
-    from inrecon.recon.pretraining import get_pretrainer
-    from inrecon.recon.registry import config_from_dict
+    from inrecon.recon.api import pretrain
 
-    spec = get_pretrainer(method)
     over = {"n_levels": p.hash_levels, "seed": 0}
     if p.log2_table:
         over["log2_table_size"] = p.log2_table
@@ -128,10 +126,9 @@ def _pretrain(method: str, scans, p: DemoProfile, out: Path, show_progress) -> P
         over.update(outer_steps=max(20, p.pretrain_steps // 10), inner_steps=5)
     else:
         over.update(steps=p.pretrain_steps, subjects_per_step=p.subjects_per_step)
-    cfg = config_from_dict(spec.config_cls, over)
     path = out / "models" / f"{method}_{scans[0].modality}.safetensors"
-    spec.fn(scans, cfg, path, names=[f"phantom{i}" for i in range(len(scans))], show_progress=show_progress)
-    return path
+    names = [f"phantom{i}" for i in range(len(scans))]
+    return pretrain(method, scans, path, over, names=names, show_progress=show_progress)
 
 
 def _methods(modality: str, p: DemoProfile, models: dict[str, Path]) -> list[MethodRun]:

@@ -17,7 +17,7 @@ import numpy as np
 
 from inrecon.metrics import evaluate
 from inrecon.progress import progress
-from inrecon.recon.registry import run_method
+from inrecon.recon.api import run_method
 
 __all__ = ["CaseResult", "Comparison", "MethodRun", "run_comparison"]
 

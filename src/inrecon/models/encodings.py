@@ -20,10 +20,13 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass
+from typing import Annotated
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from inrecon.config import InRange, PosFloat, PosInt
 
 __all__ = [
     "FourierFeatures",
@@ -39,18 +42,22 @@ _PRIMES = (1, 2654435761, 805459861)
 
 @dataclass
 class HashGridConfig:
-    """Hash-grid hyperparameters (defaults: METHODS.md, from the Bilevel authors' code).
+    """Multiresolution hash grid (defaults: METHODS.md, from the Bilevel authors' code)."""
 
-    ``log2_table_size=None`` picks 18 in 2D and 19 in 3D.
-    """
-
-    n_levels: int = 16
-    n_features: int = 2
-    log2_table_size: int | None = None
-    base_resolution: int = 16
-    per_level_scale: float = 1.5
+    n_levels: PosInt = 16
+    """Resolution levels L."""
+    n_features: PosInt = 2
+    """Features per level F."""
+    log2_table_size: Annotated[int, InRange(0, 26)] | None = None
+    """log2 of the table size T per level; None or 0: 18 in 2D, 19 in 3D."""
+    base_resolution: PosInt = 16
+    """Coarsest resolution N_min."""
+    per_level_scale: Annotated[float, InRange(1.0, 4.0, lo_open=True)] = 1.5
+    """Growth factor b between levels (the Bilevel code tunes it in [1.2, 1.6])."""
     smoothstep: bool = False
-    init_range: float = 1e-4
+    """Smoothstep instead of linear interpolation weights."""
+    init_range: PosFloat = 1e-4
+    """Features start uniform in [-init_range, init_range]."""
 
 
 @dataclass
@@ -128,7 +135,7 @@ class HashGridEncoding(nn.Module):
             raise ValueError(f"hash grid supports 1-3 input dimensions, got {dim}")
         self.dim = dim
         self.cfg = cfg
-        log2_t = cfg.log2_table_size if cfg.log2_table_size is not None else (18 if dim <= 2 else 19)
+        log2_t = cfg.log2_table_size or (18 if dim <= 2 else 19)
         self.table_size = 2**log2_t
         scales, res, sizes, dense = [], [], [], []
         for lvl in range(cfg.n_levels):
@@ -251,8 +258,10 @@ class HashGridEncoding(nn.Module):
 class FourierFeaturesConfig:
     """NeRF positional encoding: ``[x, sin(2^k pi x), cos(2^k pi x)]`` for ``k < n_frequencies``."""
 
-    n_frequencies: int = 10
+    n_frequencies: PosInt = 10
+    """Octaves of sines and cosines."""
     include_input: bool = True
+    """Also pass the coordinates themselves."""
 
 
 class FourierFeatures(nn.Module):

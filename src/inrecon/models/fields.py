@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Literal
 
 import torch
 from torch import nn
@@ -44,13 +45,18 @@ def count_parameters(module: nn.Module, trainable_only: bool = True) -> int:
 
 @dataclass
 class FieldConfig:
-    """Which backbone, and its pieces' configs."""
+    """A neural field: which backbone, and its pieces."""
 
-    backbone: str = "hash"
+    backbone: Literal["hash", "fourier", "siren"] = "hash"
+    """hash (hash grid + ReLU MLP), fourier (NeRF features + ReLU MLP) or siren."""
     hash: HashGridConfig = field(default_factory=HashGridConfig)
+    """The hash-grid encoding (backbone hash)."""
     fourier: FourierFeaturesConfig = field(default_factory=FourierFeaturesConfig)
+    """The Fourier-feature encoding (backbone fourier)."""
     mlp: MLPConfig = field(default_factory=MLPConfig)
+    """The ReLU MLP decoder (backbones hash and fourier)."""
     siren: SirenConfig = field(default_factory=SirenConfig)
+    """The SIREN network (backbone siren)."""
 
 
 class NeuralField(nn.Module):

@@ -8,17 +8,21 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from inrecon.config import NonNegInt, PosFloat, PosInt
+
 __all__ = ["MLP", "MLPConfig", "SineLayer", "Siren", "SirenConfig"]
 
 
 @dataclass
 class MLPConfig:
-    """ReLU MLP: ``n_hidden_layers`` hidden layers of ``width`` units, linear output (METHODS.md: Bilevel code
-    uses 8 x 64)."""
+    """ReLU MLP decoder (METHODS.md: the Bilevel code uses 8 x 64)."""
 
-    width: int = 64
-    n_hidden_layers: int = 8
+    width: PosInt = 64
+    """Units per hidden layer."""
+    n_hidden_layers: NonNegInt = 8
+    """Hidden layers (0: one linear layer)."""
     bias: bool = True
+    """Biases in every layer."""
 
 
 def he_init_(layer: nn.Linear) -> nn.Linear:
@@ -59,12 +63,16 @@ class MLP(nn.Module):
 
 @dataclass
 class SirenConfig:
-    """SIREN (Sitzmann et al. 2020): sine layers with frequency ``w0`` (30) and its initialisation."""
+    """SIREN (Sitzmann et al. 2020): sine layers with frequency ``w0`` and its initialisation."""
 
-    width: int = 256
-    n_hidden_layers: int = 3
-    w0: float = 30.0
-    w0_first: float = 30.0
+    width: PosInt = 256
+    """Units per sine layer."""
+    n_hidden_layers: NonNegInt = 3
+    """Sine layers after the first."""
+    w0: PosFloat = 30.0
+    """Frequency of the sine layers."""
+    w0_first: PosFloat | None = None
+    """Frequency of the first layer (None: w0)."""
 
 
 class SineLayer(nn.Module):
@@ -90,7 +98,7 @@ class Siren(nn.Module):
     def __init__(self, in_dim: int, out_dim: int, cfg: SirenConfig | None = None):
         super().__init__()
         cfg = cfg or SirenConfig()
-        layers: list[nn.Module] = [SineLayer(in_dim, cfg.width, cfg.w0_first, first=True)]
+        layers: list[nn.Module] = [SineLayer(in_dim, cfg.width, cfg.w0_first or cfg.w0, first=True)]
         for _ in range(cfg.n_hidden_layers):
             layers.append(SineLayer(cfg.width, cfg.width, cfg.w0, first=False))
         last = nn.Linear(cfg.width, out_dim)

@@ -12,10 +12,12 @@ at test time the trunk initialises a network with a fresh head.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 import torch
 from torch import nn
 
+from inrecon.config import PosFloat, PosInt
 from inrecon.models.encodings import (
     FourierFeatures,
     FourierFeaturesConfig,
@@ -27,34 +29,28 @@ from inrecon.models.encodings import (
 from inrecon.models.fields import PLAN_MAX_ENTRIES
 from inrecon.models.networks import SineLayer, he_init_
 
-__all__ = ["DisINRConfig", "DisINRNetwork", "Encoder", "StrainerNetwork", "make_encoding"]
+__all__ = ["DisINRNetwork", "Encoder", "PopulationArch", "StrainerNetwork", "make_encoding"]
 
 
 @dataclass
-class DisINRConfig:
-    """Architecture of DisINR (paper appendix A.1) for one of three backbones."""
+class PopulationArch:
+    """Architecture of the population networks (DisINR paper appendix A.1) for one of three backbones."""
 
-    backbone: str = "hash"
+    backbone: Literal["hash", "fourier", "siren"] = "hash"
+    """Positional encoding of every encoder: hash, fourier, or siren (sine layers, no encoding)."""
     hash: HashGridConfig = field(default_factory=HashGridConfig)
+    """The hash grid (backbone hash)."""
     fourier: FourierFeaturesConfig = field(default_factory=FourierFeaturesConfig)
-    encoder_width: int = 128
-    decoder_width: int = 128
-    siren_w0: float = 30.0
-
-    @classmethod
-    def from_dict(cls, d: dict) -> DisINRConfig:
-        """Inverse of ``dataclasses.asdict`` (as stored in model files)."""
-        return cls(
-            backbone=d["backbone"],
-            hash=HashGridConfig(**d["hash"]),
-            fourier=FourierFeaturesConfig(**d["fourier"]),
-            encoder_width=d["encoder_width"],
-            decoder_width=d["decoder_width"],
-            siren_w0=d["siren_w0"],
-        )
+    """The Fourier features (backbone fourier)."""
+    encoder_width: PosInt = 128
+    """Units of each encoder's two layers (DisINR; STRAINER's trunk and heads use ``width``)."""
+    decoder_width: PosInt = 128
+    """Units of the shared decoder's hidden layer (DisINR)."""
+    siren_w0: PosFloat = 30.0
+    """Frequency of the sine layers (backbone siren)."""
 
 
-def make_encoding(dim: int, cfg: DisINRConfig) -> nn.Module:
+def make_encoding(dim: int, cfg: PopulationArch) -> nn.Module:
     if cfg.backbone == "hash":
         return HashGridEncoding(dim, cfg.hash)
     if cfg.backbone == "fourier":
@@ -66,7 +62,7 @@ def make_encoding(dim: int, cfg: DisINRConfig) -> nn.Module:
     raise InreconError(f"unknown backbone {cfg.backbone!r}", "use hash, fourier or siren")
 
 
-def _layer(in_dim: int, out_dim: int, cfg: DisINRConfig, first: bool) -> nn.Module:
+def _layer(in_dim: int, out_dim: int, cfg: PopulationArch, first: bool) -> nn.Module:
     if cfg.backbone == "siren":
         return SineLayer(in_dim, out_dim, cfg.siren_w0, first=first)
     return nn.Sequential(he_init_(nn.Linear(in_dim, out_dim)), nn.ReLU(inplace=True))
@@ -75,7 +71,7 @@ def _layer(in_dim: int, out_dim: int, cfg: DisINRConfig, first: bool) -> nn.Modu
 class Encoder(nn.Module):
     """Positional encoding + two layers of ``width`` units: ``(n, dim) -> (n, width)``."""
 
-    def __init__(self, dim: int, cfg: DisINRConfig):
+    def __init__(self, dim: int, cfg: PopulationArch):
         super().__init__()
         self.encoding = make_encoding(dim, cfg)
         w = cfg.encoder_width
@@ -91,7 +87,7 @@ class Encoder(nn.Module):
 class Decoder(nn.Module):
     """``(n, 2*width) -> (n, out)``: one hidden layer of ``width`` units and a linear output."""
 
-    def __init__(self, in_dim: int, out_channels: int, cfg: DisINRConfig):
+    def __init__(self, in_dim: int, out_channels: int, cfg: PopulationArch):
         super().__init__()
         self.hidden = _layer(in_dim, cfg.decoder_width, cfg, first=False)
         self.out = nn.Linear(cfg.decoder_width, out_channels)
@@ -115,11 +111,14 @@ class DisINRNetwork(nn.Module):
     adds a freshly initialised subject encoder (test-time adaptation) and returns its id.
     """
 
+    SHARED_PREFIXES = ("shared_encoder.", "decoder.")
+    """State-dict keys of the shared pair (what a model file stores)."""
+
     def __init__(
-        self, dim: int, out_channels: int, subjects: int | list[int], cfg: DisINRConfig | None = None
+        self, dim: int, out_channels: int, subjects: int | list[int], cfg: PopulationArch | None = None
     ):
         super().__init__()
-        self.cfg = cfg or DisINRConfig()
+        self.cfg = cfg or PopulationArch()
         self.dim, self.out_channels = dim, out_channels
         self.shared_encoder = Encoder(dim, self.cfg)
         self.decoder = Decoder(2 * self.cfg.encoder_width, out_channels, self.cfg)
@@ -146,12 +145,21 @@ class DisINRNetwork(nn.Module):
     def subject_features(self, coords, subject: int) -> torch.Tensor:
         return self.subject_encoders[str(subject)](coords)
 
-    def forward(self, coords: torch.Tensor | HashPlan, subject: int) -> torch.Tensor:
-        h = torch.cat([self.shared_features(coords), self.subject_features(coords, subject)], dim=1)
-        return self.decoder(h)
+    def forward(self, coords: torch.Tensor | HashPlan, subject: int, shared: torch.Tensor | None = None):
+        """Field values ``(n, out_channels)`` of ``subject``; ``shared`` reuses precomputed shared features."""
+        h = self.shared_features(coords) if shared is None else shared
+        return self.decoder(torch.cat([h, self.subject_features(coords, subject)], dim=1))
 
     def shared_parameters(self) -> list[nn.Parameter]:
         return list(self.shared_encoder.parameters()) + list(self.decoder.parameters())
+
+    def subject_parameters(self, subject: int) -> list[nn.Parameter]:
+        return list(self.subject_encoders[str(subject)].parameters())
+
+    def drop_subjects_except(self, keep) -> None:
+        """Delete the subject encoders whose ids are not in ``keep`` (data-parallel ranks keep their own)."""
+        for k in [k for k in self.subject_encoders if int(k) not in set(keep)]:
+            del self.subject_encoders[k]
 
 
 class StrainerNetwork(nn.Module):
@@ -160,18 +168,21 @@ class StrainerNetwork(nn.Module):
     Mirrors STRAINER's split of a 6-hidden-layer network with the first 5 layers shared.
     """
 
+    SHARED_PREFIXES = ("encoding.", "trunk.")
+    """State-dict keys of the shared trunk (what a model file stores)."""
+
     def __init__(
         self,
         dim: int,
         out_channels: int,
         subjects: int | list[int],
-        cfg: DisINRConfig | None = None,
+        cfg: PopulationArch | None = None,
         width: int = 128,
         n_shared: int = 5,
         n_head: int = 1,
     ):
         super().__init__()
-        self.cfg = cfg or DisINRConfig()
+        self.cfg = cfg or PopulationArch()
         self.dim, self.out_channels, self.width, self.n_head = dim, out_channels, width, n_head
         self.encoding = make_encoding(dim, self.cfg)
         layers = []
@@ -203,8 +214,21 @@ class StrainerNetwork(nn.Module):
             return enc.plan(coords)
         return coords
 
-    def forward(self, coords, subject: int) -> torch.Tensor:
-        return self.heads[str(subject)](self.trunk(self.encoding(coords)))
+    def shared_features(self, coords) -> torch.Tensor:
+        return self.trunk(self.encoding(coords))
+
+    def forward(self, coords, subject: int, shared: torch.Tensor | None = None) -> torch.Tensor:
+        """Field values ``(n, out_channels)`` of ``subject``; ``shared`` reuses precomputed trunk features."""
+        h = self.shared_features(coords) if shared is None else shared
+        return self.heads[str(subject)](h)
 
     def shared_parameters(self) -> list[nn.Parameter]:
         return list(self.encoding.parameters()) + list(self.trunk.parameters())
+
+    def subject_parameters(self, subject: int) -> list[nn.Parameter]:
+        return list(self.heads[str(subject)].parameters())
+
+    def drop_subjects_except(self, keep) -> None:
+        """Delete the heads whose ids are not in ``keep`` (data-parallel ranks keep their own)."""
+        for k in [k for k in self.heads if int(k) not in set(keep)]:
+            del self.heads[k]

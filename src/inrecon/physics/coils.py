@@ -18,8 +18,10 @@ from inrecon.errors import InreconError, ShapeError
 from inrecon.physics.fft import fftc, ifftc
 
 __all__ = [
+    "MAPS_CHOICES",
     "calibration_width",
     "coil_compress",
+    "coil_maps",
     "espirit_maps",
     "espirit_maps_noncartesian",
     "noise_covariance",
@@ -27,7 +29,41 @@ __all__ = [
     "normalize_maps",
     "prewhiten",
     "rss",
+    "with_espirit_support",
 ]
+
+
+MAPS_CHOICES = ("auto", "espirit", "scan")
+
+
+def coil_maps(scan, how: str = "auto") -> torch.Tensor:
+    """The coil sensitivities every method uses for ``scan`` -- the one place that decides them.
+
+    ``how="auto"``: the scan's own ``sens_maps`` when it carries them, else ESPIRiT from the calibration
+    region (Cartesian: the fully sampled centre of the mask; non-Cartesian: the gridded centre of k-space,
+    :func:`espirit_maps_noncartesian`). ``"espirit"`` always estimates; ``"scan"`` requires the scan's maps.
+    Returns complex64 ``(C, *image_shape)`` on the scan's device.
+    """
+    if how not in MAPS_CHOICES:
+        raise InreconError(f"maps={how!r} is not understood", f"use one of {', '.join(MAPS_CHOICES)}")
+    if scan.sens_maps is not None and how in ("auto", "scan"):
+        return scan.sens_maps
+    if how == "scan":
+        raise InreconError("the scan holds no sens_maps", "use maps=auto to estimate them with ESPIRiT")
+    if scan.is_cartesian:
+        maps = espirit_maps(scan.kspace, mask=scan.mask)
+    else:
+        maps = espirit_maps_noncartesian(scan)
+    return torch.as_tensor(maps).to(device=scan.kspace.device, dtype=torch.complex64)
+
+
+def with_espirit_support(scan):
+    """``scan`` with ESPIRiT maps (estimated here) and ``roi`` = their support: the Bilevel paper's convention
+    for scoring real multi-coil data inside the coil-map support."""
+    import dataclasses
+
+    maps = coil_maps(scan, "espirit")
+    return dataclasses.replace(scan, sens_maps=maps, roi=(maps.abs() > 0).any(0))
 
 
 def _tensor(x, name: str) -> torch.Tensor:

@@ -26,8 +26,9 @@ from inrecon.checks import require_finite, require_real
 from inrecon.data.scans import CTGeometry, as_tensor
 from inrecon.errors import InreconError, ShapeError
 from inrecon.physics.ct import detector_positions
+from inrecon.physics.operator import LinearOperator
 
-__all__ = ["FILTERS", "fbp", "ramp_filter", "view_weights"]
+__all__ = ["FILTERS", "DetectorFilter", "fbp", "padded_length", "ramp_filter", "view_weights"]
 
 FILTERS = ("ram-lak", "shepp-logan", "cosine", "hann")
 # Views backprojected at once: bounds the (B, views, H*W) temporaries.
@@ -73,9 +74,36 @@ def ramp_filter(
     return torch.as_tensor(response * window, dtype=torch.float32, device=device)
 
 
+def padded_length(n_detectors: int) -> int:
+    """Zero-padded detector length for filtering without wrap-around: a power of two >= 2 n (at least 64)."""
+    return max(64, 1 << int(math.ceil(math.log2(2 * n_detectors))))
+
+
+class DetectorFilter(LinearOperator):
+    """Filter every view of a ``(V, N)`` sinogram along the detector with a real, even frequency ``response``
+    (``rfft`` layout, length ``n_pad // 2 + 1``), zero-padded to ``n_pad`` and cropped back to ``N``.
+
+    A real, even response is the spectrum of a real, even kernel, so the operator is self-adjoint. The square
+    root of the ramp (:func:`ramp_filter`) is the CT data weighting of the INR methods
+    (:mod:`inrecon.physics.measurement`).
+    """
+
+    def __init__(self, response: torch.Tensor, n_views: int, n_detectors: int):
+        super().__init__((n_views, n_detectors), (n_views, n_detectors))
+        self.register_buffer("response", response)
+        self.n_pad = 2 * (response.numel() - 1)
+        self.n_det = int(n_detectors)
+
+    def _forward(self, x):
+        spec = torch.fft.rfft(x, n=self.n_pad, dim=-1)
+        return torch.fft.irfft(spec * self.response, n=self.n_pad, dim=-1)[..., : self.n_det]
+
+    _adjoint = _forward
+
+
 def _filter_rows(p: torch.Tensor, spacing: float, filter: str, cutoff: float) -> torch.Tensor:
     n = p.shape[-1]
-    n_pad = max(64, 1 << int(math.ceil(math.log2(2 * n))))
+    n_pad = padded_length(n)
     resp = ramp_filter(n_pad, spacing, filter, cutoff, device=p.device)
     spec = torch.fft.rfft(p, n=n_pad, dim=-1)
     return torch.fft.irfft(spec * resp, n=n_pad, dim=-1)[..., :n]

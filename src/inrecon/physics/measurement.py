@@ -1,225 +1,335 @@
-"""Measurement models for fitting: a scan as flat data ``y (M,)`` plus ``predict(image) -> (M,)``.
+"""The one measurement model: a scan as flat samples ``y (M,)`` and a linear operator from the image to them.
 
-Every INR method (and the bilevel split) works on these, so a new modality only needs a new problem class.
-Data are scaled by their maximum magnitude (METHODS.md section 3); :attr:`Problem.scale` undoes it for the
-output image.
+Every reconstruction -- the classical solvers and every INR method -- sees a scan through a
+:class:`Measurement` built by :func:`build_measurement`, composed from operators:
 
-Hold-out splits follow :func:`split_units`: the *units* that are split are k-space locations for Cartesian MRI
-(all coils of a location go together), trajectory samples for non-Cartesian MRI, and sinogram entries for CT.
+- Cartesian MRI: ``A = Select(acquired locations x coils) @ F @ S`` (:class:`~inrecon.physics.mri.SenseOp`
+  with the maps of :func:`~inrecon.physics.coils.coil_maps`); ``coil_images=True`` drops ``S`` (the domain is
+  then the coil images ``(C, *image_shape)``, IMJENSE and root-sum-of-squares).
+- Non-Cartesian MRI: ``A = Select(reorder) @ NUFFT @ S``.
+- CT: ``A = Select(all entries) @ W @ P`` with the projector ``P`` and the data weighting ``W``: the square root
+  of the ramp filter along the detector (``ct_weighting="ramp"``, the INR data term: ``||W (P x - y)||^2`` is a
+  weighted least-squares fit of the same data whose normal operator is close to the identity, where the raw
+  ``||P x - y||^2`` has the ``1/|w|`` spectrum of ``P^T P``) or nothing (``"none"``, classical solvers).
+- Volume fitting: ``A = Select(all) @ I``.
+
+Samples are ordered unit by unit. A *unit* is what a hold-out split draws as one piece: a k-space location with
+all its coils (Cartesian), a trajectory sample with all its coils (non-Cartesian), a sinogram entry or a whole
+view (CT, ``ct_units``), a voxel (volumes). :meth:`Measurement.split` is the one seeded hold-out split of the
+library, :meth:`Measurement.subset` restricts the model to some samples (``Select`` composed once more), so the
+training and held-out parts of a split are measurements too.
+
+Data are divided by ``scale``: the largest sample magnitude (``scale="max"``, the INR convention of
+METHODS.md section 3), a robust image scale (``"robust"``: the 99th percentile of ``|A^H y|``, the classical
+solvers' convention), the largest root-sum-of-squares of the zero-filled coil images (``"coil_rss"``, IMJENSE),
+or 1 (``"none"``). :meth:`Measurement.finalize` maps an image fitted to the scaled data back to the scan's units.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, replace
+from typing import Literal
 
 import torch
 
 from inrecon.data.scans import CTScan, MRIScan, VolumeScan
 from inrecon.errors import InreconError
-from inrecon.physics.factory import build_operator
+from inrecon.physics.operator import Identity, LinearOperator, Select
 
 __all__ = [
-    "CTProblem",
-    "MRIProblem",
-    "Problem",
-    "VolumeProblem",
-    "make_problem",
-    "resolve_maps",
-    "split_units",
+    "CT_UNITS",
+    "CT_WEIGHTINGS",
+    "SCALES",
+    "Measurement",
+    "MeasurementConfig",
+    "build_measurement",
+    "measure",
+    "robust_scale",
 ]
 
-
-def split_units(n_units: int, fraction: float, seed: int, device=None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Seeded pointwise random split of ``n_units`` acquired units into (train, val) index vectors.
-
-    ``fraction`` of the units (rounded) go to validation. The generator is a CPU ``torch.Generator`` seeded with
-    ``seed``, so the split is identical on every device and platform.
-    """
-    if not 0.0 < fraction < 1.0:
-        raise InreconError(
-            f"hold-out fraction {fraction} is not in (0, 1)", "use e.g. 0.2 for an 80/20 split"
-        )
-    g = torch.Generator().manual_seed(int(seed))
-    perm = torch.randperm(n_units, generator=g)
-    n_val = max(1, int(round(fraction * n_units)))
-    val = perm[:n_val].sort().values
-    train = perm[n_val:].sort().values
-    return train.to(device), val.to(device)
-
-
-def resolve_maps(scan: MRIScan, how: str = "auto") -> torch.Tensor:
-    """Coil maps for ``scan``: its own ``sens_maps``, else ESPIRiT from the calibration region."""
-    if how not in ("auto", "espirit", "scan"):
-        raise InreconError(f"maps={how!r} is not understood", "use auto, espirit or scan")
-    if scan.sens_maps is not None and how in ("auto", "scan"):
-        return scan.sens_maps
-    if how == "scan":
-        raise InreconError("the scan holds no sens_maps", "use maps=auto to estimate them with ESPIRiT")
-    from inrecon.physics.coils import espirit_maps
-
-    if scan.is_cartesian:
-        return espirit_maps(scan.kspace, mask=scan.mask)
-    from inrecon.physics.coils import espirit_maps_noncartesian
-
-    return espirit_maps_noncartesian(scan)
+CT_WEIGHTINGS = ("ramp", "none")
+CT_UNITS = ("entry", "view")
+SCALES = ("max", "robust", "coil_rss", "none")
 
 
 @dataclass
-class Problem:
-    """Base: ``y`` (M,) scaled data, ``scale`` (data were divided by it), output kind and reference."""
+class MeasurementConfig:
+    """How a scan's data enter a reconstruction."""
 
+    maps: Literal["auto", "espirit", "scan"] = "auto"
+    """MRI coil maps: the scan's own, else ESPIRiT (auto); always ESPIRiT; or the scan's (required)."""
+    ct_weighting: Literal["ramp", "none"] = "ramp"
+    """CT data term: ramp (sinograms compared after the square root of the ramp filter) or none (raw)."""
+    ct_units: Literal["entry", "view"] = "entry"
+    """CT hold-out unit: single sinogram entries, or whole views."""
+
+
+def robust_scale(image: torch.Tensor, q: float = 0.99) -> float:
+    """The ``q`` quantile of ``|image|`` (the maximum if that is 0; 1 for an all-zero image)."""
+    v = image.detach().abs().reshape(-1).float()
+    k = min(v.numel(), max(1, int(math.ceil(q * v.numel()))))
+    s = float(torch.kthvalue(v.cpu(), k).values)
+    if s <= 0:
+        s = float(v.max())
+    return s if s > 0 else 1.0
+
+
+@dataclass
+class Measurement:
+    """A scan's samples and their forward model.
+
+    Attributes
+    ----------
+    base
+        The forward model before sample selection (physics and data weighting), e.g. ``W @ P`` for CT.
+    idx
+        ``(M,)`` long: which entries of ``base``'s flattened range are the samples, in unit order.
+    y
+        ``(M,)`` the measured samples (weighted like ``base``), divided by ``scale``.
+    scale
+        Data scale (module docstring).
+    sample_unit
+        ``(M,)`` long: the hold-out unit of each sample; ``n_units`` units in all.
+    image_shape, complex_image
+        The reconstruction grid and whether images are complex (MRI) or real (CT, volumes).
+    target, roi
+        The scan's reference and region of interest (or ``None``).
+    support
+        Bool image of the coil-map support (MRI with maps), zero outside in :meth:`finalize`; else ``None``.
+    physics
+        The bare forward model (SENSE / NUFFT / projector / identity), e.g. for ordered subsets.
+    pointwise
+        Sample ``i`` is pixel ``i`` of the image (volumes): fits may evaluate coordinate batches directly.
+    """
+
+    base: LinearOperator
+    idx: torch.Tensor
     y: torch.Tensor
     scale: float
+    sample_unit: torch.Tensor
+    n_units: int
     image_shape: tuple[int, ...]
-    complex_output: bool
+    complex_image: bool
     target: torch.Tensor | None
     roi: torch.Tensor | None
-    n_units: int
+    support: torch.Tensor | None
+    physics: LinearOperator
+    pointwise: bool = False
+
+    @property
+    def n_samples(self) -> int:
+        return int(self.y.numel())
+
+    @property
+    def op(self) -> LinearOperator:
+        """``Select(idx) @ base``: image ``domain_shape`` -> samples ``(M,)``."""
+        return Select(self.idx, self.base.range_shape) @ self.base
+
+    @property
+    def domain_shape(self) -> tuple[int, ...]:
+        return tuple(self.base.domain_shape)
 
     def predict(self, image: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+        """The samples ``(M,)`` an image predicts (differentiable)."""
+        return self.base(image).reshape(-1).index_select(0, self.idx)
 
-    def unit_to_samples(self, units: torch.Tensor) -> torch.Tensor:
-        """Sample indices (into ``y``) belonging to the given unit indices."""
-        return units
+    def adjoint(self, samples: torch.Tensor) -> torch.Tensor:
+        """``A^H`` of samples ``(M,)``."""
+        return self.op.adjoint(samples)
+
+    def normal(self):
+        """``x -> A^H A x``: through the physics' own fast normal operator when it has one (SENSE in one pass,
+        NUFFT by Toeplitz embedding, restricted to the selected samples), else ``A^H (A x)``."""
+        fn = getattr(self.base, "masked_normal", None)
+        if fn is not None:
+            keep = torch.zeros(math.prod(self.base.range_shape), dtype=torch.bool, device=self.idx.device)
+            keep[self.idx] = True
+            return fn(keep.reshape(self.base.range_shape))
+        op = self.op
+        return lambda x: op.adjoint(op(x))
 
     def split(self, fraction: float = 0.2, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-        tr, va = split_units(self.n_units, fraction, seed)
-        return self.unit_to_samples(tr.to(self.y.device)), self.unit_to_samples(va.to(self.y.device))
+        """Seeded random split of the units into ``(train, val)`` sample indices (sorted).
+
+        ``round(fraction * n_units)`` units (at least one) are held out. The draw uses a CPU generator seeded
+        with ``seed``, so the split is the same on every device.
+        """
+        if not 0.0 < float(fraction) < 1.0:
+            raise InreconError(
+                f"hold-out fraction {fraction} is not in (0, 1)", "use e.g. 0.2 for an 80/20 split"
+            )
+        if self.n_units < 2:
+            raise InreconError(f"cannot split {self.n_units} acquired unit(s)", "acquire at least 2 samples")
+        g = torch.Generator().manual_seed(int(seed))
+        perm = torch.randperm(self.n_units, generator=g)
+        n_val = min(self.n_units - 1, max(1, int(round(float(fraction) * self.n_units))))
+        is_val = torch.zeros(self.n_units, dtype=torch.bool)
+        is_val[perm[:n_val]] = True
+        held = is_val.to(self.sample_unit.device)[self.sample_unit]
+        return (~held).nonzero().reshape(-1), held.nonzero().reshape(-1)
+
+    def subset(self, samples: torch.Tensor) -> Measurement:
+        """The measurement of ``samples`` (indices into ``y``) only: the same operator, fewer samples."""
+        samples = samples.to(self.idx.device)
+        return replace(
+            self,
+            idx=self.idx[samples],
+            y=self.y[samples],
+            sample_unit=self.sample_unit[samples],
+            pointwise=False,
+        )
 
     def finalize(self, image: torch.Tensor) -> torch.Tensor:
-        """Undo the data scaling (and apply modality-specific finishing)."""
+        """An image fitted to the scaled data, in the scan's units (zero outside the coil support)."""
+        if self.support is not None:
+            image = image * self.support.to(image.dtype)
         return image * self.scale
 
 
-class MRIProblem(Problem):
-    """Multi-coil MRI with known or estimated coil maps (Cartesian SENSE or NUFFT)."""
+def _unit_major(n_units: int, n_per_unit: int, stride_unit: int, stride_inner: int, device) -> torch.Tensor:
+    """Flat indices ``u * stride_unit + c * stride_inner`` ordered unit-major: ``(n_units * n_per_unit,)``."""
+    u = torch.arange(n_units, device=device)[:, None] * stride_unit
+    c = torch.arange(n_per_unit, device=device)[None, :] * stride_inner
+    return (u + c).reshape(-1)
 
-    def __init__(self, scan: MRIScan, maps: torch.Tensor):
-        self.op = build_operator(scan, maps=maps)
-        self.maps = maps
-        self.support = (maps.abs() > 0).any(0)
-        C = scan.n_coils
-        if scan.is_cartesian:
-            pos = torch.nonzero(scan.mask.reshape(-1), as_tuple=False).squeeze(1)
-            n_grid = scan.mask.numel()
-            # sample s = coil c at location pos[u]: flat index c * n_grid + pos[u]; ordered unit-major
-            self._pos = pos
-            self._n_grid = n_grid
-            idx = (torch.arange(C, device=pos.device)[None, :] * n_grid + pos[:, None]).reshape(-1)
-            self._idx = idx
-            y = scan.kspace.reshape(-1)[idx]
-            n_units = pos.numel()
-        else:
-            K = scan.kspace.shape[1]
-            self._idx = None
-            y = scan.kspace.transpose(0, 1).reshape(-1)  # unit-major: (K, C)
-            n_units = K
-        self._C = C
-        scale = float(y.abs().max())
-        if scale == 0.0:
-            raise InreconError("the k-space holds only zeros", "check the input file")
-        super().__init__(
-            y=y / scale,
-            scale=scale,
-            image_shape=scan.image_shape,
-            complex_output=True,
-            target=scan.target,
-            roi=scan.roi,
-            n_units=n_units,
+
+def _mri(scan: MRIScan, maps: str, coil_images: bool):
+    from inrecon.physics.coils import coil_maps
+
+    s = None if coil_images else coil_maps(scan, maps)
+    C = scan.n_coils
+    if scan.is_cartesian:
+        from inrecon.physics.mri import SenseOp
+
+        op = (
+            SenseOp(None, scan.mask, image_shape=scan.image_shape, n_coils=C)
+            if s is None
+            else SenseOp(s, scan.mask)
         )
-        self.cartesian = scan.is_cartesian
+        pos = scan.mask.reshape(-1).nonzero().reshape(-1)
+        n_grid = scan.mask.numel()
+        # sample (u, c) = coil c at acquired location pos[u]: flat index c * n_grid + pos[u]
+        idx = (pos[:, None] + torch.arange(C, device=pos.device)[None, :] * n_grid).reshape(-1)
+        data = scan.kspace.reshape(-1)[idx]
+        n_units = pos.numel()
+    else:
+        from inrecon.physics.nufft import NufftSenseOp
 
-    def predict(self, image: torch.Tensor) -> torch.Tensor:
-        k = self.op(image)
-        if self.cartesian:
-            return k.reshape(-1)[self._idx]
-        return k.transpose(0, 1).reshape(-1)
-
-    def unit_to_samples(self, units: torch.Tensor) -> torch.Tensor:
-        return (units[:, None] * self._C + torch.arange(self._C, device=units.device)[None, :]).reshape(-1)
-
-    def finalize(self, image: torch.Tensor) -> torch.Tensor:
-        return image * self.support.to(image.dtype) * self.scale
+        op = NufftSenseOp(s, scan.trajectory, scan.image_shape, n_coils=C)
+        K = scan.kspace.shape[1]
+        idx = _unit_major(K, C, 1, K, scan.kspace.device)  # (C, K) range read as (K, C)
+        data = scan.kspace.reshape(-1)[idx]
+        n_units = K
+    unit = torch.arange(n_units, device=idx.device).repeat_interleave(C)
+    support = None if s is None else (s.abs() > 0).any(0)
+    return op, op, idx, data, unit, n_units, support
 
 
-class CTProblem(Problem):
-    """2D CT: the predicted sinogram's entries are the samples (all acquired).
+def _ct(scan: CTScan, weighting: str, units: str):
+    from inrecon.physics.ct import CTProjector
 
-    ``precondition="ramp"`` (the default for INR fitting) compares sinograms after the square root of the
-    Ram-Lak ramp filter along the detector axis, ``P``: the loss ``||P (A x - y)||^2`` is a weighted least-squares
-    fit of the same data whose normal operator ``A^T P^T P A`` is close to the identity (FBP's
-    ``A^T R`` inverts ``A``), where plain ``||A x - y||^2`` has the ``1/|w|`` spectrum of ``A^T A`` and recovers
-    fine detail hundreds of times more slowly than coarse (measured: `benchmarks/RESULTS.md`).
-    ``"none"`` fits the raw sinogram.
+    if weighting not in CT_WEIGHTINGS:
+        raise InreconError(f"CT weighting {weighting!r}", f"use one of {', '.join(CT_WEIGHTINGS)}")
+    if units not in CT_UNITS:
+        raise InreconError(f"CT hold-out unit {units!r}", f"use one of {', '.join(CT_UNITS)}")
+    device = scan.sinogram.device
+    proj = CTProjector(scan.geometry, scan.angles).to(device)
+    V, N = scan.sinogram.shape
+    base: LinearOperator = proj
+    sino = scan.sinogram
+    if weighting == "ramp":
+        from inrecon.physics.fbp import DetectorFilter, padded_length, ramp_filter
+
+        n_pad = padded_length(N)
+        resp = ramp_filter(n_pad, float(scan.geometry.detector_spacing_mm), device=device)
+        w = DetectorFilter(resp.clamp_min(0).sqrt(), V, N).to(device)
+        base = w @ proj
+        sino = w(sino)
+    idx = torch.arange(V * N, device=device)
+    unit = idx if units == "entry" else idx // N
+    return base, proj, idx, sino.reshape(-1), unit, (V * N if units == "entry" else V), None
+
+
+def measure(scan, cfg: MeasurementConfig, **kw) -> Measurement:
+    """:func:`build_measurement` with the settings of ``cfg`` (``kw`` adds ``coil_images`` or ``scale``)."""
+    return build_measurement(scan, maps=cfg.maps, ct_weighting=cfg.ct_weighting, ct_units=cfg.ct_units, **kw)
+
+
+def build_measurement(
+    scan,
+    *,
+    maps: str = "auto",
+    coil_images: bool = False,
+    ct_weighting: Literal["ramp", "none"] = "ramp",
+    ct_units: Literal["entry", "view"] = "entry",
+    scale: Literal["max", "robust", "coil_rss", "none"] = "max",
+) -> Measurement:
+    """The :class:`Measurement` of ``scan`` (module docstring), on the scan's device.
+
+    Parameters
+    ----------
+    scan
+        :class:`~inrecon.data.scans.MRIScan`, :class:`~inrecon.data.scans.CTScan` or
+        :class:`~inrecon.data.scans.VolumeScan`.
+    maps
+        MRI coil maps, see :func:`~inrecon.physics.coils.coil_maps`.
+    coil_images
+        MRI: model the coil images (no maps; domain ``(C, *image_shape)``).
+    ct_weighting, ct_units
+        CT data weighting and hold-out unit (module docstring).
+    scale
+        Data scale (module docstring).
     """
-
-    def __init__(self, scan: CTScan, precondition: str = "ramp"):
-        if precondition not in ("ramp", "none"):
-            raise InreconError(f"CT precondition={precondition!r}", "use 'ramp' or 'none'")
-        self.op = build_operator(scan)
-        self.precondition = precondition
-        self.n_views, self.n_det = scan.sinogram.shape
-        self._sqrt_ramp = None
-        if precondition == "ramp":
-            from inrecon.physics.fbp import ramp_filter
-
-            n_pad = max(64, 1 << (2 * self.n_det - 1).bit_length())
-            resp = ramp_filter(n_pad, float(scan.geometry.detector_spacing_mm), device=scan.sinogram.device)
-            self._n_pad = n_pad
-            self._sqrt_ramp = resp.clamp_min(0).sqrt()
-        y = self._filter(scan.sinogram).reshape(-1)
-        scale = float(y.abs().max())
-        if scale == 0.0:
-            raise InreconError("the sinogram holds only zeros", "check the input file")
-        super().__init__(
-            y=y / scale,
-            scale=scale,
-            image_shape=scan.image_shape,
-            complex_output=False,
-            target=scan.target,
-            roi=scan.roi,
-            n_units=y.numel(),
-        )
-
-    def _filter(self, sino: torch.Tensor) -> torch.Tensor:
-        """``P sino`` for ``(V, N)`` sinograms (identity without preconditioning)."""
-        if self._sqrt_ramp is None:
-            return sino
-        spec = torch.fft.rfft(sino, n=self._n_pad, dim=-1)
-        return torch.fft.irfft(spec * self._sqrt_ramp, n=self._n_pad, dim=-1)[..., : self.n_det]
-
-    def predict(self, image: torch.Tensor) -> torch.Tensor:
-        return self._filter(self.op(image).reshape(self.n_views, self.n_det)).reshape(-1)
-
-
-class VolumeProblem(Problem):
-    """Volume (or image) fitting: identity measurement; large volumes are fitted in coordinate batches."""
-
-    def __init__(self, scan: VolumeScan):
-        v = scan.volume
-        scale = float(v.abs().max()) or 1.0
-        super().__init__(
-            y=v.reshape(-1) / scale,
-            scale=scale,
-            image_shape=tuple(v.shape),
-            complex_output=False,
-            target=scan.target,
-            roi=scan.roi,
-            n_units=v.numel(),
-        )
-
-    def predict(self, image: torch.Tensor) -> torch.Tensor:
-        return image.reshape(-1)
-
-
-def make_problem(scan, maps: str = "auto", ct_precondition: str = "ramp") -> Problem:
-    """The measurement model of ``scan`` (MRI maps resolved with :func:`resolve_maps`; CT sinograms compared
-    after ``ct_precondition``, see :class:`CTProblem`)."""
+    if scale not in SCALES:
+        raise InreconError(f"data scale {scale!r}", f"use one of {', '.join(SCALES)}")
+    pointwise = False
     if isinstance(scan, MRIScan):
-        return MRIProblem(scan, resolve_maps(scan, maps))
-    if isinstance(scan, CTScan):
-        return CTProblem(scan, ct_precondition)
-    if isinstance(scan, VolumeScan):
-        return VolumeProblem(scan)
-    raise InreconError(f"cannot fit {type(scan).__name__}", "pass an MRI, CT or volume scan")
+        base, physics, idx, data, unit, n_units, support = _mri(scan, maps, coil_images)
+        complex_image = True
+    elif isinstance(scan, CTScan):
+        base, physics, idx, data, unit, n_units, support = _ct(scan, ct_weighting, ct_units)
+        complex_image = False
+    elif isinstance(scan, VolumeScan):
+        base = physics = Identity(tuple(scan.volume.shape))
+        data = scan.volume.reshape(-1)
+        idx = unit = torch.arange(data.numel(), device=data.device)
+        n_units, support, complex_image, pointwise = data.numel(), None, False, True
+    else:
+        raise InreconError(
+            f"no measurement model for a {type(scan).__name__}", "pass an MRI, CT or volume scan"
+        )
+    meas = Measurement(
+        base=base,
+        idx=idx,
+        y=data,
+        scale=1.0,
+        sample_unit=unit,
+        n_units=int(n_units),
+        image_shape=tuple(scan.image_shape),
+        complex_image=complex_image,
+        target=scan.target,
+        roi=scan.roi,
+        support=support,
+        physics=physics,
+        pointwise=pointwise,
+    )
+    s = _scale(meas, scale)
+    if s == 0.0:
+        raise InreconError("the measured data hold only zeros", "check the input file")
+    meas.y = data / s
+    meas.scale = s
+    return meas
+
+
+def _scale(meas: Measurement, how: str) -> float:
+    if how == "none":
+        return 1.0
+    if how == "max":
+        return float(meas.y.abs().max()) if meas.y.numel() else 0.0
+    with torch.no_grad():
+        aty = meas.adjoint(meas.y)
+    if how == "robust":
+        return robust_scale(aty)
+    # coil_rss: the largest root-sum-of-squares of the zero-filled coil images
+    return float(aty.abs().square().sum(0).sqrt().max())

@@ -113,11 +113,20 @@ class SenseOp(LinearOperator):
 
     def normal(self, x: torch.Tensor) -> torch.Tensor:
         """``A^H A x`` in one pass (mask applied once, since ``M^2 = M``)."""
+        return self._normal(x, self.mask)
+
+    def masked_normal(self, keep: torch.Tensor):
+        """``x -> A^H diag(keep) A x`` for a bool ``keep`` over the range ``(C, *image_shape)`` (a subset of
+        the samples, e.g. the training part of a hold-out split), in one pass."""
+        w = keep.to(torch.float32) * self.mask
+        return lambda x: self._normal(x, w)
+
+    def _normal(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         xc = self._coil_images(x)
         if self.use_checkerboard:
-            k = torch.fft.fftn(xc, dim=self.dims, norm="ortho") * self.mask
+            k = torch.fft.fftn(xc, dim=self.dims, norm="ortho") * w
             xc = torch.fft.ifftn(k, dim=self.dims, norm="ortho")
         else:
-            xc = ifftc(fftc(xc, self.dims) * self.mask, self.dims)
+            xc = ifftc(fftc(xc, self.dims) * w, self.dims)
         xc = self._maps.conj() * xc
         return xc.sum(-len(self.image_shape) - 1) if self.coil_combine else xc

@@ -271,17 +271,31 @@ class NufftSenseOp(LinearOperator):
             xc = self.nufft_adj(yb, self._omega)
         return self._combine(xc * self.scale, lead)
 
-    def _toeplitz_kernel(self, device: torch.device) -> torch.Tensor:
-        key = str(device)
+    def _toeplitz_kernel(self, device: torch.device, keep: torch.Tensor | None = None) -> torch.Tensor:
+        """The Toeplitz kernel of all samples, or of the samples where ``keep (K,)`` is True (cached)."""
+        key = str(device) if keep is None else f"{device}:{hash(keep.cpu().numpy().tobytes())}"
         if key not in self._toep:
+            omega = self._omega.to(device)
+            if keep is not None:
+                omega = omega[:, keep.to(device)].contiguous()
             with torch.no_grad():
-                k = tkbn.calc_toeplitz_kernel(
-                    self._omega.to(device), im_size=self.image_shape, numpoints=self.kernel_width
-                )
+                k = tkbn.calc_toeplitz_kernel(omega, im_size=self.image_shape, numpoints=self.kernel_width)
             # torchkbnufft's kernel K gives F^H F x ~= crop(sum_f K(f) e^{+i..} fft(pad x)(f)) (its inverse FFT
             # unnormalised); torch's ifftn divides by M = K.numel(), so multiply by M, and by our 1/prod(N).
             self._toep[key] = (k * (k.numel() * self.scale**2)).to(torch.complex64)
         return self._toep[key]
+
+    def masked_normal(self, keep: torch.Tensor):
+        """``x -> A^H diag(keep) A x`` for a bool ``keep`` over the range ``(C, K)``.
+
+        When every coil keeps the same samples (a hold-out split draws whole trajectory samples) this is the
+        Toeplitz embedding of the kept samples; otherwise ``A^H (keep * A x)``.
+        """
+        k_any = keep.any(0)
+        if self.toeplitz and bool((keep == k_any[None]).all()):
+            return lambda x: self._toeplitz_normal(x, k_any)
+        w = keep.to(torch.float32)
+        return lambda x: self.adjoint(w * self(x))
 
     def normal(self, x: torch.Tensor) -> torch.Tensor:
         """``A^H A x`` for ``x`` of shape ``(..., *domain_shape)``.
@@ -294,8 +308,11 @@ class NufftSenseOp(LinearOperator):
         self._check(x, self.domain_shape, "input")
         if not self.toeplitz:
             return self.adjoint(self(x))
+        return self._toeplitz_normal(x, None)
+
+    def _toeplitz_normal(self, x: torch.Tensor, keep: torch.Tensor | None) -> torch.Tensor:
         xc, lead = self._coil_images(x)
-        kern = self._toeplitz_kernel(xc.device)
+        kern = self._toeplitz_kernel(xc.device, keep)
         nd = len(self.image_shape)
         dims = tuple(range(-nd, 0))
         big = torch.fft.fftn(xc, s=tuple(kern.shape), dim=dims)

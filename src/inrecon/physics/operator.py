@@ -25,6 +25,7 @@ __all__ = [
     "Identity",
     "LinearOperator",
     "Scaled",
+    "Select",
     "Sum",
     "dot",
     "power_norm",
@@ -253,6 +254,31 @@ class Diagonal(LinearOperator):
 
     def _adjoint(self, y):
         return self.d.conj() * y if self.d.is_complex() else self.d * y
+
+
+class Select(LinearOperator):
+    """Pick the entries ``idx`` of the flattened input: ``(..., *in_shape) -> (..., len(idx))``.
+
+    The adjoint scatters into zeros (summing repeated indices), so ``Select(idx) @ A`` is the forward model of
+    the samples ``idx`` of ``A``'s range: the one way a measurement model restricts itself to acquired,
+    training or held-out samples.
+    """
+
+    def __init__(self, idx: torch.Tensor, in_shape: Sequence[int]):
+        in_shape = tuple(int(s) for s in in_shape)
+        super().__init__(in_shape, (int(idx.numel()),))
+        self.register_buffer("idx", idx.reshape(-1).to(torch.long))
+        self.n_in = int(torch.tensor(in_shape).prod()) if in_shape else 1
+
+    def _forward(self, x):
+        lead = x.shape[: x.ndim - len(self.domain_shape)]
+        return x.reshape(*lead, self.n_in).index_select(-1, self.idx)
+
+    def _adjoint(self, y):
+        lead = y.shape[:-1]
+        out = y.new_zeros(*lead, self.n_in)
+        out.index_add_(out.ndim - 1, self.idx, y)
+        return out.reshape(*lead, *self.domain_shape)
 
 
 @torch.no_grad()

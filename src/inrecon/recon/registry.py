@@ -1,34 +1,26 @@
-"""What every reconstruction method shares: its result type, its config handling, and the registry.
+"""What every reconstruction method is: its result, its run context, and its registry entry.
 
-A method is a function ``fn(scan, cfg, *, show_progress=None) -> ReconResult`` with a config dataclass whose
-defaults come from METHODS.md. :func:`register` adds it to :data:`METHODS`; :func:`run_method` resolves a
-config from overrides (``--set key=value`` on the command line), checks the scan's modality *before* any work,
-runs it and records the wall time.
+A method is one module that defines a config dataclass (:mod:`inrecon.config`: typed, nested, a docstring
+under every field) and a function ``run(scan, cfg, ctx) -> ReconResult``, and exposes a :class:`MethodSpec`.
+:mod:`inrecon.recon.methods` lists the specs -- one entry per method -- in :data:`~inrecon.recon.methods.METHODS`.
+A spec also carries what else the method can do: pre-training from a population (``pretrain``), tuning by the
+bilevel search (``tunable``), and the optional packages it needs (``requires``; a method whose package is
+missing is still listed and fails when called, naming the install command).
 """
 
 from __future__ import annotations
 
-import dataclasses
-import time
-import typing
-from collections.abc import Callable, Mapping
+import importlib.util
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
 
 from inrecon.errors import InreconError
 
-__all__ = [
-    "METHODS",
-    "MethodSpec",
-    "ReconResult",
-    "config_from_dict",
-    "get_method",
-    "register",
-    "resolve_method",
-    "run_method",
-]
+__all__ = ["Context", "MethodSpec", "Pretrainer", "ReconResult", "Registry"]
 
 
 @dataclass
@@ -38,11 +30,12 @@ class ReconResult:
     Attributes
     ----------
     image
-        The reconstruction on the scan's image grid: complex for MRI, real for CT and volumes.
+        The reconstruction on the scan's image grid: complex for MRI, real for CT and volumes
+        (``(T, H, W)`` for a series).
     method
         Registered method name.
     config
-        The resolved config as a plain dict (written beside every output).
+        The resolved config as a nested dict (written beside every output).
     info
         Wall time (``seconds``), iterations, weights chosen automatically, histories, ...
     """
@@ -53,135 +46,133 @@ class ReconResult:
     info: dict = field(default_factory=dict)
 
 
-@dataclass
+@dataclass(frozen=True)
+class Context:
+    """How a method is run (not what it computes)."""
+
+    show_progress: bool | None = None
+    """Progress bars: True, False, or None (when stderr is a terminal)."""
+    checkpoint_dir: str | Path | None = None
+    """Iterative methods checkpoint here and resume from it after a kill."""
+    model: str | Path | None = None
+    """Pre-trained model file (methods with ``needs_model``)."""
+
+
+@dataclass(frozen=True)
+class Pretrainer:
+    """Population pre-training of a method: ``run(scans, cfg, output, *, names, show_progress, checkpoint_dir)``
+    writes a model file and returns its path."""
+
+    config: type
+    run: Callable[..., Path]
+    distributed: bool = False
+    summary: str = ""
+
+
+@dataclass(frozen=True)
 class MethodSpec:
+    """One registry entry.
+
+    Attributes
+    ----------
+    name
+        What users type (``--method NAME``).
+    run
+        ``run(scan, cfg, ctx) -> ReconResult``.
+    config
+        The config dataclass (defaults from METHODS.md or from measurement).
+    modalities
+        Scan modalities it reconstructs (``mri``, ``ct``, ``volume``, ``mri-series``).
+    summary
+        One line for ``inrecon methods``.
+    aliases
+        Other names that mean this method for its modalities (``tv`` means ``tv-ct`` for a CT scan).
+    needs_model
+        Runs from a pre-trained model (``Context.model``).
+    pretrain, tunable
+        Population pre-training and bilevel tuning, when the method has them.
+    requires
+        ``(module, pip requirement)`` pairs checked before it runs.
+    """
+
     name: str
-    fn: Callable[..., ReconResult]
-    config_cls: type
+    run: Callable[..., ReconResult]
+    config: type
     modalities: tuple[str, ...]
-    description: str
+    summary: str
+    aliases: tuple[str, ...] = ()
     needs_model: bool = False
+    pretrain: Pretrainer | None = None
+    tunable: Any = None
+    requires: tuple[tuple[str, str], ...] = ()
+
+    def check_available(self) -> None:
+        """Raise naming the install command when an optional package the method needs is missing."""
+        for module, requirement in self.requires:
+            if importlib.util.find_spec(module) is None:
+                raise InreconError(
+                    f"method {self.name!r} needs the package {module!r}, which is not installed",
+                    f"pip install '{requirement}'",
+                )
 
 
-METHODS: dict[str, MethodSpec] = {}
-# (alias, modality) -> registered name: lets one user-facing name (e.g. "tv") mean the MRI or the CT method
-ALIASES: dict[tuple[str, str], str] = {}
+class Registry(Mapping[str, MethodSpec]):
+    """Methods by name, with modality-specific aliases."""
 
+    def __init__(self, specs: Iterable[MethodSpec] = ()):
+        self._specs: dict[str, MethodSpec] = {}
+        for s in specs:
+            self.add(s)
 
-def register(
-    name: str,
-    config_cls: type,
-    modalities: tuple[str, ...],
-    description: str,
-    needs_model: bool = False,
-    aliases: tuple[str, ...] = (),
-):
-    """Decorator adding ``fn`` to :data:`METHODS` under ``name`` (and ``aliases`` for its modalities)."""
-
-    def deco(fn):
-        METHODS[name] = MethodSpec(name, fn, config_cls, tuple(modalities), description, needs_model)
-        for alias in aliases:
-            for modality in modalities:
-                ALIASES[(alias, modality)] = name
-        return fn
-
-    return deco
-
-
-def resolve_method(name: str, modality: str) -> MethodSpec:
-    """The method ``name`` means for ``modality`` (following :data:`ALIASES`)."""
-    _load_all()
-    return get_method(ALIASES.get((name, modality), name))
-
-
-def _load_all() -> None:
-    # Importing the method modules registers them.
-    from inrecon.recon import _all  # noqa: F401
-
-
-def get_method(name: str) -> MethodSpec:
-    _load_all()
-    if name in METHODS:
-        return METHODS[name]
-    for (alias, _modality), target in ALIASES.items():
-        if alias == name:
-            return METHODS[target]  # e.g. "tv" for CT when no MRI "tv" is loaded
-    raise InreconError(f"unknown method {name!r}", f"choose one of: {', '.join(sorted(METHODS))}")
-
-
-def _coerce(value: Any, typ: Any, key: str) -> Any:
-    origin = typing.get_origin(typ)
-    args = typing.get_args(typ)
-    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
-        if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
-            if type(None) in args:
-                return None
-        errors = []
-        for a in args:
-            if a is type(None):
-                continue
-            try:
-                return _coerce(value, a, key)
-            except (InreconError, ValueError, TypeError) as exc:
-                errors.append(str(exc))
-        raise InreconError(f"config value {key}={value!r} is not a valid {typ}", f"give {key} a {typ}")
-    if origin in (tuple, list):
-        seq = value.split(",") if isinstance(value, str) else list(value)
-        inner = args[0] if args else str
-        return origin(_coerce(v, inner, key) for v in seq)
-    if typ is bool:
-        if isinstance(value, bool):
-            return value
-        s = str(value).lower()
-        if s in ("1", "true", "yes", "on"):
-            return True
-        if s in ("0", "false", "no", "off"):
-            return False
-        raise InreconError(f"config value {key}={value!r} is not a boolean", f"use {key}=true or {key}=false")
-    if typ in (int, float, str):
-        try:
-            if typ is int and isinstance(value, str):
-                return int(float(value)) if float(value).is_integer() else int(value)
-            return typ(value)
-        except (TypeError, ValueError):
+    def add(self, spec: MethodSpec) -> MethodSpec:
+        """Register ``spec`` (a name may be registered once)."""
+        if spec.name in self._specs:
             raise InreconError(
-                f"config value {key}={value!r} is not a valid {typ.__name__}", f"give {key} a {typ.__name__}"
-            ) from None
-    return value
+                f"method {spec.name!r} is registered twice", "give the new method another name"
+            )
+        self._specs[spec.name] = spec
+        return spec
+
+    def __getitem__(self, name: str) -> MethodSpec:
+        return self._specs[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._specs)
+
+    def __len__(self) -> int:
+        return len(self._specs)
+
+    def resolve(self, name: str, modality: str | None = None) -> MethodSpec:
+        """The method ``name`` means (for ``modality``, following aliases); unknown names raise."""
+        spec = self._specs.get(name)
+        hits = [s for s in self._specs.values() if name in s.aliases]
+        if modality is not None:
+            if spec is not None and modality in spec.modalities:
+                return spec
+            hits = [s for s in hits if modality in s.modalities] or hits
+        if spec is not None and (modality is None or not hits):
+            return spec
+        if hits:
+            return hits[0]
+        raise InreconError(f"unknown method {name!r}", f"choose one of: {', '.join(sorted(self.names()))}")
+
+    def names(self) -> list[str]:
+        """Every name and alias users can type."""
+        return sorted(set(self._specs) | {a for s in self._specs.values() for a in s.aliases})
+
+    def for_modality(self, modality: str) -> list[str]:
+        return sorted(n for n, s in self._specs.items() if modality in s.modalities)
+
+    def pretrainers(self) -> dict[str, MethodSpec]:
+        return {n: s for n, s in self._specs.items() if s.pretrain is not None}
+
+    def tunables(self) -> dict[str, MethodSpec]:
+        return {n: s for n, s in self._specs.items() if s.tunable is not None}
 
 
-def config_from_dict(cls: type, values: Mapping[str, Any] | None = None):
-    """Build ``cls`` (a dataclass) from defaults plus ``values``, converting strings; unknown keys raise."""
-    values = dict(values or {})
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - names)
-    if unknown:
-        raise InreconError(
-            f"unknown config key(s) {', '.join(unknown)} for {cls.__name__}",
-            f"valid keys: {', '.join(sorted(names))}",
-        )
-    kwargs = {k: _coerce(v, hints[k], k) for k, v in values.items()}
-    return cls(**kwargs)
-
-
-def run_method(
-    name: str, scan, overrides: Mapping[str, Any] | None = None, *, show_progress=None, **extra
-) -> ReconResult:
-    """Resolve ``name``'s config from ``overrides``, check the scan's modality, run it, time it."""
-    get_method(name)  # unknown names fail first
-    spec = resolve_method(name, scan.modality)
-    name = spec.name
-    if scan.modality not in spec.modalities:
-        raise InreconError(
-            f"method {name!r} reconstructs {'/'.join(spec.modalities)} data, but the scan is {scan.modality}",
-            f"choose a method for {scan.modality}: "
-            + ", ".join(sorted(m for m, s in METHODS.items() if scan.modality in s.modalities)),
-        )
-    cfg = config_from_dict(spec.config_cls, overrides)
-    t0 = time.perf_counter()
-    result = spec.fn(scan, cfg, show_progress=show_progress, **extra)
-    result.info.setdefault("seconds", time.perf_counter() - t0)
-    result.config = dataclasses.asdict(cfg)
-    result.method = name
-    return result
+def merge_overrides(*layers: Mapping[str, Any] | None) -> dict:
+    """Later layers win (config file, tuned hyperparameters, ``--set``)."""
+    out: dict = {}
+    for layer in layers:
+        out.update(layer or {})
+    return out

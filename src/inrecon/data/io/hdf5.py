@@ -14,6 +14,11 @@ CT
     ``n_detectors``, ``pixel_size_mm``, ``image_shape``.
 Volume
     ``volume`` float32 ``(D, H, W)``.
+MRI real-time series (attribute ``modality = "mri-series"``)
+    ``kspace`` complex64 ``(T, C, H, W)``: centred orthonormal Cartesian k-space per frame, zero where not
+    sampled; ``mask`` uint8 ``(T, H, W)``; optional ``sens_maps`` ``(C, H, W)`` shared by all frames (estimated
+    by the reconstruction when absent), ``target`` ``(T, H, W)``, ``roi`` ``(H, W)`` or ``(T, H, W)``;
+    attribute ``n_frames``.
 Optional everywhere
     ``sens_maps`` complex64 ``(C, H, W)``, ``target`` (reference on the output grid), ``roi`` uint8,
     attribute ``modality`` ("mri", "ct", "volume"), any other attributes as provenance.
@@ -33,8 +38,8 @@ import h5py
 import numpy as np
 
 from inrecon.data.atomic import atomic_path
-from inrecon.data.scans import CTGeometry, CTScan, MRIScan, Scan, VolumeScan
-from inrecon.errors import FileFormatError, InreconError
+from inrecon.data.scans import CTGeometry, CTScan, MRIScan, Scan, SeriesScan, VolumeScan
+from inrecon.errors import FileFormatError, InreconError, ShapeError
 
 __all__ = ["read_scan", "write_scan"]
 
@@ -182,13 +187,56 @@ def read_scan(path: str | os.PathLike) -> Scan:
             opt.pop("sens_maps", None)
             scan = VolumeScan(volume=_read(f, "volume", path), provenance=_provenance(f, skip), **opt)
         elif modality == "mri-series":
-            raise InreconError(
-                f"{path} holds a real-time MRI series (T frames), not a single scan",
-                "reconstruct it with `inrecon recon-series` (inrecon.recon.series.read_series)",
-            )
+            scan = _read_series(f, path)
         else:
             raise InreconError(f"{path}: unknown modality {modality!r}", 'use "mri", "ct" or "volume"')
     return scan
+
+
+def _read_series(f: h5py.File, path: str) -> SeriesScan:
+    kspace, mask = _read(f, "kspace", path), _read(f, "mask", path)
+    maps = _read(f, "sens_maps", path) if "sens_maps" in f else None
+    target = _read(f, "target", path) if "target" in f else None
+    roi = _read(f, "roi", path) if "roi" in f else None
+    prov = _provenance(f, {"modality", "n_frames"})
+    if kspace.ndim != 4:
+        raise ShapeError(f"{path}: kspace has shape {kspace.shape}", "store kspace as (frames, coils, H, W)")
+    T, _, H, W = kspace.shape
+    if mask.shape != (T, H, W):
+        raise ShapeError(
+            f"{path}: mask has shape {mask.shape} but kspace is {kspace.shape}",
+            f"store one mask per frame, shape ({T}, {H}, {W})",
+        )
+    if target is not None and target.shape != (T, H, W):
+        raise ShapeError(f"{path}: target has shape {target.shape}", f"store target as ({T}, {H}, {W})")
+    if roi is not None and roi.shape not in ((H, W), (T, H, W)):
+        raise ShapeError(f"{path}: roi has shape {roi.shape}", f"store roi as ({H}, {W}) or ({T}, {H}, {W})")
+    frames = [
+        MRIScan(
+            kspace=kspace[t],
+            mask=mask[t],
+            sens_maps=maps,
+            target=None if target is None else target[t],
+            roi=None if roi is None else (roi if roi.ndim == 2 else roi[t]),
+            provenance={**prov, "frame": t, "source": path},
+        )
+        for t in range(T)
+    ]
+    return SeriesScan(frames, {**prov, "source": path})
+
+
+def _write_series(f: h5py.File, scan: SeriesScan, put) -> None:
+    frames = scan.frames
+    f.attrs["n_frames"] = len(frames)
+    put("kspace", np.stack([_np(fr.kspace) for fr in frames]), np.complex64)
+    put("mask", np.stack([_np(fr.mask) for fr in frames]), np.uint8)
+    if frames[0].sens_maps is not None:
+        put("sens_maps", frames[0].sens_maps, np.complex64)
+    if scan.target is not None:
+        tg = _np(scan.target)
+        put("target", tg, np.complex64 if np.iscomplexobj(tg) else np.float32)
+    if scan.roi is not None:
+        put("roi", scan.roi, np.uint8)
 
 
 def _np(x) -> np.ndarray:
@@ -206,8 +254,8 @@ def _attr_value(v: Any) -> Any:
 def write_scan(path: str | os.PathLike, scan: Scan, compression: str | None = "gzip") -> Path:
     """Write ``scan`` in the inrecon HDF5 layout, atomically. Returns the path."""
     path = Path(path)
-    if not isinstance(scan, MRIScan | CTScan | VolumeScan):
-        raise TypeError(f"cannot write {type(scan).__name__}: expected an MRIScan, CTScan or VolumeScan")
+    if not isinstance(scan, MRIScan | CTScan | VolumeScan | SeriesScan):
+        raise TypeError(f"cannot write {type(scan).__name__}: expected an MRI, CT, volume or series scan")
     with atomic_path(path, suffix=".h5") as tmp, h5py.File(tmp, "w") as f:
         f.attrs["modality"] = scan.modality
         json_keys = []
@@ -225,6 +273,9 @@ def write_scan(path: str | os.PathLike, scan: Scan, compression: str | None = "g
             a = _np(arr).astype(dtype, copy=False)
             f.create_dataset(name, data=a, compression=compression if a.size > 4096 else None)
 
+        if isinstance(scan, SeriesScan):
+            _write_series(f, scan, put)
+            return path
         if isinstance(scan, MRIScan):
             put("kspace", scan.kspace, np.complex64)
             if scan.is_cartesian:

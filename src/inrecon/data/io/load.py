@@ -42,7 +42,7 @@ from inrecon.data.io.dicom import read_dicom_ct
 from inrecon.data.io.fastmri import is_fastmri, read_fastmri
 from inrecon.data.io.hdf5 import read_scan
 from inrecon.data.phantoms import HU_WINDOW, hu_to_unit
-from inrecon.data.scans import CTGeometry, CTScan, MRIScan, Scan, VolumeScan
+from inrecon.data.scans import CTGeometry, CTScan, MRIScan, Scan, SeriesScan, VolumeScan
 from inrecon.errors import FileFormatError, InreconError, ShapeError
 
 __all__ = ["SUPPORTED_FORMATS", "describe", "detect_format", "load_scan"]
@@ -476,6 +476,10 @@ def describe(scan: Scan) -> dict:
         out["volume"] = _tensor_info(scan.volume)
         v = scan.volume
         out["range"] = [float(v.min()), float(v.max())]
+    elif isinstance(scan, SeriesScan):
+        f0 = scan.frames[0]
+        out.update(frames=scan.n_frames, coils=f0.n_coils, sens_maps=_tensor_info(f0.sens_maps))
+        out["acceleration"] = [round(float(fr.acceleration), 4) for fr in scan.frames]
     else:
         raise InreconError(f"cannot describe {type(scan).__name__}", "pass an MRIScan, CTScan or VolumeScan")
     target = scan.target

@@ -87,7 +87,7 @@ def build_scan(spec: dict) -> tuple[MRIScan, str]:
 
     kind = spec.get("kind", "sim")
     if kind == "brain8ch":
-        scan = shared.brain8ch()
+        scan = with_espirit_support(shared.brain8ch())
         prov = {**(scan.provenance or {}), "anatomy": "brain", "pattern": "poisson_disc (acquired)"}
         return dataclasses.replace(scan, provenance=prov), "real 8-coil brain (in vivo, Poisson disc 12.7 %)"
     if kind != "sim":

@@ -240,7 +240,7 @@ def _real_brain_section(rep: Report, p: dict, out: Path, show_progress, log) -> 
     grid, at the scan's acceleration; no image of the real scan is used anywhere.
     """
     rb = p["real_brain"]
-    scan = shared.brain8ch()
+    scan = with_espirit_support(shared.brain8ch())
     shape = tuple(scan.kspace.shape[-2:])
     af = float(scan.mask.numel() / scan.mask.sum())
     n_pre = rb.get("n_pretrain", p["n_pretrain"])

@@ -10,18 +10,20 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import asdict, dataclass
+from typing import Annotated, Literal
 
 import numpy as np
 import torch
 
+from inrecon.config import InRange, NonNegFloat, PosFloat, PosInt
 from inrecon.data.scans import CTScan
-from inrecon.errors import InreconError
 from inrecon.physics.ct import CTProjector
-from inrecon.physics.fbp import FILTERS, fbp
+from inrecon.physics.fbp import fbp
+from inrecon.physics.measurement import build_measurement
 from inrecon.physics.transforms import FiniteDifference
 from inrecon.progress import progress
 from inrecon.recon.classical.solvers import pdhg, project_l21_ball, prox_l2_data_conj, stacked_norm
-from inrecon.recon.registry import ReconResult, register
+from inrecon.recon.registry import Context, MethodSpec, ReconResult
 
 __all__ = [
     "FBPConfig",
@@ -36,45 +38,21 @@ __all__ = [
 ]
 
 
-def _check_scan(scan) -> None:
-    if not isinstance(scan, CTScan):
-        raise InreconError(
-            f"a CT method got a {type(scan).__name__}", "pass an inrecon CTScan (see inrecon.data.scans)"
-        )
-
-
 # --- FBP ----------------------------------------------------------------------------------------------------
 @dataclass
 class FBPConfig:
-    """Filtered backprojection.
+    """Filtered backprojection."""
 
-    Attributes
-    ----------
-    filter
-        Ramp apodisation: ``ram-lak``, ``shepp-logan``, ``cosine`` or ``hann``.
-    cutoff
-        Frequency cutoff as a fraction of Nyquist, in ``(0, 1]``.
-    nonnegative
-        Clip negative values to zero afterwards.
-    """
-
-    filter: str = "ram-lak"
-    cutoff: float = 1.0
+    filter: Literal["ram-lak", "shepp-logan", "cosine", "hann"] = "ram-lak"
+    """Ramp apodisation."""
+    cutoff: Annotated[float, InRange(0.0, 1.0, lo_open=True)] = 1.0
+    """Frequency cutoff as a fraction of Nyquist."""
     nonnegative: bool = False
-
-    def __post_init__(self):
-        if self.filter not in FILTERS:
-            raise InreconError(f"unknown FBP filter {self.filter!r}", f"choose one of {', '.join(FILTERS)}")
-        if not (0 < self.cutoff <= 1):
-            raise InreconError(
-                f"FBP cutoff is {self.cutoff} but must lie in (0, 1]", "give a fraction of Nyquist"
-            )
+    """Clip negative values to zero afterwards."""
 
 
-@register("fbp", FBPConfig, ("ct",), "Filtered backprojection (parallel or flat-detector fan beam)")
-def fbp_recon(scan: CTScan, cfg: FBPConfig, *, show_progress: bool | None = None) -> ReconResult:
-    """FBP of ``scan.sinogram``; ``info`` holds the wall time."""
-    _check_scan(scan)
+def fbp_recon(scan: CTScan, cfg: FBPConfig, ctx: Context) -> ReconResult:
+    """FBP of ``scan.sinogram`` (the analytic inverse of the projector: it reads the geometry directly)."""
     t0 = time.perf_counter()
     img = fbp(scan.sinogram, scan.geometry, scan.angles, filter=cfg.filter, cutoff=cfg.cutoff)
     if cfg.nonnegative:
@@ -90,66 +68,37 @@ class SARTConfig:
     ``x <- x + relaxation * C_s A_s^T R_s (y_s - A_s x)`` for each subset ``s`` of views, with ``R_s`` the
     inverse ray lengths (row sums) and ``C_s`` the inverse column sums of ``A_s``; one iteration is one sweep
     over all views. Subsets interleave the views and are visited in golden-ratio order.
-
-    Attributes
-    ----------
-    iterations
-        Sweeps over all views. Default 10, chosen for real data: on the real 90-view parallel sinogram
-        (``ct/scope_parallel``, model mismatch and noise) the PSNR peaks at 33.2 dB after 5 sweeps and falls
-        slowly (33.1 dB at 10, 32.5 dB at 20, 31.6 dB at 40); on noise-free simulations it keeps rising
-        (60-view fan: 25.9 dB at 10, 26.6 dB at 20, 27.2 dB at 40), so raise it for inverse-crime studies.
-    views_per_subset
-        Views in each subset (1 = classic SART, ``V`` = SIRT).
-    relaxation
-        Step ``lambda`` in ``(0, 2)``.
-    nonnegative
-        Clip negative attenuation after every subset update.
-    track_residual
-        Record ``||A x - y|| / ||y||`` after every sweep (one extra projection per sweep).
     """
 
-    iterations: int = 10
-    views_per_subset: int = 1
-    relaxation: float = 1.0
+    iterations: PosInt = 10
+    """Sweeps over all views. 10 was chosen on real data: on the real 90-view parallel sinogram
+    (ct/scope_parallel, model mismatch and noise) the PSNR peaks at 33.2 dB after 5 sweeps and falls slowly
+    (33.1 dB at 10, 32.5 dB at 20, 31.6 dB at 40); noise-free simulations keep rising (60-view fan: 25.9 dB at
+    10, 26.6 dB at 20, 27.2 dB at 40), so raise it for inverse-crime studies."""
+    views_per_subset: PosInt = 1
+    """Views in each subset (1: classic SART; all views: SIRT)."""
+    relaxation: Annotated[float, InRange(0.0, 2.0, lo_open=True, hi_open=True)] = 1.0
+    """Step lambda."""
     nonnegative: bool = True
+    """Clip negative attenuation after every subset update."""
     track_residual: bool = False
-
-    def __post_init__(self):
-        if self.iterations < 1 or self.views_per_subset < 1:
-            raise InreconError(
-                f"SART needs iterations >= 1 and views_per_subset >= 1 (got {self.iterations}, "
-                f"{self.views_per_subset})",
-                "set both to positive integers",
-            )
-        if not (0 < self.relaxation < 2):
-            raise InreconError(f"SART relaxation is {self.relaxation}, outside (0, 2)", "use a value near 1")
+    """Record ||A x - y|| / ||y|| after every sweep (one extra projection per sweep)."""
 
 
 @dataclass
 class SIRTConfig:
-    """SIRT: SART with all views in one subset (simultaneous update).
+    """SIRT: SART with all views in one subset (simultaneous update)."""
 
-    Attributes
-    ----------
-    iterations
-        Simultaneous updates. SIRT needs many more iterations than SART at a similar cost per iteration: on
-        the real 90-view parallel sinogram it reaches 27.7 / 30.8 / 32.2 dB after 100 / 200 / 400 iterations
-        (SART: 33.1 dB after 10 sweeps); on the noise-free 60-view fan simulation 22.3 / 23.7 / 24.8 dB (SART
-        25.9 dB). Default 200 (about 6 s at 256x256 on 2 CPU cores).
-    relaxation, nonnegative, track_residual
-        As in :class:`SARTConfig`.
-    """
-
-    iterations: int = 200
-    relaxation: float = 1.0
+    iterations: PosInt = 200
+    """Simultaneous updates. SIRT needs many more than SART at a similar cost each: on the real 90-view parallel
+    sinogram 27.7 / 30.8 / 32.2 dB after 100 / 200 / 400 (SART: 33.1 dB after 10 sweeps); on the noise-free
+    60-view fan simulation 22.3 / 23.7 / 24.8 dB (SART 25.9 dB). About 6 s at 256x256 on 2 CPU cores."""
+    relaxation: Annotated[float, InRange(0.0, 2.0, lo_open=True, hi_open=True)] = 1.0
+    """Step lambda."""
     nonnegative: bool = True
+    """Clip negative attenuation after every update."""
     track_residual: bool = False
-
-    def __post_init__(self):
-        if self.iterations < 1:
-            raise InreconError(f"SIRT iterations is {self.iterations}", "set iterations >= 1")
-        if not (0 < self.relaxation < 2):
-            raise InreconError(f"SIRT relaxation is {self.relaxation}, outside (0, 2)", "use a value near 1")
+    """Record ||A x - y|| / ||y|| after every update."""
 
 
 def _subset_order(n_views: int, views_per_subset: int) -> list[np.ndarray]:
@@ -174,11 +123,10 @@ def _sart_loop(
     show_progress: bool | None,
     name: str,
 ) -> ReconResult:
-    _check_scan(scan)
     t0 = time.perf_counter()
     y = scan.sinogram
     dev = y.device
-    op = CTProjector(scan.geometry, scan.angles).to(dev)
+    op = _projector(scan)
     h, w = scan.image_shape
     subsets = _subset_order(scan.n_views, min(views_per_subset, scan.n_views))
     parts = []
@@ -211,8 +159,7 @@ def _sart_loop(
     return ReconResult(x.to(torch.float32), name, {}, info)
 
 
-@register("sart", SARTConfig, ("ct",), "Ordered-subsets SART with non-negativity")
-def sart_recon(scan: CTScan, cfg: SARTConfig, *, show_progress: bool | None = None) -> ReconResult:
+def sart_recon(scan: CTScan, cfg: SARTConfig, ctx: Context) -> ReconResult:
     """SART; ``info``: seconds, iterations, subsets, final relative residual (and its history if tracked)."""
     res = _sart_loop(
         scan,
@@ -221,15 +168,14 @@ def sart_recon(scan: CTScan, cfg: SARTConfig, *, show_progress: bool | None = No
         cfg.relaxation,
         cfg.nonnegative,
         cfg.track_residual,
-        show_progress,
+        ctx.show_progress,
         "sart",
     )
     res.config = asdict(cfg)
     return res
 
 
-@register("sirt", SIRTConfig, ("ct",), "SIRT (simultaneous SART) with non-negativity")
-def sirt_recon(scan: CTScan, cfg: SIRTConfig, *, show_progress: bool | None = None) -> ReconResult:
+def sirt_recon(scan: CTScan, cfg: SIRTConfig, ctx: Context) -> ReconResult:
     """SIRT; ``info`` as for SART."""
     res = _sart_loop(
         scan,
@@ -238,7 +184,7 @@ def sirt_recon(scan: CTScan, cfg: SIRTConfig, *, show_progress: bool | None = No
         cfg.relaxation,
         cfg.nonnegative,
         cfg.track_residual,
-        show_progress,
+        ctx.show_progress,
         "sirt",
     )
     res.config = asdict(cfg)
@@ -248,54 +194,32 @@ def sirt_recon(scan: CTScan, cfg: SIRTConfig, *, show_progress: bool | None = No
 # --- TV -----------------------------------------------------------------------------------------------------
 @dataclass
 class TVConfig:
-    """``min_x 0.5 ||A x - y||^2 + lam TV(x)`` subject to ``x >= 0`` (isotropic TV), by PDHG.
+    """``min_x 0.5 ||A x - y||^2 + lam TV(x)`` subject to ``x >= 0`` (isotropic TV), by PDHG."""
 
-    Attributes
-    ----------
-    lam_rel
-        ``lam = lam_rel * d * s`` where ``d`` is the mean squared column norm of ``A`` (``diag(A^T A)``: ray
-        length squared summed over the rays through a pixel, which carries the geometry: views, pixel size,
-        detector sampling) and ``s`` the image scale (99.5th percentile of the FBP). Both factors make the
-        optimum invariant to rescaling the image and to the number of views and pixel size to first order.
-        Default 0.01, the optimum on real data: on the real 90-view parallel sinogram (``ct/scope_parallel``)
-        PSNR is 33.5 / 34.4 / 34.4 / 34.1 / 33.4 / 31.9 dB at lam_rel 0.003 / 0.01 / 0.02 / 0.03 / 0.05 / 0.1.
-        Noise-free (inverse-crime) simulations of chest slices prefer less regularisation the longer one
-        iterates: 60-view fan (DisINR geometry) 31.5 / 30.4 / 29.3 / 28.5 dB at 0.003 / 0.01 / 0.02 / 0.03,
-        32.2 dB at 0.001 with 1000 iterations; the same ordering holds for 90-view fan, 60-view parallel and a
-        0.5 mm-pixel fan geometry, so the normalisation transfers across geometries.
-    lam
-        Absolute weight; overrides ``lam_rel`` when set.
-    iterations
-        PDHG iterations (default 300: within 0.02 dB of 1000 iterations at lam_rel 0.01 on the 256x256 fan and
-        real parallel tests; smaller lam_rel converges more slowly).
-    step_ratio
-        ``tau / sigma`` of PDHG on the normalised problem (``A / ||A||``, ``D / sqrt(8)``; ``tau * sigma *
-        ||K||^2 = 0.98``). Measured PSNR after 300 iterations at lam_rel 0.01 (60-view fan chest slice / real
-        90-view parallel): ratio 1: 24.1 / 32.2 dB, 10: 28.8 / 34.7, 30: 30.2 / 34.5, 100: 30.4 / 34.4
-        (converged values 30.4 / 34.4), 300: 30.3 / 34.4; 0.1: 19.1 / 20.2. Default 100. The normalisation
-        makes the iterates independent of the pixel size and the image scale.
-    nonnegative
-        Constrain ``x >= 0``.
-    track_objective
-        Record the objective every 10 iterations.
-    """
-
-    lam_rel: float = 0.01
-    lam: float | None = None
-    iterations: int = 300
-    step_ratio: float = 100.0
+    lam_rel: NonNegFloat = 0.01
+    """lam = lam_rel * d * s, d the mean squared column norm of A (diag(A^T A): carries the views, pixel size
+    and detector sampling) and s the image scale (99.5th percentile of the FBP), so the optimum is invariant to
+    rescaling the image and, to first order, to the geometry. 0.01 is the optimum on real data: on the real
+    90-view parallel sinogram (ct/scope_parallel) 33.5 / 34.4 / 34.4 / 34.1 / 33.4 / 31.9 dB at lam_rel 0.003 /
+    0.01 / 0.02 / 0.03 / 0.05 / 0.1. Noise-free (inverse-crime) simulations prefer less: 60-view fan 31.5 / 30.4
+    / 29.3 / 28.5 dB at 0.003 / 0.01 / 0.02 / 0.03."""
+    lam: NonNegFloat | None = None
+    """Absolute weight; overrides lam_rel when set."""
+    iterations: PosInt = 300
+    """PDHG iterations (within 0.02 dB of 1000 at lam_rel 0.01 on the 256x256 fan and real parallel tests)."""
+    step_ratio: PosFloat = 100.0
+    """tau / sigma of PDHG on the normalised problem (A / ||A||, D / sqrt(8)). PSNR after 300 iterations at
+    lam_rel 0.01 (60-view fan chest slice / real 90-view parallel): ratio 1: 24.1 / 32.2 dB, 10: 28.8 / 34.7,
+    30: 30.2 / 34.5, 100: 30.4 / 34.4 (converged 30.4 / 34.4), 300: 30.3 / 34.4; 0.1: 19.1 / 20.2."""
     nonnegative: bool = True
+    """Constrain x >= 0."""
     track_objective: bool = False
+    """Record the objective every 10 iterations."""
 
-    def __post_init__(self):
-        if self.iterations < 1:
-            raise InreconError(f"TV iterations is {self.iterations}", "set iterations >= 1")
-        if not (self.lam_rel >= 0 and math.isfinite(self.lam_rel)):
-            raise InreconError(f"TV lam_rel is {self.lam_rel}", "give a non-negative number")
-        if self.lam is not None and not (self.lam >= 0 and math.isfinite(self.lam)):
-            raise InreconError(f"TV lam is {self.lam}", "give a non-negative number or None")
-        if not (self.step_ratio > 0 and math.isfinite(self.step_ratio)):
-            raise InreconError(f"TV step_ratio is {self.step_ratio}", "give a positive number (default 100)")
+
+def _projector(scan: CTScan) -> CTProjector:
+    """The scan's projector, from its measurement model (raw line integrals)."""
+    return build_measurement(scan, ct_weighting="none", scale="none").physics
 
 
 def _column_sq_norm_mean(op: CTProjector) -> float:
@@ -306,7 +230,7 @@ def _column_sq_norm_mean(op: CTProjector) -> float:
 
 def tv_weight(scan: CTScan, lam_rel: float, op: CTProjector | None = None) -> tuple[float, dict]:
     """The absolute TV weight ``lam_rel * mean(diag(A^T A)) * percentile99.5(FBP)`` and its factors."""
-    op = CTProjector(scan.geometry, scan.angles).to(scan.sinogram.device) if op is None else op
+    op = _projector(scan) if op is None else op
     d = _column_sq_norm_mean(op)
     img = fbp(scan.sinogram, scan.geometry, scan.angles, filter="hann")
     s = float(torch.quantile(img.reshape(-1).float().cpu(), 0.995))
@@ -315,19 +239,17 @@ def tv_weight(scan: CTScan, lam_rel: float, op: CTProjector | None = None) -> tu
     return lam_rel * d * s, {"diag_mean": d, "image_scale": s}
 
 
-@register("tv-ct", TVConfig, ("ct",), "TV-regularised least squares with x >= 0 (PDHG)", aliases=("tv",))
-def tv_recon(scan: CTScan, cfg: TVConfig, *, show_progress: bool | None = None) -> ReconResult:
+def tv_recon(scan: CTScan, cfg: TVConfig, ctx: Context) -> ReconResult:
     """TV reconstruction; ``info``: seconds, lam, its factors, step sizes, operator norms, final objective."""
-    _check_scan(scan)
     t0 = time.perf_counter()
-    y = scan.sinogram
+    meas = build_measurement(scan, ct_weighting="none", scale="none")
+    op, y = meas.op, meas.y
     dev = y.device
-    op = CTProjector(scan.geometry, scan.angles).to(dev)
     grad = FiniteDifference(scan.image_shape).to(dev)
     if cfg.lam is not None:
         lam, factors = float(cfg.lam), {}
     else:
-        lam, factors = tv_weight(scan, cfg.lam_rel, op)
+        lam, factors = tv_weight(scan, cfg.lam_rel, meas.physics)
     x0 = torch.ones(scan.image_shape, device=dev)
     # Solve the equivalent problem with A / ||A|| and D / sqrt(8) (both blocks of norm <= 1):
     # 0.5 ||A x / a - y / a||^2 + (lam / a^2) TV(x) has the same minimiser, and tau = sigma then makes the
@@ -363,7 +285,7 @@ def tv_recon(scan: CTScan, cfg: TVConfig, *, show_progress: bool | None = None) 
         prox_g=prox_g,
         iters=cfg.iterations,
         callback=cb,
-        show_progress=show_progress,
+        show_progress=ctx.show_progress,
         desc="TV-PDHG",
     )
     info = {
@@ -381,3 +303,13 @@ def tv_recon(scan: CTScan, cfg: TVConfig, *, show_progress: bool | None = None) 
     if cfg.track_objective:
         info["objective_history"] = history
     return ReconResult(x.to(torch.float32), "tv-ct", asdict(cfg), info)
+
+
+FBP = MethodSpec(
+    "fbp", fbp_recon, FBPConfig, ("ct",), "filtered backprojection (parallel or flat-detector fan beam)"
+)
+SART = MethodSpec("sart", sart_recon, SARTConfig, ("ct",), "ordered-subsets SART with non-negativity")
+SIRT = MethodSpec("sirt", sirt_recon, SIRTConfig, ("ct",), "SIRT (simultaneous SART) with non-negativity")
+TV_CT = MethodSpec(
+    "tv-ct", tv_recon, TVConfig, ("ct",), "TV-regularised least squares with x >= 0 (PDHG)", aliases=("tv",)
+)

@@ -3,62 +3,76 @@
 The image is an INR (here the hash-grid backbone, as DisINR reproduces it; the authors' hash demo uses 16 levels,
 per-level scale 2, one hidden layer of 64). Each coil's sensitivity is a smooth function: a 2D polynomial of
 order ``poly_order`` (the authors' SIREN variant uses order 15) in a Legendre basis for conditioning, with
-complex coefficients, normalised so that ``sum_c |S_c|^2 = 1`` at every pixel. Both are fitted to the k-space
-with a total-variation penalty on the image; a final data-consistency step replaces the acquired k-space
-samples with the measurements before coil combination. Works for Cartesian and non-Cartesian data (the coil
-images go through the coil-by-coil Fourier or NUFFT operator).
-
-Stopping uses the same hold-out rule as the scan-specific INR (:mod:`inrecon.recon.inr.ngp`).
+complex coefficients, normalised so that ``sum_c |S_c|^2 = 1`` at every pixel. Both are fitted to the k-space of
+the coil images (the measurement model with ``coil_images=True``) with a total-variation prior on the image, by
+the one engine and its stopping rule; a final data-consistency step replaces the acquired k-space samples with
+the measurements before coil combination. Works for Cartesian and non-Cartesian data.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
 import torch
 from torch import nn
 
+from inrecon.config import PosFloat, PosInt, config_to_dict
 from inrecon.data.scans import MRIScan
-from inrecon.engine.checkpoint import config_fingerprint
-from inrecon.engine.trainer import OptimConfig, fit
+from inrecon.engine.fit import Model
+from inrecon.engine.holdout import StopConfig, fit_with_holdout
+from inrecon.engine.losses import LossConfig
+from inrecon.engine.regularizers import PriorConfig
+from inrecon.engine.trainer import MonitorConfig, OptimConfig
 from inrecon.errors import InreconError
 from inrecon.models.encodings import HashGridConfig
 from inrecon.models.fields import FieldConfig, ImageINR, NeuralField, count_parameters
 from inrecon.models.networks import MLPConfig
-from inrecon.physics.factory import build_operator
-from inrecon.physics.measurement import Problem, split_units
-from inrecon.recon.registry import ReconResult, register
+from inrecon.physics.measurement import Measurement, build_measurement
+from inrecon.recon.inr.ngp import NET_ALIASES
+from inrecon.recon.registry import Context, MethodSpec, ReconResult
 
-__all__ = ["IMJENSEConfig", "PolynomialCoils", "reconstruct_imjense"]
+__all__ = ["IMJENSE", "IMJENSEConfig", "PolynomialCoils", "reconstruct_imjense"]
 
 
 @dataclass
 class IMJENSEConfig:
-    """IMJENSE settings (defaults: the authors' hash-encoding demo; ``benchmarks/imjense_tv.py`` scans the TV
-    weight on real and simulated scans)."""
+    """IMJENSE (defaults: the authors' hash-encoding demo; ``benchmarks/imjense_tv.py`` scans the TV weight)."""
 
-    n_levels: int = 16
-    n_features: int = 2
-    log2_table_size: int = 18
-    base_resolution: int = 16
-    per_level_scale: float = 2.0
-    mlp_width: int = 64
-    mlp_layers: int = 1
-    poly_order: int = 15
-    lr: float = 1e-2
-    lr_csm: float = 1e-2
-    tv_weight: float = 1e-3
-    steps: int = 1000
-    lr_decay_every: int = 1000
-    lr_decay: float = 0.5
-    stop: str = "holdout"
-    holdout_fraction: float = 0.2
-    patience: int = 200
+    net: FieldConfig = field(
+        default_factory=lambda: FieldConfig(
+            hash=HashGridConfig(log2_table_size=18, per_level_scale=2.0), mlp=MLPConfig(n_hidden_layers=1)
+        )
+    )
+    """The image INR (hash backbone)."""
+    poly_order: PosInt = 15
+    """Order of the polynomial coil sensitivities."""
+    optim: OptimConfig = field(
+        default_factory=lambda: OptimConfig(steps=1000, lr=1e-2, beta2=0.999, eps=1e-8)
+    )
+    """Adam for the image INR (lr) and the coils (lr_csm)."""
+    lr_csm: PosFloat = 1e-2
+    """Learning rate of the coil coefficients."""
+    loss: LossConfig = field(default_factory=LossConfig)
+    """The data term."""
+    stop: StopConfig = field(default_factory=lambda: StopConfig(patience=200))
+    """The reference-free stopping rule."""
+    prior: PriorConfig = field(default_factory=lambda: PriorConfig(tv=1e-3))
+    """IMJENSE's total-variation penalty on the image."""
+    monitor: MonitorConfig = field(default_factory=lambda: MonitorConfig(eval_every=25))
+    """Evaluation, checkpoint and sync intervals."""
     dc: bool = True
+    """Replace the acquired k-space with the measurements at the end (Cartesian)."""
     seed: int = 0
-    eval_every: int = 25
-    checkpoint_every: int = 200
+    """Seeds the weights and the hold-out split."""
+
+    ALIASES: ClassVar[dict] = {
+        **NET_ALIASES,
+        "tv_weight": "prior.tv",
+        "stop": "stop.rule",
+        "holdout_fraction": "stop.fraction",
+    }
 
 
 def _legendre(n: int, order: int, device) -> torch.Tensor:
@@ -130,53 +144,21 @@ def _acs_coil_maps(scan: MRIScan, op_nomaps) -> tuple[torch.Tensor, torch.Tensor
     return low / (rss + 1e-6 * rss.max()), rss
 
 
-class _CoilImageProblem(Problem):
-    """Samples of the coil-by-coil forward model (no maps): predict(coil_images (C, *im)) -> (M,)."""
-
-    def __init__(self, scan: MRIScan):
-        self.op = build_operator(scan, coil_combine=False)
-        C = scan.n_coils
-        if scan.is_cartesian:
-            pos = torch.nonzero(scan.mask.reshape(-1), as_tuple=False).squeeze(1)
-            n_grid = scan.mask.numel()
-            self._idx = (torch.arange(C, device=pos.device)[None, :] * n_grid + pos[:, None]).reshape(-1)
-            y = scan.kspace.reshape(-1)[self._idx]
-            n_units = pos.numel()
-        else:
-            self._idx = None
-            y = scan.kspace.transpose(0, 1).reshape(-1)
-            n_units = scan.kspace.shape[1]
-        self._C = C
-        self.cartesian = scan.is_cartesian
-        # normalise like the authors: by the max RSS of the zero-filled coil images
-        zf = self.op.adjoint(scan.kspace)
-        scale = float(zf.abs().square().sum(0).sqrt().max())
-        super().__init__(y / scale, scale, scan.image_shape, True, scan.target, scan.roi, n_units)
-
-    def predict(self, coil_images: torch.Tensor) -> torch.Tensor:
-        k = self.op(coil_images)
-        if self.cartesian:
-            return k.reshape(-1)[self._idx]
-        return k.transpose(0, 1).reshape(-1)
-
-    def unit_to_samples(self, units: torch.Tensor) -> torch.Tensor:
-        return (units[:, None] * self._C + torch.arange(self._C, device=units.device)[None, :]).reshape(-1)
+def _model(scan: MRIScan, meas: Measurement, cfg: IMJENSEConfig, init_maps, rss) -> Model:
+    torch.manual_seed(cfg.seed)
+    device = meas.y.device
+    inr = ImageINR(NeuralField(2, 2, cfg.net).to(device), scan.image_shape, True)
+    coils = PolynomialCoils(scan.n_coils, scan.image_shape, cfg.poly_order, device=device)
+    coils.fit_to(init_maps, rss / rss.max())
+    module = nn.ModuleDict({"inr": inr, "coils": coils})
+    groups = [
+        {"params": list(inr.parameters()), "lr": cfg.optim.lr},
+        {"params": list(coils.parameters()), "lr": cfg.lr_csm},
+    ]
+    return Model(module, groups, render=inr, to_domain=lambda image: coils() * image)
 
 
-def _tv(image: torch.Tensor) -> torch.Tensor:
-    """Isotropic total variation of a complex 2D image, averaged over pixels."""
-    dy = torch.diff(image, dim=-2)[..., :, :-1]
-    dx = torch.diff(image, dim=-1)[..., :-1, :]
-    return (dy.abs().square() + dx.abs().square() + 1e-12).sqrt().mean()
-
-
-class _Model(nn.Module):
-    def __init__(self, inr: ImageINR, coils: PolynomialCoils):
-        super().__init__()
-        self.inr, self.coils = inr, coils
-
-
-def _data_consistency(problem: _CoilImageProblem, image, maps, scan: MRIScan) -> torch.Tensor:
+def _data_consistency(meas: Measurement, image, maps, scan: MRIScan) -> torch.Tensor:
     """Replace the acquired k-space of each coil image with the measurement, then combine with the maps."""
     coil = maps * image
     if not scan.is_cartesian:
@@ -184,128 +166,38 @@ def _data_consistency(problem: _CoilImageProblem, image, maps, scan: MRIScan) ->
     from inrecon.physics.fft import fftc, ifftc
 
     full = fftc(coil, dims=(-2, -1))
-    mixed = torch.where(scan.mask, scan.kspace / problem.scale, full)
+    mixed = torch.where(scan.mask, scan.kspace / meas.scale, full)
     coil_dc = ifftc(mixed, dims=(-2, -1))
     return (maps.conj() * coil_dc).sum(0)
 
 
-def reconstruct_imjense(scan: MRIScan, cfg: IMJENSEConfig, *, show_progress=None, checkpoint_dir=None):
+def reconstruct_imjense(scan: MRIScan, cfg: IMJENSEConfig, ctx: Context = Context()) -> ReconResult:
+    """Fit IMJENSE to ``scan`` (module docstring)."""
     if scan.ndim != 2:
         raise InreconError("IMJENSE is implemented for 2D scans", "reconstruct 3D data slice by slice")
-    if cfg.stop not in ("holdout", "none"):
-        raise InreconError(f"stop={cfg.stop!r}", "use holdout or none")
-    problem = _CoilImageProblem(scan)
-    device = problem.y.device
-    init_maps, rss = _acs_coil_maps(scan, problem.op)
-    fcfg = FieldConfig(
-        backbone="hash",
-        hash=HashGridConfig(
-            cfg.n_levels, cfg.n_features, cfg.log2_table_size, cfg.base_resolution, cfg.per_level_scale
-        ),
-        mlp=MLPConfig(width=cfg.mlp_width, n_hidden_layers=cfg.mlp_layers),
-    )
-
-    def new_model():
-        torch.manual_seed(cfg.seed)
-        inr = ImageINR(NeuralField(2, 2, fcfg).to(device), scan.image_shape, True)
-        coils = PolynomialCoils(scan.n_coils, scan.image_shape, cfg.poly_order, device=device)
-        coils.fit_to(init_maps, rss / rss.max())
-        return _Model(inr, coils)
-
-    def groups(model):
-        return [
-            {"params": list(model.inr.parameters()), "lr": cfg.lr},
-            {"params": list(model.coils.parameters()), "lr": cfg.lr_csm},
-        ]
-
-    def make_forward(model):
-        def forward():
-            image = model.inr()
-            maps = model.coils()
-            return image, problem.predict(maps * image)
-
-        return forward
-
-    ocfg = OptimConfig(
-        steps=cfg.steps,
-        lr=cfg.lr,
-        lr_decay_every=cfg.lr_decay_every,
-        lr_decay=cfg.lr_decay,
-        beta2=0.999,
-        eps=1e-8,
-        eval_every=cfg.eval_every,
-        checkpoint_every=cfg.checkpoint_every,
-    )
-    ev = None
-    if problem.target is not None:
-        from inrecon.metrics import evaluate
-
-        def ev(img):
-            m = evaluate(img * problem.scale, problem.target, roi=problem.roi, scale=True)
-            return {"psnr": m["psnr"], "ssim": m["ssim"]}
-
-    reg = (lambda img: cfg.tv_weight * _tv(img)) if cfg.tv_weight > 0 else None
-    fp = config_fingerprint(
-        {"cfg": asdict(cfg), "shape": list(scan.kspace.shape), "sum": float(scan.kspace.abs().sum())}
-    )
-    info: dict = {}
-    steps = cfg.steps
-    if cfg.stop == "holdout":
-        train_u, val_u = split_units(problem.n_units, cfg.holdout_fraction, cfg.seed)
-        train, val = problem.unit_to_samples(train_u.to(device)), problem.unit_to_samples(val_u.to(device))
-        model = new_model()
-        r1 = fit(
-            make_forward(model),
-            model,
-            groups(model),
-            problem.y,
-            OptimConfig(**{**asdict(ocfg), "patience": cfg.patience}),
-            train=train,
-            val=val,
-            evaluate=ev,
-            regularizer=reg,
-            show_progress=show_progress,
-            desc="IMJENSE hold-out",
-            checkpoint_path=f"{checkpoint_dir}/imjense_stage1.pt" if checkpoint_dir else None,
-            fingerprint=fp + "1",
-        )
-        steps = max(1, r1.best_step or 0)
-        info["holdout"] = {"best_step": r1.best_step, "steps_run": r1.steps_run, "history": r1.history}
-    model = new_model()
-    res = fit(
-        make_forward(model),
-        model,
-        groups(model),
-        problem.y,
-        OptimConfig(**{**asdict(ocfg), "steps": steps}),
-        evaluate=ev,
-        regularizer=reg,
-        show_progress=show_progress,
+    meas = build_measurement(scan, coil_images=True, scale="coil_rss")
+    init_maps, rss = _acs_coil_maps(scan, meas.physics)
+    _, info, model = fit_with_holdout(
+        meas,
+        lambda: _model(scan, meas, cfg, init_maps, rss),
+        cfg,
+        run_id={"method": "imjense", "cfg": config_to_dict(cfg)},
+        checkpoint_dir=ctx.checkpoint_dir,
+        show_progress=ctx.show_progress,
         desc="IMJENSE",
-        checkpoint_path=f"{checkpoint_dir}/imjense_stage2.pt" if checkpoint_dir else None,
-        fingerprint=fp + f"2-{steps}",
     )
     with torch.no_grad():
-        image = model.inr()
-        maps = model.coils()
+        image, maps = model.module["inr"](), model.module["coils"]()
         if cfg.dc:
-            image = _data_consistency(problem, image, maps, scan)
-    info.update(
-        {
-            "chosen_steps": steps,
-            "history": res.history,
-            "n_parameters": count_parameters(model),
-            "sens_maps_estimated": True,
-        }
-    )
-    return ReconResult(image=image * problem.scale, method="imjense", config=asdict(cfg), info=info)
+            image = _data_consistency(meas, image, maps, scan)
+    info.update(n_parameters=count_parameters(model.module), sens_maps_estimated=True)
+    return ReconResult(image=image * meas.scale, method="imjense", config=config_to_dict(cfg), info=info)
 
 
-@register(
+IMJENSE = MethodSpec(
     "imjense",
+    reconstruct_imjense,
     IMJENSEConfig,
     ("mri",),
     "IMJENSE: INR image + jointly estimated polynomial coil sensitivities + TV, hold-out stopping",
 )
-def _imjense(scan, cfg: IMJENSEConfig, *, show_progress=None, checkpoint_dir=None) -> ReconResult:
-    return reconstruct_imjense(scan, cfg, show_progress=show_progress, checkpoint_dir=checkpoint_dir)

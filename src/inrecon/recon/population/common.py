@@ -1,45 +1,55 @@
 """What the population methods (DisINR, STRAINER, Meta) share.
 
-- :class:`SubjectSet`: the measurement problems of N pre-training subjects, checked to be one modality, one image
-  grid and one channel layout, each with its own forward operator.
-- Model files: weights in ``safetensors`` (no pickle) with a JSON header holding the architecture config, what it
-  was trained on, for how long, and the inrecon version; :func:`check_compatible` refuses a scan of another
-  modality, grid or channel layout *before* any work.
-- :func:`pretrain_joint`: the joint optimisation of shared weights and per-subject weights from raw measurements
-  (DisINR Algorithm 1; also STRAINER's shared trunk with per-subject heads), subjects drawn in seeded mini-batches,
-  checkpointed, and optionally data-parallel with ``torch.distributed``: subjects are sharded across ranks (subject
-  ``i`` lives on rank ``i % world``), each rank holds only its own subject weights, and the shared gradients are
-  summed across ranks so that every rank takes the identical Adam step.
+- :class:`SubjectSet`: the measurements of N pre-training subjects, checked to be one modality, one image grid
+  and one channel layout, each with its own forward operator.
+- Model files: weights in ``safetensors`` (no pickle) with a JSON header holding the architecture, the config,
+  what it was trained on, for how long, and the inrecon version; :func:`check_compatible` refuses a scan of
+  another modality, grid or channel layout *before* any work.
+- :func:`pretrain_joint`: the joint optimisation of shared and per-subject weights from raw measurements
+  (DisINR Algorithm 1; STRAINER's shared trunk with per-subject heads) as a :class:`PopulationTask` of the one
+  engine: subjects drawn in seeded mini-batches, checkpointed, and optionally data-parallel with
+  ``torch.distributed`` (subject ``i`` lives on rank ``i % world``; shared gradients are summed across ranks,
+  so every rank takes the identical step).
+- :func:`adapted_model`: test-time adaptation of a pre-trained shared part with a fresh subject part, as a
+  :class:`~inrecon.engine.fit.Model` for the one stopping rule.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 from torch import nn
 
 from inrecon import __version__
+from inrecon.config import PosInt, config_to_dict
 from inrecon.data.atomic import atomic_path
-from inrecon.engine.checkpoint import load_checkpoint, save_checkpoint
-from inrecon.engine.losses import data_loss
+from inrecon.engine.callbacks import AllReduceShared, Progress
+from inrecon.engine.checkpoint import config_fingerprint
+from inrecon.engine.fit import Model
+from inrecon.engine.holdout import StopConfig, data_identity
+from inrecon.engine.losses import LossConfig, data_loss
+from inrecon.engine.regularizers import PriorConfig
+from inrecon.engine.trainer import Checkpoint, MonitorConfig, OptimConfig, StepOutput, Task, train
 from inrecon.errors import FileFormatError, InreconError
 from inrecon.models.fields import grid_coords
-from inrecon.physics.measurement import Problem, make_problem
-from inrecon.progress import progress
+from inrecon.models.population import PopulationArch
+from inrecon.physics.measurement import Measurement, MeasurementConfig, measure
 
 __all__ = [
     "AdaptConfig",
     "PopulationPretrainConfig",
-    "PretrainConfig",
+    "PopulationTask",
     "SubjectSet",
+    "adapted_model",
+    "batch_schedule",
     "check_compatible",
     "load_model",
     "pretrain_joint",
@@ -48,18 +58,34 @@ __all__ = [
     "scan_signature",
 ]
 
+POPULATION_ALIASES = {
+    "fourier_frequencies": "arch.fourier.n_frequencies",
+    "loss": "loss.kind",
+    "adam_eps": "optim.eps",
+    "maps": "data.maps",
+}
+ADAPT_ALIASES = {
+    "loss": "loss.kind",
+    "stop": "stop.rule",
+    "holdout_fraction": "stop.fraction",
+    "adam_eps": "optim.eps",
+    "maps": "data.maps",
+}
 
+
+# --- signatures and model files -------------------------------------------------------------------------------
 def scan_signature(scan) -> dict:
-    """What a model must agree with: modality, image grid, output channels and coil count (MRI)."""
-    sig = {"modality": scan.modality, "image_shape": list(scan.image_shape)}
-    sig["channels"] = 2 if scan.modality == "mri" else 1
-    return sig
+    """What a model must agree with: modality, image grid and output channels."""
+    return {
+        "modality": scan.modality,
+        "image_shape": list(scan.image_shape),
+        "channels": 2 if scan.modality == "mri" else 1,
+    }
 
 
 def check_compatible(meta: dict, scan, path: str = "model") -> None:
     """Raise :class:`InreconError` when ``scan`` cannot be reconstructed with a model described by ``meta``."""
-    want = meta.get("signature", {})
-    have = scan_signature(scan)
+    want, have = meta.get("signature", {}), scan_signature(scan)
     if want.get("modality") != have["modality"]:
         raise InreconError(
             f"{path} was trained on {want.get('modality')} data but the scan is {have['modality']}",
@@ -78,16 +104,14 @@ def check_compatible(meta: dict, scan, path: str = "model") -> None:
         )
 
 
-def save_model(
-    path: str | os.PathLike, module: nn.Module, meta: dict, prefix_filter: Sequence[str] | None = None
-):
-    """Write ``module``'s weights (optionally only keys starting with ``prefix_filter``) and ``meta`` atomically."""
+def save_model(path: str | os.PathLike, module: nn.Module, meta: dict, prefixes: Sequence[str] | None = None):
+    """Write ``module``'s weights (only keys starting with one of ``prefixes``, when given) and ``meta``."""
     from safetensors.torch import save_file
 
     state = {
         k: v.detach().contiguous().cpu()
         for k, v in module.state_dict().items()
-        if prefix_filter is None or any(k.startswith(p) for p in prefix_filter)
+        if prefixes is None or any(k.startswith(p) for p in prefixes)
     }
     meta = {**meta, "inrecon_version": __version__}
     with atomic_path(path, suffix=".safetensors") as tmp:
@@ -95,8 +119,8 @@ def save_model(
     return Path(path)
 
 
-def load_model(path: str | os.PathLike) -> tuple[dict, dict]:
-    """``(state_dict, meta)`` from a model file written by :func:`save_model`."""
+def load_model(path: str | os.PathLike, method: str | None = None, scan=None) -> tuple[dict, dict]:
+    """``(state_dict, meta)`` from a model file; checks it is a ``method`` model compatible with ``scan``."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file, safe_open
 
@@ -116,135 +140,44 @@ def load_model(path: str | os.PathLike) -> tuple[dict, dict]:
         ) from None
     if "inrecon" not in header:
         raise FileFormatError(f"{p} has no inrecon metadata", "use a model file written by inrecon pretrain")
-    return state, json.loads(header["inrecon"])
+    meta = json.loads(header["inrecon"])
+    if method is not None and meta.get("method") != method:
+        raise InreconError(
+            f"{path} is a {meta.get('method')!r} model, not {method}",
+            f"use --method {meta.get('method')} with it, or a {method} model",
+        )
+    if scan is not None:
+        check_compatible(meta, scan, str(path))
+    return state, meta
 
 
+# --- subjects -------------------------------------------------------------------------------------------------
 class SubjectSet:
-    """Pre-training subjects: one :class:`Problem` per scan, all on one grid with one channel layout."""
+    """Pre-training subjects: one :class:`Measurement` per scan, all on one grid with one channel layout."""
 
-    def __init__(self, scans: Sequence, maps: str = "auto", names: Sequence[str] | None = None):
+    def __init__(self, scans: Sequence, data: MeasurementConfig, names: Sequence[str] | None = None):
         if len(scans) == 0:
             raise InreconError("no pre-training scans were given", "pass at least one scan with --data")
         sig0 = scan_signature(scans[0])
         for i, s in enumerate(scans):
             sig = scan_signature(s)
             if sig != sig0:
+                name = (names or [None] * len(scans))[i] or i
                 raise InreconError(
-                    f"pre-training scan {i} ({(names or [None] * len(scans))[i] or i}) is {sig} but scan 0 is {sig0}",
+                    f"pre-training scan {i} ({name}) is {sig} but scan 0 is {sig0}",
                     "pre-train on scans of one modality and one matrix size",
                 )
         self.signature = sig0
-        self.problems: list[Problem] = [make_problem(s, maps) for s in scans]
+        self.measurements: list[Measurement] = [measure(s, data) for s in scans]
         self.names = list(names) if names else [f"subject{i}" for i in range(len(scans))]
         self.image_shape = tuple(sig0["image_shape"])
         self.complex_output = sig0["channels"] == 2
 
     def __len__(self) -> int:
-        return len(self.problems)
+        return len(self.measurements)
 
-
-@dataclass
-class PretrainConfig:
-    """Joint pre-training (DisINR Algorithm 1; paper: Adam, lr 1e-3 halved every 1000 steps, 4000 steps)."""
-
-    steps: int = 4000
-    lr: float = 1e-3
-    lr_decay_every: int = 1000
-    lr_decay: float = 0.5
-    subjects_per_step: int = 4
-    loss: str = "mse"
-    delta: float = 1e-3
-    coord_batch: int = 2**18  # 3D: coordinates per subject per step
-    seed: int = 0
-    checkpoint_every: int = 200
-    beta2: float = 0.99  # Adam as instant-NGP has it for hash grids (measured: benchmarks/RESULTS.md)
-    adam_eps: float = 1e-15
-
-
-@dataclass
-class PopulationPretrainConfig:
-    """What DisINR and STRAINER pre-training share: the encoding of the coordinates and the schedule
-    (DisINR paper: Adam, lr 1e-3 halved every 1000 steps, 4000 steps)."""
-
-    backbone: str = "hash"
-    n_levels: int = 16
-    n_features: int = 2
-    log2_table_size: int = 0
-    base_resolution: int = 16
-    per_level_scale: float = 1.5
-    fourier_frequencies: int = 10
-    siren_w0: float = 30.0
-    steps: int = 4000
-    lr: float = 1e-3
-    lr_decay_every: int = 1000
-    lr_decay: float = 0.5
-    subjects_per_step: int = 4
-    loss: str = "mse"
-    coord_batch: int = 2**18
-    maps: str = "auto"
-    seed: int = 0
-    checkpoint_every: int = 200
-    beta2: float = 0.99  # Adam as instant-NGP has it for hash grids (measured: benchmarks/RESULTS.md)
-    adam_eps: float = 1e-15
-
-    def hash_config(self):
-        from inrecon.models.encodings import HashGridConfig
-
-        return HashGridConfig(
-            self.n_levels,
-            self.n_features,
-            self.log2_table_size or None,
-            self.base_resolution,
-            self.per_level_scale,
-        )
-
-    def schedule(self) -> PretrainConfig:
-        """The :class:`PretrainConfig` fields this config sets (the rest keep their defaults)."""
-        names = {f.name for f in dataclasses.fields(PretrainConfig)}
-        return PretrainConfig(**{k: v for k, v in dataclasses.asdict(self).items() if k in names})
-
-
-@dataclass
-class AdaptConfig:
-    """Test-time fitting of a pre-trained model to one scan, with the shared hold-out stopping rule."""
-
-    steps: int = 4000
-    lr: float = 1e-3
-    lr_decay_every: int = 1000
-    lr_decay: float = 0.5
-    loss: str = "mse"
-    delta: float = 1e-3
-    stop: str = "holdout"
-    holdout_fraction: float = 0.2
-    patience: int = 300
-    final: str = "refit"
-    maps: str = "auto"
-    seed: int = 0
-    eval_every: int = 25
-    checkpoint_every: int = 200
-    beta2: float = 0.99  # Adam as instant-NGP has it for hash grids (measured: benchmarks/RESULTS.md)
-    adam_eps: float = 1e-15
-
-    def optim(self, steps: int | None = None):
-        from inrecon.engine.trainer import OptimConfig
-
-        return OptimConfig(
-            steps=steps or self.steps,
-            lr=self.lr,
-            lr_decay_every=self.lr_decay_every,
-            lr_decay=self.lr_decay,
-            beta2=self.beta2,
-            eps=self.adam_eps,
-            loss=self.loss,
-            delta=self.delta,
-            eval_every=self.eval_every,
-            checkpoint_every=self.checkpoint_every,
-        )
-
-    def stop_config(self):
-        from inrecon.engine.holdout import StopConfig
-
-        return StopConfig(self.stop, self.holdout_fraction, self.patience, self.final, self.seed)
+    def identity(self) -> list:
+        return [data_identity(m) for m in self.measurements]
 
 
 def rank_world() -> tuple[int, int]:
@@ -257,115 +190,227 @@ def rank_world() -> tuple[int, int]:
 def batch_schedule(n_subjects: int, per_step: int, step: int, seed: int) -> list[int]:
     """The subjects of global step ``step`` (identical on every rank): a seeded draw without replacement."""
     g = torch.Generator().manual_seed(seed * 1_000_003 + step)
-    k = min(per_step, n_subjects)
-    return sorted(torch.randperm(n_subjects, generator=g)[:k].tolist())
+    return sorted(torch.randperm(n_subjects, generator=g)[: min(per_step, n_subjects)].tolist())
+
+
+def to_image(values: torch.Tensor, shape, complex_output: bool) -> torch.Tensor:
+    """``(n, channels)`` field values -> an image of ``shape`` (complex from 2 channels)."""
+    if complex_output:
+        return torch.view_as_complex(values.float().contiguous()).reshape(shape)
+    return values[:, 0].reshape(shape)
+
+
+# --- pre-training ---------------------------------------------------------------------------------------------
+@dataclass
+class PopulationPretrainConfig:
+    """Joint pre-training from raw measurements (DisINR Algorithm 1; paper: Adam, lr 1e-3 halved every 1000
+    steps, 4000 steps)."""
+
+    arch: PopulationArch = field(default_factory=PopulationArch)
+    """Encodings and layer widths."""
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(steps=4000, lr=1e-3))
+    """Adam as instant-NGP has it for hash grids (beta2 0.99, eps 1e-15: measured, benchmarks/RESULTS.md)."""
+    loss: LossConfig = field(default_factory=LossConfig)
+    """The data term of every subject."""
+    subjects_per_step: PosInt = 4
+    """Subjects drawn (without replacement) for each step."""
+    coord_batch: PosInt = 2**18
+    """Volumes larger than this: coordinates per subject per step."""
+    data: MeasurementConfig = field(default_factory=MeasurementConfig)
+    """Coil maps (MRI), data weighting (CT)."""
+    seed: int = 0
+    """Seeds the weights and the subject draws."""
+    checkpoint_every: PosInt = 200
+    """With a checkpoint directory: save every this many steps."""
+
+    ALIASES: ClassVar[dict] = POPULATION_ALIASES
+
+
+class PopulationTask(Task):
+    """One step: the mean data loss of a seeded mini-batch of subjects, each through its own measurement;
+    ``net(coords_or_plan, i)`` returns subject ``i``'s field values. Subjects not in ``mine`` (other ranks)
+    are skipped."""
+
+    def __init__(self, net: nn.Module, subjects: SubjectSet, cfg: PopulationPretrainConfig, mine: set[int]):
+        self.module, self.subjects, self.cfg, self.mine = net, subjects, cfg, mine
+        device = next(net.parameters()).device
+        self.shape = subjects.image_shape
+        self.n_pix = math.prod(self.shape)
+        self.coords = grid_coords(self.shape, device=device)
+        self.full = self.n_pix <= cfg.coord_batch
+        self.inputs = net.plan(self.coords) if self.full else self.coords
+        self.device = device
+
+    def param_groups(self) -> list[dict]:
+        return [{"params": list(self.module.parameters())}]
+
+    def step(self, step: int) -> StepOutput:
+        batch = batch_schedule(len(self.subjects), self.cfg.subjects_per_step, step, self.cfg.seed)
+        total = torch.zeros((), device=self.device)
+        inputs, idx = self.inputs, None
+        if not self.full:
+            g = torch.Generator().manual_seed(self.cfg.seed * 7919 + step)
+            idx = torch.randint(0, self.n_pix, (self.cfg.coord_batch,), generator=g).to(self.device)
+            inputs = self.coords[idx]
+        kind, delta = self.cfg.loss.kind, self.cfg.loss.delta
+        for i in (i for i in batch if i in self.mine):
+            out = self.module(inputs, i)
+            m = self.subjects.measurements[i]
+            if idx is None:
+                loss = data_loss(
+                    m.predict(to_image(out, self.shape, self.subjects.complex_output)), m.y, kind, delta
+                )
+            else:  # volume fitting in coordinate batches (identity measurement)
+                loss = data_loss(out[:, 0], m.y[idx], kind, delta)
+            total = total + loss / len(batch)
+        return StepOutput(total)
 
 
 def pretrain_joint(
     net: nn.Module,
     subjects: SubjectSet,
-    cfg: PretrainConfig,
+    cfg: PopulationPretrainConfig,
     *,
-    shared_params: Sequence[nn.Parameter],
-    subject_ids: Sequence[int] | None = None,
-    show_progress: bool | None = None,
-    checkpoint_path: str | os.PathLike | None = None,
-    fingerprint: str = "",
-    desc: str = "pre-train",
+    mine: Sequence[int],
+    checkpoint_path: str | os.PathLike | None,
+    fingerprint: str,
+    show_progress: bool | None,
+    desc: str,
 ) -> dict:
-    """Jointly fit shared and per-subject weights of ``net`` to every subject's measurements.
-
-    ``net(coords_or_plan, i)`` must return the field values of subject ``i`` (``(n, channels)``); ``net`` holds
-    the weights of the subjects in ``subject_ids`` (default: all; under torch.distributed: those with
-    ``i % world == rank``). Returns the history (loss per logged step, wall time).
-    """
+    """Fit shared and per-subject weights of ``net`` to every subject's measurements; returns the history."""
     rank, world = rank_world()
-    n = len(subjects)
-    mine = set(subject_ids if subject_ids is not None else [i for i in range(n) if i % world == rank])
-    device = next(net.parameters()).device
-    shape = subjects.image_shape
-    n_pix = math.prod(shape)
-    coords = grid_coords(shape, device=device)
-    full_batch = n_pix <= cfg.coord_batch
-    plan = net.plan(coords) if full_batch and hasattr(net, "plan") else coords
-    opt = torch.optim.Adam(
-        net.parameters(),
-        lr=cfg.lr,
-        betas=(0.9, cfg.beta2),
-        eps=cfg.adam_eps,
-        fused=True if device.type in ("cpu", "cuda") else None,
+    callbacks = [AllReduceShared(net.shared_parameters())] if world > 1 else []
+    callbacks.append(Progress(desc, show_progress and rank == 0))
+    ck = Checkpoint(checkpoint_path, fingerprint, cfg.checkpoint_every) if checkpoint_path else None
+    run = train(PopulationTask(net, subjects, cfg, set(mine)), cfg.optim, callbacks, checkpoint=ck)
+    return {**run.history, "seconds": run.seconds}
+
+
+def pretrain_population(
+    kind: str,
+    make_net,
+    scans,
+    cfg: PopulationPretrainConfig,
+    output: str | Path,
+    *,
+    names=None,
+    show_progress=None,
+    checkpoint_dir=None,
+    extra_meta: dict | None = None,
+) -> Path:
+    """Pre-train a shared-plus-subject network ``make_net(dim, channels, subject_ids)`` on ``scans`` and write
+    the shared part (its ``SHARED_PREFIXES``) to ``output``."""
+    t0 = time.perf_counter()
+    subjects = SubjectSet(scans, cfg.data, names=names)
+    dim, ch = len(subjects.image_shape), 2 if subjects.complex_output else 1
+    rank, world = rank_world()
+    mine = [i for i in range(len(subjects)) if i % world == rank]
+    torch.manual_seed(cfg.seed)
+    net = make_net(dim, ch, list(range(len(subjects))))
+    net.drop_subjects_except(mine)  # identical init on every rank, then each keeps its own subjects
+    net = net.to(subjects.measurements[0].y.device)
+    fp = config_fingerprint(
+        {
+            "method": kind,
+            "cfg": config_to_dict(cfg),
+            "rank": rank,
+            "world": world,
+            "data": subjects.identity(),
+        }
     )
-    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.lr_decay_every, gamma=cfg.lr_decay)
-    hist: dict[str, list] = {"step": [], "loss": []}
-    start, elapsed = 0, 0.0
-    if checkpoint_path is not None:
-        state = load_checkpoint(checkpoint_path, fingerprint)
-        if state is not None:
-            net.load_state_dict(state["module"])
-            opt.load_state_dict(state["optimizer"])
-            sched.load_state_dict(state["scheduler"])
-            hist, start, elapsed = state["history"], state["step"], state["seconds"]
-    t0 = time.perf_counter() - elapsed
-    shared = list(shared_params)
-    bar = progress(
-        range(start, cfg.steps), total=cfg.steps, initial=start, desc=desc, show=show_progress and rank == 0
+    hist = pretrain_joint(
+        net,
+        subjects,
+        cfg,
+        mine=mine,
+        checkpoint_path=Path(checkpoint_dir) / f"{kind}_pretrain.rank{rank}.pt" if checkpoint_dir else None,
+        fingerprint=fp,
+        show_progress=show_progress,
+        desc=f"{kind} pre-train",
     )
-    for step in bar:
-        batch = batch_schedule(n, cfg.subjects_per_step, step, cfg.seed)
-        local = [i for i in batch if i in mine]
-        opt.zero_grad(set_to_none=True)
-        total = torch.zeros((), device=device)
-        if local:
-            if full_batch:
-                idx = None
-                inp = plan
-            else:
-                g = torch.Generator().manual_seed(cfg.seed * 7919 + step)
-                idx = torch.randint(0, n_pix, (cfg.coord_batch,), generator=g).to(device)
-                inp = coords[idx]
-            for i in local:
-                out = net(inp, i)
-                prob = subjects.problems[i]
-                if idx is None:
-                    img = (
-                        torch.view_as_complex(out.float().contiguous())
-                        if subjects.complex_output
-                        else out[:, 0]
-                    ).reshape(shape)
-                    loss = data_loss(prob.predict(img), prob.y, cfg.loss, cfg.delta)
-                else:  # volume fitting in coordinate batches (identity measurement)
-                    loss = data_loss(out[:, 0], prob.y[idx], cfg.loss, cfg.delta)
-                total = total + loss / len(batch)
-            total.backward()
-        if world > 1:
-            for p in shared:
-                if p.grad is None:
-                    p.grad = torch.zeros_like(p)
-                torch.distributed.all_reduce(p.grad, op=torch.distributed.ReduceOp.SUM)
-            tl = total.detach().clone()
-            torch.distributed.all_reduce(tl, op=torch.distributed.ReduceOp.SUM)
-        else:
-            tl = total.detach()
-        opt.step()
-        sched.step()
-        if step % 10 == 0 or step == cfg.steps - 1:
-            hist["step"].append(step)
-            hist["loss"].append(float(tl))
-        if bar is not None and not bar.disable and step % 5 == 0:
-            bar.set_postfix(loss=f"{float(tl):.3g}")
-        done = step + 1
-        if checkpoint_path is not None and done % cfg.checkpoint_every == 0 and done < cfg.steps:
-            save_checkpoint(
-                checkpoint_path,
-                {
-                    "fingerprint": fingerprint,
-                    "step": done,
-                    "module": net.state_dict(),
-                    "optimizer": opt.state_dict(),
-                    "scheduler": sched.state_dict(),
-                    "history": hist,
-                    "seconds": time.perf_counter() - t0,
-                },
-            )
-    hist["seconds"] = time.perf_counter() - t0
-    return hist
+    meta = {
+        "method": kind,
+        "architecture": config_to_dict(cfg.arch),
+        "config": config_to_dict(cfg),
+        "signature": subjects.signature,
+        "trained_on": subjects.names,
+        "n_subjects": len(subjects),
+        "pretrain_seconds": time.perf_counter() - t0,
+        "history": hist,
+        "n_parameters_shared": sum(p.numel() for p in net.shared_parameters()),
+        "world_size": world,
+        **(extra_meta or {}),
+    }
+    if rank == 0:
+        save_model(output, net, meta, prefixes=net.SHARED_PREFIXES)
+    return Path(output)
+
+
+# --- adaptation -----------------------------------------------------------------------------------------------
+@dataclass
+class AdaptConfig:
+    """Test-time fitting of a pre-trained model to one scan, with the one hold-out stopping rule."""
+
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(steps=4000, lr=1e-3))
+    """Adam (instant-NGP's beta2 0.99, eps 1e-15), lr halved every 1000 steps; wd_enc / wd_mlp are the weight
+    decays of the subject-specific and of the shared weights."""
+    loss: LossConfig = field(default_factory=LossConfig)
+    """The data term."""
+    stop: StopConfig = field(default_factory=StopConfig)
+    """The reference-free stopping rule."""
+    prior: PriorConfig = field(default_factory=PriorConfig)
+    """Explicit image priors added to the data term."""
+    data: MeasurementConfig = field(default_factory=MeasurementConfig)
+    """Coil maps (MRI), data weighting and hold-out unit (CT)."""
+    monitor: MonitorConfig = field(default_factory=lambda: MonitorConfig(eval_every=25))
+    """Evaluation, checkpoint and sync intervals."""
+    seed: int = 0
+    """Seeds the fresh subject weights and the hold-out split."""
+
+    ALIASES: ClassVar[dict] = ADAPT_ALIASES
+
+
+def adapted_model(
+    make_net,
+    state: dict,
+    meas: Measurement,
+    *,
+    freeze: bool,
+    seed: int,
+    wd_subject: float,
+    wd_shared: float,
+    batch_size: int = 2**18,
+) -> Model:
+    """A pre-trained network with a freshly initialised (seeded) subject part for ``meas``, as a
+    :class:`Model`. With ``freeze`` the shared part is fixed and its features on the grid are computed once
+    (unless the grid is a volume fitted in coordinate batches of ``batch_size``)."""
+    device = meas.y.device
+    torch.manual_seed(seed)
+    net = make_net().to(device)
+    net.load_state_dict(state, strict=False)
+    sid = net.add_subject()
+    coords = grid_coords(meas.image_shape, device=device)
+    plan = net.plan(coords)
+    shared = None
+    if freeze:
+        for p in net.shared_parameters():
+            p.requires_grad_(False)
+        if not (meas.pointwise and meas.n_samples > batch_size):
+            with torch.no_grad():
+                shared = net.shared_features(plan)
+    groups = [{"params": net.subject_parameters(sid), "weight_decay": wd_subject}]
+    if not freeze:
+        groups.append({"params": net.shared_parameters(), "weight_decay": wd_shared})
+
+    def render():
+        return to_image(net(plan, sid, shared), meas.image_shape, meas.complex_image)
+
+    @torch.no_grad()
+    def render_nograd():
+        if not meas.pointwise:
+            return render()
+        chunk = 2**18
+        outs = [net(coords[i : i + chunk], sid)[:, 0] for i in range(0, coords.shape[0], chunk)]
+        return torch.cat(outs).reshape(meas.image_shape)
+
+    return Model(net, groups, render, at=lambda c: net(c, sid)[:, 0], render_nograd=render_nograd)

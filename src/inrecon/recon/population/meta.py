@@ -1,264 +1,186 @@
 """Meta: a learned initialisation of the whole scan-specific network (Tancik et al., CVPR 2021).
 
-Pre-training runs Reptile (default) or first-order MAML over the population's raw measurements: the inner loop
-fits a copy of the initial weights to one subject for a few Adam steps through its forward model; the outer
-loop moves the initialisation towards the adapted weights (Reptile: ``theta += eps * (theta_i - theta)``, ``eps``
-decayed linearly) or applies the inner-loop end gradient with an outer Adam (FOMAML). At test time the network
-(same architecture as NGP) starts from the learned weights and *all* of them are fine-tuned with NGP's schedule
-and the hold-out stopping rule.
+Pre-training runs Reptile (default) or first-order MAML over the population's raw measurements, both as tasks of
+the one engine. A step's inner loop fits a copy of the initial weights to each drawn subject for a few Adam steps
+through its forward model (itself a :func:`~inrecon.engine.trainer.train` run); the outer update moves the
+initialisation towards the adapted weights (Reptile: ``theta += eps * mean(theta_i - theta)``, an SGD step on the
+pseudo-gradient with ``eps`` decayed linearly) or applies the inner loop's end gradient with Adam (FOMAML). At
+test time the network (NGP's architecture) starts from the learned weights and *all* of them are fine-tuned
+with NGP's optimiser settings and the hold-out stopping rule.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import dataclass, field
+from typing import ClassVar, Literal
 
 import torch
 
-from inrecon.engine.checkpoint import config_fingerprint, load_checkpoint, save_checkpoint
-from inrecon.engine.holdout import Built, data_identity, fit_with_stopping
-from inrecon.engine.losses import data_loss
+from inrecon.config import PosFloat, PosInt, config_from_dict, config_to_dict
+from inrecon.engine.callbacks import Progress
+from inrecon.engine.checkpoint import config_fingerprint
+from inrecon.engine.fit import FitTask
+from inrecon.engine.holdout import fit_with_holdout
+from inrecon.engine.losses import LossConfig, data_loss
+from inrecon.engine.trainer import Checkpoint, OptimConfig, StepOutput, Task, train
 from inrecon.errors import InreconError
-from inrecon.models.fields import ImageINR, NeuralField, count_parameters
-from inrecon.physics.measurement import make_problem
-from inrecon.progress import progress
-from inrecon.recon.inr.ngp import ScanINRConfig, param_groups
-from inrecon.recon.population.common import (
-    AdaptConfig,
-    SubjectSet,
-    batch_schedule,
-    check_compatible,
-    load_model,
-    save_model,
-)
-from inrecon.recon.registry import ReconResult, register
+from inrecon.models.fields import FieldConfig, NeuralField, count_parameters
+from inrecon.models.networks import MLPConfig
+from inrecon.physics.measurement import MeasurementConfig, measure
+from inrecon.recon.inr.ngp import NET_ALIASES, NGPConfig, field_model
+from inrecon.recon.population.common import AdaptConfig, SubjectSet, batch_schedule, load_model, save_model
+from inrecon.recon.registry import Context, MethodSpec, Pretrainer, ReconResult
 
-__all__ = ["MetaAdaptConfig", "MetaPretrainConfig", "pretrain_meta", "reconstruct_meta"]
-
-_ARCH_FIELDS = (
-    "backbone",
-    "n_levels",
-    "n_features",
-    "log2_table_size",
-    "base_resolution",
-    "per_level_scale",
-    "smoothstep",
-    "mlp_width",
-    "mlp_layers",
-    "fourier_frequencies",
-    "siren_width",
-    "siren_layers",
-    "siren_w0",
-)
+__all__ = ["META", "MetaAdaptConfig", "MetaPretrainConfig", "pretrain_meta", "reconstruct_meta"]
 
 
 @dataclass
 class MetaPretrainConfig:
-    """Architecture (that of NGP) and the meta-learning schedule."""
+    """The NGP architecture and the meta-learning schedule."""
 
-    backbone: str = "hash"
-    n_levels: int = 16
-    n_features: int = 2
-    log2_table_size: int = 0
-    base_resolution: int = 16
-    per_level_scale: float = 1.5
-    smoothstep: bool = False
-    mlp_width: int = 64
-    mlp_layers: int = 2
-    fourier_frequencies: int = 10
-    siren_width: int = 256
-    siren_layers: int = 3
-    siren_w0: float = 30.0
-    algorithm: str = "reptile"  # reptile | fomaml
-    outer_steps: int = 1000
-    inner_steps: int = 5
-    inner_lr: float = 3e-3
-    meta_lr: float = 0.5
-    subjects_per_step: int = 2
-    loss: str = "mse"
-    maps: str = "auto"
+    net: FieldConfig = field(default_factory=lambda: FieldConfig(mlp=MLPConfig(n_hidden_layers=2)))
+    """The network (NGP's)."""
+    algorithm: Literal["reptile", "fomaml"] = "reptile"
+    """Reptile or first-order MAML."""
+    outer_steps: PosInt = 1000
+    """Meta-updates."""
+    inner_steps: PosInt = 5
+    """Adam steps fitting each drawn subject."""
+    inner_lr: PosFloat = 3e-3
+    """Inner-loop learning rate (also FOMAML's outer Adam rate)."""
+    meta_lr: PosFloat = 0.5
+    """Reptile's initial step towards the adapted weights (decayed linearly to 0)."""
+    subjects_per_step: PosInt = 2
+    """Subjects drawn for each meta-update."""
+    loss: LossConfig = field(default_factory=LossConfig)
+    """The data term of every subject."""
+    data: MeasurementConfig = field(default_factory=MeasurementConfig)
+    """Coil maps (MRI), data weighting (CT)."""
     seed: int = 0
-    checkpoint_every: int = 100
+    """Seeds the initial weights and the subject draws."""
+    checkpoint_every: PosInt = 100
+    """With a checkpoint directory: save every this many meta-updates."""
 
-    def scan_config(self) -> ScanINRConfig:
-        return ScanINRConfig(**{k: getattr(self, k) for k in _ARCH_FIELDS})
+    ALIASES: ClassVar[dict] = {**NET_ALIASES, "loss": "loss.kind", "maps": "data.maps"}
 
 
 @dataclass
 class MetaAdaptConfig(AdaptConfig):
     """Fine-tuning of all weights from the learned initialisation, with NGP's optimiser settings."""
 
-    steps: int = 2000
-    lr: float = 3e-3
-    wd_enc: float = 1e-6
-    wd_mlp: float = 1e-8
-
-
-def _field(dim: int, channels: int, scfg: ScanINRConfig) -> NeuralField:
-    return NeuralField(dim, channels, scfg.field_config())
-
-
-def pretrain_meta(
-    scans,
-    cfg: MetaPretrainConfig,
-    output,
-    *,
-    names=None,
-    show_progress=None,
-    checkpoint_dir=None,
-    device=None,
-) -> Path:
-    """Meta-learn the initialisation of the NGP network from the subjects' raw measurements."""
-    if cfg.algorithm not in ("reptile", "fomaml"):
-        raise InreconError(f"algorithm={cfg.algorithm!r}", "use reptile or fomaml")
-    t0 = time.perf_counter()
-    subjects = SubjectSet(scans, maps=cfg.maps, names=names)
-    dim, ch = len(subjects.image_shape), 2 if subjects.complex_output else 1
-    device = device or subjects.problems[0].y.device
-    scfg = cfg.scan_config()
-    torch.manual_seed(cfg.seed)
-    meta_field = _field(dim, ch, scfg).to(device)
-    work = ImageINR(_field(dim, ch, scfg).to(device), subjects.image_shape, subjects.complex_output)
-    meta_params = list(meta_field.parameters())
-    outer_opt = torch.optim.Adam(meta_params, lr=cfg.inner_lr) if cfg.algorithm == "fomaml" else None
-    hist: dict[str, list] = {"step": [], "loss": []}
-    start, elapsed = 0, 0.0
-    ck = Path(checkpoint_dir) / "meta_pretrain.pt" if checkpoint_dir else None
-    fp = config_fingerprint(
-        {"method": "meta", "cfg": asdict(cfg), "data": [data_identity(p) for p in subjects.problems]}
+    optim: OptimConfig = field(
+        default_factory=lambda: OptimConfig(steps=2000, lr=3e-3, wd_enc=1e-6, wd_mlp=1e-8)
     )
-    if ck is not None:
-        state = load_checkpoint(ck, fp)
-        if state is not None:
-            meta_field.load_state_dict(state["module"])
-            if outer_opt is not None:
-                outer_opt.load_state_dict(state["optimizer"])
-            hist, start, elapsed = state["history"], state["step"], state["seconds"]
-    t_start = time.perf_counter() - elapsed
-    bar = progress(
-        range(start, cfg.outer_steps),
-        total=cfg.outer_steps,
-        initial=start,
-        desc="Meta pre-train",
-        show=show_progress,
-    )
-    for step in bar:
-        batch = batch_schedule(len(subjects), cfg.subjects_per_step, step, cfg.seed)
-        deltas = [torch.zeros_like(p) for p in meta_params]
-        last = 0.0
+    """NGP's Adam, schedule and weight decays."""
+
+
+class _MetaTask(Task):
+    """One meta-update: inner fits of the drawn subjects from the current initialisation, then the
+    pseudo-gradient (Reptile) or the end gradient (FOMAML) in ``.grad`` for the outer optimiser."""
+
+    def __init__(self, meta_field: NeuralField, subjects: SubjectSet, cfg: MetaPretrainConfig):
+        self.module, self.subjects, self.cfg = meta_field, subjects, cfg
+        # one working copy serves every subject (one grid); the inner loop has no weight decay
+        self.work = field_model(
+            subjects.measurements[0], NGPConfig(net=cfg.net, optim=OptimConfig(), seed=cfg.seed)
+        )
+        self.inner = OptimConfig(steps=cfg.inner_steps, lr=cfg.inner_lr, schedule="constant")
+
+    def step(self, step: int) -> StepOutput:
+        cfg = self.cfg
+        batch = batch_schedule(len(self.subjects), cfg.subjects_per_step, step, cfg.seed)
+        params = list(self.module.parameters())
+        deltas = [torch.zeros_like(p) for p in params]
+        last = torch.zeros(())
         for i in batch:
-            prob = subjects.problems[i]
-            work.field.load_state_dict(meta_field.state_dict())
-            inner = torch.optim.Adam(work.field.parameters(), lr=cfg.inner_lr, betas=(0.9, 0.99), eps=1e-15)
-            for _ in range(cfg.inner_steps):
-                loss = data_loss(prob.predict(work()), prob.y, cfg.loss)
-                inner.zero_grad(set_to_none=True)
-                loss.backward()
-                inner.step()
-                last = float(loss.detach())
+            work, meas = self.work, self.subjects.measurements[i]
+            work.module.field.load_state_dict(self.module.state_dict())
+            run = train(FitTask(work, meas, cfg.loss), self.inner)
+            last = torch.tensor(run.history["loss"][-1])
+            wparams = list(work.module.field.parameters())
             if cfg.algorithm == "fomaml":
-                loss = data_loss(prob.predict(work()), prob.y, cfg.loss)
-                grads = torch.autograd.grad(loss, list(work.field.parameters()))
-                for d, g in zip(deltas, grads):
+                loss = data_loss(meas.predict(work.render()), meas.y, cfg.loss.kind, cfg.loss.delta)
+                for d, g in zip(deltas, torch.autograd.grad(loss, wparams)):
                     d += g / len(batch)
             else:
                 with torch.no_grad():
-                    for d, pw, pm in zip(deltas, work.field.parameters(), meta_params):
-                        d += (pw - pm) / len(batch)
-        if cfg.algorithm == "fomaml":
-            outer_opt.zero_grad(set_to_none=True)
-            for p, d in zip(meta_params, deltas):
-                p.grad = d
-            outer_opt.step()
-        else:
-            eps = cfg.meta_lr * (1.0 - step / cfg.outer_steps)
-            with torch.no_grad():
-                for p, d in zip(meta_params, deltas):
-                    p += eps * d
-        if step % 10 == 0 or step == cfg.outer_steps - 1:
-            hist["step"].append(step)
-            hist["loss"].append(last)
-        if bar is not None and not bar.disable:
-            bar.set_postfix(inner_loss=f"{last:.3g}")
-        done = step + 1
-        if ck is not None and done % cfg.checkpoint_every == 0 and done < cfg.outer_steps:
-            save_checkpoint(
-                ck,
-                {
-                    "fingerprint": fp,
-                    "step": done,
-                    "module": meta_field.state_dict(),
-                    "optimizer": outer_opt.state_dict() if outer_opt else None,
-                    "history": hist,
-                    "seconds": time.perf_counter() - t_start,
-                },
-            )
-    hist["seconds"] = time.perf_counter() - t_start
+                    for d, pw, pm in zip(deltas, wparams, params):
+                        d -= (pw - pm) / len(batch)  # minus: SGD steps against the gradient
+        for p, d in zip(params, deltas):
+            p.grad = d
+        return StepOutput(last)
+
+
+def pretrain_meta(
+    scans, cfg: MetaPretrainConfig, output, *, names=None, show_progress=None, checkpoint_dir=None
+):
+    """Meta-learn the initialisation of the NGP network from the subjects' raw measurements."""
+    t0 = time.perf_counter()
+    subjects = SubjectSet(scans, cfg.data, names=names)
+    dim, ch = len(subjects.image_shape), 2 if subjects.complex_output else 1
+    torch.manual_seed(cfg.seed)
+    meta_field = NeuralField(dim, ch, cfg.net).to(subjects.measurements[0].y.device)
+    if cfg.algorithm == "fomaml":
+        outer = OptimConfig(
+            steps=cfg.outer_steps, lr=cfg.inner_lr, beta2=0.999, eps=1e-8, schedule="constant"
+        )
+    else:
+        outer = OptimConfig(steps=cfg.outer_steps, lr=cfg.meta_lr, optimizer="sgd", schedule="linear")
+    fp = config_fingerprint({"method": "meta", "cfg": config_to_dict(cfg), "data": subjects.identity()})
+    ck = (
+        Checkpoint(f"{checkpoint_dir}/meta_pretrain.pt", fp, cfg.checkpoint_every) if checkpoint_dir else None
+    )
+    run = train(
+        _MetaTask(meta_field, subjects, cfg),
+        outer,
+        [Progress("Meta pre-train", show_progress)],
+        checkpoint=ck,
+    )
     meta = {
         "method": "meta",
-        "config": asdict(cfg),
-        "architecture": {k: getattr(cfg, k) for k in _ARCH_FIELDS},
+        "config": config_to_dict(cfg),
+        "architecture": config_to_dict(cfg.net),
         "signature": subjects.signature,
         "trained_on": subjects.names,
         "n_subjects": len(subjects),
         "pretrain_seconds": time.perf_counter() - t0,
-        "history": hist,
+        "history": {**run.history, "seconds": run.seconds},
         "n_parameters": count_parameters(meta_field),
     }
     return save_model(output, meta_field, meta)
 
 
-def reconstruct_meta(scan, cfg: MetaAdaptConfig, *, model, show_progress=None, checkpoint_dir=None):
-    state, meta = load_model(model)
-    if meta.get("method") != "meta":
-        raise InreconError(
-            f"{model} is a {meta.get('method')!r} model, not Meta",
-            f"use --method {meta.get('method')} with it",
-        )
-    check_compatible(meta, scan, str(model))
-    scfg = ScanINRConfig(**meta["architecture"])
-    problem = make_problem(scan, cfg.maps)
-    device = problem.y.device
-    dim, ch = len(problem.image_shape), 2 if problem.complex_output else 1
-
-    def build() -> Built:
-        f = _field(dim, ch, scfg).to(device)
-        f.load_state_dict(state)
-        inr = ImageINR(f, problem.image_shape, problem.complex_output)
-
-        def forward():
-            image = inr()
-            return image, problem.predict(image)
-
-        return Built(inr, forward, param_groups(f, cfg.wd_enc, cfg.wd_mlp))
-
-    # NGP's optimiser (betas (0.9, 0.99), eps 1e-15): Meta is NGP started from learned weights
-    ocfg, stop = cfg.optim(), cfg.stop_config()
-    image, info, built = fit_with_stopping(
-        problem,
-        build,
-        ocfg,
-        stop,
-        run_id={"method": "meta", "cfg": asdict(cfg), "model": str(model)},
-        checkpoint_dir=checkpoint_dir,
-        show_progress=show_progress,
+def reconstruct_meta(scan, cfg: MetaAdaptConfig, ctx: Context) -> ReconResult:
+    """Fine-tune NGP from the learned initialisation on ``scan`` (compatibility checked before any work)."""
+    if ctx.model is None:
+        raise InreconError("Meta needs a pre-trained model", "pass --model MODEL (from inrecon pretrain)")
+    state, meta = load_model(ctx.model, "meta", scan)
+    ngp = NGPConfig(net=config_from_dict(FieldConfig, meta["architecture"]), optim=cfg.optim, seed=cfg.seed)
+    meas = measure(scan, cfg.data)
+    image, info, model = fit_with_holdout(
+        meas,
+        lambda: field_model(meas, ngp, state=state),
+        cfg,
+        run_id={"method": "meta", "cfg": config_to_dict(cfg), "model": str(ctx.model)},
+        checkpoint_dir=ctx.checkpoint_dir,
+        show_progress=ctx.show_progress,
         desc="Meta",
     )
-    info["n_parameters_trainable"] = count_parameters(built.module)
-    return ReconResult(image=image, method="meta", config=asdict(cfg), info=info)
+    info["n_parameters_trainable"] = count_parameters(model.module)
+    return ReconResult(image=image, method="meta", config=config_to_dict(cfg), info=info)
 
 
-@register(
+META = MethodSpec(
     "meta",
+    reconstruct_meta,
     MetaAdaptConfig,
     ("mri", "ct"),
     "Meta: NGP started from a meta-learned (Reptile) initialisation, all weights fine-tuned (needs --model)",
     needs_model=True,
+    pretrain=Pretrainer(
+        MetaPretrainConfig,
+        pretrain_meta,
+        summary="Reptile / first-order MAML initialisation of the NGP network",
+    ),
 )
-def _meta(scan, cfg, *, show_progress=None, model=None, checkpoint_dir=None) -> ReconResult:
-    if model is None:
-        raise InreconError("Meta needs a pre-trained model", "pass --model MODEL (from inrecon pretrain)")
-    return reconstruct_meta(
-        scan, cfg, model=model, show_progress=show_progress, checkpoint_dir=checkpoint_dir
-    )

@@ -5,209 +5,124 @@ whose last layers (the head) are subject-specific; here, like DisINR, through ea
 every population method sees the same data (raw measurements). At test time the shared trunk initialises a new
 network with a freshly initialised head and *everything* is fine-tuned (``freeze_trunk=True`` gives the ablation
 of DisINR's Table 4). Default backbone: the hash grid, as DisINR's comparison reproduces every baseline on NGP;
-``backbone=siren`` with ``width=256`` is STRAINER's original (6 hidden sine layers, first 5 shared).
+``arch.backbone=siren`` with ``width=256`` is STRAINER's original (6 hidden sine layers, first 5 shared).
 """
 
 from __future__ import annotations
 
-import time
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import dataclass
 
-import torch
-
-from inrecon.engine.checkpoint import config_fingerprint
-from inrecon.engine.holdout import Built, data_identity, fit_with_stopping
+from inrecon.config import NonNegInt, PosInt, config_from_dict, config_to_dict
+from inrecon.engine.holdout import fit_with_holdout
 from inrecon.errors import InreconError
-from inrecon.models.encodings import FourierFeaturesConfig
-from inrecon.models.fields import grid_coords
-from inrecon.models.population import DisINRConfig as ArchConfig
-from inrecon.models.population import StrainerNetwork
-from inrecon.physics.measurement import make_problem
+from inrecon.models.population import PopulationArch, StrainerNetwork
+from inrecon.physics.measurement import measure
 from inrecon.recon.population.common import (
     AdaptConfig,
     PopulationPretrainConfig,
-    PretrainConfig,
-    SubjectSet,
-    check_compatible,
+    adapted_model,
     load_model,
-    pretrain_joint,
-    rank_world,
-    save_model,
+    pretrain_population,
 )
-from inrecon.recon.registry import ReconResult, register
+from inrecon.recon.registry import Context, MethodSpec, Pretrainer, ReconResult
 
-__all__ = ["StrainerAdaptConfig", "StrainerPretrainConfig", "pretrain_strainer", "reconstruct_strainer"]
+__all__ = [
+    "STRAINER",
+    "StrainerAdaptConfig",
+    "StrainerPretrainConfig",
+    "pretrain_strainer",
+    "reconstruct_strainer",
+]
 
 
 @dataclass
 class StrainerPretrainConfig(PopulationPretrainConfig):
     """A trunk of ``n_shared`` layers of ``width`` units shared by all subjects, heads of ``n_head`` layers."""
 
-    width: int = 128
-    n_shared: int = 5
-    n_head: int = 1
-
-    def arch(self) -> ArchConfig:
-        return ArchConfig(
-            backbone=self.backbone,
-            hash=self.hash_config(),
-            fourier=FourierFeaturesConfig(n_frequencies=self.fourier_frequencies),
-            siren_w0=self.siren_w0,
-        )
+    width: PosInt = 128
+    """Units of every trunk and head layer."""
+    n_shared: PosInt = 5
+    """Shared trunk layers."""
+    n_head: NonNegInt = 1
+    """Subject-specific hidden layers before the output."""
 
 
 @dataclass
 class StrainerAdaptConfig(AdaptConfig):
-    """Fine-tuning of the whole network (``freeze_trunk=True``: only the new head, the Table 4 ablation)."""
+    """Fine-tuning of the whole network from the shared trunk and a fresh head."""
 
     freeze_trunk: bool = False
+    """Train only the new head (the Table 4 ablation)."""
+
+
+def _net_factory(arch: PopulationArch, width: int, n_shared: int, n_head: int):
+    def make(dim, ch, ids):
+        return StrainerNetwork(dim, ch, ids, arch, width=width, n_shared=n_shared, n_head=n_head)
+
+    return make
 
 
 def pretrain_strainer(
-    scans,
-    cfg: StrainerPretrainConfig,
-    output,
-    *,
-    names=None,
-    show_progress=None,
-    checkpoint_dir=None,
-    device=None,
-) -> Path:
+    scans, cfg: StrainerPretrainConfig, output, *, names=None, show_progress=None, checkpoint_dir=None
+):
     """Pre-train STRAINER's shared trunk with one head per subject, from raw measurements."""
-    t0 = time.perf_counter()
-    subjects = SubjectSet(scans, maps=cfg.maps, names=names)
-    dim, ch = len(subjects.image_shape), 2 if subjects.complex_output else 1
-    rank, world = rank_world()
-    mine = [i for i in range(len(subjects)) if i % world == rank]
-    torch.manual_seed(cfg.seed)
-    net = StrainerNetwork(
-        dim,
-        ch,
-        list(range(len(subjects))),
-        cfg.arch(),
-        width=cfg.width,
-        n_shared=cfg.n_shared,
-        n_head=cfg.n_head,
-    )
-    for k in list(net.heads.keys()):  # identical init everywhere, then each rank keeps its own heads
-        if int(k) not in mine:
-            del net.heads[k]
-    net = net.to(device or subjects.problems[0].y.device)
-    sched = PretrainConfig(
-        cfg.steps,
-        cfg.lr,
-        cfg.lr_decay_every,
-        cfg.lr_decay,
-        cfg.subjects_per_step,
-        cfg.loss,
-        coord_batch=cfg.coord_batch,
-        seed=cfg.seed,
-        checkpoint_every=cfg.checkpoint_every,
-    )
-    fp = config_fingerprint(
-        {
-            "method": "strainer",
-            "cfg": asdict(cfg),
-            "rank": rank,
-            "world": world,
-            "data": [data_identity(p) for p in subjects.problems],
-        }
-    )
-    hist = pretrain_joint(
-        net,
-        subjects,
-        sched,
-        shared_params=net.shared_parameters(),
-        subject_ids=mine,
+    return pretrain_population(
+        "strainer",
+        _net_factory(cfg.arch, cfg.width, cfg.n_shared, cfg.n_head),
+        scans,
+        cfg,
+        output,
+        names=names,
         show_progress=show_progress,
-        desc="STRAINER pre-train",
-        checkpoint_path=Path(checkpoint_dir) / f"strainer_pretrain.rank{rank}.pt" if checkpoint_dir else None,
-        fingerprint=fp,
-    )
-    meta = {
-        "method": "strainer",
-        "config": asdict(cfg),
-        "architecture": asdict(cfg.arch()),
-        "signature": subjects.signature,
-        "trained_on": subjects.names,
-        "n_subjects": len(subjects),
-        "pretrain_seconds": time.perf_counter() - t0,
-        "history": hist,
-        "n_parameters_shared": sum(p.numel() for p in net.shared_parameters()),
-    }
-    if rank == 0:
-        save_model(output, net, meta, prefix_filter=("encoding.", "trunk."))
-    return Path(output)
-
-
-def reconstruct_strainer(scan, cfg: StrainerAdaptConfig, *, model, show_progress=None, checkpoint_dir=None):
-    state, meta = load_model(model)
-    if meta.get("method") != "strainer":
-        raise InreconError(
-            f"{model} is a {meta.get('method')!r} model, not STRAINER",
-            f"use --method {meta.get('method')} with it",
-        )
-    check_compatible(meta, scan, str(model))
-    pc = meta["config"]
-    problem = make_problem(scan, cfg.maps)
-    device = problem.y.device
-    coords = grid_coords(problem.image_shape, device=device)
-    sig = meta["signature"]
-
-    def build() -> Built:
-        torch.manual_seed(cfg.seed)
-        net = StrainerNetwork(
-            len(sig["image_shape"]),
-            sig["channels"],
-            [],
-            ArchConfig.from_dict(meta["architecture"]),
-            width=pc["width"],
-            n_shared=pc["n_shared"],
-            n_head=pc["n_head"],
-        ).to(device)
-        net.load_state_dict(state, strict=False)
-        sid = net.add_subject()
-        plan = net.plan(coords)
-        if cfg.freeze_trunk:
-            for p in net.shared_parameters():
-                p.requires_grad_(False)
-
-        def forward():
-            out = net(plan, sid)
-            image = (
-                torch.view_as_complex(out.float().contiguous()) if problem.complex_output else out[:, 0]
-            ).reshape(problem.image_shape)
-            return image, problem.predict(image)
-
-        params = [p for p in net.parameters() if p.requires_grad]
-        return Built(net, forward, [{"params": params}])
-
-    ocfg, ocfg_stop = cfg.optim(), cfg.stop_config()
-    image, info, built = fit_with_stopping(
-        problem,
-        build,
-        ocfg,
-        ocfg_stop,
-        run_id={"method": "strainer", "cfg": asdict(cfg), "model": str(model)},
         checkpoint_dir=checkpoint_dir,
-        show_progress=show_progress,
+    )
+
+
+def reconstruct_strainer(scan, cfg: StrainerAdaptConfig, ctx: Context) -> ReconResult:
+    """Fine-tune a STRAINER trunk with a fresh head on ``scan`` (compatibility checked before any work)."""
+    if ctx.model is None:
+        raise InreconError("STRAINER needs a pre-trained model", "pass --model MODEL (from inrecon pretrain)")
+    state, meta = load_model(ctx.model, "strainer", scan)
+    pc, sig = meta["config"], meta["signature"]
+    arch = config_from_dict(PopulationArch, meta["architecture"])
+    make = _net_factory(arch, pc["width"], pc["n_shared"], pc["n_head"])
+    meas = measure(scan, cfg.data)
+
+    def build():
+        return adapted_model(
+            lambda: make(len(sig["image_shape"]), sig["channels"], []),
+            state,
+            meas,
+            freeze=cfg.freeze_trunk,
+            seed=cfg.seed,
+            wd_subject=cfg.optim.wd_enc,
+            wd_shared=cfg.optim.wd_mlp,
+        )
+
+    image, info, model = fit_with_holdout(
+        meas,
+        build,
+        cfg,
+        run_id={"method": "strainer", "cfg": config_to_dict(cfg), "model": str(ctx.model)},
+        checkpoint_dir=ctx.checkpoint_dir,
+        show_progress=ctx.show_progress,
         desc="STRAINER",
     )
-    info["n_parameters_trainable"] = sum(p.numel() for g in built.groups for p in g["params"])
-    return ReconResult(image=image, method="strainer", config=asdict(cfg), info=info)
+    info["n_parameters_trainable"] = sum(p.numel() for g in model.groups for p in g["params"])
+    return ReconResult(image=image, method="strainer", config=config_to_dict(cfg), info=info)
 
 
-@register(
+STRAINER = MethodSpec(
     "strainer",
+    reconstruct_strainer,
     StrainerAdaptConfig,
     ("mri", "ct"),
     "STRAINER: shared pre-trained trunk + fresh head, all weights fine-tuned (needs --model)",
     needs_model=True,
+    pretrain=Pretrainer(
+        StrainerPretrainConfig,
+        pretrain_strainer,
+        distributed=True,
+        summary="shared trunk + one head per subject",
+    ),
 )
-def _strainer(scan, cfg, *, show_progress=None, model=None, checkpoint_dir=None) -> ReconResult:
-    if model is None:
-        raise InreconError("STRAINER needs a pre-trained model", "pass --model MODEL (from inrecon pretrain)")
-    return reconstruct_strainer(
-        scan, cfg, model=model, show_progress=show_progress, checkpoint_dir=checkpoint_dir
-    )

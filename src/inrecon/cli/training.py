@@ -1,0 +1,189 @@
+"""``inrecon pretrain`` and ``tune``: population pre-training and bilevel hyperparameter tuning."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+from inrecon.cli.common import add_common, load_config_file, parse_sets, print_json, set_help
+from inrecon.errors import InreconError
+
+__all__ = ["add_parsers"]
+
+
+def _init_distributed(device_arg: str):
+    """Join the torch.distributed group when started by torchrun (WORLD_SIZE > 1); returns the device."""
+    import torch
+
+    from inrecon.runtime import resolve_device
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    device = resolve_device(device_arg)
+    if world > 1 and not torch.distributed.is_initialized():
+        torch.distributed.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+        if device.type == "cuda":
+            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+            torch.cuda.set_device(device)
+    return device, world
+
+
+def _load_all(paths, slice_, device):
+    from inrecon.data.io.load import load_scan
+
+    return [load_scan(p, **({"slice": slice_} if slice_ is not None else {})).to(device) for p in paths]
+
+
+def cmd_pretrain(args) -> int:
+    import torch
+
+    from inrecon.config import build_config
+    from inrecon.recon.methods import METHODS
+
+    spec = METHODS.resolve(args.method)
+    if spec.pretrain is None:
+        raise InreconError(
+            f"{args.method} has no pre-training", f"use one of: {', '.join(METHODS.pretrainers())}"
+        )
+    cfg = build_config(spec.pretrain.config, {**load_config_file(args.config), **parse_sets(args.set)})
+    out = Path(args.output)
+    if out.suffix != ".safetensors":
+        raise InreconError(
+            f"model output {str(out)!r} should end in .safetensors", "name it e.g. model.safetensors"
+        )
+    device, world = _init_distributed(args.device)
+    if world > 1 and not spec.pretrain.distributed:
+        raise InreconError(
+            f"{args.method} pre-training does not run data-parallel", "start it without torchrun"
+        )
+    scans = _load_all(args.data, args.slice, device)  # every file read and checked before training starts
+    spec.pretrain.run(
+        scans,
+        cfg,
+        out,
+        names=[str(p) for p in args.data],
+        show_progress=not args.quiet,
+        checkpoint_dir=args.checkpoint_dir,
+    )
+    if not torch.distributed.is_initialized() or torch.distributed.get_rank() == 0:
+        print(f"wrote {out}")
+    if torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
+    return 0
+
+
+def default_log_path(output: str | Path) -> Path:
+    """``H.json`` -> ``H.trials.jsonl`` beside it."""
+    out = Path(output)
+    return out.with_name(f"{out.stem}.trials.jsonl")
+
+
+_TUNER_FLAGS = (("random", "n_random"), ("guided", "n_guided"))
+
+
+def cmd_tune(args) -> int:
+    from inrecon.config import build_config
+    from inrecon.recon.api import tune
+    from inrecon.tuning.hparams import save_hparams, scan_protocol
+    from inrecon.tuning.run import TunerConfig
+
+    out = Path(args.output)
+    if out.suffix != ".json":
+        raise InreconError(
+            f"output {str(out)!r} is not a .json file", "write the hyperparameters to e.g. H.json"
+        )
+    sets = parse_sets(args.set)
+    tuner_keys = {f.name for f in dataclasses.fields(TunerConfig)}
+    tuner = {k: sets.pop(k) for k in list(sets) if k in tuner_keys or k.startswith("tuner.")}
+    tuner = {k.removeprefix("tuner."): v for k, v in tuner.items()}
+    tuner.update({key: getattr(args, flag) for flag, key in _TUNER_FLAGS if getattr(args, flag) is not None})
+    if args.oracle:
+        tuner["oracle"] = True
+    for flag, key in (("steps", "optim.steps"), ("patience", "stop.patience"), ("seed", "seed")):
+        if getattr(args, flag) is not None:
+            sets[key] = getattr(args, flag)
+    tuner_cfg = build_config(TunerConfig, tuner)
+    log = Path(args.log) if args.log else default_log_path(out)
+    (scan,) = _load_all([args.input], args.slice, _device(args.device))
+    if tuner_cfg.oracle and scan.target is None:
+        raise InreconError(
+            f"--oracle scores against the reference, but {args.input} holds no 'target'",
+            "use a scan file with a target (e.g. from `inrecon simulate`), or drop --oracle",
+        )
+    tuned = tune(
+        scan, args.method, sets, tuner_cfg, model=args.model, log_path=log, show_progress=not args.quiet
+    )
+    save_hparams(out, tuned.record(), scan_protocol(scan))
+    if not args.quiet:
+        print_json(
+            {
+                "output": str(out),
+                "log": str(log),
+                "score": tuned.score,
+                "oracle": tuned.oracle,
+                "trials": len(tuned.result.trials),
+                "failed": tuned.result.n_failed,
+                "seconds": tuned.result.seconds,
+                "hparams": tuned.hparams,
+            }
+        )
+    return 0
+
+
+def _device(arg):
+    from inrecon.runtime import resolve_device
+
+    return resolve_device(arg)
+
+
+def add_parsers(sub) -> None:
+    from inrecon.tuning.run import TunerConfig
+
+    t = TunerConfig()
+    s = sub.add_parser(
+        "pretrain",
+        help="pre-train a population model (DisINR, STRAINER, Meta) from raw measurements",
+        description="Pre-train a population model directly from the raw measurements of several scans (no "
+        "images needed): every scan keeps its own forward model. All scans must share modality and matrix "
+        "size. Writes a .safetensors model with its config and provenance. Data-parallel with torchrun: "
+        "`torchrun --nproc_per_node 2 -m inrecon.cli pretrain ...` shards the subjects across processes. "
+        "`inrecon methods NAME --pretrain` lists the config keys.",
+    )
+    s.add_argument("--method", required=True, choices=["disinr", "strainer", "meta"])
+    s.add_argument("--data", required=True, nargs="+", help="pre-training scan files")
+    s.add_argument("-o", "--output", required=True, help="model file (.safetensors)")
+    s.add_argument("--set", action="append", metavar="KEY=VALUE", help=set_help("the pre-training config"))
+    s.add_argument("--config", help="JSON file of config values")
+    s.add_argument("--slice", type=int, help="slice index for multi-slice inputs")
+    s.add_argument("--checkpoint-dir", help="checkpoint here and resume after a kill")
+    add_common(s)
+    s.set_defaults(func=cmd_pretrain)
+
+    s = sub.add_parser(
+        "tune",
+        help="tune a method's hyperparameters on one scan (bilevel, no reference needed)",
+        description="Bilevel optimisation (Bilevel-INR paper): split the acquired samples 80/20 at random; for "
+        "each candidate h train the method on the 80 % and score the held-out 20 % (early stopping picks the "
+        "step); choose h by Bayesian optimisation (Gaussian process, UCB; Sobol points then guided ones). ngp "
+        "tunes lr, wd_enc, wd_mlp, delta and per_level_scale with the self-weighted loss; disinr tunes the "
+        "adaptation's lr and subject-encoder weight decay (--model). Writes the tuned settings (with the chosen "
+        "step count) to OUTPUT; reuse them with `inrecon recon --method METHOD --hparams OUTPUT`. Every "
+        "finished trial is appended to a log; re-running the same command resumes from it.",
+    )
+    s.add_argument("input", help="scan file (MRI or CT)")
+    s.add_argument("-o", "--output", required=True, help="hyperparameter file to write (.json)")
+    s.add_argument("--method", default="ngp", help="method to tune: ngp or disinr [%(default)s]")
+    s.add_argument("--model", help="pre-trained model (disinr)")
+    s.add_argument("--random", type=int, help=f"random (Sobol) initial trials [{t.n_random}]")
+    s.add_argument("--guided", type=int, help=f"Bayesian-optimisation trials [{t.n_guided}]")
+    s.add_argument("--steps", type=int, help="step limit of one trial [the method's optim.steps]")
+    s.add_argument("--patience", type=int, help="stop a trial this many steps after its best [stop.patience]")
+    s.add_argument("--seed", type=int, help="seed: split, initial weights, proposals [the method's seed]")
+    s.add_argument(
+        "--oracle", action="store_true", help="score trials by PSNR against the reference (evaluation)"
+    )
+    s.add_argument("--log", help="trial log (JSON lines) [OUTPUT's name with .trials.jsonl]")
+    s.add_argument("--set", action="append", metavar="KEY=VALUE", help=set_help("the method or the tuner"))
+    s.add_argument("--slice", type=int, help="slice index for multi-slice inputs")
+    add_common(s)
+    s.set_defaults(func=cmd_tune)
