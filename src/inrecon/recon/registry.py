@@ -20,7 +20,7 @@ import torch
 
 from inrecon.errors import InreconError
 
-__all__ = ["Context", "MethodSpec", "Pretrainer", "ReconResult", "Registry"]
+__all__ = ["DEFAULT_CONTEXT", "Context", "MethodSpec", "Pretrainer", "ReconResult", "Registry"]
 
 
 @dataclass
@@ -56,6 +56,10 @@ class Context:
     """Iterative methods checkpoint here and resume from it after a kill."""
     model: str | Path | None = None
     """Pre-trained model file (methods with ``needs_model``)."""
+
+
+DEFAULT_CONTEXT = Context()
+"""No progress preference, no checkpoints, no model."""
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ from inrecon.physics.coils import coil_maps
 from inrecon.physics.measurement import Measurement, measure
 from inrecon.progress import progress
 from inrecon.recon.inr.ngp import NGPConfig, field_model
-from inrecon.recon.registry import Context, MethodSpec, ReconResult
+from inrecon.recon.registry import DEFAULT_CONTEXT, Context, MethodSpec, ReconResult
 
 __all__ = ["SERIES", "SeriesConfig", "reconstruct_series"]
 
@@ -65,7 +65,7 @@ def _metrics(image: torch.Tensor, frame) -> dict:
     return evaluate(image, frame.target, roi=frame.roi, scale=True)
 
 
-def reconstruct_series(scan: SeriesScan, cfg: SeriesConfig, ctx: Context = Context()) -> ReconResult:
+def reconstruct_series(scan: SeriesScan, cfg: SeriesConfig, ctx: Context = DEFAULT_CONTEXT) -> ReconResult:
     """Reconstruct a series (module docstring). ``image`` is complex64 ``(T, H, W)``; ``info["frames"]`` has one
     row per frame (``seconds``, ``steps``, ``first_loss``/``last_loss`` of its fit, ``best_step`` with a hold-out
     rule, metrics when targets exist), plus ``seconds_first``, ``seconds_per_frame`` and ``psnr_mean`` /

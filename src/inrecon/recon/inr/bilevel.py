@@ -24,7 +24,7 @@ from inrecon.config import config_to_dict, override_config
 from inrecon.data.scans import MRIScan
 from inrecon.physics.coils import coil_maps
 from inrecon.recon.inr.ngp import NGP, NGPConfig, reconstruct_ngp
-from inrecon.recon.registry import Context, MethodSpec, ReconResult
+from inrecon.recon.registry import DEFAULT_CONTEXT, Context, MethodSpec, ReconResult
 from inrecon.tuning.run import Tuned, TunerConfig, tune_method
 
 __all__ = ["BILEVEL", "NGP_TUNING_DEFAULTS", "BilevelConfig", "reconstruct_bilevel", "tune_ngp"]
@@ -60,7 +60,7 @@ def tune_ngp(scan, cfg: BilevelConfig, *, log_path=None, show_progress=None) -> 
     )
 
 
-def reconstruct_bilevel(scan, cfg: BilevelConfig, ctx: Context = Context()) -> ReconResult:
+def reconstruct_bilevel(scan, cfg: BilevelConfig, ctx: Context = DEFAULT_CONTEXT) -> ReconResult:
     """Tune, then reconstruct with the tuned ``ngp`` settings on all samples (module docstring).
 
     ``info`` holds ``tuned_h``, ``hparams`` (the final ``ngp`` overrides), ``score``, ``oracle``,

@@ -31,7 +31,7 @@ from inrecon.models.fields import FieldConfig, ImageINR, NeuralField, count_para
 from inrecon.models.networks import MLPConfig
 from inrecon.physics.measurement import Measurement, build_measurement
 from inrecon.recon.inr.ngp import NET_ALIASES
-from inrecon.recon.registry import Context, MethodSpec, ReconResult
+from inrecon.recon.registry import DEFAULT_CONTEXT, Context, MethodSpec, ReconResult
 
 __all__ = ["IMJENSE", "IMJENSEConfig", "PolynomialCoils", "reconstruct_imjense"]
 
@@ -171,7 +171,7 @@ def _data_consistency(meas: Measurement, image, maps, scan: MRIScan) -> torch.Te
     return (maps.conj() * coil_dc).sum(0)
 
 
-def reconstruct_imjense(scan: MRIScan, cfg: IMJENSEConfig, ctx: Context = Context()) -> ReconResult:
+def reconstruct_imjense(scan: MRIScan, cfg: IMJENSEConfig, ctx: Context = DEFAULT_CONTEXT) -> ReconResult:
     """Fit IMJENSE to ``scan`` (module docstring)."""
     if scan.ndim != 2:
         raise InreconError("IMJENSE is implemented for 2D scans", "reconstruct 3D data slice by slice")

@@ -27,7 +27,7 @@ from inrecon.errors import InreconError
 from inrecon.models.fields import FieldConfig, ImageINR, NeuralField, count_parameters
 from inrecon.models.networks import MLPConfig
 from inrecon.physics.measurement import Measurement, MeasurementConfig, measure
-from inrecon.recon.registry import Context, MethodSpec, ReconResult
+from inrecon.recon.registry import DEFAULT_CONTEXT, Context, MethodSpec, ReconResult
 from inrecon.tuning.bo import Param, SearchSpace
 from inrecon.tuning.objective import Tunable, apply_h, final_overrides
 
@@ -118,7 +118,7 @@ def field_model(meas: Measurement, cfg: NGPConfig, state: dict | None = None) ->
     )
 
 
-def reconstruct_ngp(scan, cfg: NGPConfig, ctx: Context = Context()) -> ReconResult:
+def reconstruct_ngp(scan, cfg: NGPConfig, ctx: Context = DEFAULT_CONTEXT) -> ReconResult:
     """Fit a scan-specific INR to ``scan`` (module docstring)."""
     meas = measure(scan, cfg.data)
     image, info, model = fit_with_holdout(
