@@ -9,18 +9,21 @@ import numpy as np
 import pytest
 import torch
 
+from inrecon.config import build_config
 from inrecon.data.phantoms import brain_phantom
 from inrecon.data.sampling import cartesian_1d
 from inrecon.data.scans import MRIScan
-from inrecon.engine import holdout as stopping
+from inrecon.engine import holdout
 from inrecon.errors import InreconError
 from inrecon.metrics import psnr
-from inrecon.physics.measurement import make_problem
+from inrecon.physics.measurement import build_measurement
 from inrecon.physics.simulate.mri import simulate_mri
+from inrecon.recon import api
+from inrecon.recon.api import run_method
 from inrecon.recon.inr import bilevel as bl
-from inrecon.recon.inr.ngp import ScanINRConfig
-from inrecon.recon.registry import run_method
+from inrecon.recon.inr import ngp
 from inrecon.tuning.bo import Param, SearchSpace
+from inrecon.tuning.hparams import load_hparams, protocol_mismatches, save_hparams, scan_protocol
 
 # A tiny INR: the trials are about the machinery, not image quality.
 TINY = {"n_levels": 4, "log2_table_size": 10, "base_resolution": 4, "mlp_layers": 2, "eval_every": 5}
@@ -47,64 +50,58 @@ def test_mri_end_to_end_hparams_and_reuse(mri_scan, tmp_path):
     h, hp = info["tuned_h"], info["hparams"]
     assert set(h) == {"lr", "wd_enc", "wd_mlp", "delta", "per_level_scale"}
     assert 1e-5 <= h["lr"] <= 1e-2 and 1.2 <= h["per_level_scale"] <= 1.6
-    assert hp["loss"] == "self_weighted" and hp["stop"] == "none" and hp["steps"] == info["chosen_steps"]
+    assert hp["loss.kind"] == "self_weighted" and hp["stop.rule"] == "none"
+    assert hp["optim.steps"] == info["chosen_steps"]
     best = info["trials"][info["best_trial"]]
-    assert best["score"] == pytest.approx(info["score"]) and hp["steps"] == max(1, best["best_step"])
+    assert best["score"] == pytest.approx(info["score"]) and hp["optim.steps"] == max(1, best["best_step"])
     assert info["score"] == min(r["score"] for r in info["trials"] if r["score"] is not None)
     # final fit: all samples, exactly the chosen number of steps, no hold-out
-    assert info["final"]["steps_run"] == hp["steps"] and "holdout" not in info["final"]
+    assert info["final"]["steps_run"] == hp["optim.steps"] and "holdout" not in info["final"]
     assert (tmp_path / "ck" / "trials.jsonl").exists()
 
     # hyperparameter file round trip, and `recon --method ngp --hparams` reproduces the bilevel image
-    path = bl.save_hparams(tmp_path / "h.json", res, bl.scan_protocol(mri_scan))
-    rec = bl.load_hparams(path)
+    path = save_hparams(tmp_path / "h.json", bl.hparams_record(res), scan_protocol(mri_scan))
+    rec = load_hparams(path)
     assert rec["method"] == "ngp" and rec["trials"] == 5 and rec["protocol"]["coils"] == 4
     assert rec["protocol"]["sampling"] == "cartesian" and "created" in rec and "inrecon_version" in rec
     again = run_method("ngp", mri_scan, rec["hparams"])
     assert torch.allclose(again.image, res.image, rtol=1e-4, atol=1e-5 * float(res.image.abs().max()))
-    assert bl.protocol_mismatches(rec, mri_scan) == []
+    assert protocol_mismatches(rec, mri_scan) == []
 
     # resuming from the finished log runs no trial and gives the same choice
     calls = []
-    real = bl.fit
+    real = ngp.score_trial
 
     def counting(*a, **k):
         calls.append(1)
         return real(*a, **k)
 
-    bl.fit = counting
+    ngp.score_trial = counting
     try:
         res2 = run_method("bilevel", mri_scan, _cfg(), checkpoint_dir=tmp_path / "ck")
     finally:
-        bl.fit = real
+        ngp.score_trial = real
     assert calls == [] and res2.info["tuned_h"] == h
     # the same log with other trial settings is refused, before any trial
     with pytest.raises(InreconError, match="another tuning run"):
         run_method("bilevel", mri_scan, _cfg(steps=21), checkpoint_dir=tmp_path / "ck")
 
 
-def test_split_is_the_problem_split_and_final_uses_all(mri_scan, monkeypatch):
-    seen = {}
-    real_fit = bl.fit
+def test_split_is_the_measurement_split_and_final_uses_all(mri_scan, monkeypatch):
+    seen = []
+    real_fit = holdout.fit_model
 
-    def spy(*a, train=None, val=None, **k):
-        seen.setdefault("trial", []).append((train, val))
-        return real_fit(*a, train=train, val=val, **k)
+    def spy(*a, train_idx=None, val_idx=None, **k):
+        seen.append((train_idx, val_idx))
+        return real_fit(*a, train_idx=train_idx, val_idx=val_idx, **k)
 
-    real_stop_fit = stopping.fit
-
-    def spy_final(*a, train=None, val=None, **k):
-        seen.setdefault("final", []).append((train, val))
-        return real_stop_fit(*a, train=train, val=val, **k)
-
-    monkeypatch.setattr(bl, "fit", spy)
-    monkeypatch.setattr(stopping, "fit", spy_final)
+    monkeypatch.setattr(holdout, "fit_model", spy)
     run_method("bilevel", mri_scan, _cfg(n_random=2, n_guided=0, seed=3, steps=6))
-    train, val = make_problem(mri_scan).split(0.2, 3)
-    assert len(seen["trial"]) == 2
-    for tr, va in seen["trial"]:
+    train, val = build_measurement(mri_scan).split(0.2, 3)
+    trials, final = seen[:2], seen[2:]
+    for tr, va in trials:
         assert torch.equal(tr, train) and torch.equal(va, val)
-    assert seen["final"] == [(None, None)]  # the final refit trains on every acquired sample
+    assert final == [(None, None)]  # the final refit trains on every acquired sample
 
 
 def test_oracle_needs_target_and_matches_final_psnr(mri_scan):
@@ -112,7 +109,7 @@ def test_oracle_needs_target_and_matches_final_psnr(mri_scan):
     with pytest.raises(InreconError, match="no target"):
         run_method("bilevel", no_ref, _cfg(oracle=True))
     with pytest.raises(InreconError, match="no target"):
-        bl.tune_method(no_ref, "ngp", ScanINRConfig(**TINY), oracle=True, n_random=1, n_guided=0)
+        api.tune(no_ref, "ngp", TINY, {"oracle": True, "n_random": 1, "n_guided": 0})
     res = run_method("bilevel", mri_scan, _cfg(oracle=True, n_random=2, n_guided=1, steps=15))
     assert res.info["oracle"] is True
     p = psnr(res.image, mri_scan.target, roi=mri_scan.roi, scale=True)
@@ -123,24 +120,25 @@ def test_oracle_needs_target_and_matches_final_psnr(mri_scan):
 
 def test_bad_inputs(mri_scan, tmp_path):
     space = SearchSpace((Param("no_such_field", 0.0, 1.0),))
-    with pytest.raises(InreconError, match="not fields"):
-        bl.ngp_objective(mri_scan, ScanINRConfig(**TINY), space)
+    with pytest.raises(InreconError, match="unknown config key"):
+        ngp.ngp_objective(mri_scan, build_config(ngp.NGPConfig, TINY), space)
     with pytest.raises(InreconError, match="declares no hyperparameter space"):
-        bl.tune_method(mri_scan, "cgsense", None)
-    with pytest.raises(InreconError, match="n_random"):
+        api.tune(mri_scan, "cgsense")
+    with pytest.raises(InreconError, match="no trials"):
         run_method("bilevel", mri_scan, {"n_random": 0, "n_guided": 0})
     bad = tmp_path / "bad.json"
     bad.write_text('{"lr": 1}')
     with pytest.raises(InreconError, match="not a hyperparameter file"):
-        bl.load_hparams(bad)
+        load_hparams(bad)
     with pytest.raises(InreconError, match="does not exist"):
-        bl.load_hparams(tmp_path / "missing.json")
+        load_hparams(tmp_path / "missing.json")
 
 
 def test_blown_up_trial_scores_its_best_before_divergence(mri_scan):
     # an explosive learning rate: the held-out loss of the weights before the blow-up is the (finite) score,
     # and the chosen step count stops before the blow-up
-    obj = bl.ngp_objective(mri_scan, ScanINRConfig(**{**TINY, "steps": 12, "patience": 0}), bl.NGP_SPACE)
+    cfg = build_config(ngp.NGPConfig, {**TINY, "steps": 12, "patience": 0})
+    obj = ngp.ngp_objective(mri_scan, cfg, ngp.NGP_SPACE)
     h = {"lr": 1e4, "wd_enc": 1e-6, "wd_mlp": 1e-10, "delta": 1e-4, "per_level_scale": 1.4}
     score, info = obj(h)
     assert math.isfinite(score) and info["chosen_steps"] <= 1 and info["steps_run"] == 12
@@ -172,7 +170,7 @@ def test_cli_tune_then_recon(mri_scan, tmp_path):
     )
     assert args.func(args) == 0
     rec = json.loads(out.read_text())
-    assert rec["hparams"]["steps"] >= 1 and (tmp_path / "h.trials.jsonl").exists()
+    assert rec["hparams"]["optim.steps"] >= 1 and (tmp_path / "h.trials.jsonl").exists()
     assert len((tmp_path / "h.trials.jsonl").read_text().splitlines()) == 4  # header + 3 trials
     img = tmp_path / "rec.npy"
     assert (
@@ -205,7 +203,7 @@ def test_ct_runs():
     scan = CTScan(sinogram=sino, angles=angles, geometry=geom, target=truth)
     res = run_method("bilevel", scan, _cfg(n_random=2, n_guided=1, steps=10))
     assert res.image.shape == (32, 32) and not res.image.is_complex()
-    assert res.info["n_trials"] == 3 and bl.scan_protocol(scan)["views"] == 20
-    # the CT split is the sinogram-entry split of the problem
-    train, val = make_problem(scan).split(0.2, 0)
+    assert res.info["n_trials"] == 3 and scan_protocol(scan)["views"] == 20
+    # the CT split is the sinogram-entry split of the measurement
+    train, val = build_measurement(scan).split(0.2, 0)
     assert train.numel() + val.numel() == sino.numel() and val.numel() == round(0.2 * sino.numel())

@@ -12,10 +12,13 @@ import torch
 from inrecon.data.scans import MRIScan
 from inrecon.errors import InreconError, ShapeError
 from inrecon.metrics import psnr
-from inrecon.physics.factory import build_operator
+from inrecon.physics.measurement import build_measurement
+from inrecon.physics.mri import SenseOp
+from inrecon.physics.nufft import NufftSenseOp
 from inrecon.physics.wavelets import Wavelet
-from inrecon.recon.classical.selection import holdout_loss, holdout_split, select_by_holdout, split_scan
-from inrecon.recon.registry import run_method
+from inrecon.recon.api import run_method
+from inrecon.recon.classical.selection import holdout_loss, select_by_holdout
+from inrecon.recon.classical.solvers import conjugate_gradient
 
 C64 = torch.complex64
 
@@ -63,8 +66,7 @@ def _scan(noise: float = 0.01, mask=True, seed: int = 0, scale: float = 1.0) -> 
     x = _phantom()
     maps = _maps()
     m = _mask() if mask is True else None
-    op = build_operator(MRIScan(torch.ones(4, 64, 64, dtype=C64), sens_maps=maps), maps)
-    k = op(x)
+    k = SenseOp(maps)(x)
     g = torch.Generator().manual_seed(seed + 7)
     k = k + noise * torch.complex(torch.randn(k.shape, generator=g), torch.randn(k.shape, generator=g))
     if m is not None:
@@ -78,57 +80,55 @@ def scan() -> MRIScan:
 
 
 # --- hold-out split -------------------------------------------------------------------------------------------
-def test_holdout_split_cartesian():
-    mask = _mask()
-    train, val = holdout_split(mask, 0.2, seed=3)
-    assert train.dtype == torch.bool and train.shape == mask.shape
-    assert not bool((train & val).any()) and bool(((train | val) == mask).all())
-    assert int(val.sum()) == round(0.2 * int(mask.sum()))
-    _, v2 = holdout_split(mask, 0.2, seed=3)
-    assert bool((v2 == val).all())
-    assert not bool((holdout_split(mask, 0.2, seed=4)[1] == val).all())
+def test_holdout_split_cartesian_draws_locations(scan):
+    meas = build_measurement(scan)
+    train, val = meas.split(0.2, seed=3)
+    n_loc, C = int(scan.mask.sum()), scan.n_coils
+    assert train.numel() + val.numel() == meas.n_samples == n_loc * C
+    assert not bool(torch.isin(train, val).any())
+    assert val.numel() == round(0.2 * n_loc) * C  # whole locations: every coil of a held-out location
+    assert torch.equal(meas.split(0.2, seed=3)[1], val) and not torch.equal(meas.split(0.2, seed=4)[1], val)
     # the fully sampled calibration square is part of the draw: about 20 % of it is held out
-    centre = val[26:38, 26:38].float().mean()
+    loc = scan.mask.reshape(-1).nonzero().reshape(-1)[meas.sample_unit[val]]
+    held = torch.zeros(64 * 64, dtype=torch.bool)
+    held[loc] = True
+    centre = held.reshape(64, 64)[26:38, 26:38].float().mean()
     assert 0.08 < float(centre) < 0.35
 
 
 def test_holdout_split_noncartesian_and_errors():
-    train, val = holdout_split(1000, 0.25, seed=0)
-    assert train.shape == (1000,) and int(val.sum()) == 250 and not bool((train & val).any())
+    k = torch.randn(3, 1000, dtype=C64)
+    s = MRIScan(k, trajectory=(torch.rand(1000, 2) * 2 - 1) * 3.0, image_shape=(16, 16))
+    meas = build_measurement(s, coil_images=True)
+    train, val = meas.split(0.25, seed=0)
+    assert val.numel() == 250 * 3 and train.numel() == 750 * 3
     with pytest.raises(InreconError, match="fraction"):
-        holdout_split(_mask(), 1.0)
-    with pytest.raises(InreconError, match="empty"):
-        holdout_split(3, 0.01)
+        meas.split(1.0)
 
 
-def test_split_scan_cartesian(scan):
-    tr, va = split_scan(scan, 0.2, 0)
-    torch.testing.assert_close(tr.kspace + va.kspace, scan.kspace)
-    assert bool(((tr.mask | va.mask) == scan.mask).all()) and not bool((tr.mask & va.mask).any())
-    assert tr.sens_maps is scan.sens_maps and va.provenance["holdout"]["part"] == "val"
-
-
-def test_split_scan_noncartesian():
-    k = torch.randn(3, 500, dtype=C64)
-    traj = (torch.rand(500, 2) * 2 - 1) * 3.0
-    s = MRIScan(k, trajectory=traj, image_shape=(16, 16), dcf=torch.rand(500))
-    tr, va = split_scan(s, 0.2, 1)
-    assert tr.kspace.shape == (3, 400) and va.kspace.shape == (3, 100)
-    assert tr.trajectory.shape == (400, 2) and va.dcf.shape == (100,)
-    both = torch.cat([tr.kspace, va.kspace], 1)
-    assert torch.isclose(both.abs().sum(), k.abs().sum())
+def test_subsets_partition_the_samples(scan):
+    meas = build_measurement(scan)
+    tr, va = meas.split(0.2, 0)
+    a, b = meas.subset(tr), meas.subset(va)
+    assert a.n_samples + b.n_samples == meas.n_samples
+    x = _phantom()
+    both = torch.zeros(meas.n_samples, dtype=C64)
+    both[tr], both[va] = a.predict(x), b.predict(x)
+    torch.testing.assert_close(both, meas.predict(x))
+    # the subset's fast normal operator is A_train^H A_train
+    torch.testing.assert_close(a.normal()(x), a.adjoint(a.predict(x)), rtol=1e-4, atol=1e-5)
 
 
 def test_select_by_holdout_picks_smallest_loss(scan):
-    def recon(scan_train, iters):
-        return run_method("cgsense", scan_train, {"iters": iters}).image
+    def recon(train, iters):
+        return conjugate_gradient(train.normal(), train.adjoint(train.y), iters=iters, tol=0.0)
 
-    best, scores = select_by_holdout(recon, scan, [1, 4, 30])
+    meas = build_measurement(scan, scale="robust")
+    best, scores = select_by_holdout(recon, meas, [1, 4, 30])
     assert len(scores) == 3 and best == [1, 4, 30][int(np.argmin(scores))]
     assert scores[0] > scores[1]  # one CG step underfits clearly
-    _, va = split_scan(scan, 0.2, 0)
     with pytest.raises(ShapeError, match="coil maps"):
-        holdout_loss(build_operator(va, va.sens_maps), torch.zeros(4, 64, 64, dtype=C64), va.kspace)
+        holdout_loss(meas, torch.zeros(4, 64, 64, dtype=C64))
 
 
 # --- methods --------------------------------------------------------------------------------------------------
@@ -158,7 +158,7 @@ def test_cgsense_auto_beats_zf_and_is_scale_free(scan):
 def test_l1wavelet_is_optimal_and_scale_free(scan):
     res = run_method("l1wavelet", scan, {"lam": 1e-3, "iters": 150})
     x, lam = res.image, res.info["lam_abs"]
-    op = build_operator(scan, scan.sens_maps)
+    op = SenseOp(scan.sens_maps, scan.mask)
     w = Wavelet(scan.image_shape, "db4")
 
     def objective(v):
@@ -208,11 +208,13 @@ def test_bad_configs_raise_before_work(scan):
         run_method("zf", scan, {"coil_combine": "sum"})
 
 
-def test_noncartesian_without_maps_is_rejected():
-    pytest.importorskip("inrecon.physics.nufft")
-    s = MRIScan(torch.randn(2, 300, dtype=C64), trajectory=torch.rand(300, 2) * 2 - 1, image_shape=(16, 16))
-    with pytest.raises(InreconError, match="maps"):
-        run_method("cgsense", s, {"iters": 3})
+def test_noncartesian_without_maps_estimates_them():
+    n, x = 32, _phantom(32)
+    s = _radial(n, spokes=40)
+    s = dataclasses.replace(s, sens_maps=None)
+    zf = psnr(run_method("zf", s).image, x, scale=True)
+    cg = run_method("cgsense", s, {"max_iters": 20})
+    assert psnr(cg.image, x, scale=True) > zf + 3
 
 
 def test_espirit_maps_when_scan_has_none():
@@ -223,21 +225,20 @@ def test_espirit_maps_when_scan_has_none():
     assert psnr(res.image, s.target, scale=True) > 25
 
 
-def test_noncartesian_radial():
-    pytest.importorskip("inrecon.physics.nufft")
-    n, spokes = 32, 24
+def _radial(n: int, spokes: int) -> MRIScan:
     ang = torch.arange(spokes) * math.pi / spokes
     r = (torch.arange(n) - n / 2) * 2 * math.pi / n
     traj = torch.stack([r[None] * torch.sin(ang[:, None]), r[None] * torch.cos(ang[:, None])], -1).reshape(
         -1, 2
     )
-    x = _phantom(n)
-    maps = _maps(n, 4)
-    s0 = MRIScan(
-        torch.zeros(4, traj.shape[0], dtype=C64), trajectory=traj, image_shape=(n, n), sens_maps=maps
-    )
-    k = build_operator(s0, maps)(x)
-    s = dataclasses.replace(s0, kspace=k, target=x.abs())
+    x, maps = _phantom(n), _maps(n, 4)
+    k = NufftSenseOp(maps, traj, (n, n))(x)
+    return MRIScan(k, trajectory=traj, image_shape=(n, n), sens_maps=maps, target=x.abs())
+
+
+def test_noncartesian_radial():
+    n = 32
+    s, x = _radial(n, spokes=24), _phantom(n)
     zf = psnr(run_method("zf", s).image, x, scale=True)
     cg = run_method("cgsense", s, {"max_iters": 20})
     l1 = run_method("l1wavelet", s, {"lam": 1e-3, "iters": 50})
@@ -265,7 +266,7 @@ def test_3d_scan_runs_every_method():
     maps = maps / maps.abs().square().sum(0).sqrt()
     mask = torch.rand(shape, generator=g) < 0.5
     mask[3:5, 6:10, 6:10] = True
-    k = build_operator(MRIScan(torch.ones(3, *shape, dtype=C64), sens_maps=maps), maps)(x) * mask
+    k = SenseOp(maps, mask)(x)
     s = MRIScan(k, mask=mask, sens_maps=maps)
     zf = psnr(run_method("zf", s).image, x, scale=True)
     for name, cfg in (("cgsense", {}), ("l1wavelet", {"iters": 40}), ("tv", {"lam": 1e-3, "iters": 60})):

@@ -8,13 +8,16 @@ import numpy as np
 import pytest
 import torch
 
+from inrecon.config import build_config
 from inrecon.data.io.ct_import import from_matlab_radon, load_lungdx_slices
 from inrecon.data.scans import CTGeometry, CTScan, MRIScan
 from inrecon.errors import InreconError
 from inrecon.metrics import psnr
 from inrecon.physics.ct import CTProjector
+from inrecon.recon.api import run_method
 from inrecon.recon.classical.ct import SARTConfig, TVConfig, sart_recon, tv_recon, tv_weight
-from inrecon.recon.registry import METHODS, config_from_dict, get_method, run_method
+from inrecon.recon.methods import METHODS
+from inrecon.recon.registry import DEFAULT_CONTEXT as CTX
 
 from .fixtures.make_ct_fixtures import ellipse_phantom
 
@@ -43,19 +46,19 @@ FLOORS = {
 
 def test_methods_are_registered_for_ct():
     for name in ("fbp", "sart", "sirt", "tv-ct"):
-        spec = get_method(name)
+        spec = METHODS[name]
         assert spec.modalities == ("ct",)
-        assert name in METHODS
+    assert METHODS.resolve("tv", "ct").name == "tv-ct" and METHODS.resolve("tv", "mri").name == "tv"
 
 
 def test_configs_validate_before_work():
     with pytest.raises(InreconError, match="filter"):
-        config_from_dict(get_method("fbp").config_cls, {"filter": "box"})
+        build_config(METHODS["fbp"].config, {"filter": "box"})
     with pytest.raises(InreconError, match="relaxation"):
-        config_from_dict(SARTConfig, {"relaxation": "2.5"})
+        build_config(SARTConfig, {"relaxation": "2.5"})
     with pytest.raises(InreconError, match="iterations"):
-        TVConfig(iterations=0)
-    cfg = config_from_dict(TVConfig, {"lam_rel": "0.02", "iterations": "5"})
+        build_config(TVConfig, {"iterations": 0})
+    cfg = build_config(TVConfig, {"lam_rel": "0.02", "iterations": "5"})
     assert cfg.lam_rel == 0.02 and cfg.iterations == 5
 
 
@@ -116,9 +119,9 @@ def test_tv_weight_scales_with_image_and_geometry():
     lam3, _ = tv_weight(scan2, 0.01)
     assert lam3 == pytest.approx(3 * lam1, rel=1e-3)  # linear in the image scale
     assert f1["image_scale"] == pytest.approx(0.5, rel=0.15)  # the 99.5th percentile of the FBP ~ phantom max
-    res = tv_recon(scan, TVConfig(lam=lam1, iterations=5, track_objective=True))
+    res = tv_recon(scan, TVConfig(lam=lam1, iterations=5, track_objective=True), CTX)
     assert res.info["lam"] == lam1 and len(res.info["objective_history"]) == 0
-    res = tv_recon(scan, TVConfig(iterations=20, track_objective=True))
+    res = tv_recon(scan, TVConfig(iterations=20, track_objective=True), CTX)
     obj = res.info["objective_history"]
     assert len(obj) == 2 and obj[1] < obj[0]
 
@@ -127,10 +130,12 @@ def test_sart_without_nonnegativity_and_subsets():
     geometry, arc = GEOMETRIES["parallel"]
     image = 0.5 * ellipse_phantom(128, 128)
     scan = simulate(geometry, 30, image, arc)
-    a = sart_recon(scan, SARTConfig(iterations=3, views_per_subset=5, nonnegative=False, track_residual=True))
+    a = sart_recon(
+        scan, SARTConfig(iterations=3, views_per_subset=5, nonnegative=False, track_residual=True), CTX
+    )
     assert a.info["subsets"] == 6 and len(a.info["residual_history"]) == 3
     assert float(a.image.min()) < 0  # unconstrained SART overshoots around edges
-    b = sart_recon(scan, SARTConfig(iterations=3, views_per_subset=5))
+    b = sart_recon(scan, SARTConfig(iterations=3, views_per_subset=5), CTX)
     assert float(b.image.min()) >= 0
 
 

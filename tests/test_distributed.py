@@ -8,6 +8,7 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
+from inrecon.config import build_config
 from inrecon.recon.population.common import load_model
 from inrecon.recon.population.disinr import DisINRPretrainConfig, pretrain_disinr
 
@@ -24,7 +25,7 @@ def _worker(rank: int, world: int, rdv: str, out: str):
     torch.set_num_threads(1)
     torch.distributed.init_process_group("gloo", init_method=f"file://{rdv}", rank=rank, world_size=world)
     try:
-        pretrain_disinr(_subjects(), DisINRPretrainConfig(**CFG), out, show_progress=False)
+        pretrain_disinr(_subjects(), build_config(DisINRPretrainConfig, CFG), out, show_progress=False)
     finally:
         torch.distributed.destroy_process_group()
 
@@ -32,7 +33,7 @@ def _worker(rank: int, world: int, rdv: str, out: str):
 @pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed is not available")
 def test_two_process_gloo_matches_single_process(tmp_path):
     single = tmp_path / "single.safetensors"
-    pretrain_disinr(_subjects(), DisINRPretrainConfig(**CFG), single, show_progress=False)
+    pretrain_disinr(_subjects(), build_config(DisINRPretrainConfig, CFG), single, show_progress=False)
     ddp = tmp_path / "ddp.safetensors"
     os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
     mp.spawn(_worker, args=(2, str(tmp_path / "rdv"), str(ddp)), nprocs=2, join=True)

@@ -11,8 +11,8 @@ from inrecon.data.sampling import radial_trajectory
 from inrecon.errors import InreconError
 from inrecon.metrics import psnr
 from inrecon.physics.simulate.mri import simulate_mri
+from inrecon.recon.api import run_method
 from inrecon.recon.inr.imjense import PolynomialCoils
-from inrecon.recon.registry import run_method
 
 from .inr_fixtures import ring_maps, tiny_mri
 

@@ -11,7 +11,7 @@ import torch
 from inrecon.data.sampling import radial_trajectory, spiral_trajectory
 from inrecon.data.scans import MRIScan
 from inrecon.errors import InreconError, ShapeError
-from inrecon.physics.factory import build_operator
+from inrecon.physics.measurement import build_measurement
 from inrecon.physics.mri import SenseOp
 from inrecon.physics.nufft import NufftSenseOp, check_trajectory, density_compensation
 
@@ -130,15 +130,20 @@ def test_density_compensation_spiral_centre_denser():
     assert float(dcf[r < 0.5].mean()) < 0.5 * float(dcf[r > 2.5].mean())
 
 
-def test_factory_builds_nufft_for_noncartesian_scan(gen):
+def test_measurement_builds_nufft_for_noncartesian_scan(gen):
     shape = (12, 12)
     traj = radial_trajectory(10, 12)
     maps = crandn((2, *shape), gen)
     scan = MRIScan(kspace=crandn((2, traj.shape[0]), gen), trajectory=traj, image_shape=shape, sens_maps=maps)
-    op = build_operator(scan)
-    assert isinstance(op, NufftSenseOp) and op.range_shape == (2, 120)
-    op2 = build_operator(MRIScan(kspace=scan.kspace, trajectory=traj, image_shape=shape))
-    assert op2.domain_shape == (2, 12, 12)
+    meas = build_measurement(scan)
+    assert isinstance(meas.physics, NufftSenseOp) and meas.physics.range_shape == (2, 120)
+    assert meas.n_samples == 240 and meas.n_units == 120
+    nomaps = build_measurement(
+        MRIScan(kspace=scan.kspace, trajectory=traj, image_shape=shape), coil_images=True
+    )
+    assert nomaps.domain_shape == (2, 12, 12)
+    # samples are ordered trajectory point by trajectory point (all coils of a point together)
+    torch.testing.assert_close(meas.y * meas.scale, scan.kspace.transpose(0, 1).reshape(-1))
 
 
 def test_trajectory_errors():

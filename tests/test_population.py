@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import pytest
 import torch
 
 import inrecon.recon.population.common as population
+from inrecon.config import build_config
 from inrecon.errors import FileFormatError, InreconError
 from inrecon.metrics import psnr
+from inrecon.recon.api import run_method
 from inrecon.recon.population.common import load_model
 from inrecon.recon.population.disinr import DisINRPretrainConfig, load_disinr, pretrain_disinr
 from inrecon.recon.population.meta import MetaPretrainConfig, pretrain_meta
 from inrecon.recon.population.strainer import StrainerPretrainConfig, pretrain_strainer
-from inrecon.recon.registry import run_method
 
 from .inr_fixtures import tiny_mri
 
@@ -30,7 +29,10 @@ def subjects():
 def disinr_model(tmp_path_factory, subjects):
     out = tmp_path_factory.mktemp("m") / "disinr.safetensors"
     pretrain_disinr(
-        subjects, DisINRPretrainConfig(steps=40, subjects_per_step=2, **ARCH), out, show_progress=False
+        subjects,
+        build_config(DisINRPretrainConfig, dict(steps=40, subjects_per_step=2, **ARCH)),
+        out,
+        show_progress=False,
     )
     return out
 
@@ -78,12 +80,14 @@ def test_incompatible_scan_fails_before_work(disinr_model):
 def test_pretraining_rejects_mixed_subjects():
     with pytest.raises(InreconError, match="one modality and one matrix size"):
         pretrain_disinr(
-            [tiny_mri(), tiny_mri(shape=(32, 24))], DisINRPretrainConfig(steps=1, **ARCH), "/tmp/x"
+            [tiny_mri(), tiny_mri(shape=(32, 24))],
+            build_config(DisINRPretrainConfig, dict(steps=1, **ARCH)),
+            "/tmp/x",
         )
 
 
 def test_pretraining_resumes_after_kill(tmp_path, subjects, monkeypatch):
-    cfg = DisINRPretrainConfig(steps=30, subjects_per_step=2, checkpoint_every=10, **ARCH)
+    cfg = build_config(DisINRPretrainConfig, dict(steps=30, subjects_per_step=2, checkpoint_every=10, **ARCH))
     pretrain_disinr(subjects, cfg, tmp_path / "ref.safetensors", show_progress=False)
     real = population.data_loss
     calls = {"n": 0}
@@ -116,7 +120,7 @@ def test_disinr_prior_helps_on_a_new_subject(tmp_path):
     model = tmp_path / "d.safetensors"
     pretrain_disinr(
         subjects,
-        DisINRPretrainConfig(steps=250, subjects_per_step=3, lr=3e-3, **ARCH),
+        build_config(DisINRPretrainConfig, dict(steps=250, subjects_per_step=3, lr=3e-3, **ARCH)),
         model,
         show_progress=False,
     )
@@ -141,7 +145,7 @@ def test_disinr_prior_helps_on_a_new_subject(tmp_path):
 def test_strainer_and_meta_end_to_end(tmp_path, subjects):
     s_path = pretrain_strainer(
         subjects,
-        StrainerPretrainConfig(steps=10, n_levels=6, log2_table_size=10, width=32),
+        build_config(StrainerPretrainConfig, dict(steps=10, n_levels=6, log2_table_size=10, width=32)),
         tmp_path / "s.safetensors",
         show_progress=False,
     )
@@ -153,48 +157,42 @@ def test_strainer_and_meta_end_to_end(tmp_path, subjects):
     assert frozen.info["n_parameters_trainable"] < res.info["n_parameters_trainable"]
     m_path = pretrain_meta(
         subjects,
-        MetaPretrainConfig(
-            outer_steps=3, inner_steps=2, n_levels=6, log2_table_size=10, mlp_layers=2, mlp_width=32
+        build_config(
+            MetaPretrainConfig,
+            dict(outer_steps=3, inner_steps=2, n_levels=6, log2_table_size=10, mlp_layers=2, mlp_width=32),
         ),
         tmp_path / "m.safetensors",
         show_progress=False,
     )
     res = run_method("meta", tiny_mri(seed=5), {"steps": 10, "stop": "none"}, model=str(m_path))
     assert torch.isfinite(torch.view_as_real(res.image)).all()
-    with pytest.raises(InreconError, match="not Meta"):
+    with pytest.raises(InreconError, match="not meta"):
         run_method("meta", tiny_mri(seed=5), {}, model=str(s_path))
 
 
 def test_fomaml_variant_runs(tmp_path, subjects):
-    cfg = MetaPretrainConfig(
-        algorithm="fomaml",
-        outer_steps=2,
-        inner_steps=2,
-        n_levels=4,
-        log2_table_size=8,
-        mlp_layers=1,
-        mlp_width=16,
-    )
+    over = dict(algorithm="fomaml", outer_steps=2, inner_steps=2, n_levels=4, log2_table_size=8)
+    cfg = build_config(MetaPretrainConfig, {**over, "mlp_layers": 1, "mlp_width": 16})
     pretrain_meta(subjects, cfg, tmp_path / "f.safetensors", show_progress=False)
     with pytest.raises(InreconError, match="algorithm"):
-        pretrain_meta(subjects, dataclasses.replace(cfg, algorithm="maml2"), tmp_path / "g.safetensors")
+        build_config(MetaPretrainConfig, {**over, "algorithm": "maml2"})
 
 
 def test_disinr_adaptation_is_tunable_by_the_bilevel_machinery(disinr_model, tmp_path):
     pytest.importorskip("botorch")
-    from inrecon.recon.inr.bilevel import tune_method
-    from inrecon.recon.population.disinr import DisINRAdaptConfig
+    from inrecon.recon.api import tune
 
     scan = tiny_mri(seed=7)
-    cfg = DisINRAdaptConfig(steps=12, patience=4, eval_every=4)
+    over = {"steps": 12, "patience": 4, "eval_every": 4}
     log = tmp_path / "trials.jsonl"
-    tuned = tune_method(scan, "disinr", cfg, n_random=2, n_guided=1, log_path=log, model=str(disinr_model))
+    budget = {"n_random": 2, "n_guided": 1}
+    tuned = tune(scan, "disinr", over, budget, log_path=log, model=str(disinr_model), show_progress=False)
     assert tuned.method == "disinr" and len(tuned.result.trials) == 3
-    assert set(tuned.h) == {"lr", "wd_enc"} and 1e-4 <= tuned.hparams["lr"] <= 1e-2
-    assert tuned.hparams["stop"] == "none" and 1 <= tuned.hparams["steps"] <= 12
-    again = tune_method(scan, "disinr", cfg, n_random=2, n_guided=1, log_path=log, model=str(disinr_model))
+    assert set(tuned.h) == {"lr", "wd_enc"} and 1e-4 <= tuned.hparams["optim.lr"] <= 1e-2
+    assert tuned.hparams["stop.rule"] == "none" and 1 <= tuned.hparams["optim.steps"] <= 12
+    again = tune(scan, "disinr", over, budget, log_path=log, model=str(disinr_model), show_progress=False)
     assert again.h == tuned.h  # resumed from the log, no trial re-run
     res = run_method("disinr", scan, tuned.hparams, show_progress=False, model=str(disinr_model))
-    assert res.info["steps_run"] == tuned.hparams["steps"]
+    assert res.info["steps_run"] == tuned.hparams["optim.steps"]
     with pytest.raises(InreconError, match="pre-trained model"):
-        tune_method(scan, "disinr", cfg, n_random=1, n_guided=0)
+        tune(scan, "disinr", over, {"n_random": 1, "n_guided": 0})

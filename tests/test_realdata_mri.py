@@ -18,7 +18,7 @@ import torch
 from inrecon.data.io.bart import read_cfl
 from inrecon.data.scans import MRIScan
 from inrecon.metrics import evaluate
-from inrecon.recon.registry import run_method
+from inrecon.recon.api import run_method
 
 pytestmark = pytest.mark.realdata
 

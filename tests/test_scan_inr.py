@@ -2,27 +2,29 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import pytest
 import torch
 
-import inrecon.engine.trainer as fitting
+import inrecon.engine.fit as fitting
+from inrecon.config import build_config, override_config
 from inrecon.data.scans import VolumeScan
 from inrecon.errors import InreconError
 from inrecon.metrics import psnr
-from inrecon.recon.inr.ngp import ScanINRConfig, reconstruct_ngp
-from inrecon.recon.registry import run_method
+from inrecon.recon.api import run_method
+from inrecon.recon.inr.ngp import NGPConfig, reconstruct_ngp
+from inrecon.recon.registry import Context
 
 from .inr_fixtures import tiny_mri
+
+QUIET = Context(show_progress=False)
 
 SMALL = dict(n_levels=6, log2_table_size=10, mlp_layers=2, mlp_width=32, eval_every=10, checkpoint_every=10)
 
 
 def test_ngp_holdout_stops_and_beats_zero_filled():
     scan = tiny_mri()
-    cfg = ScanINRConfig(steps=150, patience=30, **SMALL)
-    res = reconstruct_ngp(scan, cfg, show_progress=False)
+    cfg = build_config(NGPConfig, dict(steps=150, patience=30, **SMALL))
+    res = reconstruct_ngp(scan, cfg, QUIET)
     info = res.info
     assert 1 <= info["chosen_steps"] <= 150
     assert info["holdout"]["steps_run"] >= info["chosen_steps"]
@@ -34,9 +36,9 @@ def test_ngp_holdout_stops_and_beats_zero_filled():
 
 def test_seeded_runs_are_reproducible():
     scan = tiny_mri(seed=1)
-    cfg = ScanINRConfig(steps=25, stop="none", **SMALL)
-    a = reconstruct_ngp(scan, cfg, show_progress=False).image
-    b = reconstruct_ngp(scan, cfg, show_progress=False).image
+    cfg = build_config(NGPConfig, dict(steps=25, stop="none", **SMALL))
+    a = reconstruct_ngp(scan, cfg, QUIET).image
+    b = reconstruct_ngp(scan, cfg, QUIET).image
     torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 
@@ -46,8 +48,8 @@ class _Killed(Exception):
 
 def test_resume_after_kill_gives_identical_result(tmp_path, monkeypatch):
     scan = tiny_mri(seed=2)
-    cfg = ScanINRConfig(steps=40, patience=15, **SMALL)
-    ref = reconstruct_ngp(scan, cfg, show_progress=False).image
+    cfg = build_config(NGPConfig, dict(steps=40, patience=15, **SMALL))
+    ref = reconstruct_ngp(scan, cfg, QUIET).image
 
     real_loss = fitting.data_loss
     calls = {"n": 0}
@@ -60,22 +62,21 @@ def test_resume_after_kill_gives_identical_result(tmp_path, monkeypatch):
 
     monkeypatch.setattr(fitting, "data_loss", dying_loss)
     with pytest.raises(_Killed):
-        reconstruct_ngp(scan, cfg, show_progress=False, checkpoint_dir=tmp_path)
+        reconstruct_ngp(scan, cfg, Context(show_progress=False, checkpoint_dir=tmp_path))
     assert (tmp_path / "holdout.pt").exists()
     monkeypatch.setattr(fitting, "data_loss", real_loss)
-    resumed = reconstruct_ngp(scan, cfg, show_progress=False, checkpoint_dir=tmp_path).image
+    resumed = reconstruct_ngp(scan, cfg, Context(show_progress=False, checkpoint_dir=tmp_path)).image
     torch.testing.assert_close(resumed, ref, rtol=0, atol=0)
 
 
 def test_checkpoint_of_another_run_is_refused(tmp_path):
     scan = tiny_mri(seed=3)
-    cfg = ScanINRConfig(steps=25, stop="none", **{**SMALL, "checkpoint_every": 10})
-    reconstruct_ngp(scan, dataclasses.replace(cfg, steps=30), show_progress=False, checkpoint_dir=tmp_path)
+    cfg = build_config(NGPConfig, dict(steps=30, stop="none", **{**SMALL, "checkpoint_every": 10}))
+    ctx = Context(show_progress=False, checkpoint_dir=tmp_path)
+    reconstruct_ngp(scan, cfg, ctx)
     # a leftover checkpoint exists (step 20 < 30); a different config must not silently reuse it
     with pytest.raises(InreconError, match="different run"):
-        reconstruct_ngp(
-            scan, dataclasses.replace(cfg, steps=30, lr=1e-3), show_progress=False, checkpoint_dir=tmp_path
-        )
+        reconstruct_ngp(scan, override_config(cfg, {"lr": 1e-3}), ctx)
 
 
 def test_bad_config_values_fail_before_work():
@@ -128,10 +129,10 @@ def test_volume_fitting_in_batches_converges():
     assert res.image.shape == vol.shape
 
 
-def test_ct_ramp_preconditioning_equalises_the_normal_operator():
-    """sqrt-ramp weighting: A^T P^T P A treats a smooth and a checkerboard image alike (A^T A does not)."""
+def test_ct_ramp_weighting_equalises_the_normal_operator():
+    """sqrt-ramp weighting: A^T W^T W A treats a smooth and a checkerboard image alike (A^T A does not)."""
     from inrecon.data.scans import CTGeometry
-    from inrecon.physics.measurement import CTProblem
+    from inrecon.physics.measurement import build_measurement
     from inrecon.physics.simulate.ct import full_scan_angles, simulate_ct
 
     n = 32
@@ -143,12 +144,12 @@ def test_ct_ramp_preconditioning_equalises_the_normal_operator():
     disc = (((yy - n / 2 + 0.5) ** 2 + (xx - n / 2 + 0.5) ** 2) < (n / 3) ** 2).float()
     smooth, checker = disc, disc * (((yy + xx) % 2) * 2.0 - 1.0)
 
-    def ratio(pre: str) -> float:
-        prob = CTProblem(scan, precondition=pre)
-        gain = [float(prob.predict(x).square().sum() / x.square().sum()) for x in (smooth, checker)]
+    def ratio(weighting: str) -> float:
+        meas = build_measurement(scan, ct_weighting=weighting)
+        gain = [float(meas.predict(x).square().sum() / x.square().sum()) for x in (smooth, checker)]
         return gain[0] / gain[1]
 
     assert ratio("none") > 20  # A^T A: coarse scales weigh 1/|w| more than fine ones
     assert ratio("ramp") < 5
-    with pytest.raises(InreconError, match="precondition"):
-        CTProblem(scan, precondition="hann")
+    with pytest.raises(InreconError, match="weighting"):
+        build_measurement(scan, ct_weighting="hann")

@@ -47,6 +47,9 @@ def _overrides(args) -> tuple[dict, dict | None]:
 
 def _summary(scan, image, result, out: Path) -> dict:
     summary = {"output": str(out), "method": result.method, "seconds": result.info.get("seconds")}
+    if scan.modality == "mri-series":  # scored frame by frame by the method itself
+        keys = ("mode", "seconds_first", "seconds_per_frame", "psnr_mean", "ssim_mean")
+        return {**summary, **{k: result.info[k] for k in keys if k in result.info}}
     if scan.target is not None:
         from inrecon.metrics import evaluate
 
@@ -54,7 +57,7 @@ def _summary(scan, image, result, out: Path) -> dict:
             image,
             scan.target.cpu(),
             roi=None if scan.roi is None else scan.roi.cpu(),
-            scale=scan.modality in ("mri", "mri-series"),
+            scale=scan.modality == "mri",
         )
     return summary
 
@@ -99,8 +102,16 @@ def cmd_recon(args) -> int:
     return 0
 
 
+_SERIES_SUFFIXES = (".h5", ".hdf5", ".npy", ".nii", ".gz")
+
+
 def cmd_recon_series(args) -> int:
     """``recon-series``: the ``series`` method with its frame options as flags."""
+    if Path(args.output).suffix not in _SERIES_SUFFIXES:
+        raise InreconError(
+            f"output {args.output!r} has an unsupported extension for a (frames, H, W) stack",
+            "use .h5, .npy, .nii or .nii.gz",
+        )
     sets = list(args.set or [])
     if args.steps_first is not None:
         sets += [f"ngp.optim.steps={args.steps_first}", "ngp.stop.rule=none"]

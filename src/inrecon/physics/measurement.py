@@ -34,7 +34,7 @@ from typing import Literal
 import torch
 
 from inrecon.data.scans import CTScan, MRIScan, VolumeScan
-from inrecon.errors import InreconError
+from inrecon.errors import InreconError, ShapeError
 from inrecon.physics.operator import Identity, LinearOperator, Select
 
 __all__ = [
@@ -131,7 +131,12 @@ class Measurement:
         return tuple(self.base.domain_shape)
 
     def predict(self, image: torch.Tensor) -> torch.Tensor:
-        """The samples ``(M,)`` an image predicts (differentiable)."""
+        """The samples ``(M,)`` an image (``domain_shape``) predicts (differentiable)."""
+        if tuple(image.shape) != self.domain_shape:
+            raise ShapeError(
+                f"the image has shape {tuple(image.shape)} but the scan's forward model expects {self.domain_shape}",
+                "reconstruct on the scan's grid (with the scan's own coil maps, or coil images without maps)",
+            )
         return self.base(image).reshape(-1).index_select(0, self.idx)
 
     def adjoint(self, samples: torch.Tensor) -> torch.Tensor:

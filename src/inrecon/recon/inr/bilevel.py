@@ -27,7 +27,14 @@ from inrecon.recon.inr.ngp import NGP, NGPConfig, reconstruct_ngp
 from inrecon.recon.registry import DEFAULT_CONTEXT, Context, MethodSpec, ReconResult
 from inrecon.tuning.run import Tuned, TunerConfig, tune_method
 
-__all__ = ["BILEVEL", "NGP_TUNING_DEFAULTS", "BilevelConfig", "reconstruct_bilevel", "tune_ngp"]
+__all__ = [
+    "BILEVEL",
+    "NGP_TUNING_DEFAULTS",
+    "BilevelConfig",
+    "hparams_record",
+    "reconstruct_bilevel",
+    "tune_ngp",
+]
 
 NGP_TUNING_DEFAULTS = {"loss.kind": "self_weighted", "stop.val_loss": "self_weighted", "stop.val_delta": 1e-4}
 """What the bilevel method changes in the ``ngp`` defaults: the self-weighted loss at both levels."""
@@ -93,6 +100,19 @@ def reconstruct_bilevel(scan, cfg: BilevelConfig, ctx: Context = DEFAULT_CONTEXT
         "final": final.info,
     }
     return ReconResult(image=final.image, method="bilevel", config=config_to_dict(cfg), info=info)
+
+
+def hparams_record(result: ReconResult) -> dict:
+    """The hyperparameter-file record (:func:`inrecon.tuning.hparams.save_hparams`) of a ``bilevel`` result."""
+    i = result.info
+    return {
+        "method": i["tuned_method"],
+        "hparams": i["hparams"],
+        "tuned": i["tuned_h"],
+        "score": i["score"],
+        "oracle": bool(i["oracle"]),
+        "trials": i["n_trials"],
+    }
 
 
 BILEVEL = MethodSpec(
