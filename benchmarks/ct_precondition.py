@@ -19,7 +19,7 @@ from inrecon.data import shared
 from inrecon.data.phantoms import body_ct_phantom
 from inrecon.metrics import evaluate
 from inrecon.physics.simulate.ct import full_scan_angles, simulate_ct
-from inrecon.recon.registry import run_method
+from inrecon.recon.api import run_method
 
 
 def main() -> None:

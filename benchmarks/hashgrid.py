@@ -23,6 +23,7 @@ from inrecon.models.encodings import HashGridConfig, HashGridEncoding
 from inrecon.models.fields import grid_coords
 from inrecon.models.hashgrid_reference import ReferenceHashGrid
 from inrecon.models.networks import MLP, MLPConfig
+from inrecon.runtime import tune_allocator
 
 
 def make(kind: str, dim: int, mlp_layers: int, seed: int = 0):
@@ -91,6 +92,7 @@ def main() -> None:
     ap.add_argument("--mlp-layers", type=int, default=8, help="hidden layers of 64 (METHODS.md default 8)")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: leave as is)")
     args = ap.parse_args()
+    tune_allocator()  # as the training engine does on its first run
     if args.threads:
         torch.set_num_threads(args.threads)
     results = {

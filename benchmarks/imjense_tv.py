@@ -19,8 +19,9 @@ import torch
 from inrecon.data import shared
 from inrecon.data.sampling import cartesian_1d
 from inrecon.metrics import evaluate
+from inrecon.physics.coils import with_espirit_support
 from inrecon.physics.simulate.mri import simulate_mri
-from inrecon.recon.registry import run_method
+from inrecon.recon.api import run_method
 
 
 def main() -> None:

@@ -23,9 +23,10 @@ from inrecon.data import shared
 from inrecon.data.sampling import cartesian_1d
 from inrecon.data.scans import VolumeScan
 from inrecon.metrics import evaluate
+from inrecon.physics.coils import with_espirit_support
 from inrecon.physics.simulate.ct import full_scan_angles, simulate_ct
 from inrecon.physics.simulate.mri import simulate_mri
-from inrecon.recon.registry import run_method
+from inrecon.recon.api import run_method
 
 
 def score(scan, image) -> dict:

@@ -20,14 +20,16 @@ import time
 
 import torch
 
+from inrecon.config import build_config
 from inrecon.data import shared
 from inrecon.data.phantoms import brain_phantom
 from inrecon.data.sampling import cartesian_1d
 from inrecon.metrics import evaluate
+from inrecon.physics.coils import with_espirit_support
 from inrecon.physics.simulate.ct import full_scan_angles, simulate_ct
 from inrecon.physics.simulate.mri import simulate_mri
-from inrecon.recon.inr.ngp import ScanINRConfig, reconstruct_ngp
-from inrecon.recon.registry import config_from_dict
+from inrecon.recon.inr.ngp import NGPConfig, reconstruct_ngp
+from inrecon.recon.registry import Context
 
 
 def load_scan(name: str):
@@ -55,9 +57,9 @@ def parse_config(text: str) -> dict:
 
 def run(scan_name: str, scan, overrides: dict, steps: int, eval_every: int, rule: bool) -> dict:
     base = {"steps": steps, "eval_every": eval_every, **overrides}
-    cfg = config_from_dict(ScanINRConfig, {**base, "stop": "none"})
+    cfg = build_config(NGPConfig, {**base, "stop": "none"})
     t0 = time.perf_counter()
-    res = reconstruct_ngp(scan, cfg, show_progress=False)
+    res = reconstruct_ngp(scan, cfg, Context(show_progress=False))
     hist = res.info["history"]
     psnrs = hist.get("psnr", [])
     best = max(range(len(psnrs)), key=psnrs.__getitem__) if psnrs else None
@@ -74,9 +76,9 @@ def run(scan_name: str, scan, overrides: dict, steps: int, eval_every: int, rule
         },
     }
     if rule:
-        cfg = config_from_dict(ScanINRConfig, {**base})
+        cfg = build_config(NGPConfig, {**base})
         t0 = time.perf_counter()
-        r = reconstruct_ngp(scan, cfg, show_progress=False)
+        r = reconstruct_ngp(scan, cfg, Context(show_progress=False))
         m = evaluate(r.image, scan.target, roi=scan.roi, scale=scan.modality == "mri")
         out["rule"] = {
             "psnr": m["psnr"],

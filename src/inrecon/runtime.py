@@ -3,7 +3,8 @@
 glibc returns large freed buffers to the operating system and faults them back in on the next step; an INR
 training step allocates hundreds of MB of temporaries, so this costs up to half of the step time on the CPU
 (measured: 0.58 s -> 0.33 s per hash-grid step at 256x256). :func:`tune_allocator` raises the mmap and trim
-thresholds once per process. Set ``INRECON_MALLOPT=0`` to leave the allocator alone.
+thresholds once per process; the training engine calls it on its first run (never at import). Set
+``INRECON_MALLOPT=0`` to leave the allocator alone.
 """
 
 from __future__ import annotations

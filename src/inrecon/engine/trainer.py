@@ -12,6 +12,10 @@ test-time adaptation, Meta's inner and outer loops, IMJENSE, a series frame -- i
 - :class:`Callback` s add what varies: hold-out tracking and early stopping, evaluation against a reference,
   progress bars, gradient all-reduce for data-parallel pre-training (:mod:`inrecon.engine.callbacks`).
 
+The first run of a process raises glibc's mmap and trim thresholds (:func:`inrecon.runtime.tune_allocator`:
+large per-step temporaries are otherwise returned to the OS and faulted back in, up to half the step time on
+the CPU); ``INRECON_MALLOPT=0`` leaves the allocator alone. Importing inrecon changes nothing.
+
 Host syncs: on the CPU every step reads its numbers back; on a GPU losses stay on the device and are read every
 ``sync_every`` steps (and whenever a callback asks, e.g. to evaluate or to snapshot the best weights).
 """
@@ -28,6 +32,7 @@ from torch import nn
 
 from inrecon.config import InRange, NonNegFloat, PosFloat, PosInt
 from inrecon.engine.checkpoint import load_checkpoint, save_checkpoint
+from inrecon.runtime import tune_allocator
 
 __all__ = [
     "Callback",
@@ -262,6 +267,7 @@ def train(
     sync_every
         GPU: read numbers back every this many steps (CPU: every step).
     """
+    tune_allocator()  # once per process, on the first training run (INRECON_MALLOPT=0 leaves it alone)
     callbacks = list(callbacks)
     opt, sched = make_optimizer(task.param_groups(), cfg, cfg.steps)
     run = Run(task, cfg, opt, sched)

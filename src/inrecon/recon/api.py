@@ -18,7 +18,7 @@ from inrecon.recon.methods import METHODS
 from inrecon.recon.registry import Context, MethodSpec, ReconResult
 from inrecon.tuning.run import Tuned, TunerConfig, tune_method
 
-__all__ = ["pretrain", "resolve", "run_method", "tune"]
+__all__ = ["pretrain", "reconstruct", "resolve", "run_method", "tune"]
 
 
 def resolve(name: str, scan) -> MethodSpec:
@@ -57,6 +57,31 @@ def run_method(
     result.config = config_to_dict(cfg)
     result.method = spec.name
     return result
+
+
+def reconstruct(
+    scan,
+    method: str = "ngp",
+    *,
+    model: str | Path | None = None,
+    checkpoint_dir: str | Path | None = None,
+    show_progress: bool | None = None,
+    **overrides: Any,
+) -> ReconResult:
+    """Reconstruct ``scan`` (a scan object or a file path) with ``method``; keyword ``overrides`` set config
+    values by their short keys (``steps=500``, ``lr=1e-3``); for dotted keys pass a dict through
+    :func:`run_method`.
+
+    >>> import inrecon
+    >>> result = inrecon.reconstruct("brain_af6.h5", "cgsense")  # doctest: +SKIP
+    """
+    if isinstance(scan, str | Path):
+        from inrecon.data.io.load import load_scan
+
+        scan = load_scan(scan)
+    return run_method(
+        method, scan, overrides, show_progress=show_progress, checkpoint_dir=checkpoint_dir, model=model
+    )
 
 
 def pretrain(

@@ -1,1 +1,1 @@
-"""inrecon.physics.simulate."""
+"""Simulated acquisitions: multi-coil MRI, sparse-view CT, real-time MRI series."""

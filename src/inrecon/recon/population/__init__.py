@@ -1,1 +1,1 @@
-"""inrecon.recon.population."""
+"""Population methods: DisINR, STRAINER and Meta, and what they share (:mod:`.common`)."""
