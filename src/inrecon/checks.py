@@ -72,3 +72,13 @@ def require_positive(value: float, name: str) -> None:
     """Raise unless ``value`` is a finite positive number."""
     if not (np.isfinite(value) and value > 0):
         raise InreconError(f"{name} is {value} but must be a positive number", f"set {name} to a value > 0")
+
+
+def require_maps(maps: ArrayLike) -> None:
+    """Raise unless ``maps`` are complex coil sensitivities ``(C, H, W)`` or ``(C, D, H, W)``."""
+    require_complex(maps, "sens_maps")
+    if maps.ndim not in (3, 4):
+        raise ShapeError(
+            f"sens_maps has shape {tuple(maps.shape)} but must be (C, H, W) or (C, D, H, W)",
+            "give one complex map per coil on the image grid",
+        )

@@ -223,17 +223,7 @@ def _coerce_base(value: Any, tp: Any, key: str) -> Any:
         if s in ("0", "false", "no", "off"):
             return False
         raise InreconError(f"config value {key}={value!r} is not a boolean", f"use {key}=true or {key}=false")
-    if tp is int:
-        if isinstance(value, bool):
-            raise _bad(key, value, tp)
-        try:
-            f = float(value)
-        except (TypeError, ValueError):
-            raise _bad(key, value, tp) from None
-        if not (math.isfinite(f) and f.is_integer()):
-            raise InreconError(f"{key}={value!r} must be a whole number", f"give {key} an integer")
-        return int(f)
-    if tp is float:
+    if tp in (int, float):
         if isinstance(value, bool):
             raise _bad(key, value, tp)
         try:
@@ -242,7 +232,11 @@ def _coerce_base(value: Any, tp: Any, key: str) -> Any:
             raise _bad(key, value, tp) from None
         if not math.isfinite(f):
             raise InreconError(f"{key}={value!r} is not finite", f"give {key} a finite number")
-        return f
+        if tp is float:
+            return f
+        if not f.is_integer():
+            raise InreconError(f"{key}={value!r} must be a whole number", f"give {key} an integer")
+        return int(f)
     if tp is str:
         if not isinstance(value, str | int | float):
             raise _bad(key, value, tp)

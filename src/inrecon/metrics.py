@@ -210,28 +210,17 @@ def ssim_map(
 
 
 def ssim(
-    rec: ArrayLike,
-    ref: ArrayLike,
-    roi: ArrayLike | None = None,
-    scale: bool = False,
-    data_range: float | None = None,
-    gaussian: bool = False,
-    win_size: int | None = None,
+    rec: ArrayLike, ref: ArrayLike, roi=None, scale=False, data_range=None, gaussian=False, win_size=None
 ) -> float:
     """Structural similarity of 2D or 3D images, equal to ``skimage.metrics.structural_similarity``.
 
+    ``rec``, ``ref`` (shape ``(H, W)`` or ``(D, H, W)``, every axis at least ``win_size`` long), ``scale`` and
+    ``data_range`` are as in :func:`psnr`; with ``roi`` the result is the mean of the full SSIM map (computed on
+    the whole image) over the ROI, without it the map's mean with a ``(win_size - 1) // 2`` border cropped (as
+    skimage).
+
     Parameters
     ----------
-    rec, ref
-        Same shape ``(H, W)`` or ``(D, H, W)``, real or complex (magnitude is used); every axis at least
-        ``win_size`` long.
-    roi
-        Optional bool mask: the mean of the full SSIM map over these pixels (the map itself is computed on the
-        whole image). Without it, the map's mean with a ``(win_size - 1) // 2`` border cropped (as skimage).
-    scale
-        Least-squares scale ``rec``'s magnitude to ``ref`` over the ROI first.
-    data_range
-        Default ``ref.max() - ref.min()`` over the ROI.
     gaussian
         Gaussian window (sigma 1.5, population covariance; skimage's ``gaussian_weights=True,
         use_sample_covariance=False``) instead of the uniform window with sample covariance.

@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 from pathlib import Path
 
 from inrecon.errors import InreconError
 
-__all__ = ["add_common", "json_default", "load_config_file", "parse_sets", "print_json", "set_help"]
+__all__ = [
+    "add_common",
+    "add_config",
+    "command",
+    "json_default",
+    "load_config_file",
+    "parse_sets",
+    "print_json",
+    "set_help",
+]
 
 
 def parse_sets(items: list[str] | None) -> dict:
@@ -59,6 +69,23 @@ def set_help(what: str = "the method's config") -> str:
         f"override a value of {what} (repeatable): a dotted key such as optim.lr=1e-3 or a short key such as "
         "steps=2000; `inrecon methods NAME` lists the keys and defaults"
     )
+
+
+def command(sub, func):
+    """The subparser of ``func`` (``cmd_recon_series`` -> ``recon-series``): its help is the first line of the
+    function's docstring, its description the whole docstring."""
+    name = func.__name__.removeprefix("cmd_").replace("_", "-")
+    doc = inspect.cleandoc(func.__doc__ or "")
+    first = doc.split("\n", 1)[0].rstrip(".")
+    s = sub.add_parser(name, help=first[:1].lower() + first[1:], description=" ".join(doc.split()))
+    s.set_defaults(func=func)
+    return s
+
+
+def add_config(s, what: str = "the method's config") -> None:
+    """``--set`` and ``--config``."""
+    s.add_argument("--set", action="append", metavar="KEY=VALUE", help=set_help(what))
+    s.add_argument("--config", help="JSON file of config values (overridden by --set)")
 
 
 def add_common(s, *, device: bool = True, quiet: bool = True) -> None:

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
-from inrecon.cli.common import parse_sets
+from inrecon.cli.common import command, parse_sets
 
 __all__ = ["add_parsers"]
 
 
 def cmd_demo(args) -> int:
+    """The main job: phantoms -> pre-train DisINR -> every method on unseen subjects -> report.
+
+    Generate brain (MRI) and chest (CT) phantom populations, simulate their acquisitions, pre-train DisINR from
+    the measurements of part of each population, reconstruct unseen subjects with the classical baselines, NGP
+    and DisINR (plus IMJENSE, Meta and STRAINER in the full profile), print the table and write an HTML report.
+    No data or downloads needed. --quick finishes in a few minutes on 2 CPU cores; the default profile (256x256,
+    20 pre-training subjects) is meant for a GPU.
+    """
     from inrecon.experiments.demo import run_demo
 
     run_demo(quick=args.quick, out_dir=args.output, device=args.device, show_progress=not args.no_progress)
@@ -15,6 +23,13 @@ def cmd_demo(args) -> int:
 
 
 def cmd_bench(args) -> int:
+    """Named experiments reproducing the papers' tables and figures (JSON, Markdown, HTML report).
+
+    DisINR Tables 1-5 and 7, Figs. 5 and 7; the Bilevel paper's tuned vs default vs oracle, transfer and residual
+    series; the quality suite. Each is a typed config in a JSON file; --quick shrinks it for a CPU. Real data
+    from INRECON_DATA where present, phantoms otherwise (the report says which). `inrecon bench --list` lists
+    them; `inrecon bench all --quick` runs every one.
+    """
     import json
 
     from inrecon.experiments.bench import available_experiments, run_bench
@@ -42,29 +57,13 @@ def cmd_bench(args) -> int:
 
 
 def add_parsers(sub) -> None:
-    s = sub.add_parser(
-        "demo",
-        help="the main job: phantoms -> pre-train DisINR -> every method on unseen subjects -> report",
-        description="Generate brain (MRI) and chest (CT) phantom populations, simulate their acquisitions, "
-        "pre-train DisINR from the measurements of part of each population, reconstruct unseen subjects with "
-        "the classical baselines, NGP and DisINR (plus IMJENSE, Meta and STRAINER in the full profile), print "
-        "the table and write an HTML report. No data or downloads needed. --quick finishes in a few minutes on "
-        "2 CPU cores; the default profile (256x256, 20 pre-training subjects) is meant for a GPU.",
-    )
+    s = command(sub, cmd_demo)
     s.add_argument("--quick", action="store_true", help="small sizes for a CPU (a few minutes)")
     s.add_argument("-o", "--output", default="inrecon-demo", help="output folder [%(default)s]")
     s.add_argument("--device", default="auto", help="cpu, cuda or auto (CUDA when present)")
     s.add_argument("--no-progress", action="store_true", help="no progress bars")
-    s.set_defaults(func=cmd_demo)
 
-    s = sub.add_parser(
-        "bench",
-        help="named experiments reproducing the papers' tables and figures (JSON, Markdown, HTML report)",
-        description="Run named experiments (DisINR Tables 1-5 and 7, Figs. 5 and 7; the Bilevel paper's tuned vs "
-        "default vs oracle, transfer and residual series; the quality suite). Each is a typed config in a JSON "
-        "file; --quick shrinks it for a CPU. Real data from INRECON_DATA where present, phantoms otherwise (the "
-        "report says which). `inrecon bench --list` lists them; `inrecon bench all --quick` runs every one.",
-    )
+    s = command(sub, cmd_bench)
     s.add_argument("names", nargs="*", help="experiment names (or 'all'), or paths to JSON configs")
     s.add_argument("--list", action="store_true", help="list the experiments")
     s.add_argument("--quick", action="store_true", help="the small CPU profile of each experiment")
@@ -76,4 +75,3 @@ def add_parsers(sub) -> None:
         help="override an experiment parameter (JSON values, e.g. n_test=3 or views=[60]); unknown keys are refused",
     )
     s.add_argument("--no-progress", action="store_true", help="no progress bars")
-    s.set_defaults(func=cmd_bench)

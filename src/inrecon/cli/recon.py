@@ -7,7 +7,16 @@ import sys
 from pathlib import Path
 
 from inrecon import __version__
-from inrecon.cli.common import add_common, json_default, load_config_file, parse_sets, print_json, set_help
+from inrecon.cli.common import (
+    add_common,
+    add_config,
+    command,
+    json_default,
+    load_config_file,
+    parse_sets,
+    print_json,
+    set_help,
+)
 from inrecon.errors import InreconError
 
 __all__ = ["add_parsers"]
@@ -63,6 +72,13 @@ def _summary(scan, image, result, out: Path) -> dict:
 
 
 def cmd_recon(args) -> int:
+    """Reconstruct a scan.
+
+    One method, one scan; the image is written in the format of the output's extension (.h5, .nii/.nii.gz, .npy,
+    .png, .dcm or a folder for a DICOM series). The resolved config and run information are written beside it
+    as OUTPUT.json; metrics are printed when the scan has a target. `inrecon methods` lists the methods,
+    `inrecon methods NAME` their config keys and defaults.
+    """
     from inrecon.data.io.images import write_image
     from inrecon.data.io.load import load_scan
     from inrecon.recon.api import run_method
@@ -106,7 +122,12 @@ _SERIES_SUFFIXES = (".h5", ".hdf5", ".npy", ".nii", ".gz")
 
 
 def cmd_recon_series(args) -> int:
-    """``recon-series``: the ``series`` method with its frame options as flags."""
+    """Reconstruct a real-time MRI series by residual learning.
+
+    The `series` method with its frame options as flags: fit frame 0 of a series file (inrecon HDF5, modality
+    'mri-series') with the scan-specific INR, then fine-tune the previous frame's weights on each later frame.
+    Writes the (T, H, W) complex stack to OUTPUT and per-frame times and metrics to OUTPUT.json.
+    """
     if Path(args.output).suffix not in _SERIES_SUFFIXES:
         raise InreconError(
             f"output {args.output!r} has an unsupported extension for a (frames, H, W) stack",
@@ -132,7 +153,11 @@ def cmd_recon_series(args) -> int:
 
 
 def cmd_methods(args) -> int:
-    """List the methods, or one method's config keys with types, defaults and docs."""
+    """List the methods, or one method's config keys and defaults.
+
+    Without NAME: every method with its modalities and what else it can do (pretrain, tune, model). With NAME:
+    every config key (dotted; the short aliases it also accepts), its type, default and meaning.
+    """
     from inrecon.config import describe_config
     from inrecon.recon.methods import METHODS
 
@@ -178,19 +203,11 @@ def _method_list() -> str:
 
 
 def add_parsers(sub) -> None:
-    s = sub.add_parser(
-        "recon",
-        help="reconstruct a scan",
-        description="Reconstruct a scan with one method and write the image (format from the extension: "
-        ".h5, .nii/.nii.gz, .npy, .png, .dcm or a folder for a DICOM series). The resolved config and run "
-        "information are written beside it as OUTPUT.json; metrics are printed when the scan has a target. "
-        "`inrecon methods` lists the methods, `inrecon methods NAME` their config keys and defaults.",
-    )
+    s = command(sub, cmd_recon)
     s.add_argument("input", help="scan file")
     s.add_argument("-o", "--output", required=True, help="output image file")
     s.add_argument("--method", required=True, help=f"one of: {_method_list()}")
-    s.add_argument("--set", action="append", metavar="KEY=VALUE", help=set_help())
-    s.add_argument("--config", help="JSON file of config values (overridden by --set)")
+    add_config(s)
     s.add_argument("--hparams", help="JSON of tuned hyperparameters (from `inrecon tune`)")
     s.add_argument("--model", help="pre-trained model file (disinr, strainer, meta)")
     s.add_argument("--slice", type=int, help="slice index for multi-slice inputs")
@@ -203,15 +220,8 @@ def add_parsers(sub) -> None:
         help="CT: HU window the [0,1] image maps to (DICOM)",
     )
     add_common(s)
-    s.set_defaults(func=cmd_recon)
 
-    s = sub.add_parser(
-        "recon-series",
-        help="reconstruct a real-time MRI series by residual learning",
-        description="The `series` method: fit frame 0 of a series file (inrecon HDF5, modality 'mri-series') "
-        "with the scan-specific INR, then fine-tune the previous frame's weights on each later frame. Writes the "
-        "(T, H, W) complex stack to OUTPUT and per-frame times and metrics to OUTPUT.json.",
-    )
+    s = command(sub, cmd_recon_series)
     s.add_argument("input", help="series file (.h5)")
     s.add_argument("-o", "--output", required=True, help="output stack (.h5, .npy, .nii, .nii.gz)")
     s.add_argument("--steps-first", type=int, help="fit frame 0 for exactly this many steps [hold-out rule]")
@@ -222,15 +232,8 @@ def add_parsers(sub) -> None:
     s.add_argument("--hparams", help="tuned ngp settings from `inrecon tune` (applied before --set)")
     s.add_argument("--set", action="append", metavar="KEY=VALUE", help=set_help("the series config"))
     add_common(s)
-    s.set_defaults(func=cmd_recon_series)
 
-    s = sub.add_parser(
-        "methods",
-        help="list the methods, or one method's config keys and defaults",
-        description="Without NAME: every method with its modalities and what else it can do (pretrain, tune, "
-        "model). With NAME: every config key (dotted; short aliases in brackets), its type, default and meaning.",
-    )
+    s = command(sub, cmd_methods)
     s.add_argument("name", nargs="?", help="a method name")
     s.add_argument("--pretrain", action="store_true", help="also list the pre-training config keys")
     s.add_argument("--json", action="store_true", help="machine-readable output")
-    s.set_defaults(func=cmd_methods)

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from inrecon.cli.common import print_json
+from inrecon.cli.common import command, print_json
 from inrecon.errors import InreconError
 
 __all__ = ["add_parsers"]
 
 
 def cmd_info(args) -> int:
+    """Describe a scan file (any supported format): modality, shapes, sampling, geometry, as JSON."""
     from inrecon.data.io.load import describe, load_scan
 
     scan = load_scan(args.file, **({"slice": args.slice} if args.slice is not None else {}))
@@ -114,6 +115,12 @@ def _simulate_series(args) -> int:
 
 
 def cmd_simulate(args) -> int:
+    """Simulate an acquisition from an image or a phantom.
+
+    A multi-coil MRI acquisition (Cartesian, Poisson disc, radial, golden-angle radial, spiral) or a CT sinogram
+    (fan or parallel beam) of an image file or a built-in phantom, written in the inrecon HDF5 format with the
+    ground truth as 'target'.
+    """
     from inrecon.data.io.hdf5 import write_scan
 
     if args.frames is not None:
@@ -127,6 +134,11 @@ def cmd_simulate(args) -> int:
 
 
 def cmd_metrics(args) -> int:
+    """PSNR / SSIM / NRMSE of a reconstruction against a reference, as JSON.
+
+    Scored the papers' way: magnitude, optional ROI, data range = reference max - min, optional least-squares
+    scaling.
+    """
     import numpy as np
 
     from inrecon.data.io.images import read_image
@@ -162,24 +174,13 @@ def cmd_metrics(args) -> int:
 
 
 def add_parsers(sub) -> None:
-    s = sub.add_parser(
-        "info",
-        help="describe a scan file (any supported format)",
-        description="Print what a scan file holds: modality, shapes, sampling, geometry.",
-    )
+    s = command(sub, cmd_info)
     s.add_argument(
         "file", help="scan file: inrecon .h5, fastMRI .h5, BART .cfl/.hdr, .npy/.npz, NIfTI, DICOM"
     )
     s.add_argument("--slice", type=int, help="slice index for multi-slice files (fastMRI)")
-    s.set_defaults(func=cmd_info)
 
-    s = sub.add_parser(
-        "simulate",
-        help="simulate an acquisition from an image or a phantom",
-        description="Simulate a multi-coil MRI acquisition (Cartesian, Poisson disc, radial, golden-angle "
-        "radial, spiral) or a CT sinogram (fan or parallel beam) from an image file or a built-in phantom, "
-        "and write it in the inrecon HDF5 format with the ground truth as 'target'.",
-    )
+    s = command(sub, cmd_simulate)
     src = s.add_mutually_exclusive_group()
     src.add_argument("--image", help="image file (.npy, .nii, .png, DICOM, .h5 'image')")
     src.add_argument(
@@ -235,17 +236,10 @@ def add_parsers(sub) -> None:
         "--photons", type=float, default=None, help="incident photons per ray for Poisson noise [none]"
     )
     s.add_argument("-o", "--output", required=True, help="output scan file (.h5)")
-    s.set_defaults(func=cmd_simulate)
 
-    s = sub.add_parser(
-        "metrics",
-        help="PSNR / SSIM / NRMSE of a reconstruction against a reference (JSON)",
-        description="Score a reconstruction the papers' way: magnitude, optional ROI, "
-        "data range = reference max - min, optional least-squares scaling.",
-    )
+    s = command(sub, cmd_metrics)
     s.add_argument("recon", help="reconstruction image file")
     s.add_argument("--reference", required=True, help="reference image, or a scan file with a 'target'")
     s.add_argument("--roi", help="ROI mask image (non-zero = inside); default: the scan's roi if any")
     s.add_argument("--no-roi", action="store_true", help="score the whole image")
     s.add_argument("--scale", action="store_true", help="least-squares scale the reconstruction first (MRI)")
-    s.set_defaults(func=cmd_metrics)

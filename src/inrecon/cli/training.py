@@ -6,7 +6,15 @@ import dataclasses
 import os
 from pathlib import Path
 
-from inrecon.cli.common import add_common, load_config_file, parse_sets, print_json, set_help
+from inrecon.cli.common import (
+    add_common,
+    add_config,
+    command,
+    load_config_file,
+    parse_sets,
+    print_json,
+    set_help,
+)
 from inrecon.errors import InreconError
 
 __all__ = ["add_parsers"]
@@ -35,6 +43,13 @@ def _load_all(paths, slice_, device):
 
 
 def cmd_pretrain(args) -> int:
+    """Pre-train a population model (DisINR, STRAINER, Meta) from raw measurements.
+
+    No images are needed: every scan keeps its own forward model. All scans must share modality and matrix
+    size. Writes a .safetensors model with its config and provenance. Data-parallel with torchrun: `torchrun
+    --nproc_per_node 2 -m inrecon.cli pretrain ...` shards the subjects across processes. `inrecon methods NAME
+    --pretrain` lists the config keys.
+    """
     import torch
 
     from inrecon.config import build_config
@@ -82,6 +97,16 @@ _TUNER_FLAGS = (("random", "n_random"), ("guided", "n_guided"))
 
 
 def cmd_tune(args) -> int:
+    """Tune a method's hyperparameters on one scan (bilevel, no reference needed).
+
+    Bilevel optimisation (Bilevel-INR paper): split the acquired samples 80/20 at random; for each candidate h
+    train the method on the 80 % and score the held-out 20 % (early stopping picks the step); choose h by
+    Bayesian optimisation (Gaussian process, UCB; Sobol points then guided ones). ngp tunes lr, wd_enc, wd_mlp,
+    delta and per_level_scale with the self-weighted loss; disinr tunes the adaptation's lr and subject-encoder
+    weight decay (--model). Writes the tuned settings (with the chosen step count) to OUTPUT; reuse them with
+    `inrecon recon --method METHOD --hparams OUTPUT`. Every finished trial is appended to a log; re-running the
+    same command resumes from it.
+    """
     from inrecon.config import build_config
     from inrecon.recon.api import tune
     from inrecon.tuning.hparams import save_hparams, scan_protocol
@@ -140,36 +165,16 @@ def add_parsers(sub) -> None:
     from inrecon.tuning.run import TunerConfig
 
     t = TunerConfig()
-    s = sub.add_parser(
-        "pretrain",
-        help="pre-train a population model (DisINR, STRAINER, Meta) from raw measurements",
-        description="Pre-train a population model directly from the raw measurements of several scans (no "
-        "images needed): every scan keeps its own forward model. All scans must share modality and matrix "
-        "size. Writes a .safetensors model with its config and provenance. Data-parallel with torchrun: "
-        "`torchrun --nproc_per_node 2 -m inrecon.cli pretrain ...` shards the subjects across processes. "
-        "`inrecon methods NAME --pretrain` lists the config keys.",
-    )
+    s = command(sub, cmd_pretrain)
     s.add_argument("--method", required=True, choices=["disinr", "strainer", "meta"])
     s.add_argument("--data", required=True, nargs="+", help="pre-training scan files")
     s.add_argument("-o", "--output", required=True, help="model file (.safetensors)")
-    s.add_argument("--set", action="append", metavar="KEY=VALUE", help=set_help("the pre-training config"))
-    s.add_argument("--config", help="JSON file of config values")
+    add_config(s, "the pre-training config")
     s.add_argument("--slice", type=int, help="slice index for multi-slice inputs")
     s.add_argument("--checkpoint-dir", help="checkpoint here and resume after a kill")
     add_common(s)
-    s.set_defaults(func=cmd_pretrain)
 
-    s = sub.add_parser(
-        "tune",
-        help="tune a method's hyperparameters on one scan (bilevel, no reference needed)",
-        description="Bilevel optimisation (Bilevel-INR paper): split the acquired samples 80/20 at random; for "
-        "each candidate h train the method on the 80 % and score the held-out 20 % (early stopping picks the "
-        "step); choose h by Bayesian optimisation (Gaussian process, UCB; Sobol points then guided ones). ngp "
-        "tunes lr, wd_enc, wd_mlp, delta and per_level_scale with the self-weighted loss; disinr tunes the "
-        "adaptation's lr and subject-encoder weight decay (--model). Writes the tuned settings (with the chosen "
-        "step count) to OUTPUT; reuse them with `inrecon recon --method METHOD --hparams OUTPUT`. Every "
-        "finished trial is appended to a log; re-running the same command resumes from it.",
-    )
+    s = command(sub, cmd_tune)
     s.add_argument("input", help="scan file (MRI or CT)")
     s.add_argument("-o", "--output", required=True, help="hyperparameter file to write (.json)")
     s.add_argument("--method", default="ngp", help="method to tune: ngp or disinr [%(default)s]")
@@ -186,4 +191,3 @@ def add_parsers(sub) -> None:
     s.add_argument("--set", action="append", metavar="KEY=VALUE", help=set_help("the method or the tuner"))
     s.add_argument("--slice", type=int, help="slice index for multi-slice inputs")
     add_common(s)
-    s.set_defaults(func=cmd_tune)

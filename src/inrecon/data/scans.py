@@ -48,8 +48,42 @@ def _as_mask(mask: Any, shape: tuple[int, ...], name: str = "mask") -> torch.Ten
     return m.to(torch.bool)
 
 
+def _data(x: Any, name: str, complex_: bool) -> torch.Tensor:
+    """Measured data as a finite complex64 (MRI) or float32 (CT, volumes) tensor."""
+    (require_complex if complex_ else require_real)(x, name)
+    t = as_tensor(x, torch.complex64 if complex_ else torch.float32)
+    require_finite(t, name)
+    return t
+
+
+def _reference(target: Any, roi: Any, shape: tuple[int, ...], complex_ok: bool) -> tuple[Any, Any]:
+    """A scan's reference image (float32, or complex64 where allowed) and ROI, checked against ``shape``."""
+    if target is not None:
+        t = as_tensor(target)
+        if not complex_ok:
+            require_real(t, "target")
+        target = t.to(torch.complex64) if t.is_complex() else t.to(torch.float32)
+        require_shape(target, "target", shape, "the reference must be on the reconstruction grid")
+        require_finite(target, "target")
+    return target, (None if roi is None else _as_mask(roi, shape, "roi"))
+
+
+class _Scan:
+    """What every scan container can do: say its device (that of ``_DATA``) and move to another."""
+
+    _DATA = ""
+
+    @property
+    def device(self) -> torch.device:
+        return getattr(self, self._DATA).device
+
+    def to(self, device):
+        """A copy with every tensor on ``device``."""
+        return _move(self, device)
+
+
 @dataclass
-class MRIScan:
+class MRIScan(_Scan):
     """One MRI acquisition, Cartesian or non-Cartesian.
 
     Attributes
@@ -77,6 +111,9 @@ class MRIScan:
         Free-form metadata (source file, simulation parameters, ...).
     """
 
+    modality = "mri"
+    _DATA = "kspace"
+
     kspace: torch.Tensor
     mask: torch.Tensor | None = None
     trajectory: torch.Tensor | None = None
@@ -87,12 +124,8 @@ class MRIScan:
     roi: torch.Tensor | None = None
     provenance: dict = field(default_factory=dict)
 
-    modality = "mri"
-
     def __post_init__(self):
-        require_complex(self.kspace, "kspace")
-        self.kspace = as_tensor(self.kspace, torch.complex64)
-        require_finite(self.kspace, "kspace")
+        self.kspace = _data(self.kspace, "kspace", complex_=True)
         if self.trajectory is None:
             self._validate_cartesian()
         else:
@@ -103,14 +136,7 @@ class MRIScan:
             self.sens_maps = as_tensor(self.sens_maps, torch.complex64)
             require_shape(self.sens_maps, "sens_maps", (self.n_coils, *shape), "(coils, *image_shape)")
             require_finite(self.sens_maps, "sens_maps")
-        if self.target is not None:
-            t = as_tensor(self.target)
-            t = t.to(torch.complex64) if t.is_complex() else t.to(torch.float32)
-            require_shape(t, "target", shape, "the reference must be on the reconstruction grid")
-            require_finite(t, "target")
-            self.target = t
-        if self.roi is not None:
-            self.roi = _as_mask(self.roi, shape, "roi")
+        self.target, self.roi = _reference(self.target, self.roi, shape, complex_ok=True)
 
     def _validate_cartesian(self) -> None:
         require_ndim(self.kspace, "kspace", (3, 4), "(coils, H, W) or (coils, D, H, W)")
@@ -207,9 +233,6 @@ class MRIScan:
             return n / max(1, int(self.mask.sum()))
         return n / max(1, self.kspace.shape[1])
 
-    def to(self, device) -> MRIScan:
-        return _move(self, device)
-
 
 @dataclass(frozen=True)
 class CTGeometry:
@@ -273,6 +296,16 @@ class CTGeometry:
             return 1.0
         return (self.source_to_center_mm + self.center_to_detector_mm) / self.source_to_center_mm
 
+    ATTRS = (
+        "geometry",
+        "n_detectors",
+        "detector_spacing_mm",
+        "pixel_size_mm",
+        "source_to_center_mm",
+        "center_to_detector_mm",
+    )
+    """The geometry's attribute names in the HDF5 contract (besides ``image_shape``)."""
+
     def to_attrs(self) -> dict:
         """HDF5 attributes of the contract."""
         d = {
@@ -289,7 +322,7 @@ class CTGeometry:
 
 
 @dataclass
-class CTScan:
+class CTScan(_Scan):
     """One 2D CT acquisition.
 
     Attributes
@@ -304,6 +337,9 @@ class CTScan:
         Optional reference image ``image_shape`` in the same units as the reconstruction.
     """
 
+    modality = "ct"
+    _DATA = "sinogram"
+
     sinogram: torch.Tensor
     angles: torch.Tensor
     geometry: CTGeometry
@@ -311,13 +347,9 @@ class CTScan:
     roi: torch.Tensor | None = None
     provenance: dict = field(default_factory=dict)
 
-    modality = "ct"
-
     def __post_init__(self):
-        require_real(self.sinogram, "sinogram")
-        self.sinogram = as_tensor(self.sinogram, torch.float32)
+        self.sinogram = _data(self.sinogram, "sinogram", complex_=False)
         require_ndim(self.sinogram, "sinogram", (2,), "(views, detectors)")
-        require_finite(self.sinogram, "sinogram")
         a = as_tensor(self.angles)
         require_real(a, "angles")
         a = a.to(torch.float32).reshape(-1)
@@ -334,13 +366,7 @@ class CTScan:
                 f"sinogram has {n} detector columns but the geometry says n_detectors={self.geometry.n_detectors}",
                 "fix n_detectors or transpose the sinogram to (views, detectors)",
             )
-        if self.target is not None:
-            t = as_tensor(self.target, torch.float32)
-            require_shape(t, "target", self.geometry.image_shape, "the reference must be on the image grid")
-            require_finite(t, "target")
-            self.target = t
-        if self.roi is not None:
-            self.roi = _as_mask(self.roi, self.geometry.image_shape, "roi")
+        self.target, self.roi = _reference(self.target, self.roi, self.geometry.image_shape, complex_ok=False)
 
     @property
     def image_shape(self) -> tuple[int, int]:
@@ -350,12 +376,9 @@ class CTScan:
     def n_views(self) -> int:
         return int(self.angles.numel())
 
-    def to(self, device) -> CTScan:
-        return _move(self, device)
-
 
 @dataclass
-class VolumeScan:
+class VolumeScan(_Scan):
     """Volume fitting: the "measurement" is the volume itself (identity forward model).
 
     Attributes
@@ -364,35 +387,23 @@ class VolumeScan:
         float32 ``(D, H, W)`` (or ``(H, W)`` for 2D image fitting).
     """
 
+    modality = "volume"
+    _DATA = "volume"
+
     volume: torch.Tensor
     target: torch.Tensor | None = None
     roi: torch.Tensor | None = None
     provenance: dict = field(default_factory=dict)
 
-    modality = "volume"
-
     def __post_init__(self):
-        require_real(self.volume, "volume")
-        self.volume = as_tensor(self.volume, torch.float32)
+        self.volume = _data(self.volume, "volume", complex_=False)
         require_ndim(self.volume, "volume", (2, 3), "(D, H, W) or (H, W)")
-        require_finite(self.volume, "volume")
-        if self.target is None:
-            self.target = self.volume
-        else:
-            require_real(self.target, "target")
-            t = as_tensor(self.target, torch.float32)
-            require_shape(t, "target", tuple(self.volume.shape))
-            require_finite(t, "target")
-            self.target = t
-        if self.roi is not None:
-            self.roi = _as_mask(self.roi, tuple(self.volume.shape), "roi")
+        target = self.volume if self.target is None else self.target  # the volume is its own reference
+        self.target, self.roi = _reference(target, self.roi, tuple(self.volume.shape), complex_ok=False)
 
     @property
     def image_shape(self) -> tuple[int, ...]:
         return tuple(self.volume.shape)
-
-    def to(self, device) -> VolumeScan:
-        return _move(self, device)
 
 
 @dataclass
@@ -448,6 +459,10 @@ class SeriesScan:
         if any(fr.roi is None for fr in self.frames):
             return None
         return torch.stack([fr.roi for fr in self.frames])
+
+    @property
+    def device(self) -> torch.device:
+        return self.frames[0].kspace.device
 
     def to(self, device) -> SeriesScan:
         return SeriesScan([fr.to(device) for fr in self.frames], dict(self.provenance))

@@ -54,43 +54,27 @@ class DemoProfile:
     log2_table: int
 
 
+_PROFILE_TABLE = {  # field: (quick, full)
+    "mri_shape": ((96, 96), (256, 256)),
+    "coils": (8, 12),
+    "af": (4, 6),
+    "acs": (12, 24),
+    "snr_db": (30.0, 30.0),
+    "ct_shape": ((96, 96), (256, 256)),
+    "views": (45, 60),
+    "n_pretrain": (6, 20),
+    "n_test": (2, 5),
+    "inr_steps": (600, 2000),
+    "patience": (100, 300),
+    "pretrain_steps": (300, 4000),
+    "subjects_per_step": (3, 4),
+    "extra_methods": (False, True),
+    "hash_levels": (12, 16),
+    "log2_table": (14, 0),
+}
 PROFILES = {
-    "quick": DemoProfile(
-        mri_shape=(96, 96),
-        coils=8,
-        af=4,
-        acs=12,
-        snr_db=30.0,
-        ct_shape=(96, 96),
-        views=45,
-        n_pretrain=6,
-        n_test=2,
-        inr_steps=600,
-        patience=100,
-        pretrain_steps=300,
-        subjects_per_step=3,
-        extra_methods=False,
-        hash_levels=12,
-        log2_table=14,
-    ),
-    "full": DemoProfile(
-        mri_shape=(256, 256),
-        coils=12,
-        af=6,
-        acs=24,
-        snr_db=30.0,
-        ct_shape=(256, 256),
-        views=60,
-        n_pretrain=20,
-        n_test=5,
-        inr_steps=2000,
-        patience=300,
-        pretrain_steps=4000,
-        subjects_per_step=4,
-        extra_methods=True,
-        hash_levels=16,
-        log2_table=0,
-    ),
+    name: DemoProfile(**{k: v[i] for k, v in _PROFILE_TABLE.items()})
+    for i, name in enumerate(("quick", "full"))
 }
 
 

@@ -26,7 +26,15 @@ from inrecon.models.encodings import (
 )
 from inrecon.models.networks import MLP, MLPConfig, Siren, SirenConfig
 
-__all__ = ["FieldConfig", "ImageINR", "NeuralField", "count_parameters", "grid_coords"]
+__all__ = [
+    "FieldConfig",
+    "ImageINR",
+    "NeuralField",
+    "count_parameters",
+    "grid_coords",
+    "make_encoding",
+    "plan_for",
+]
 
 # A plan stores ~24 bytes per (coordinate, level, corner); beyond this many entries use the generic path.
 PLAN_MAX_ENTRIES = 2**25
@@ -59,11 +67,35 @@ class FieldConfig:
     """The SIREN network (backbone siren)."""
 
 
+def make_encoding(
+    dim: int, backbone: str, hash_cfg: HashGridConfig, fourier_cfg: FourierFeaturesConfig
+) -> nn.Module:
+    """The positional encoding of a backbone: hash grid, Fourier features, or none (SIREN)."""
+    if backbone == "hash":
+        return HashGridEncoding(dim, hash_cfg)
+    if backbone == "fourier":
+        return FourierFeatures(dim, fourier_cfg)
+    if backbone == "siren":
+        return IdentityEncoding(dim)
+    from inrecon.errors import InreconError
+
+    raise InreconError(f"unknown backbone {backbone!r}", "use hash, fourier or siren")
+
+
+def plan_for(encoding: nn.Module, coords: torch.Tensor):
+    """What a fixed coordinate set can precompute for ``encoding``: the hash grid's interpolation plan when it
+    fits in memory (``PLAN_MAX_ENTRIES``), else the coordinates themselves."""
+    if isinstance(encoding, HashGridEncoding):
+        if coords.shape[0] * encoding.cfg.n_levels * 2 ** coords.shape[1] <= PLAN_MAX_ENTRIES:
+            return encoding.plan(coords)
+    return coords
+
+
 class NeuralField(nn.Module):
     """Coordinates ``(n, dim)`` in [0, 1] -> values ``(n, out_channels)``.
 
     ``encoder_parameters()`` and ``decoder_parameters()`` split the weights for the two weight-decay groups of
-    METHODS.md (hash tables vs MLP).
+    docs/methods.md (hash tables vs MLP).
     """
 
     def __init__(self, dim: int, out_channels: int, cfg: FieldConfig | None = None):
@@ -72,19 +104,11 @@ class NeuralField(nn.Module):
         self.cfg = cfg
         self.dim = dim
         self.out_channels = out_channels
-        if cfg.backbone == "hash":
-            self.encoder: nn.Module = HashGridEncoding(dim, cfg.hash)
-            self.decoder: nn.Module = MLP(self.encoder.out_dim, out_channels, cfg.mlp)
-        elif cfg.backbone == "fourier":
-            self.encoder = FourierFeatures(dim, cfg.fourier)
-            self.decoder = MLP(self.encoder.out_dim, out_channels, cfg.mlp)
-        elif cfg.backbone == "siren":
-            self.encoder = IdentityEncoding(dim)
-            self.decoder = Siren(dim, out_channels, cfg.siren)
+        self.encoder: nn.Module = make_encoding(dim, cfg.backbone, cfg.hash, cfg.fourier)
+        if cfg.backbone == "siren":
+            self.decoder: nn.Module = Siren(dim, out_channels, cfg.siren)
         else:
-            from inrecon.errors import InreconError
-
-            raise InreconError(f"unknown backbone {cfg.backbone!r}", "use hash, fourier or siren")
+            self.decoder = MLP(self.encoder.out_dim, out_channels, cfg.mlp)
 
     def encoder_parameters(self) -> list[nn.Parameter]:
         return list(self.encoder.parameters())
@@ -94,11 +118,7 @@ class NeuralField(nn.Module):
 
     def plan(self, coords: torch.Tensor):
         """Precompute what only depends on the coordinates (hash backbone); else return ``coords``."""
-        if isinstance(self.encoder, HashGridEncoding):
-            entries = coords.shape[0] * self.encoder.cfg.n_levels * 2**self.dim
-            if entries <= PLAN_MAX_ENTRIES:
-                return self.encoder.plan(coords)
-        return coords
+        return plan_for(self.encoder, coords)
 
     def forward(self, coords: torch.Tensor | HashPlan) -> torch.Tensor:
         return self.decoder(self.encoder(coords))

@@ -1,12 +1,15 @@
 """Networks of the population methods: DisINR's disentangled encoders and STRAINER's shared trunk.
 
-DisINR (METHODS.md section 5): ``f_i(x) = D_phi(concat(E_psi(x), E_theta_i(x)))``. The shared encoder ``E_psi``
-and each subject encoder ``E_theta_i`` have the same design, a positional encoding followed by two fully
+DisINR (docs/methods.md section 5): ``f_i(x) = D_phi(concat(E_psi(x), E_theta_i(x)))``. The shared encoder
+``E_psi`` and each subject encoder ``E_theta_i`` have the same design, a positional encoding followed by two fully
 connected layers of 128 units (ReLU); the shared decoder ``D_phi`` is FC 256 -> 128 ReLU -> linear output.
 With the hash backbone both encoders read the same fixed coordinates, so one precomputed plan serves both.
 
 STRAINER (Vyas et al. 2024): a shared trunk (encoding plus the first layers) and one head per training subject;
 at test time the trunk initialises a network with a fresh head.
+
+Both are a :class:`SubjectNetwork`: shared weights plus one module per subject id in ``subjects``, so
+pre-training, data-parallel sharding and test-time adaptation treat them alike.
 """
 
 from __future__ import annotations
@@ -18,18 +21,11 @@ import torch
 from torch import nn
 
 from inrecon.config import PosFloat, PosInt
-from inrecon.models.encodings import (
-    FourierFeatures,
-    FourierFeaturesConfig,
-    HashGridConfig,
-    HashGridEncoding,
-    HashPlan,
-    IdentityEncoding,
-)
-from inrecon.models.fields import PLAN_MAX_ENTRIES
+from inrecon.models.encodings import FourierFeaturesConfig, HashGridConfig, HashPlan
+from inrecon.models.fields import make_encoding, plan_for
 from inrecon.models.networks import SineLayer, he_init_
 
-__all__ = ["DisINRNetwork", "Encoder", "PopulationArch", "StrainerNetwork", "make_encoding"]
+__all__ = ["DisINRNetwork", "Encoder", "PopulationArch", "StrainerNetwork", "SubjectNetwork"]
 
 
 @dataclass
@@ -50,16 +46,8 @@ class PopulationArch:
     """Frequency of the sine layers (backbone siren)."""
 
 
-def make_encoding(dim: int, cfg: PopulationArch) -> nn.Module:
-    if cfg.backbone == "hash":
-        return HashGridEncoding(dim, cfg.hash)
-    if cfg.backbone == "fourier":
-        return FourierFeatures(dim, cfg.fourier)
-    if cfg.backbone == "siren":
-        return IdentityEncoding(dim)
-    from inrecon.errors import InreconError
-
-    raise InreconError(f"unknown backbone {cfg.backbone!r}", "use hash, fourier or siren")
+def _encoding(dim: int, cfg: PopulationArch) -> nn.Module:
+    return make_encoding(dim, cfg.backbone, cfg.hash, cfg.fourier)
 
 
 def _layer(in_dim: int, out_dim: int, cfg: PopulationArch, first: bool) -> nn.Module:
@@ -73,7 +61,7 @@ class Encoder(nn.Module):
 
     def __init__(self, dim: int, cfg: PopulationArch):
         super().__init__()
-        self.encoding = make_encoding(dim, cfg)
+        self.encoding = _encoding(dim, cfg)
         w = cfg.encoder_width
         self.layers = nn.Sequential(
             _layer(self.encoding.out_dim, w, cfg, first=True), _layer(w, w, cfg, first=False)
@@ -102,17 +90,60 @@ def _ids(subjects: int | list[int]) -> list[int]:
     return list(range(subjects)) if isinstance(subjects, int) else list(subjects)
 
 
-class DisINRNetwork(nn.Module):
+class SubjectNetwork(nn.Module):
+    """Shared weights (state-dict keys starting with ``SHARED_PREFIXES``) plus one module per subject id in the
+    ``subjects`` dict. ``forward(coords, subject, shared=None)`` evaluates one subject (``coords`` ``(n, dim)`` in
+    [0, 1] or a :class:`HashPlan`); ``shared`` reuses precomputed :meth:`shared_features`."""
+
+    SHARED_PREFIXES: tuple[str, ...] = ()
+
+    def _init_subjects(self, subjects: int | list[int]) -> None:
+        self.subjects = nn.ModuleDict({str(i): self._new_subject() for i in _ids(subjects)})
+
+    def _new_subject(self) -> nn.Module:
+        raise NotImplementedError
+
+    def _head(self, h: torch.Tensor, coords, subject: int) -> torch.Tensor:
+        raise NotImplementedError
+
+    def shared_features(self, coords) -> torch.Tensor:
+        raise NotImplementedError
+
+    def plan(self, coords: torch.Tensor):
+        """The hash plan of the shared encoding for fixed ``coords`` (or the coordinates themselves)."""
+        return plan_for(self.plan_encoding, coords)
+
+    def forward(self, coords: torch.Tensor | HashPlan, subject: int, shared: torch.Tensor | None = None):
+        h = self.shared_features(coords) if shared is None else shared
+        return self._head(h, coords, subject)
+
+    def add_subject(self) -> int:
+        """A freshly initialised subject module (test-time adaptation); returns its id."""
+        device = next(iter(self.shared_parameters()), torch.empty(0)).device
+        new = max((int(k) for k in self.subjects), default=-1) + 1
+        self.subjects[str(new)] = self._new_subject().to(device)
+        return new
+
+    def shared_parameters(self) -> list[nn.Parameter]:
+        return [p for n, p in self.named_parameters() if n.startswith(self.SHARED_PREFIXES)]
+
+    def subject_parameters(self, subject: int) -> list[nn.Parameter]:
+        return list(self.subjects[str(subject)].parameters())
+
+    def drop_subjects_except(self, keep) -> None:
+        """Delete the subject modules whose ids are not in ``keep`` (data-parallel ranks keep their own)."""
+        for k in [k for k in self.subjects if int(k) not in set(keep)]:
+            del self.subjects[k]
+
+
+class DisINRNetwork(SubjectNetwork):
     """Shared encoder + shared decoder + one subject encoder per subject id.
 
     ``subjects`` is a count (ids ``0..n-1``) or the list of global ids this process holds (data-parallel
-    pre-training keeps each subject's encoder on one rank only). ``forward(coords, subject)`` evaluates subject
-    ``subject``; ``coords`` are ``(n, dim)`` in [0, 1] or a :class:`HashPlan` for them. :meth:`add_subject`
-    adds a freshly initialised subject encoder (test-time adaptation) and returns its id.
+    pre-training keeps each subject's encoder on one rank only).
     """
 
     SHARED_PREFIXES = ("shared_encoder.", "decoder.")
-    """State-dict keys of the shared pair (what a model file stores)."""
 
     def __init__(
         self, dim: int, out_channels: int, subjects: int | list[int], cfg: PopulationArch | None = None
@@ -122,54 +153,32 @@ class DisINRNetwork(nn.Module):
         self.dim, self.out_channels = dim, out_channels
         self.shared_encoder = Encoder(dim, self.cfg)
         self.decoder = Decoder(2 * self.cfg.encoder_width, out_channels, self.cfg)
-        self.subject_encoders = nn.ModuleDict({str(i): Encoder(dim, self.cfg) for i in _ids(subjects)})
+        self._init_subjects(subjects)
 
-    def add_subject(self) -> int:
-        device = next(self.shared_encoder.parameters(), torch.empty(0)).device
-        new = max((int(k) for k in self.subject_encoders), default=-1) + 1
-        self.subject_encoders[str(new)] = Encoder(self.dim, self.cfg).to(device)
-        return new
+    @property
+    def plan_encoding(self) -> nn.Module:
+        return self.shared_encoder.encoding
 
-    def plan(self, coords: torch.Tensor):
-        enc = self.shared_encoder.encoding
-        if (
-            isinstance(enc, HashGridEncoding)
-            and coords.shape[0] * enc.cfg.n_levels * 2**self.dim <= PLAN_MAX_ENTRIES
-        ):
-            return enc.plan(coords)
-        return coords
+    def _new_subject(self) -> nn.Module:
+        return Encoder(self.dim, self.cfg)
 
     def shared_features(self, coords) -> torch.Tensor:
         return self.shared_encoder(coords)
 
     def subject_features(self, coords, subject: int) -> torch.Tensor:
-        return self.subject_encoders[str(subject)](coords)
+        return self.subjects[str(subject)](coords)
 
-    def forward(self, coords: torch.Tensor | HashPlan, subject: int, shared: torch.Tensor | None = None):
-        """Field values ``(n, out_channels)`` of ``subject``; ``shared`` reuses precomputed shared features."""
-        h = self.shared_features(coords) if shared is None else shared
+    def _head(self, h, coords, subject):
         return self.decoder(torch.cat([h, self.subject_features(coords, subject)], dim=1))
 
-    def shared_parameters(self) -> list[nn.Parameter]:
-        return list(self.shared_encoder.parameters()) + list(self.decoder.parameters())
 
-    def subject_parameters(self, subject: int) -> list[nn.Parameter]:
-        return list(self.subject_encoders[str(subject)].parameters())
-
-    def drop_subjects_except(self, keep) -> None:
-        """Delete the subject encoders whose ids are not in ``keep`` (data-parallel ranks keep their own)."""
-        for k in [k for k in self.subject_encoders if int(k) not in set(keep)]:
-            del self.subject_encoders[k]
-
-
-class StrainerNetwork(nn.Module):
+class StrainerNetwork(SubjectNetwork):
     """A shared trunk (encoding + ``n_shared`` layers) and one head (remaining layers + output) per subject.
 
     Mirrors STRAINER's split of a 6-hidden-layer network with the first 5 layers shared.
     """
 
     SHARED_PREFIXES = ("encoding.", "trunk.")
-    """State-dict keys of the shared trunk (what a model file stores)."""
 
     def __init__(
         self,
@@ -184,51 +193,27 @@ class StrainerNetwork(nn.Module):
         super().__init__()
         self.cfg = cfg or PopulationArch()
         self.dim, self.out_channels, self.width, self.n_head = dim, out_channels, width, n_head
-        self.encoding = make_encoding(dim, self.cfg)
+        self.encoding = _encoding(dim, self.cfg)
         layers = []
         d = self.encoding.out_dim
         for i in range(n_shared):
             layers.append(_layer(d, width, self.cfg, first=i == 0))
             d = width
         self.trunk = nn.Sequential(*layers)
-        self.heads = nn.ModuleDict({str(i): self._new_head() for i in _ids(subjects)})
+        self._init_subjects(subjects)
 
-    def _new_head(self) -> nn.Module:
+    @property
+    def plan_encoding(self) -> nn.Module:
+        return self.encoding
+
+    def _new_subject(self) -> nn.Module:
         layers = [_layer(self.width, self.width, self.cfg, first=False) for _ in range(self.n_head)]
         out = nn.Linear(self.width, self.out_channels)
         layers.append(out if self.cfg.backbone == "siren" else he_init_(out))
         return nn.Sequential(*layers)
 
-    def add_subject(self) -> int:
-        device = next(self.trunk.parameters()).device
-        new = max((int(k) for k in self.heads), default=-1) + 1
-        self.heads[str(new)] = self._new_head().to(device)
-        return new
-
-    def plan(self, coords: torch.Tensor):
-        enc = self.encoding
-        if (
-            isinstance(enc, HashGridEncoding)
-            and coords.shape[0] * enc.cfg.n_levels * 2**self.dim <= PLAN_MAX_ENTRIES
-        ):
-            return enc.plan(coords)
-        return coords
-
     def shared_features(self, coords) -> torch.Tensor:
         return self.trunk(self.encoding(coords))
 
-    def forward(self, coords, subject: int, shared: torch.Tensor | None = None) -> torch.Tensor:
-        """Field values ``(n, out_channels)`` of ``subject``; ``shared`` reuses precomputed trunk features."""
-        h = self.shared_features(coords) if shared is None else shared
-        return self.heads[str(subject)](h)
-
-    def shared_parameters(self) -> list[nn.Parameter]:
-        return list(self.encoding.parameters()) + list(self.trunk.parameters())
-
-    def subject_parameters(self, subject: int) -> list[nn.Parameter]:
-        return list(self.heads[str(subject)].parameters())
-
-    def drop_subjects_except(self, keep) -> None:
-        """Delete the heads whose ids are not in ``keep`` (data-parallel ranks keep their own)."""
-        for k in [k for k in self.heads if int(k) not in set(keep)]:
-            del self.heads[k]
+    def _head(self, h, coords, subject):
+        return self.subjects[str(subject)](h)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from inrecon.checks import require_complex
+from inrecon.checks import require_maps
 from inrecon.errors import ShapeError
 from inrecon.physics.fft import checkerboards, fftc, ifftc
 from inrecon.physics.operator import LinearOperator
@@ -45,12 +45,7 @@ class SenseOp(LinearOperator):
         n_coils: int | None = None,
     ):
         if maps is not None:
-            require_complex(maps, "sens_maps")
-            if maps.ndim not in (3, 4):
-                raise ShapeError(
-                    f"sens_maps has shape {tuple(maps.shape)} but must be (C, H, W) or (C, D, H, W)",
-                    "give one complex map per coil on the image grid",
-                )
+            require_maps(maps)
             image_shape = tuple(maps.shape[1:])
             n_coils = maps.shape[0]
         elif image_shape is None or n_coils is None:

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 import torchkbnufft as tkbn
 
-from inrecon.checks import require_complex, require_finite, require_real
+from inrecon.checks import require_finite, require_maps, require_real
 from inrecon.errors import InreconError, ShapeError
 from inrecon.physics.operator import LinearOperator
 
@@ -145,12 +145,7 @@ class NufftSenseOp(LinearOperator):
         if interp not in ("auto", "sparse", "table"):
             raise InreconError(f"interp is {interp!r}", 'use "auto", "sparse" or "table"')
         if maps is not None:
-            require_complex(maps, "sens_maps")
-            if maps.ndim not in (3, 4):
-                raise ShapeError(
-                    f"sens_maps has shape {tuple(maps.shape)} but must be (C, H, W) or (C, D, H, W)",
-                    "give one complex map per coil on the image grid",
-                )
+            require_maps(maps)
             require_finite(maps, "sens_maps")
             grid = tuple(int(s) for s in maps.shape[1:])
             if image_shape is not None and tuple(int(s) for s in image_shape) != grid:

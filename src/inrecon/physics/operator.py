@@ -41,26 +41,17 @@ def dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.dot(a.reshape(-1), b.reshape(-1))
 
 
-class _ForwardWithAdjointGrad(torch.autograd.Function):
+class _ApplyWithGrad(torch.autograd.Function):
+    """``apply(x)`` whose backward pass is ``grad_fn(grad)`` (the adjoint of ``apply``)."""
+
     @staticmethod
-    def forward(ctx, x, op):  # type: ignore[override]
-        ctx.op = op
-        return op._forward(x)
+    def forward(ctx, x, apply, grad_fn):  # type: ignore[override]
+        ctx.grad_fn = grad_fn
+        return apply(x)
 
     @staticmethod
     def backward(ctx, grad):  # type: ignore[override]
-        return ctx.op._adjoint(grad), None
-
-
-class _AdjointWithForwardGrad(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, y, op):  # type: ignore[override]
-        ctx.op = op
-        return op._adjoint(y)
-
-    @staticmethod
-    def backward(ctx, grad):  # type: ignore[override]
-        return ctx.op._forward(grad), None
+        return ctx.grad_fn(grad), None, None
 
 
 class LinearOperator(nn.Module):
@@ -103,14 +94,14 @@ class LinearOperator(nn.Module):
         """Apply ``A`` to ``x`` of shape ``domain_shape``."""
         self._check(x, self.domain_shape, "input")
         if self.adjoint_as_backward and torch.is_grad_enabled() and x.requires_grad:
-            return _ForwardWithAdjointGrad.apply(x, self)
+            return _ApplyWithGrad.apply(x, self._forward, self._adjoint)
         return self._forward(x)
 
     def adjoint(self, y: torch.Tensor) -> torch.Tensor:
         """Apply ``A^H`` to ``y`` of shape ``range_shape``."""
         self._check(y, self.range_shape, "adjoint input")
         if self.adjoint_as_backward and torch.is_grad_enabled() and y.requires_grad:
-            return _AdjointWithForwardGrad.apply(y, self)
+            return _ApplyWithGrad.apply(y, self._adjoint, self._forward)
         return self._adjoint(y)
 
     # --- algebra ------------------------------------------------------------------------------------------

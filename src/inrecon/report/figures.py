@@ -468,23 +468,13 @@ def curves_figure(
 
 
 def bars_figure(
-    values: Mapping[str, Any],
-    ylabel: str = "seconds",
-    logy: bool = False,
-    palette: MethodPalette | None = None,
+    values: Mapping[str, Any], ylabel="seconds", logy=False, palette: MethodPalette | None = None
 ) -> Figure:
     """One bar per method in its palette colour, value printed on the bar; ``(mean, std)`` adds an error bar.
 
-    Parameters
-    ----------
-    values
-        Method -> value or ``(mean, std)``.
-    ylabel
-        Axis label (the unit).
-    logy
-        Logarithmic y axis (values must be positive).
-    palette
-        Method colours; default a fresh :class:`MethodPalette`.
+    ``values`` maps each method to a value or ``(mean, std)``; ``ylabel`` is the axis label (the unit); ``logy``
+    draws a logarithmic axis (values must be positive); ``palette`` gives the method colours (default a fresh
+    :class:`MethodPalette`).
     """
     if not values:
         raise InreconError("no bar values given", "pass values={'method': seconds}")

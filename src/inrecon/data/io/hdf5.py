@@ -156,14 +156,7 @@ def read_scan(path: str | os.PathLike) -> Scan:
                 scan = MRIScan(kspace=kspace, mask=mask, provenance=_provenance(f, skip), **opt)
         elif modality == "ct":
             kind = str(_attr(f, "geometry", path))
-            geom_keys = {
-                "geometry",
-                "n_detectors",
-                "detector_spacing_mm",
-                "pixel_size_mm",
-                "source_to_center_mm",
-                "center_to_detector_mm",
-            }
+            geom_keys = set(CTGeometry.ATTRS)
             shape = _attr(f, "image_shape", path)
             fan = kind == "fan"
             geometry = CTGeometry(

@@ -329,17 +329,7 @@ def _scan_from_arrays(d: dict, p: Path) -> Scan:
             )
         modality = found[0]
     used = {"modality", "kspace", "mask", "trajectory", "dcf", "image_shape", "sens_maps", "target", "roi"}
-    geom_keys = {
-        "sinogram",
-        "angles",
-        "geometry",
-        "n_detectors",
-        "detector_spacing_mm",
-        "pixel_size_mm",
-        "source_to_center_mm",
-        "center_to_detector_mm",
-        "volume",
-    }
+    geom_keys = {"sinogram", "angles", "volume", *CTGeometry.ATTRS}
     prov = {k: _scalar(d, k, p) for k in d if k not in used | geom_keys and np.asarray(d[k]).size <= 16}
     prov["source"] = str(p)
     opt = {k: d[k] for k in ("target", "roi") if k in d}

@@ -32,7 +32,6 @@ __all__ = [
     "TVConfig",
     "fbp_recon",
     "sart_recon",
-    "sirt_recon",
     "tv_recon",
     "tv_weight",
 ]
@@ -159,33 +158,20 @@ def _sart_loop(
     return ReconResult(x.to(torch.float32), name, {}, info)
 
 
-def sart_recon(scan: CTScan, cfg: SARTConfig, ctx: Context) -> ReconResult:
-    """SART; ``info``: seconds, iterations, subsets, final relative residual (and its history if tracked)."""
+def sart_recon(scan: CTScan, cfg: SARTConfig | SIRTConfig, ctx: Context) -> ReconResult:
+    """SART (SIRT: one subset of all views); ``info``: seconds, iterations, subsets, final relative residual (and
+    its history if tracked)."""
+    per_subset = getattr(cfg, "views_per_subset", scan.n_views)
+    name = "sart" if isinstance(cfg, SARTConfig) else "sirt"
     res = _sart_loop(
         scan,
         cfg.iterations,
-        cfg.views_per_subset,
+        per_subset,
         cfg.relaxation,
         cfg.nonnegative,
         cfg.track_residual,
         ctx.show_progress,
-        "sart",
-    )
-    res.config = asdict(cfg)
-    return res
-
-
-def sirt_recon(scan: CTScan, cfg: SIRTConfig, ctx: Context) -> ReconResult:
-    """SIRT; ``info`` as for SART."""
-    res = _sart_loop(
-        scan,
-        cfg.iterations,
-        scan.n_views,
-        cfg.relaxation,
-        cfg.nonnegative,
-        cfg.track_residual,
-        ctx.show_progress,
-        "sirt",
+        name,
     )
     res.config = asdict(cfg)
     return res
@@ -309,7 +295,7 @@ FBP = MethodSpec(
     "fbp", fbp_recon, FBPConfig, ("ct",), "filtered backprojection (parallel or flat-detector fan beam)"
 )
 SART = MethodSpec("sart", sart_recon, SARTConfig, ("ct",), "ordered-subsets SART with non-negativity")
-SIRT = MethodSpec("sirt", sirt_recon, SIRTConfig, ("ct",), "SIRT (simultaneous SART) with non-negativity")
+SIRT = MethodSpec("sirt", sart_recon, SIRTConfig, ("ct",), "SIRT (simultaneous SART) with non-negativity")
 TV_CT = MethodSpec(
     "tv-ct", tv_recon, TVConfig, ("ct",), "TV-regularised least squares with x >= 0 (PDHG)", aliases=("tv",)
 )

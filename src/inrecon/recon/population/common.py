@@ -34,7 +34,7 @@ from inrecon.data.atomic import atomic_path
 from inrecon.engine.callbacks import AllReduceShared, Progress
 from inrecon.engine.checkpoint import config_fingerprint
 from inrecon.engine.fit import Model
-from inrecon.engine.holdout import StopConfig, data_identity
+from inrecon.engine.holdout import StopConfig, data_identity, fit_with_holdout
 from inrecon.engine.losses import LossConfig, data_loss
 from inrecon.engine.regularizers import PriorConfig
 from inrecon.engine.trainer import Checkpoint, MonitorConfig, OptimConfig, StepOutput, Task, train
@@ -42,18 +42,21 @@ from inrecon.errors import FileFormatError, InreconError
 from inrecon.models.fields import grid_coords
 from inrecon.models.population import PopulationArch
 from inrecon.physics.measurement import Measurement, MeasurementConfig, measure
+from inrecon.recon.registry import Context, ReconResult
 
 __all__ = [
     "AdaptConfig",
     "PopulationPretrainConfig",
     "PopulationTask",
     "SubjectSet",
+    "adapt",
     "adapted_model",
     "batch_schedule",
     "check_compatible",
     "load_model",
     "pretrain_joint",
     "rank_world",
+    "require_model",
     "save_model",
     "scan_signature",
 ]
@@ -414,3 +417,33 @@ def adapted_model(
         return torch.cat(outs).reshape(meas.image_shape)
 
     return Model(net, groups, render, at=lambda c: net(c, sid)[:, 0], render_nograd=render_nograd)
+
+
+def require_model(ctx: Context, method: str) -> str:
+    """The model file of ``ctx``; raises before any work when there is none."""
+    if ctx.model is None:
+        raise InreconError(
+            f"{method} needs a pre-trained model", "pass --model MODEL (from inrecon pretrain)"
+        )
+    return str(ctx.model)
+
+
+def adapt(method: str, meas: Measurement, build, cfg: AdaptConfig, ctx: Context, batch_size: int = 2**18):
+    """Test-time fit of a pre-trained model (``build() -> Model``) to ``meas`` with the one stopping rule; the
+    result records the number of trainable parameters."""
+    if ctx.model is None:
+        raise InreconError(
+            f"{method} needs a pre-trained model", "pass --model MODEL (from inrecon pretrain)"
+        )
+    image, info, model = fit_with_holdout(
+        meas,
+        build,
+        cfg,
+        run_id={"method": method, "cfg": config_to_dict(cfg), "model": str(ctx.model)},
+        checkpoint_dir=ctx.checkpoint_dir,
+        show_progress=ctx.show_progress,
+        desc=method,
+        batch_size=batch_size,
+    )
+    info["n_parameters_trainable"] = sum(p.numel() for g in model.groups for p in g["params"])
+    return ReconResult(image=image, method=method, config=config_to_dict(cfg), info=info)

@@ -17,19 +17,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from inrecon.config import PosInt, config_from_dict, config_to_dict
-from inrecon.engine.holdout import fit_with_holdout, score_trial
+from inrecon.config import PosInt, config_from_dict
+from inrecon.engine.holdout import score_trial
 from inrecon.errors import InreconError
 from inrecon.models.fields import grid_coords
 from inrecon.models.population import DisINRNetwork, PopulationArch
 from inrecon.physics.measurement import measure
-from inrecon.recon.population.common import (
-    AdaptConfig,
-    PopulationPretrainConfig,
-    adapted_model,
-    load_model,
-    pretrain_population,
-)
+from inrecon.recon.population import common
 from inrecon.recon.registry import Context, MethodSpec, Pretrainer, ReconResult
 from inrecon.tuning.bo import Param, SearchSpace
 from inrecon.tuning.objective import Tunable, apply_h, final_overrides
@@ -47,12 +41,12 @@ __all__ = [
 
 
 @dataclass
-class DisINRPretrainConfig(PopulationPretrainConfig):
+class DisINRPretrainConfig(common.PopulationPretrainConfig):
     """DisINR pre-training: encoders of two 128-unit layers, decoder 256 -> 128 -> out (paper appendix A.1)."""
 
 
 @dataclass
-class DisINRAdaptConfig(AdaptConfig):
+class DisINRAdaptConfig(common.AdaptConfig):
     """Test-time adaptation (Algorithm 2): Adam lr 1e-3 halved every 1000 steps, up to 4000 steps, stopped by the
     hold-out rule."""
 
@@ -62,31 +56,22 @@ class DisINRAdaptConfig(AdaptConfig):
     """Volumes larger than this: coordinates per step."""
 
 
-def pretrain_disinr(
-    scans, cfg: DisINRPretrainConfig, output, *, names=None, show_progress=None, checkpoint_dir=None
-):
-    """Pre-train DisINR on ``scans`` (their raw measurements only) and write the model file ``output``."""
-    return pretrain_population(
-        "disinr",
-        lambda dim, ch, ids: DisINRNetwork(dim, ch, ids, cfg.arch),
-        scans,
-        cfg,
-        output,
-        names=names,
-        show_progress=show_progress,
-        checkpoint_dir=checkpoint_dir,
-    )
+def pretrain_disinr(scans, cfg: DisINRPretrainConfig, output, **run) -> Path:
+    """Pre-train DisINR on ``scans`` (their raw measurements only) and write the model file ``output``; ``run``:
+    ``names``, ``show_progress``, ``checkpoint_dir``."""
+    net = lambda dim, ch, ids: DisINRNetwork(dim, ch, ids, cfg.arch)  # noqa: E731
+    return common.pretrain_population("disinr", net, scans, cfg, output, **run)
 
 
 def load_disinr(model: str | Path, scan=None, device=None) -> tuple[DisINRNetwork, dict]:
     """The pre-trained shared pair (no subject encoders) and the model's metadata; checks ``scan`` first."""
-    state, meta = load_model(model, "disinr", scan)
+    state, meta = common.load_model(model, "disinr", scan)
     sig = meta["signature"]
     net = DisINRNetwork(
         len(sig["image_shape"]), sig["channels"], [], config_from_dict(PopulationArch, meta["architecture"])
     )
     missing, unexpected = net.load_state_dict(state, strict=False)
-    if unexpected or any(not k.startswith("subject_encoders.") for k in missing):
+    if unexpected or any(not k.startswith("subjects.") for k in missing):
         raise InreconError(
             f"{model} does not match the DisINR architecture in its own header",
             "re-create it with inrecon pretrain",
@@ -98,7 +83,7 @@ def _builder(net: DisINRNetwork, meas, cfg: DisINRAdaptConfig):
     state = {k: v.detach().clone() for k, v in net.state_dict().items()}
 
     def build():
-        return adapted_model(
+        return common.adapted_model(
             lambda: DisINRNetwork(net.dim, net.out_channels, [], net.cfg),
             state,
             meas,
@@ -114,23 +99,12 @@ def _builder(net: DisINRNetwork, meas, cfg: DisINRAdaptConfig):
 
 def reconstruct_disinr(scan, cfg: DisINRAdaptConfig, ctx: Context) -> ReconResult:
     """Adapt a pre-trained DisINR to ``scan`` (model compatibility is checked before any work)."""
-    if ctx.model is None:
-        raise InreconError("DisINR needs a pre-trained model", "pass --model MODEL (from inrecon pretrain)")
+    common.require_model(ctx, "disinr")
+    net, meta = load_disinr(ctx.model, scan, device=scan.device)  # compatibility checked before any work
     meas = measure(scan, cfg.data)
-    net, meta = load_disinr(ctx.model, scan, device=meas.y.device)
-    image, info, model = fit_with_holdout(
-        meas,
-        _builder(net, meas, cfg),
-        cfg,
-        run_id={"method": "disinr", "cfg": config_to_dict(cfg), "model": str(ctx.model)},
-        checkpoint_dir=ctx.checkpoint_dir,
-        show_progress=ctx.show_progress,
-        desc="DisINR",
-        batch_size=cfg.coord_batch,
-    )
-    info["n_parameters_trainable"] = sum(p.numel() for g in model.groups for p in g["params"])
-    info["pretrained_on"] = meta.get("trained_on")
-    return ReconResult(image=image, method="disinr", config=config_to_dict(cfg), info=info)
+    result = common.adapt("disinr", meas, _builder(net, meas, cfg), cfg, ctx, batch_size=cfg.coord_batch)
+    result.info["pretrained_on"] = meta.get("trained_on")
+    return result
 
 
 @torch.no_grad()

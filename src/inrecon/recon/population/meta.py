@@ -21,15 +21,21 @@ from inrecon.config import PosFloat, PosInt, config_from_dict, config_to_dict
 from inrecon.engine.callbacks import Progress
 from inrecon.engine.checkpoint import config_fingerprint
 from inrecon.engine.fit import FitTask
-from inrecon.engine.holdout import fit_with_holdout
 from inrecon.engine.losses import LossConfig, data_loss
 from inrecon.engine.trainer import Checkpoint, OptimConfig, StepOutput, Task, train
-from inrecon.errors import InreconError
 from inrecon.models.fields import FieldConfig, NeuralField, count_parameters
 from inrecon.models.networks import MLPConfig
 from inrecon.physics.measurement import MeasurementConfig, measure
 from inrecon.recon.inr.ngp import NET_ALIASES, NGPConfig, field_model
-from inrecon.recon.population.common import AdaptConfig, SubjectSet, batch_schedule, load_model, save_model
+from inrecon.recon.population.common import (
+    AdaptConfig,
+    SubjectSet,
+    adapt,
+    batch_schedule,
+    load_model,
+    require_model,
+    save_model,
+)
 from inrecon.recon.registry import Context, MethodSpec, Pretrainer, ReconResult
 
 __all__ = ["META", "MetaAdaptConfig", "MetaPretrainConfig", "pretrain_meta", "reconstruct_meta"]
@@ -153,22 +159,11 @@ def pretrain_meta(
 
 def reconstruct_meta(scan, cfg: MetaAdaptConfig, ctx: Context) -> ReconResult:
     """Fine-tune NGP from the learned initialisation on ``scan`` (compatibility checked before any work)."""
-    if ctx.model is None:
-        raise InreconError("Meta needs a pre-trained model", "pass --model MODEL (from inrecon pretrain)")
-    state, meta = load_model(ctx.model, "meta", scan)
-    ngp = NGPConfig(net=config_from_dict(FieldConfig, meta["architecture"]), optim=cfg.optim, seed=cfg.seed)
+    require_model(ctx, "meta")
+    state, meta = load_model(ctx.model, "meta", scan)  # compatibility checked before any work
     meas = measure(scan, cfg.data)
-    image, info, model = fit_with_holdout(
-        meas,
-        lambda: field_model(meas, ngp, state=state),
-        cfg,
-        run_id={"method": "meta", "cfg": config_to_dict(cfg), "model": str(ctx.model)},
-        checkpoint_dir=ctx.checkpoint_dir,
-        show_progress=ctx.show_progress,
-        desc="Meta",
-    )
-    info["n_parameters_trainable"] = count_parameters(model.module)
-    return ReconResult(image=image, method="meta", config=config_to_dict(cfg), info=info)
+    ngp = NGPConfig(net=config_from_dict(FieldConfig, meta["architecture"]), optim=cfg.optim, seed=cfg.seed)
+    return adapt("meta", meas, lambda: field_model(meas, ngp, state=state), cfg, ctx)
 
 
 META = MethodSpec(

@@ -11,19 +11,12 @@ of DisINR's Table 4). Default backbone: the hash grid, as DisINR's comparison re
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
-from inrecon.config import NonNegInt, PosInt, config_from_dict, config_to_dict
-from inrecon.engine.holdout import fit_with_holdout
-from inrecon.errors import InreconError
+from inrecon.config import NonNegInt, PosInt, config_from_dict
 from inrecon.models.population import PopulationArch, StrainerNetwork
 from inrecon.physics.measurement import measure
-from inrecon.recon.population.common import (
-    AdaptConfig,
-    PopulationPretrainConfig,
-    adapted_model,
-    load_model,
-    pretrain_population,
-)
+from inrecon.recon.population import common
 from inrecon.recon.registry import Context, MethodSpec, Pretrainer, ReconResult
 
 __all__ = [
@@ -36,7 +29,7 @@ __all__ = [
 
 
 @dataclass
-class StrainerPretrainConfig(PopulationPretrainConfig):
+class StrainerPretrainConfig(common.PopulationPretrainConfig):
     """A trunk of ``n_shared`` layers of ``width`` units shared by all subjects, heads of ``n_head`` layers."""
 
     width: PosInt = 128
@@ -48,7 +41,7 @@ class StrainerPretrainConfig(PopulationPretrainConfig):
 
 
 @dataclass
-class StrainerAdaptConfig(AdaptConfig):
+class StrainerAdaptConfig(common.AdaptConfig):
     """Fine-tuning of the whole network from the shared trunk and a fresh head."""
 
     freeze_trunk: bool = False
@@ -62,34 +55,25 @@ def _net_factory(arch: PopulationArch, width: int, n_shared: int, n_head: int):
     return make
 
 
-def pretrain_strainer(
-    scans, cfg: StrainerPretrainConfig, output, *, names=None, show_progress=None, checkpoint_dir=None
-):
-    """Pre-train STRAINER's shared trunk with one head per subject, from raw measurements."""
-    return pretrain_population(
-        "strainer",
-        _net_factory(cfg.arch, cfg.width, cfg.n_shared, cfg.n_head),
-        scans,
-        cfg,
-        output,
-        names=names,
-        show_progress=show_progress,
-        checkpoint_dir=checkpoint_dir,
-    )
+def pretrain_strainer(scans, cfg: StrainerPretrainConfig, output, **run) -> Path:
+    """Pre-train STRAINER's shared trunk with one head per subject from raw measurements; ``run``: ``names``,
+    ``show_progress``, ``checkpoint_dir``."""
+    net = _net_factory(cfg.arch, cfg.width, cfg.n_shared, cfg.n_head)
+    return common.pretrain_population("strainer", net, scans, cfg, output, **run)
 
 
 def reconstruct_strainer(scan, cfg: StrainerAdaptConfig, ctx: Context) -> ReconResult:
     """Fine-tune a STRAINER trunk with a fresh head on ``scan`` (compatibility checked before any work)."""
-    if ctx.model is None:
-        raise InreconError("STRAINER needs a pre-trained model", "pass --model MODEL (from inrecon pretrain)")
-    state, meta = load_model(ctx.model, "strainer", scan)
-    pc, sig = meta["config"], meta["signature"]
-    arch = config_from_dict(PopulationArch, meta["architecture"])
-    make = _net_factory(arch, pc["width"], pc["n_shared"], pc["n_head"])
+    common.require_model(ctx, "strainer")
+    state, meta = common.load_model(ctx.model, "strainer", scan)  # compatibility checked before any work
     meas = measure(scan, cfg.data)
+    pc, sig = meta["config"], meta["signature"]
+    make = _net_factory(
+        config_from_dict(PopulationArch, meta["architecture"]), pc["width"], pc["n_shared"], pc["n_head"]
+    )
 
     def build():
-        return adapted_model(
+        return common.adapted_model(
             lambda: make(len(sig["image_shape"]), sig["channels"], []),
             state,
             meas,
@@ -99,17 +83,7 @@ def reconstruct_strainer(scan, cfg: StrainerAdaptConfig, ctx: Context) -> ReconR
             wd_shared=cfg.optim.wd_mlp,
         )
 
-    image, info, model = fit_with_holdout(
-        meas,
-        build,
-        cfg,
-        run_id={"method": "strainer", "cfg": config_to_dict(cfg), "model": str(ctx.model)},
-        checkpoint_dir=ctx.checkpoint_dir,
-        show_progress=ctx.show_progress,
-        desc="STRAINER",
-    )
-    info["n_parameters_trainable"] = sum(p.numel() for g in model.groups for p in g["params"])
-    return ReconResult(image=image, method="strainer", config=config_to_dict(cfg), info=info)
+    return common.adapt("strainer", meas, build, cfg, ctx)
 
 
 STRAINER = MethodSpec(
