@@ -140,6 +140,67 @@ def _summary(run: Run, hold: HoldOut) -> dict:
     }
 
 
+@dataclass
+class _Stages:
+    """The runs of one :func:`fit_with_holdout`: where they checkpoint and how they are labelled."""
+
+    meas: Measurement
+    cfg: FitSettings
+    ckdir: Path | None
+    base: dict
+    show_progress: bool | None
+    desc: str
+    batch_size: int
+
+    def run(self, model: Model, name: str, steps: int, **kw) -> tuple[Run, HoldOut | None]:
+        ck = None
+        if self.ckdir is not None:
+            fp = config_fingerprint({**self.base, "stage": name, "steps": steps})
+            ck = Checkpoint(self.ckdir / f"{name}.pt", fp, self.cfg.monitor.checkpoint_every)
+        return fit_model(
+            self.meas,
+            model,
+            self.cfg,
+            steps=steps,
+            checkpoint=ck,
+            show_progress=self.show_progress,
+            desc=f"{self.desc} {name}",
+            batch_size=self.batch_size,
+            **kw,
+        )
+
+    def choose_steps(self, build: Callable[[], Model]) -> tuple[int, dict, Model | None, Run | None]:
+        """Stage 1: the chosen step count and its record, plus the stage-1 model and run (``None`` when a
+        finished stage 1 was read back from the checkpoint directory)."""
+        stop = self.cfg.stop
+        summary = self.ckdir / "holdout.json" if self.ckdir else None
+        fp1 = config_fingerprint({**self.base, "stage": "holdout"})
+        if summary is not None and summary.exists() and stop.final == "refit":
+            s1 = json.loads(summary.read_text())
+            if s1.get("fingerprint") != fp1:
+                raise InreconError(
+                    f"{summary} belongs to another run", "use another --checkpoint-dir or delete it"
+                )
+            return s1["chosen_steps"], s1["info"], None, None
+        train_idx, val_idx = self.meas.split(stop.fraction, self.cfg.seed)
+        model = build()
+        r1, hold = self.run(
+            model,
+            "holdout",
+            self.cfg.optim.steps,
+            train_idx=train_idx,
+            val_idx=val_idx,
+            patience=stop.patience,
+            restore_best=stop.final == "restore",
+        )
+        # the held-out loss of step s is scored on the weights after s updates: refit s updates
+        chosen, record = max(1, hold.best_step or 0), _summary(r1, hold)
+        if summary is not None and stop.final == "refit":
+            with atomic_path(summary, suffix=".json") as tmp:
+                tmp.write_text(json.dumps({"fingerprint": fp1, "chosen_steps": chosen, "info": record}))
+        return chosen, record, model, r1
+
+
 def fit_with_holdout(
     meas: Measurement,
     build: Callable[[], Model],
@@ -159,69 +220,17 @@ def fit_with_holdout(
     """
     ckdir = Path(checkpoint_dir) if checkpoint_dir else None
     base = {"run": run_id, "data": data_identity(meas)}
-
-    def checkpoint(name: str, steps: int) -> Checkpoint | None:
-        if ckdir is None:
-            return None
-        fp = config_fingerprint({**base, "stage": name, "steps": steps})
-        return Checkpoint(ckdir / f"{name}.pt", fp, cfg.monitor.checkpoint_every)
-
-    def run(model: Model, name: str, steps: int, **kw) -> tuple[Run, HoldOut | None]:
-        return fit_model(
-            meas,
-            model,
-            cfg,
-            steps=steps,
-            checkpoint=checkpoint(name, steps),
-            show_progress=show_progress,
-            desc=f"{desc} {name}",
-            batch_size=batch_size,
-            **kw,
-        )
-
+    stages = _Stages(meas, cfg, ckdir, base, show_progress, desc, batch_size)
     info: dict = {}
-    stop = cfg.stop
-    if stop.rule == "none" or meas.pointwise:
+    if cfg.stop.rule == "none" or meas.pointwise:
         model = build()
-        r, _ = run(model, "fit", cfg.optim.steps)
-        info.update(history=r.history, steps_run=r.step, fit_seconds=r.seconds)
-        return meas.finalize(model.image()), info, model
-    summary = ckdir / "holdout.json" if ckdir else None
-    fp1 = config_fingerprint({**base, "stage": "holdout"})
-    model = None
-    if summary is not None and summary.exists() and stop.final == "refit":
-        s1 = json.loads(summary.read_text())
-        if s1.get("fingerprint") != fp1:
-            raise InreconError(
-                f"{summary} belongs to another run", "use another --checkpoint-dir or delete it"
-            )
-        chosen, info["holdout"] = s1["chosen_steps"], s1["info"]
+        r, _ = stages.run(model, "fit", cfg.optim.steps)
     else:
-        train_idx, val_idx = meas.split(stop.fraction, cfg.seed)
-        model = build()
-        r1, hold = run(
-            model,
-            "holdout",
-            cfg.optim.steps,
-            train_idx=train_idx,
-            val_idx=val_idx,
-            patience=stop.patience,
-            restore_best=stop.final == "restore",
-        )
-        # the held-out loss of step s is scored on the weights after s updates: refit s updates
-        chosen = max(1, hold.best_step or 0)
-        info["holdout"] = _summary(r1, hold)
-        if summary is not None and stop.final == "refit":
-            with atomic_path(summary, suffix=".json") as tmp:
-                tmp.write_text(
-                    json.dumps({"fingerprint": fp1, "chosen_steps": chosen, "info": info["holdout"]})
-                )
-    info["chosen_steps"] = chosen
-    if stop.final == "restore" and model is not None:
-        r = r1
-    else:
-        model = build()
-        r, _ = run(model, "refit", chosen)
+        chosen, info["holdout"], model, r = stages.choose_steps(build)
+        info["chosen_steps"] = chosen
+        if not (cfg.stop.final == "restore" and model is not None):
+            model = build()
+            r, _ = stages.run(model, "refit", chosen)
     info.update(history=r.history, steps_run=r.step, fit_seconds=r.seconds)
     return meas.finalize(model.image()), info, model
 

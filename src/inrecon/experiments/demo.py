@@ -145,6 +145,54 @@ def _summary_table(comp: Comparison) -> list[dict]:
     return aggregate(comp.rows(), by="method", metrics=("psnr", "ssim", "nrmse", "seconds"))
 
 
+def _modality(modality: str, prof: DemoProfile, seeds, dev, out: Path, rep, show_progress, log) -> list[dict]:
+    """Simulate, pre-train, reconstruct and report one modality; returns its summary table."""
+    log(f"[{modality}] simulating {prof.n_pretrain + prof.n_test} subjects")
+    make = _mri_population if modality == "mri" else _ct_population
+    pre, test = make(prof, seeds["pretrain"], dev), make(prof, seeds["test"], dev)
+    models = {}
+    for method in ["disinr"] + (["meta", "strainer"] if prof.extra_methods else []):
+        log(f"[{modality}] pre-training {method} on {len(pre)} subjects (measurements only)")
+        t0 = time.perf_counter()
+        models[method] = _pretrain(method, pre, prof, out, show_progress)
+        log(f"[{modality}]   done in {time.perf_counter() - t0:.1f} s")
+    cases = [(f"{modality}-subject{i + 1}", s) for i, s in enumerate(test)]
+    comp = run_comparison(cases, _methods(modality, prof, models), show_progress=show_progress, log=log)
+    table = _summary_table(comp)
+    name = "MRI" if modality == "mri" else "CT"
+    rep.add_table(
+        f"{name}: mean ± std over {prof.n_test} unseen subjects",
+        table,
+        columns=["method", "psnr", "ssim", "nrmse", "seconds"],
+        best={"psnr": "max", "ssim": "max", "nrmse": "min", "seconds": "min"},
+    )
+    first = cases[0][0]
+    rep.add_image_grid(
+        f"{name}: {first}",
+        comp.images(first),
+        reference=comp.references[first],
+        metrics=comp.metrics_for(first),
+    )
+    curves = comp.curves(first)
+    if curves:
+        rep.add_curves(f"{name}: PSNR during the final fit ({first})", curves)
+    seconds = {r["method"]: r["seconds"] for r in table}
+    rep.add_bars(f"{name}: wall time per reconstruction", seconds, ylabel="seconds", logy=True)
+    _write_json(out / f"results_{modality}.json", {"rows": comp.rows(), "table": table})
+    return table
+
+
+def _what_was_run(prof: DemoProfile) -> str:
+    return (
+        f"MRI: {prof.n_pretrain} pre-training and {prof.n_test} test brain phantoms, {prof.mri_shape[0]}x"
+        f"{prof.mri_shape[1]}, {prof.coils} simulated coils, 1D Cartesian AF {prof.af} with {prof.acs} ACS lines, "
+        f"SNR {prof.snr_db:g} dB. CT: the same numbers of chest phantoms, {prof.ct_shape[0]}x{prof.ct_shape[1]}, "
+        f"fan beam, {prof.views} views over 360 degrees. DisINR is pre-trained on the measurements only and adapted "
+        "to each test subject with its shared encoder-decoder frozen; every INR method stops by the same hold-out "
+        "rule (no reference). Classical weights are defaults or chosen by k-space hold-out."
+    )
+
+
 def run_demo(
     quick: bool = True,
     out_dir: str | Path = "inrecon-demo",
@@ -163,69 +211,18 @@ def run_demo(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
-    pre_seeds = list(range(prof.n_pretrain))
-    test_seeds = list(range(1000, 1000 + prof.n_test))
+    seeds = {"pretrain": list(range(prof.n_pretrain)), "test": list(range(1000, 1000 + prof.n_test))}
     rep = Report(
         title="inrecon demo" + (" (quick)" if quick else ""),
         subtitle="Population pre-training from raw measurements, then unseen subjects reconstructed by every method",
         data_note="Data: built-in procedural phantoms (brain MRI, chest CT); no real data used.",
     )
-    rep.add_text(
-        "What was run",
-        f"MRI: {prof.n_pretrain} pre-training and {prof.n_test} test brain phantoms, {prof.mri_shape[0]}x"
-        f"{prof.mri_shape[1]}, {prof.coils} simulated coils, 1D Cartesian AF {prof.af} with {prof.acs} ACS lines, "
-        f"SNR {prof.snr_db:g} dB. CT: the same numbers of chest phantoms, {prof.ct_shape[0]}x{prof.ct_shape[1]}, "
-        f"fan beam, {prof.views} views over 360 degrees. DisINR is pre-trained on the measurements only and adapted "
-        "to each test subject with its shared encoder-decoder frozen; every INR method stops by the same hold-out "
-        "rule (no reference). Classical weights are defaults or chosen by k-space hold-out.",
-    )
-    tables = {}
-    for modality in ("mri", "ct"):
-        log(f"[{modality}] simulating {prof.n_pretrain + prof.n_test} subjects")
-        make = _mri_population if modality == "mri" else _ct_population
-        pre, test = make(prof, pre_seeds, dev), make(prof, test_seeds, dev)
-        models = {}
-        for method in ["disinr"] + (["meta", "strainer"] if prof.extra_methods else []):
-            log(f"[{modality}] pre-training {method} on {len(pre)} subjects (measurements only)")
-            t0 = time.perf_counter()
-            models[method] = _pretrain(method, pre, prof, out, show_progress)
-            log(f"[{modality}]   done in {time.perf_counter() - t0:.1f} s")
-        cases = [(f"{modality}-subject{i + 1}", s) for i, s in enumerate(test)]
-        comp = run_comparison(cases, _methods(modality, prof, models), show_progress=show_progress, log=log)
-        table = _summary_table(comp)
-        tables[modality] = table
-        name = "MRI" if modality == "mri" else "CT"
-        rep.add_table(
-            f"{name}: mean ± std over {prof.n_test} unseen subjects",
-            table,
-            columns=["method", "psnr", "ssim", "nrmse", "seconds"],
-            best={"psnr": "max", "ssim": "max", "nrmse": "min", "seconds": "min"},
-        )
-        first = cases[0][0]
-        rep.add_image_grid(
-            f"{name}: {first}",
-            comp.images(first),
-            reference=comp.references[first],
-            metrics=comp.metrics_for(first),
-        )
-        curves = comp.curves(first)
-        if curves:
-            rep.add_curves(f"{name}: PSNR during the final fit ({first})", curves)
-        rep.add_bars(
-            f"{name}: wall time per reconstruction",
-            {r["method"]: r["seconds"] for r in table},
-            ylabel="seconds",
-            logy=True,
-        )
-        _write_json(out / f"results_{modality}.json", {"rows": comp.rows(), "table": table})
+    rep.add_text("What was run", _what_was_run(prof))
+    tables = {m: _modality(m, prof, seeds, dev, out, rep, show_progress, log) for m in ("mri", "ct")}
     rep.add_config("Demo profile", asdict(prof))
+    total = round(time.perf_counter() - t_start, 1)
     rep.set_environment(
-        collect_environment(
-            seeds={"pretrain": pre_seeds, "test": test_seeds},
-            device=str(dev),
-            inrecon=__version__,
-            total_seconds=round(time.perf_counter() - t_start, 1),
-        )
+        collect_environment(seeds=seeds, device=str(dev), inrecon=__version__, total_seconds=total)
     )
     html = rep.write(out)
     _print_tables(tables, log)
