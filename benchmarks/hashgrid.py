@@ -89,7 +89,9 @@ def bench(dim: int, n: int, repeats: int, mlp_layers: int) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--repeats", type=int, default=7)
-    ap.add_argument("--mlp-layers", type=int, default=8, help="hidden layers of 64 (METHODS.md default 8)")
+    ap.add_argument(
+        "--mlp-layers", type=int, default=8, help="hidden layers of 64 (docs/methods.md default 8)"
+    )
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: leave as is)")
     args = ap.parse_args()
     tune_allocator()  # as the training engine does on its first run

@@ -59,7 +59,7 @@ def test_no_import_cycles_between_modules():
 
     def visit(m: str) -> None:
         if m in stack:
-            cycles.append(stack[stack.index(m) :] + [m])
+            cycles.append([*stack[stack.index(m) :], m])
             return
         if m in seen or m not in graph:
             return

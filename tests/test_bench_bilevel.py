@@ -8,9 +8,14 @@ from pathlib import Path
 
 import pytest
 
+from inrecon.config import build_config
+from inrecon.errors import InreconError
 from inrecon.experiments.bench import available_experiments, load_experiment, run_bench
-from inrecon.experiments.drivers.bilevel import build_scan
-from inrecon.recon.inr.bilevel import load_hparams
+from inrecon.experiments.drivers.bilevel import BilevelTunedConfig
+from inrecon.experiments.drivers.scans import ScanSpec, build_scan
+from inrecon.experiments.drivers.series import BilevelSeriesConfig
+from inrecon.experiments.drivers.transfer import BilevelTransferConfig
+from inrecon.tuning.hparams import load_hparams
 
 # A tiny INR and a 2-trial budget: the tests are about the plumbing, not image quality.
 TINY_INR = {"n_levels": 4, "log2_table_size": 10, "base_resolution": 4, "mlp_layers": 2}
@@ -47,15 +52,31 @@ def _section(report: dict, start: str) -> dict:
 
 def test_configs_are_bundled_with_quick_profiles():
     exps = available_experiments()
-    for name in ("bilevel_tuned", "bilevel_transfer", "bilevel_series"):
+    types = {
+        "bilevel_tuned": BilevelTunedConfig,
+        "bilevel_transfer": BilevelTransferConfig,
+        "bilevel_series": BilevelSeriesConfig,
+    }
+    for name, cls in types.items():
         assert name in exps and "CPU" in exps[name]  # the description states the expected run time
         e = load_experiment(name, quick=True)
-        assert e["kind"] == name and e["quick"]
+        assert e.kind == name and e.quick and isinstance(e.config, cls)
+    scans = load_experiment("bilevel_tuned", quick=True).config.scans
+    assert all(isinstance(s, ScanSpec) for s in scans) and scans[1].shape == (96, 96)
+
+
+def test_bad_case_entries_are_refused():
+    with pytest.raises(InreconError, match=r"scans\[0\].*nme"):
+        load_experiment("bilevel_tuned", quick=True, overrides={"scans": [{"nme": "x"}]})
+    with pytest.raises(InreconError, match=r"targets\[1\].*contrast"):
+        load_experiment("bilevel_transfer", quick=True, overrides={"targets": [{}, {"contrast": "pd"}]})
+    with pytest.raises(InreconError, match="scans"):
+        load_experiment("bilevel_tuned", quick=True, overrides={"scans": [3]})
 
 
 def test_build_scan_poisson_matches_cartesian_acceleration():
-    cart, note = build_scan({**SIM, "shape": [48, 48], "af": 4})
-    pois, _ = build_scan({**SIM, "shape": [48, 48], "af": 4, "pattern": "poisson"})
+    cart, note = build_scan(build_config(ScanSpec, {**SIM, "shape": [48, 48], "af": 4}))
+    pois, _ = build_scan(build_config(ScanSpec, {**SIM, "shape": [48, 48], "af": 4, "pattern": "poisson"}))
     assert "cartesian_1d" in note and pois.provenance["pattern"].startswith("poisson_disc")
     assert abs(pois.acceleration - cart.acceleration) / cart.acceleration < 0.06
     assert cart.target.shape == (48, 48) and cart.roi is not None
@@ -83,7 +104,7 @@ def test_tuned_vs_default_vs_oracle(tmp_path):
     res = json.loads((out / "results.json").read_text())["scans"]["tiny"]
     assert len(res["trials_tuned"]) == 2 and res["defaults_peak"]["psnr"] is not None
     rec = load_hparams(out / "hparams" / "tiny_tuned.json")
-    assert rec["hparams"]["stop"] == "none" and rec["protocol"]["coils"] == 4
+    assert rec["hparams"]["stop.rule"] == "none" and rec["protocol"]["coils"] == 4
     assert len(list((out / "trials").glob("tiny_tuned_*.jsonl"))) == 1
 
 
@@ -109,7 +130,7 @@ def test_transfer(tmp_path):
     }
     assert agg["transferred h"]["n"] == 2 and set(agg["transferred h"]["psnr"]) == {"mean", "std"}
     every = _section(report, "Every reconstruction")["rows"]
-    src_steps = load_hparams(out / "hparams" / "source_tuned.json")["hparams"]["steps"]
+    src_steps = load_hparams(out / "hparams" / "source_tuned.json")["hparams"]["optim.steps"]
     moved = [r for r in every if r["method"] == "transferred h"]
     assert all(r["steps_run"] == src_steps for r in moved)  # the tuned step count travels with h
     assert (out / "hparams" / "target1_tuned.json").exists()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from importlib import resources
 
 import pytest
 
@@ -41,8 +42,7 @@ def test_demo_tiny_profile_writes_report_and_tables(tmp_path):
 
 
 def test_every_bundled_experiment_has_a_driver_and_quick_profile():
-    import inrecon.experiments.drivers  # noqa: F401
-    from inrecon.experiments.bench import DRIVERS
+    from inrecon.experiments.drivers import DRIVERS
 
     exps = available_experiments()
     assert {
@@ -55,9 +55,42 @@ def test_every_bundled_experiment_has_a_driver_and_quick_profile():
         "feature_pca",
     } <= set(exps)
     for name in exps:
+        raw = json.loads((resources.files("inrecon") / "configs" / "bench" / f"{name}.json").read_text())
         e = load_experiment(name, quick=True)
-        assert e["kind"] in DRIVERS, name
-        assert e["quick"] and e["params"]
+        assert e.kind in DRIVERS, name
+        assert e.quick and raw["params"] and raw["quick"] and exps[name] == e.description
+
+
+@pytest.mark.parametrize("quick", [False, True], ids=["full", "quick"])
+@pytest.mark.parametrize("name", sorted(available_experiments()))
+def test_every_bundled_config_validates_into_its_typed_config(name, quick):
+    from inrecon.config import config_from_dict, config_to_dict, validate_config
+    from inrecon.experiments.drivers import DRIVERS
+
+    e = load_experiment(name, quick=quick)
+    cls = DRIVERS[e.kind][0]
+    assert type(e.config) is cls and e.name == name
+    validate_config(e.config)
+    for f in dataclasses.fields(cls):  # every list of sub-configs holds typed entries, not dicts
+        value = getattr(e.config, f.name)
+        if isinstance(value, tuple):
+            assert not any(isinstance(v, dict) for v in value), f.name
+    again = config_from_dict(cls, config_to_dict(e.config))  # the report's snapshot reads back the same
+    assert config_to_dict(again) == config_to_dict(e.config)
+
+
+def test_unknown_set_key_is_refused_before_any_work(tmp_path, capsys):
+    from inrecon.cli import main
+
+    out = tmp_path / "bench"
+    with pytest.raises(InreconError, match="nosuchkey"):
+        run_bench("ct_sparse_view", quick=True, out_dir=out, log=lambda *_: None, overrides={"nosuchkey": 3})
+    assert not out.exists()
+    rc = main(["bench", "ct_sparse_view", "--quick", "--set", "nosuchkey=3", "-o", str(out), "--no-progress"])
+    assert rc == 2 and "nosuchkey" in capsys.readouterr().err
+    assert not out.exists()
+    with pytest.raises(InreconError, match="views"):  # a bad value too
+        load_experiment("ct_sparse_view", quick=True, overrides={"views": [0]})
 
 
 def test_unknown_experiment_is_refused():

@@ -275,7 +275,7 @@ def _resolve(cls: type, key: str) -> str:
                 break
     leaf = key.rsplit(".", 1)[-1]
     near = sorted(k for k in valid if k.rsplit(".", 1)[-1] == leaf)
-    hint = f"did you mean {' or '.join(near)}?" if near else "`inrecon methods NAME` lists the keys"
+    hint = f"did you mean {' or '.join(near)}?" if near else f"valid keys: {', '.join(sorted(valid))}"
     raise InreconError(f"unknown config key {key!r} for {cls.__name__}", hint)
 
 
@@ -360,8 +360,8 @@ def config_from_dict(cls: type, d: Mapping[str, Any], *, check: bool = True) -> 
         v = d[f.name]
         if _is_config(base) and isinstance(v, Mapping):
             v = config_from_dict(base, v, check=False)
-        elif isinstance(v, list) and typing.get_origin(base) is tuple:
-            v = tuple(v)
+        elif isinstance(v, list) and tuple in (typing.get_origin(a) for a in (base, *typing.get_args(base))):
+            v = tuple(v)  # JSON has no tuples: a list stored for a tuple field (also an optional one)
         kwargs[f.name] = v
     cfg = cls(**kwargs)
     if check:

@@ -540,11 +540,32 @@ def _body_params(rng: np.random.Generator, is3d: bool) -> _Body:
     )
 
 
-def _body_slice(p: _Body, xg, yg, pix: float, z: float) -> np.ndarray:
-    h, w = xg.shape
-    img = np.zeros((h, w), dtype=np.float32)
-    a = p.a * (1 + 0.04 * z)
-    b = p.b * (1 + 0.03 * z)
+_SPINE_Y = -0.56  # vertebral body centre, in organ-frame units (see _BodyFrame)
+
+
+@dataclass(frozen=True)
+class _BodyFrame:
+    """One slice's pixel grid and the subject's organ frame: inner organs are placed in units of ``B``
+    (the AP half-axis at this height) relative to the body centre and rotation."""
+
+    p: _Body
+    xg: np.ndarray
+    yg: np.ndarray
+    pix: float
+    B: float
+
+    def world(self, fx, fy):
+        """Organ-frame ``(fx, fy)`` -> world coordinates."""
+        return _to_world(self.p.cx, self.p.cy, self.p.angle, fx * self.B, fy * self.B)
+
+    def sd(self, fx, fy, fa, fb, ang):
+        """Signed distance to an ellipse given in organ-frame units."""
+        cx, cy = self.world(fx, fy)
+        return _ellipse_sd(self.xg, self.yg, cx, cy, fa * self.B, fb * self.B, self.p.angle + ang)
+
+
+def _paint_chest_wall(img: np.ndarray, p: _Body, xg, yg, pix: float, a: float, b: float):
+    """Paint skin, subcutaneous fat, chest-wall muscle and the cavity; return ``(xr, yr, d_body, d_cav)``."""
     xr, yr, rho, phi, scale = _polar(xg, yg, p.cx, p.cy, p.angle, a, b)
     d_body = (rho - 1 - _fourier(phi, p.outline)) * scale
     _paint(img, _cover(d_body, pix), _u(30))  # skin
@@ -554,27 +575,27 @@ def _body_slice(p: _Body, xg, yg, pix: float, z: float) -> np.ndarray:
     t_mus = t_fat + p.t_muscle * (1 + 1.5 * np.sin(phi) ** 2)
     d_cav = d_body + t_mus
     _paint(img, _cover(d_cav, pix), _u(-80))  # mediastinal fat / cavity
+    return xr, yr, d_body, d_cav
 
-    B = b  # frame unit for inner organs: the AP half-axis
 
-    def world(fx, fy):
-        return _to_world(p.cx, p.cy, p.angle, fx * B, fy * B)
+def _heart_sd(img: np.ndarray, f: _BodyFrame, z: float) -> tuple[float, np.ndarray]:
+    """The heart's size factor at height ``z`` and its signed distance (ones where there is no heart)."""
+    hx, hy, ha, hb, hang = f.p.heart
+    heart_k = max(0.0, 1 - ((z + 0.3) / 0.75) ** 2) ** 0.5
+    d_heart = f.sd(hx, hy - 0.1, ha * heart_k, hb * heart_k, hang) if heart_k > 0 else np.full_like(img, 1.0)
+    return heart_k, d_heart
 
-    def sd(fx, fy, fa, fb, ang):
-        cx, cy = world(fx, fy)
-        return _ellipse_sd(xg, yg, cx, cy, fa * B, fb * B, p.angle + ang)
 
-    # lungs: big ellipses trimmed by the cavity wall, the heart and the spine
+def _paint_lungs(img, f: _BodyFrame, z: float, a: float, xr, yr, d_cav, d_heart) -> np.ndarray:
+    """Paint the lungs (big ellipses trimmed by the cavity wall, the heart and the spine); return their
+    coverage."""
+    p, xg, yg, pix, B = f.p, f.xg, f.yg, f.pix, f.B
     zl = np.clip(1 - ((z - 0.1) / 1.05) ** 2, 0.05, 1)
     ls = p.lung_size * math.sqrt(zl)
-    hx, hy, ha, hb, hang = p.heart
-    heart_k = max(0.0, 1 - ((z + 0.3) / 0.75) ** 2) ** 0.5
-    d_heart = sd(hx, hy - 0.1, ha * heart_k, hb * heart_k, hang) if heart_k > 0 else np.full_like(img, 1.0)
-    spine_y = -0.56
-    d_spine = sd(0.0, spine_y, 0.22, 0.3, 0.0)
+    d_spine = f.sd(0.0, _SPINE_Y, 0.22, 0.3, 0.0)
     d_lungs = np.full_like(img, np.inf)
     for side in (-1, 1):
-        d = sd(side * 0.5 * a / B * 0.82, 0.02, 0.5 * ls * a / B * 0.78, 0.85 * ls, side * 0.1)
+        d = f.sd(side * 0.5 * a / B * 0.82, 0.02, 0.5 * ls * a / B * 0.78, 0.85 * ls, side * 0.1)
         np.minimum(d_lungs, d, out=d_lungs)
     d_lungs = np.maximum(d_lungs, d_cav + 0.012)
     d_lungs = np.maximum(d_lungs, 0.02 - d_heart)
@@ -584,23 +605,33 @@ def _body_slice(p: _Body, xg, yg, pix: float, z: float) -> np.ndarray:
     gravity = 25 * np.clip(-yr / B, -1, 1)  # dependent lung is denser
     tex = 6 * _eval_field(p.texture, xg, yg, z)
     _paint(img, lung, hu_to_unit(p.lung_hu + gravity + tex).astype(np.float32))
-    # liver dome and diaphragm below the right lung in the lowest slices
+    return lung
+
+
+def _paint_liver_and_heart(img, f: _BodyFrame, z: float, a: float, d_cav, heart_k: float, d_heart) -> None:
+    """Paint the liver dome (lowest slices) and the heart: pericardial fat, myocardium, blood pool."""
+    p, pix, B = f.p, f.pix, f.B
     liver_k = min(1.0, max(0.0, (-0.3 - z) / 0.7))
     if liver_k > 0:
         k = math.sqrt(liver_k)
-        d_liver = np.maximum(sd(-0.3, -0.05, 0.75 * k * a / B, 0.8 * k, 0.2), d_cav)
+        d_liver = np.maximum(f.sd(-0.3, -0.05, 0.75 * k * a / B, 0.8 * k, 0.2), d_cav)
         _paint(img, _cover(d_liver, pix), _u(60))
-    # heart: pericardial fat, myocardium, blood pool
     if heart_k > 0:
+        hx, hy, ha, hb, hang = p.heart
         _paint(img, _cover(d_heart, pix), _u(-90))
         _paint(img, _cover(d_heart + 0.012, pix), _u(45))
         _paint(
             img,
-            _cover(sd(hx + 0.04, hy - 0.08, 0.6 * ha * heart_k, 0.6 * hb * heart_k, hang), pix),
+            _cover(f.sd(hx + 0.04, hy - 0.08, 0.6 * ha * heart_k, 0.6 * hb * heart_k, hang), pix),
             _u(p.blood_hu),
         )
+
+
+def _paint_mediastinum(img: np.ndarray, f: _BodyFrame, z: float) -> None:
+    """Stamp the great vessels, the trachea or main bronchi and the oesophagus."""
+    p, xg, yg, pix, B = f.p, f.xg, f.yg, f.pix, f.B
+    world = f.world
     blood = _u(p.blood_hu)
-    # great vessels
     cx, cy = world(0.18, -0.42)
     _stamp(img, xg, yg, pix, cx, cy, 0.09 * B, 0.09 * B, 0, blood)  # descending aorta
     if z > -0.35:
@@ -619,7 +650,12 @@ def _body_slice(p: _Body, xg, yg, pix: float, z: float) -> np.ndarray:
             _stamp(img, xg, yg, pix, cx, cy, 0.032 * B, 0.028 * B, 0, _u(-1000))
     cx, cy = world(0.07, -0.42)
     _stamp(img, xg, yg, pix, cx, cy, 0.045 * B, 0.035 * B, 0, _u(35))  # oesophagus
-    # vessels in the lungs: tubes whose centre drifts with z
+
+
+def _paint_lung_vessels(img: np.ndarray, f: _BodyFrame, z: float, lung: np.ndarray) -> None:
+    """Stamp the vessels in the lungs (tubes whose centre drifts with ``z``) and the nodules."""
+    p, xg, yg, pix, B = f.p, f.xg, f.yg, f.pix, f.B
+    world = f.world
     for x0, y0, vx, vy, amp, fr, ph, r, el, ang in p.vessels:
         vxp = x0 + vx * z + amp * math.sin(fr * z + ph)
         vyp = y0 + vy * z + amp * math.cos(fr * z + ph)
@@ -630,7 +666,13 @@ def _body_slice(p: _Body, xg, yg, pix: float, z: float) -> np.ndarray:
         if k > 0:
             cx, cy = world(nx, ny)
             _stamp(img, xg, yg, pix, cx, cy, r * math.sqrt(k), r * math.sqrt(k), 0, _u(hu), within=lung)
-    # spine: paraspinal muscles, vertebral body (or disc), canal, posterior elements
+
+
+def _paint_spine(img: np.ndarray, f: _BodyFrame, z: float, d_body: np.ndarray) -> None:
+    """Stamp the paraspinal muscles, the vertebral body (or disc), the canal and the posterior elements."""
+    p, xg, yg, pix, B = f.p, f.xg, f.yg, f.pix, f.B
+    world = f.world
+    spine_y = _SPINE_Y
     disc = math.cos(2 * np.pi * (z * 3.2 + p.disc_phase)) > 0.8
     body = _cover(d_body + 0.006, pix)
     for side in (-1, 1):
@@ -649,10 +691,14 @@ def _body_slice(p: _Body, xg, yg, pix: float, z: float) -> np.ndarray:
     for side in (-1, 1):
         cx, cy = world(side * 0.15, spine_y - 0.16)
         _stamp(img, xg, yg, pix, cx, cy, 0.1 * B, 0.028 * B, side * 0.35, _u(650))  # transverse process
-    # sternum
-    cxs, cys = world(0.0, 1.0 - (p.t_fat + p.t_muscle * 2.5) / B - 0.05)
+
+
+def _paint_sternum_and_ribs(img: np.ndarray, f: _BodyFrame, z: float, a: float, b: float) -> None:
+    """Stamp the sternum and the ribs: small bony ovals in the chest wall whose angle drifts with ``z`` (ribs
+    run obliquely)."""
+    p, xg, yg, pix, B = f.p, f.xg, f.yg, f.pix, f.B
+    cxs, cys = f.world(0.0, 1.0 - (p.t_fat + p.t_muscle * 2.5) / B - 0.05)
     _stamp(img, xg, yg, pix, cxs, cys, 0.1 * B, 0.035 * B, 0, _u(800), ring=(0.01, _u(250)))
-    # ribs: small bony ovals in the chest wall whose angle drifts with z (ribs run obliquely)
     for phi0, dphi, size in p.ribs:
         ang = phi0 + 0.25 * dphi * z
         if math.cos(2 * np.pi * (3.0 * z + phi0)) < -0.35:
@@ -676,6 +722,23 @@ def _body_slice(p: _Body, xg, yg, pix: float, z: float) -> np.ndarray:
             _u(900),
             ring=(0.007, _u(250)),
         )
+
+
+def _body_slice(p: _Body, xg, yg, pix: float, z: float) -> np.ndarray:
+    """The axial slice at height ``z`` of the subject ``p`` on the grid ``(xg, yg)``, in display units."""
+    h, w = xg.shape
+    img = np.zeros((h, w), dtype=np.float32)
+    a = p.a * (1 + 0.04 * z)
+    b = p.b * (1 + 0.03 * z)
+    xr, yr, d_body, d_cav = _paint_chest_wall(img, p, xg, yg, pix, a, b)
+    f = _BodyFrame(p, xg, yg, pix, b)  # frame unit for inner organs: the AP half-axis
+    heart_k, d_heart = _heart_sd(img, f, z)
+    lung = _paint_lungs(img, f, z, a, xr, yr, d_cav, d_heart)
+    _paint_liver_and_heart(img, f, z, a, d_cav, heart_k, d_heart)
+    _paint_mediastinum(img, f, z)
+    _paint_lung_vessels(img, f, z, lung)
+    _paint_spine(img, f, z, d_body)
+    _paint_sternum_and_ribs(img, f, z, a, b)
     return img
 
 

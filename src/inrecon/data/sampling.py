@@ -212,6 +212,93 @@ def _dart_throw(order: np.ndarray, radius: np.ndarray, allowed: np.ndarray, disc
     return out.reshape(h, w)
 
 
+def _poisson_budget(
+    shape: tuple[int, int], a: float, calib: Sequence[int] | int, tol: float
+) -> tuple[tuple[int, int], float, int]:
+    """Check :func:`poisson_disc`'s calibration block and tolerance; return the block ``(ch, cw)``, the
+    target number of samples and the number in the block."""
+    calib_t = (int(calib), int(calib)) if np.isscalar(calib) else tuple(int(c) for c in calib)
+    if len(calib_t) != 2 or min(calib_t) < 0:
+        raise InreconError(
+            f"calib is {calib!r}", "give the calibration block as (rows, columns), e.g. (24, 24)"
+        )
+    if calib_t[0] > shape[0] or calib_t[1] > shape[1]:
+        raise InreconError(
+            f"calibration block {calib_t} is larger than the grid {shape}",
+            "use a smaller calib, e.g. (24, 24)",
+        )
+    n_target = math.prod(shape) / a
+    n_calib = calib_t[0] * calib_t[1]
+    if n_calib > 0.9 * n_target:
+        raise InreconError(
+            f"the {calib_t[0]}x{calib_t[1]} calibration block alone holds {n_calib} samples but af={a:g} on "
+            f"{shape} allows only {n_target:.0f}",
+            "lower af, shrink calib, or use a larger grid",
+        )
+    if not (0 < tol <= 0.05):
+        raise InreconError(f"tol is {tol}", "use a relative tolerance in (0, 0.05], e.g. 0.02")
+    return calib_t, n_target, n_calib
+
+
+def _allowed_region(
+    shape: tuple[int, int], crop_corners: bool, calib_mask: np.ndarray, n_target: float, a: float
+) -> np.ndarray:
+    """Where samples may fall: the inscribed ellipse when ``crop_corners`` (checked to hold enough
+    samples), else the whole grid."""
+    if not crop_corners:
+        return np.ones(shape, dtype=bool)
+    ys = (np.arange(shape[0]) - shape[0] // 2) / (shape[0] / 2)
+    xs = (np.arange(shape[1]) - shape[1] // 2) / (shape[1] / 2)
+    allowed = ys[:, None] ** 2 + xs[None, :] ** 2 <= 1.0
+    if (allowed | calib_mask).sum() < 1.02 * n_target:
+        raise InreconError(
+            f"af={a:g} cannot be reached inside the inscribed ellipse (it holds {allowed.sum()} of the "
+            f"{n_target:.0f} samples needed)",
+            "use crop_corners=False or a larger af",
+        )
+    return allowed
+
+
+def _search_radius(
+    order: np.ndarray,
+    radius: np.ndarray,
+    allowed: np.ndarray,
+    calib_mask: np.ndarray,
+    n_target: float,
+    n_calib: int,
+    tol: float,
+) -> tuple[float, np.ndarray]:
+    """Search the radius scale ``r0`` (secant steps on ``log(count)`` vs ``log(r0)``, then bisection) until
+    the sample count is within ``tol`` of ``n_target``; return the best ``(relative error, mask)``."""
+    discs = _DiscCache()
+
+    def count(r0: float) -> tuple[int, np.ndarray]:
+        m = _dart_throw(order, r0 * radius, allowed, discs) | calib_mask
+        return int(m.sum()), m
+
+    # Start from the density of a random close packing (~0.7 / r^2 points per pixel on average).
+    mean_scale = float(np.mean(radius[allowed] ** -2))
+    r0 = math.sqrt(0.7 * allowed.sum() * mean_scale / max(n_target - n_calib, 1.0))
+    best: tuple[float, np.ndarray] | None = None
+    lo = hi = None  # r0 bracket: count(lo) > target > count(hi)
+    for _ in range(40):
+        n, m = count(r0)
+        err = n / n_target - 1.0
+        if best is None or abs(err) < abs(best[0]):
+            best = (err, m)
+        if abs(err) <= tol:
+            break
+        if n > n_target:
+            lo = r0 if lo is None else max(lo, r0)
+        else:
+            hi = r0 if hi is None else min(hi, r0)
+        if lo is not None and hi is not None:
+            r0 = 0.5 * (lo + hi)
+        else:  # count ~ r0**-2: secant step in log space
+            r0 *= math.sqrt(max(n - n_calib, 1) / max(n_target - n_calib, 1.0))
+    return best
+
+
 def poisson_disc(
     shape: Sequence[int],
     af: float,
@@ -255,26 +342,7 @@ def poisson_disc(
     """
     shape = _shape(shape, (2,))
     a = _af(af, max_af=30)
-    calib_t = (int(calib), int(calib)) if np.isscalar(calib) else tuple(int(c) for c in calib)
-    if len(calib_t) != 2 or min(calib_t) < 0:
-        raise InreconError(
-            f"calib is {calib!r}", "give the calibration block as (rows, columns), e.g. (24, 24)"
-        )
-    if calib_t[0] > shape[0] or calib_t[1] > shape[1]:
-        raise InreconError(
-            f"calibration block {calib_t} is larger than the grid {shape}",
-            "use a smaller calib, e.g. (24, 24)",
-        )
-    n_target = math.prod(shape) / a
-    n_calib = calib_t[0] * calib_t[1]
-    if n_calib > 0.9 * n_target:
-        raise InreconError(
-            f"the {calib_t[0]}x{calib_t[1]} calibration block alone holds {n_calib} samples but af={a:g} on "
-            f"{shape} allows only {n_target:.0f}",
-            "lower af, shrink calib, or use a larger grid",
-        )
-    if not (0 < tol <= 0.05):
-        raise InreconError(f"tol is {tol}", "use a relative tolerance in (0, 0.05], e.g. 0.02")
+    calib_t, n_target, n_calib = _poisson_budget(shape, a, calib, tol)
     rng = np.random.default_rng(seed)
     order = rng.permutation(math.prod(shape))
     # A +-20 % random jitter of each point's radius makes the count a smooth function of r0 (on a grid, a
@@ -282,45 +350,8 @@ def poisson_disc(
     radius = _radius_map(shape, variable_density) * rng.uniform(0.8, 1.2, size=shape)
     calib_mask = np.zeros(shape, dtype=bool)
     calib_mask[_centre_slice(shape[0], calib_t[0]), _centre_slice(shape[1], calib_t[1])] = True
-    if crop_corners:
-        ys = (np.arange(shape[0]) - shape[0] // 2) / (shape[0] / 2)
-        xs = (np.arange(shape[1]) - shape[1] // 2) / (shape[1] / 2)
-        allowed = ys[:, None] ** 2 + xs[None, :] ** 2 <= 1.0
-        if (allowed | calib_mask).sum() < 1.02 * n_target:
-            raise InreconError(
-                f"af={a:g} cannot be reached inside the inscribed ellipse (it holds {allowed.sum()} of the "
-                f"{n_target:.0f} samples needed)",
-                "use crop_corners=False or a larger af",
-            )
-    else:
-        allowed = np.ones(shape, dtype=bool)
-    discs = _DiscCache()
-
-    def count(r0: float) -> tuple[int, np.ndarray]:
-        m = _dart_throw(order, r0 * radius, allowed, discs) | calib_mask
-        return int(m.sum()), m
-
-    # Start from the density of a random close packing (~0.7 / r^2 points per pixel on average).
-    mean_scale = float(np.mean(radius[allowed] ** -2))
-    r0 = math.sqrt(0.7 * allowed.sum() * mean_scale / max(n_target - n_calib, 1.0))
-    best: tuple[float, np.ndarray] | None = None
-    lo = hi = None  # r0 bracket: count(lo) > target > count(hi)
-    for _ in range(40):
-        n, m = count(r0)
-        err = n / n_target - 1.0
-        if best is None or abs(err) < abs(best[0]):
-            best = (err, m)
-        if abs(err) <= tol:
-            break
-        if n > n_target:
-            lo = r0 if lo is None else max(lo, r0)
-        else:
-            hi = r0 if hi is None else min(hi, r0)
-        if lo is not None and hi is not None:
-            r0 = 0.5 * (lo + hi)
-        else:  # count ~ r0**-2: secant step in log space
-            r0 *= math.sqrt(max(n - n_calib, 1) / max(n_target - n_calib, 1.0))
-    err, m = best
+    allowed = _allowed_region(shape, crop_corners, calib_mask, n_target, a)
+    err, m = _search_radius(order, radius, allowed, calib_mask, n_target, n_calib, tol)
     if abs(err) > 0.05:
         raise InreconError(
             f"could not reach af={a:g} within 5 % on {shape} (best {math.prod(shape) / m.sum():.2f})",

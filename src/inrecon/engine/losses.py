@@ -1,4 +1,4 @@
-"""Data-fidelity losses between predicted and measured samples (METHODS.md section 3).
+"""Data-fidelity losses between predicted and measured samples (docs/methods.md section 3).
 
 All take flat sample vectors ``pred, y`` of shape ``(M,)`` (complex for MRI, real for CT/volumes) and average
 over real and imaginary parts, as the Bilevel authors' code does.

@@ -2,7 +2,7 @@
 
 Every encoding maps coordinates ``(n, D)`` in [0, 1] to features ``(n, out_dim)`` and reports ``out_dim``.
 
-Hash grid (tcnn-compatible formulas, METHODS.md section 2): level ``l`` has ``scale = N_min * b**l - 1`` and
+Hash grid (tcnn-compatible formulas, docs/methods.md section 2): level ``l`` has ``scale = N_min * b**l - 1`` and
 ``resolution = ceil(scale) + 1``; a point sits at ``x * scale + 0.5``; a level whose dense grid fits in the
 table (``res**D <= T``) is indexed densely (``sum_d i_d * res**d``), otherwise by the xor spatial hash with
 primes (1, 2654435761, 805459861) modulo ``T``; the ``2**D`` corners are (bi/tri)linearly interpolated
@@ -42,7 +42,7 @@ _PRIMES = (1, 2654435761, 805459861)
 
 @dataclass
 class HashGridConfig:
-    """Multiresolution hash grid (defaults: METHODS.md, from the Bilevel authors' code)."""
+    """Multiresolution hash grid (defaults: docs/methods.md, from the Bilevel authors' code)."""
 
     n_levels: PosInt = 16
     """Resolution levels L."""

@@ -15,7 +15,7 @@ __all__ = ["MLP", "MLPConfig", "SineLayer", "Siren", "SirenConfig"]
 
 @dataclass
 class MLPConfig:
-    """ReLU MLP decoder (METHODS.md: the Bilevel code uses 8 x 64)."""
+    """ReLU MLP decoder (docs/methods.md: the Bilevel code uses 8 x 64)."""
 
     width: PosInt = 64
     """Units per hidden layer."""

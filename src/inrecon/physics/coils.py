@@ -189,6 +189,108 @@ def _dominant_eigenpairs(mat: torch.Tensor, iters: int | None) -> tuple[torch.Te
     return lam, vec[..., 0]
 
 
+def _espirit_kernel_width(
+    kernel_width: int, threshold: float, crop: float, ref_coil: int, iters: int | None, n_coils: int
+) -> int:
+    """Check :func:`espirit_maps`' scalar parameters; return the kernel width as an int."""
+    k = int(kernel_width)
+    if k != kernel_width or k < 2:
+        raise InreconError(f"kernel_width is {kernel_width}", "use an integer >= 2 (6 is standard)")
+    if not (0 < threshold < 1):
+        raise InreconError(
+            f"threshold is {threshold} but must lie in (0, 1)", "use 0.02 (BART and sigpy default)"
+        )
+    if not (0 <= crop < 1):
+        raise InreconError(f"crop is {crop} but must lie in [0, 1)", "use 0.95 (or 0 to keep every pixel)")
+    if not (0 <= int(ref_coil) < n_coils):
+        raise InreconError(f"ref_coil is {ref_coil} but there are {n_coils} coils", f"use 0 .. {n_coils - 1}")
+    if iters is not None and (int(iters) != iters or iters < 1):
+        raise InreconError(
+            f"iters is {iters}", "use None (exact eigh) or a positive number of power iterations"
+        )
+    return k
+
+
+def _acquired_mask(kspace: torch.Tensor, mask: torch.Tensor | None, grid: tuple[int, ...]) -> torch.Tensor:
+    """The bool mask of acquired samples: ``mask`` checked against ``grid``, else where any coil is non-zero."""
+    if mask is None:
+        return (kspace != 0).any(0)
+    m = _tensor(mask, "mask").to(kspace.device)
+    if tuple(m.shape) != grid:
+        raise ShapeError(
+            f"mask has shape {tuple(m.shape)} but the k-space grid is {grid}", "pass the (*grid) mask"
+        )
+    return m.to(torch.bool)
+
+
+def _espirit_calibration(
+    kspace: torch.Tensor, m: torch.Tensor, calib_width: int | Sequence[int] | None, k: int
+) -> torch.Tensor:
+    """The fully sampled centred calibration block ``(C, *width)`` of ``kspace`` (see :func:`espirit_maps`)."""
+    grid = tuple(kspace.shape[1:])
+    nd = len(grid)
+    if calib_width is None:
+        w = calibration_width(m)
+        if w == min(grid):  # fully sampled: a larger block only costs time
+            w = 24
+        width = (min(w, *grid),) * nd
+    else:
+        width = (int(calib_width),) * nd if np.isscalar(calib_width) else tuple(int(c) for c in calib_width)
+        if len(width) != nd:
+            raise ShapeError(
+                f"calib_width {calib_width} does not have {nd} entries", f"give an int or {nd} ints"
+            )
+    if min(width) < k + 1 or any(wi > n for wi, n in zip(width, grid)):
+        raise InreconError(
+            f"calibration block {width} is unusable with kernel_width={k} on the grid {grid} (it must be at "
+            f"least {k + 1} and at most the grid along each axis); the fully sampled centre is "
+            f"{calibration_width(m)} wide",
+            "acquire a fully sampled centre (ACS, e.g. 24 lines/square) or pass calib_width explicitly",
+        )
+    calib = kspace[(slice(None), *_centre_block(grid, width))]
+    holes = int((~m[_centre_block(grid, width)]).sum())
+    if holes:
+        raise InreconError(
+            f"the {width} calibration block has {holes} unsampled points",
+            f"use calib_width <= {calibration_width(m)} (the fully sampled centre) or leave it None",
+        )
+    return calib
+
+
+def _espirit_kernels(calib: torch.Tensor, k: int, threshold: float) -> torch.Tensor:
+    """Signal-subspace k-space kernels ``(n_k, C, k, ..., k)``: right singular vectors of the calibration
+    matrix (double precision) with singular value above ``threshold * s_max``."""
+    n_coils, nd = calib.shape[0], calib.ndim - 1
+    a = _calibration_matrix(calib, k).to(torch.complex128)
+    _, s, vh = torch.linalg.svd(a, full_matrices=False)
+    keep = s > threshold * s[0]
+    evecs = vh.mH
+    # Patches (rows of the calibration matrix, un-conjugated) lie in the span of conj(v_j).
+    v = evecs[:, keep].conj()  # (C * k**d, n_k)
+    n_k = v.shape[1]
+    return v.T.reshape(n_k, n_coils, *(k,) * nd)
+
+
+def _espirit_eigenmaps(
+    kernels: torch.Tensor, grid: tuple[int, ...], iters: int | None, ref_coil: int, crop: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-pixel dominant eigenvectors (phase relative to ``ref_coil``, zero where the eigenvalue is at most
+    ``crop``) and eigenvalues of the ESPIRiT matrices of ``kernels``, slab by slab."""
+    n_coils = kernels.shape[1]
+    maps = torch.zeros((n_coils, *grid), dtype=torch.complex64, device=kernels.device)
+    lam = torch.zeros(grid, dtype=torch.float32, device=kernels.device)
+    for rows, mat in _espirit_slabs(kernels, grid):
+        shape = mat.shape[:-2]
+        val, vec = _dominant_eigenpairs(mat.reshape(-1, n_coils, n_coils), iters)
+        ref = vec[:, int(ref_coil)]
+        phase = torch.where(ref.abs() > 0, ref.conj() / ref.abs().clamp_min(1e-30), torch.ones_like(ref))
+        vec = vec * phase[:, None]
+        val = val.reshape(shape).to(torch.float32)
+        lam[rows] = val
+        maps[:, rows] = vec.T.reshape(n_coils, *shape) * (val > crop)
+    return maps, lam
+
+
 def espirit_maps(
     kspace: torch.Tensor,
     mask: torch.Tensor | None = None,
@@ -251,77 +353,11 @@ def espirit_maps(
     require_finite(kspace, "kspace")
     kspace = kspace.to(torch.complex64)
     n_coils, grid = kspace.shape[0], tuple(kspace.shape[1:])
-    nd = len(grid)
-    k = int(kernel_width)
-    if k != kernel_width or k < 2:
-        raise InreconError(f"kernel_width is {kernel_width}", "use an integer >= 2 (6 is standard)")
-    if not (0 < threshold < 1):
-        raise InreconError(
-            f"threshold is {threshold} but must lie in (0, 1)", "use 0.02 (BART and sigpy default)"
-        )
-    if not (0 <= crop < 1):
-        raise InreconError(f"crop is {crop} but must lie in [0, 1)", "use 0.95 (or 0 to keep every pixel)")
-    if not (0 <= int(ref_coil) < n_coils):
-        raise InreconError(f"ref_coil is {ref_coil} but there are {n_coils} coils", f"use 0 .. {n_coils - 1}")
-    if iters is not None and (int(iters) != iters or iters < 1):
-        raise InreconError(
-            f"iters is {iters}", "use None (exact eigh) or a positive number of power iterations"
-        )
-    if mask is None:
-        m = (kspace != 0).any(0)
-    else:
-        m = _tensor(mask, "mask").to(kspace.device)
-        if tuple(m.shape) != grid:
-            raise ShapeError(
-                f"mask has shape {tuple(m.shape)} but the k-space grid is {grid}", "pass the (*grid) mask"
-            )
-        m = m.to(torch.bool)
-    if calib_width is None:
-        w = calibration_width(m)
-        if w == min(grid):  # fully sampled: a larger block only costs time
-            w = 24
-        width = (min(w, *grid),) * nd
-    else:
-        width = (int(calib_width),) * nd if np.isscalar(calib_width) else tuple(int(c) for c in calib_width)
-        if len(width) != nd:
-            raise ShapeError(
-                f"calib_width {calib_width} does not have {nd} entries", f"give an int or {nd} ints"
-            )
-    if min(width) < k + 1 or any(wi > n for wi, n in zip(width, grid)):
-        raise InreconError(
-            f"calibration block {width} is unusable with kernel_width={k} on the grid {grid} (it must be at "
-            f"least {k + 1} and at most the grid along each axis); the fully sampled centre is "
-            f"{calibration_width(m)} wide",
-            "acquire a fully sampled centre (ACS, e.g. 24 lines/square) or pass calib_width explicitly",
-        )
-    calib = kspace[(slice(None), *_centre_block(grid, width))]
-    holes = int((~m[_centre_block(grid, width)]).sum())
-    if holes:
-        raise InreconError(
-            f"the {width} calibration block has {holes} unsampled points",
-            f"use calib_width <= {calibration_width(m)} (the fully sampled centre) or leave it None",
-        )
-
-    # Signal subspace: right singular vectors of the calibration matrix (double precision).
-    a = _calibration_matrix(calib, k).to(torch.complex128)
-    _, s, vh = torch.linalg.svd(a, full_matrices=False)
-    keep = s > threshold * s[0]
-    evecs = vh.mH
-    # Patches (rows of the calibration matrix, un-conjugated) lie in the span of conj(v_j).
-    v = evecs[:, keep].conj()  # (C * k**d, n_k)
-    n_k = v.shape[1]
-    kernels = v.T.reshape(n_k, n_coils, *(k,) * nd)
-    maps = torch.zeros((n_coils, *grid), dtype=torch.complex64, device=kspace.device)
-    lam = torch.zeros(grid, dtype=torch.float32, device=kspace.device)
-    for rows, mat in _espirit_slabs(kernels, grid):
-        shape = mat.shape[:-2]
-        val, vec = _dominant_eigenpairs(mat.reshape(-1, n_coils, n_coils), iters)
-        ref = vec[:, int(ref_coil)]
-        phase = torch.where(ref.abs() > 0, ref.conj() / ref.abs().clamp_min(1e-30), torch.ones_like(ref))
-        vec = vec * phase[:, None]
-        val = val.reshape(shape).to(torch.float32)
-        lam[rows] = val
-        maps[:, rows] = vec.T.reshape(n_coils, *shape) * (val > crop)
+    k = _espirit_kernel_width(kernel_width, threshold, crop, ref_coil, iters, n_coils)
+    m = _acquired_mask(kspace, mask, grid)
+    calib = _espirit_calibration(kspace, m, calib_width, k)
+    kernels = _espirit_kernels(calib, k, threshold)
+    maps, lam = _espirit_eigenmaps(kernels, grid, iters, ref_coil, crop)
     return (maps, lam) if return_eigenvalues else maps
 
 

@@ -10,7 +10,9 @@ Every reconstruction -- the classical solvers and every INR method -- sees a sca
 - CT: ``A = Select(all entries) @ W @ P`` with the projector ``P`` and the data weighting ``W``: the square root
   of the ramp filter along the detector (``ct_weighting="ramp"``, the INR data term: ``||W (P x - y)||^2`` is a
   weighted least-squares fit of the same data whose normal operator is close to the identity, where the raw
-  ``||P x - y||^2`` has the ``1/|w|`` spectrum of ``P^T P``) or nothing (``"none"``, classical solvers).
+  ``||P x - y||^2`` has the ``1/|w|`` spectrum of ``P^T P``), the square root of statistical weights
+  proportional to the detected counts (``"counts"``: penalised-weighted-least-squares weighting of Poisson
+  data, :func:`count_weights`), both (``"ramp+counts"``), or nothing (``"none"``, classical solvers).
 - Volume fitting: ``A = Select(all) @ I``.
 
 Samples are ordered unit by unit. A *unit* is what a hold-out split draws as one piece: a k-space location with
@@ -20,7 +22,7 @@ library, :meth:`Measurement.subset` restricts the model to some samples (``Selec
 training and held-out parts of a split are measurements too.
 
 Data are divided by ``scale``: the largest sample magnitude (``scale="max"``, the INR convention of
-METHODS.md section 3), a robust image scale (``"robust"``: the 99th percentile of ``|A^H y|``, the classical
+docs/methods.md section 3), a robust image scale (``"robust"``: the 99th percentile of ``|A^H y|``, the classical
 solvers' convention), the largest root-sum-of-squares of the zero-filled coil images (``"coil_rss"``, IMJENSE),
 or 1 (``"none"``). :meth:`Measurement.finalize` maps an image fitted to the scaled data back to the scan's units.
 """
@@ -44,11 +46,12 @@ __all__ = [
     "Measurement",
     "MeasurementConfig",
     "build_measurement",
+    "count_weights",
     "measure",
     "robust_scale",
 ]
 
-CT_WEIGHTINGS = ("ramp", "none")
+CT_WEIGHTINGS = ("ramp", "counts", "ramp+counts", "none")
 CT_UNITS = ("entry", "view")
 SCALES = ("max", "robust", "coil_rss", "none")
 
@@ -59,8 +62,9 @@ class MeasurementConfig:
 
     maps: Literal["auto", "espirit", "scan"] = "auto"
     """MRI coil maps: the scan's own, else ESPIRiT (auto); always ESPIRiT; or the scan's (required)."""
-    ct_weighting: Literal["ramp", "none"] = "ramp"
-    """CT data term: ramp (sinograms compared after the square root of the ramp filter) or none (raw)."""
+    ct_weighting: Literal["ramp", "counts", "ramp+counts", "none"] = "ramp"
+    """CT data term: ramp (sinograms compared after the square root of the ramp filter), counts (weighted by the
+    expected detected counts when the scan records its photons per ray, else plain), ramp+counts, none."""
     ct_units: Literal["entry", "view"] = "entry"
     """CT hold-out unit: single sinogram entries, or whole views."""
 
@@ -231,8 +235,22 @@ def _mri(scan: MRIScan, maps: str, coil_images: bool):
     return op, op, idx, data, unit, n_units, support
 
 
+def count_weights(scan: CTScan) -> torch.Tensor | None:
+    """Statistical weights of a CT sinogram ``(V, N)``, proportional to the expected detected counts
+    ``I0 exp(-mu y)`` (the inverse variance of a log-transformed Poisson reading), normalised to mean 1; ``None``
+    when the scan does not say how many photons per ray it was measured with (``provenance["photons"]``, with
+    ``mu_per_unit`` converting the sinogram's units to line integrals)."""
+    photons = (scan.provenance or {}).get("photons")
+    if not photons:
+        return None
+    mu = float(scan.provenance.get("mu_per_unit", 1.0))
+    w = torch.exp(-mu * scan.sinogram.double()).float()
+    return w / w.mean()
+
+
 def _ct(scan: CTScan, weighting: str, units: str):
     from inrecon.physics.ct import CTProjector
+    from inrecon.physics.operator import Diagonal
 
     if weighting not in CT_WEIGHTINGS:
         raise InreconError(f"CT weighting {weighting!r}", f"use one of {', '.join(CT_WEIGHTINGS)}")
@@ -241,16 +259,20 @@ def _ct(scan: CTScan, weighting: str, units: str):
     device = scan.sinogram.device
     proj = CTProjector(scan.geometry, scan.angles).to(device)
     V, N = scan.sinogram.shape
-    base: LinearOperator = proj
-    sino = scan.sinogram
-    if weighting == "ramp":
+    weights: list[LinearOperator] = []  # applied in order to the sinogram (model and data alike)
+    if weighting in ("counts", "ramp+counts"):
+        w = count_weights(scan)
+        if w is not None:
+            weights.append(Diagonal(w.sqrt().to(device)))
+    if weighting in ("ramp", "ramp+counts"):
         from inrecon.physics.fbp import DetectorFilter, padded_length, ramp_filter
 
-        n_pad = padded_length(N)
-        resp = ramp_filter(n_pad, float(scan.geometry.detector_spacing_mm), device=device)
-        w = DetectorFilter(resp.clamp_min(0).sqrt(), V, N).to(device)
-        base = w @ proj
-        sino = w(sino)
+        resp = ramp_filter(padded_length(N), float(scan.geometry.detector_spacing_mm), device=device)
+        weights.append(DetectorFilter(resp.clamp_min(0).sqrt(), V, N).to(device))
+    base: LinearOperator = proj
+    sino = scan.sinogram
+    for w in weights:
+        base, sino = w @ base, w(sino)
     idx = torch.arange(V * N, device=device)
     unit = idx if units == "entry" else idx // N
     return base, proj, idx, sino.reshape(-1), unit, (V * N if units == "entry" else V), None
@@ -266,7 +288,7 @@ def build_measurement(
     *,
     maps: str = "auto",
     coil_images: bool = False,
-    ct_weighting: Literal["ramp", "none"] = "ramp",
+    ct_weighting: Literal["ramp", "counts", "ramp+counts", "none"] = "ramp",
     ct_units: Literal["entry", "view"] = "entry",
     scale: Literal["max", "robust", "coil_rss", "none"] = "max",
 ) -> Measurement:

@@ -84,7 +84,7 @@ class MethodSpec:
     run
         ``run(scan, cfg, ctx) -> ReconResult``.
     config
-        The config dataclass (defaults from METHODS.md or from measurement).
+        The config dataclass (defaults from docs/methods.md or from measurement).
     modalities
         Scan modalities it reconstructs (``mri``, ``ct``, ``volume``, ``mri-series``).
     summary

@@ -1,4 +1,4 @@
-"""Residual learning for real-time MRI series (METHODS.md section 4; Bilevel paper section 5.5).
+"""Residual learning for real-time MRI series (docs/methods.md section 4; Bilevel paper section 5.5).
 
 Frame 0 (fully sampled or lightly undersampled) is fitted like one scan by the scan-specific INR (hold-out rule
 or a given step count, ``ngp`` settings, e.g. tuned ones from ``inrecon tune``). Every later, undersampled frame

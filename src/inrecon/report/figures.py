@@ -244,6 +244,151 @@ def _bare(ax) -> None:
         spine.set_visible(False)
 
 
+def _grid_columns(
+    images: Mapping[str, Any], reference: Any | None, reference_name: str
+) -> tuple[list[tuple[str, np.ndarray, bool]], np.ndarray | None]:
+    """The grid's columns ``(name, image, is_reference)``, reference first, checked to share one shape; and
+    the reference image (or ``None``)."""
+    columns: list[tuple[str, np.ndarray, bool]] = []
+    ref = None if reference is None else to_image(reference, reference_name)
+    if ref is not None:
+        columns.append((reference_name, ref, True))
+    for name, im in images.items():
+        columns.append((str(name), to_image(im, str(name)), False))
+    shape = columns[0][1].shape
+    for name, im, _ in columns:
+        if im.shape != shape:
+            raise ShapeError(
+                f"image {name!r} has shape {im.shape} but {columns[0][0]!r} has {shape}",
+                "crop or resample all images (and the reference) to one shape",
+            )
+    return columns, ref
+
+
+def _grid_window(
+    window: tuple[float, float] | None, ref: np.ndarray | None, columns: list[tuple[str, np.ndarray, bool]]
+) -> tuple[float, float]:
+    """The grey window: ``window`` checked, else the percentile window of the reference (or all images)."""
+    lo, hi = (
+        (float(window[0]), float(window[1]))
+        if window is not None
+        else _percentile_window([ref] if ref is not None else [im for _, im, _ in columns])
+    )
+    if not hi > lo:
+        raise InreconError(f"window={window!r} must have low < high", "pass window=(low, high)")
+    return lo, hi
+
+
+def _grid_errors(
+    columns: list[tuple[str, np.ndarray, bool]], ref: np.ndarray | None, show_err: bool
+) -> tuple[dict[str, np.ndarray], float | None]:
+    """Per-method ``|rec - ref|`` maps (empty unless ``show_err``) and their shared colour-scale top."""
+    errors = {name: np.abs(im - ref) for name, im, is_ref in columns if show_err and not is_ref}
+    err_max = None
+    if errors:
+        values = np.concatenate([e[np.isfinite(e)].ravel() for e in errors.values()])
+        err_max = float(np.percentile(values, 99.5)) if values.size else 1.0
+        err_max = err_max if err_max > 0 else 1.0
+    return errors, err_max
+
+
+def _grid_axes(
+    shape: tuple[int, int], box: tuple[int, int, int, int], ncols: int, show_err: bool, panel_inches: float
+):
+    """The figure and its ``(rows, ncols)`` axes: image row, zoom row and (with ``show_err``) error row."""
+    _, _, bh, bw = box
+    nrows = 3 if show_err else 2
+    aspect = shape[0] / shape[1]
+    crop_aspect = bh / bw
+    heights = [aspect, crop_aspect] + ([aspect] if show_err else [])
+    fig_w = panel_inches * ncols + (0.9 if show_err else 0.3)
+    fig_h = panel_inches * sum(heights) + 0.55 + 0.12 * nrows
+    fig = Figure(figsize=(fig_w, fig_h), layout="constrained")
+    axes = fig.subplots(nrows, ncols, squeeze=False, gridspec_kw={"height_ratios": heights})
+    return fig, axes
+
+
+def _draw_image_panel(
+    ax,
+    name: str,
+    im: np.ndarray,
+    color: str,
+    window: tuple[float, float],
+    box: tuple[int, int, int, int],
+    subtitle: str,
+    any_metrics: bool,
+) -> None:
+    """Row 1: the image in the grey window with the zoom box, titled in ``color`` with the metrics below."""
+    lo, hi = window
+    r0, c0, bh, bw = box
+    ax.imshow(im, cmap="gray", vmin=lo, vmax=hi, interpolation="nearest")
+    ax.add_patch(Rectangle((c0 - 0.5, r0 - 0.5), bw, bh, fill=False, edgecolor=ZOOM_COLOR, linewidth=1.3))
+    _bare(ax)
+    ax.set_title(name, color=color, fontsize=11, fontweight="bold", pad=14 if any_metrics else 4)
+    if subtitle:
+        ax.text(0.5, 1.01, subtitle, transform=ax.transAxes, ha="center", va="bottom", fontsize=8)
+    if not np.all(np.isfinite(im)):
+        ax.text(0.02, 0.02, "non-finite values", transform=ax.transAxes, color="magenta", fontsize=8)
+
+
+def _draw_zoom_panel(
+    zax, im: np.ndarray, window: tuple[float, float], box: tuple[int, int, int, int]
+) -> None:
+    """Row 2: the zoom box of the image enlarged, framed in the zoom colour."""
+    lo, hi = window
+    r0, c0, bh, bw = box
+    zax.imshow(im[r0 : r0 + bh, c0 : c0 + bw], cmap="gray", vmin=lo, vmax=hi, interpolation="nearest")
+    zax.set_xticks([])
+    zax.set_yticks([])
+    for spine in zax.spines.values():
+        spine.set_edgecolor(ZOOM_COLOR)
+        spine.set_linewidth(2.0)
+
+
+def _draw_error_panel(eax, error: np.ndarray | None, err_max: float | None):
+    """Row 3: the error map (returns its image), or a label in the reference column (returns ``None``)."""
+    _bare(eax)
+    if error is None:
+        eax.text(
+            0.5,
+            0.5,
+            "error maps\n|rec − ref|  →",
+            transform=eax.transAxes,
+            ha="center",
+            va="center",
+            color="#444444",
+            fontsize=10,
+        )
+        return None
+    return eax.imshow(error, cmap="inferno", vmin=0.0, vmax=err_max, interpolation="nearest")
+
+
+def _draw_columns(
+    axes,
+    columns: list[tuple[str, np.ndarray, bool]],
+    window: tuple[float, float],
+    box: tuple[int, int, int, int],
+    metrics: Mapping[str, Mapping[str, Any]],
+    palette: MethodPalette,
+    errors: dict[str, np.ndarray],
+    err_max: float | None,
+):
+    """Draw every column's panels; return the last error-map image (for the colour bar) or ``None``."""
+    show_err = axes.shape[0] == 3
+    err_im = None
+    any_metrics = any(_metric_text(metrics.get(name)) for name, _, _ in columns)
+    for j, (name, im, is_ref) in enumerate(columns):
+        color = REFERENCE_COLOR if is_ref else palette.color(name)
+        subtitle = _metric_text(metrics.get(name))
+        _draw_image_panel(axes[0, j], name, im, color, window, box, subtitle, any_metrics)
+        _draw_zoom_panel(axes[1, j], im, window, box)
+        if show_err:
+            im_err = _draw_error_panel(axes[2, j], None if is_ref else errors[name], err_max)
+            if im_err is not None:
+                err_im = im_err
+    return err_im
+
+
 def image_grid_figure(
     images: Mapping[str, Any],
     reference: Any | None = None,
@@ -294,85 +439,17 @@ def image_grid_figure(
         raise InreconError("image grid has no images", "pass images={'method': array, ...}")
     palette = palette or MethodPalette()
     metrics = metrics or {}
-    columns: list[tuple[str, np.ndarray, bool]] = []
-    ref = None if reference is None else to_image(reference, reference_name)
-    if ref is not None:
-        columns.append((reference_name, ref, True))
-    for name, im in images.items():
-        columns.append((str(name), to_image(im, str(name)), False))
+    columns, ref = _grid_columns(images, reference, reference_name)
     shape = columns[0][1].shape
-    for name, im, _ in columns:
-        if im.shape != shape:
-            raise ShapeError(
-                f"image {name!r} has shape {im.shape} but {columns[0][0]!r} has {shape}",
-                "crop or resample all images (and the reference) to one shape",
-            )
-    lo, hi = (
-        (float(window[0]), float(window[1]))
-        if window is not None
-        else _percentile_window([ref] if ref is not None else [im for _, im, _ in columns])
-    )
-    if not hi > lo:
-        raise InreconError(f"window={window!r} must have low < high", "pass window=(low, high)")
+    lo, hi = _grid_window(window, ref, columns)
     box = (
         _check_zoom(zoom, shape) if zoom is not None else auto_zoom(ref if ref is not None else columns[0][1])
     )
     r0, c0, bh, bw = box
     show_err = bool(error_maps and ref is not None)
-    errors = {name: np.abs(im - ref) for name, im, is_ref in columns if show_err and not is_ref}
-    err_max = None
-    if errors:
-        values = np.concatenate([e[np.isfinite(e)].ravel() for e in errors.values()])
-        err_max = float(np.percentile(values, 99.5)) if values.size else 1.0
-        err_max = err_max if err_max > 0 else 1.0
-
-    ncols, nrows = len(columns), 3 if show_err else 2
-    aspect = shape[0] / shape[1]
-    crop_aspect = bh / bw
-    heights = [aspect, crop_aspect] + ([aspect] if show_err else [])
-    fig_w = panel_inches * ncols + (0.9 if show_err else 0.3)
-    fig_h = panel_inches * sum(heights) + 0.55 + 0.12 * nrows
-    fig = Figure(figsize=(fig_w, fig_h), layout="constrained")
-    axes = fig.subplots(nrows, ncols, squeeze=False, gridspec_kw={"height_ratios": heights})
-    err_im = None
-    any_metrics = any(_metric_text(metrics.get(name)) for name, _, _ in columns)
-    for j, (name, im, is_ref) in enumerate(columns):
-        color = REFERENCE_COLOR if is_ref else palette.color(name)
-        ax = axes[0, j]
-        ax.imshow(im, cmap="gray", vmin=lo, vmax=hi, interpolation="nearest")
-        ax.add_patch(Rectangle((c0 - 0.5, r0 - 0.5), bw, bh, fill=False, edgecolor=ZOOM_COLOR, linewidth=1.3))
-        _bare(ax)
-        subtitle = _metric_text(metrics.get(name))
-        ax.set_title(name, color=color, fontsize=11, fontweight="bold", pad=14 if any_metrics else 4)
-        if subtitle:
-            ax.text(0.5, 1.01, subtitle, transform=ax.transAxes, ha="center", va="bottom", fontsize=8)
-        if not np.all(np.isfinite(im)):
-            ax.text(0.02, 0.02, "non-finite values", transform=ax.transAxes, color="magenta", fontsize=8)
-        zax = axes[1, j]
-        zax.imshow(im[r0 : r0 + bh, c0 : c0 + bw], cmap="gray", vmin=lo, vmax=hi, interpolation="nearest")
-        zax.set_xticks([])
-        zax.set_yticks([])
-        for spine in zax.spines.values():
-            spine.set_edgecolor(ZOOM_COLOR)
-            spine.set_linewidth(2.0)
-        if show_err:
-            eax = axes[2, j]
-            _bare(eax)
-            if is_ref:
-                eax.text(
-                    0.5,
-                    0.5,
-                    "error maps\n|rec − ref|  →",
-                    transform=eax.transAxes,
-                    ha="center",
-                    va="center",
-                    color="#444444",
-                    fontsize=10,
-                )
-            else:
-                err_im = eax.imshow(
-                    errors[name], cmap="inferno", vmin=0.0, vmax=err_max, interpolation="nearest"
-                )
+    errors, err_max = _grid_errors(columns, ref, show_err)
+    fig, axes = _grid_axes(shape, box, len(columns), show_err, panel_inches)
+    err_im = _draw_columns(axes, columns, (lo, hi), box, metrics, palette, errors, err_max)
     axes[0, 0].set_ylabel("image", fontsize=9)
     axes[1, 0].set_ylabel(f"zoom ×{max(1, round(shape[1] / bw))}", fontsize=9)
     if err_im is not None:

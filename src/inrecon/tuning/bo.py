@@ -427,6 +427,103 @@ def _best(trials: list[dict], minimize: bool) -> int | None:
     return min(idx, key=key)
 
 
+def _check_tune_args(n_random: int, n_guided: int, kappa: float) -> None:
+    """Check :func:`tune`'s trial budget and ``kappa``, and that BoTorch is there for guided trials."""
+    if n_random < 0 or n_guided < 0 or n_random + n_guided < 1:
+        raise InreconError(
+            f"trial budget n_random={n_random}, n_guided={n_guided}",
+            "use n_random, n_guided >= 0 with a sum >= 1",
+        )
+    if not (math.isfinite(kappa) and kappa >= 0):
+        raise InreconError(f"kappa={kappa}", "use a finite kappa >= 0 (e.g. 2.576)")
+    if n_guided > 0 and importlib.util.find_spec("botorch") is None:
+        raise InreconError(
+            "guided trials need BoTorch, which is not installed",
+            "pip install 'inrecon[tune]' (or botorch), or run only random trials (n_guided=0)",
+        )
+
+
+def _log_header(space: SearchSpace, seed: int, kappa: float, minimize: bool, objective_id: Any) -> dict:
+    """The trial log's header line, with the fingerprint of the tuning run (module docstring)."""
+    fp = config_fingerprint(
+        {
+            "space": space.to_dict(),
+            "objective": objective_id,
+            "seed": int(seed),
+            "kappa": float(kappa),
+            "minimize": bool(minimize),
+        }
+    )
+    return {
+        "type": "header",
+        "version": _LOG_VERSION,
+        "fingerprint": fp,
+        "space": space.to_dict(),
+        "seed": int(seed),
+        "kappa": float(kappa),
+        "minimize": bool(minimize),
+        "objective": json.loads(json.dumps(objective_id, default=str)),
+    }
+
+
+def _open_log(path: Path, header: dict) -> list[dict]:
+    """The finished trials of the log at ``path`` (checked against ``header``'s fingerprint, a torn last line
+    dropped); a new log with ``header`` and no trials when there is none."""
+    if not path.exists():
+        _write_log(path, header, [])
+        return []
+    old_header, trials, clean = _read_log(path)
+    if old_header.get("fingerprint") != header["fingerprint"]:
+        raise InreconError(
+            f"trial log {path} belongs to another tuning run (different search space, objective, data, "
+            "seed, kappa or direction)",
+            "give another --log path, or delete the old log to start afresh",
+        )
+    if not clean:  # drop the torn last line, so that appends start on a clean line
+        _write_log(path, old_header, trials)
+    return trials
+
+
+def _run_trial(
+    objective: Objective,
+    space: SearchSpace,
+    trials: list[dict],
+    index: int,
+    n_random: int,
+    seed: int,
+    kappa: float,
+    minimize: bool,
+) -> dict:
+    """Propose trial ``index`` (Sobol, or GP-UCB once past ``n_random`` with two finite scores), evaluate the
+    objective there and return the trial record."""
+    msgs: list[str] = []
+    n_finite = sum(1 for t in trials if t["finite"])
+    if index < n_random or n_finite < 2:
+        phase, x = "random", _sobol_point(space.dim, seed, index)
+    else:
+        phase = "guided"
+        x, msgs = _propose_guided(trials, space.dim, seed, index, kappa, minimize)
+    h = space.from_unit(x)
+    t0 = time.perf_counter()
+    score, info = objective(dict(h))
+    seconds = time.perf_counter() - t0
+    score_f = float(score) if score is not None else math.nan
+    finite = math.isfinite(score_f)
+    return {
+        "type": "trial",
+        "index": index,
+        "phase": phase,
+        "x": x,
+        "h": h,
+        "score": score_f if finite else None,
+        "finite": finite,
+        "score_text": None if finite else str(score_f),
+        "info": _summary(info),
+        "seconds": seconds,
+        "gp_warnings": msgs,
+    }
+
+
 def tune(
     objective: Objective,
     space: SearchSpace,
@@ -468,92 +565,23 @@ def tune(
     TuneResult
     """
     n_random, n_guided = int(n_random), int(n_guided)
-    if n_random < 0 or n_guided < 0 or n_random + n_guided < 1:
-        raise InreconError(
-            f"trial budget n_random={n_random}, n_guided={n_guided}",
-            "use n_random, n_guided >= 0 with a sum >= 1",
-        )
-    if not (math.isfinite(kappa) and kappa >= 0):
-        raise InreconError(f"kappa={kappa}", "use a finite kappa >= 0 (e.g. 2.576)")
-    if n_guided > 0 and importlib.util.find_spec("botorch") is None:
-        raise InreconError(
-            "guided trials need BoTorch, which is not installed",
-            "pip install 'inrecon[tune]' (or botorch), or run only random trials (n_guided=0)",
-        )
+    _check_tune_args(n_random, n_guided, kappa)
     t_start = time.perf_counter()
-    fp = config_fingerprint(
-        {
-            "space": space.to_dict(),
-            "objective": objective_id,
-            "seed": int(seed),
-            "kappa": float(kappa),
-            "minimize": bool(minimize),
-        }
-    )
-    header = {
-        "type": "header",
-        "version": _LOG_VERSION,
-        "fingerprint": fp,
-        "space": space.to_dict(),
-        "seed": int(seed),
-        "kappa": float(kappa),
-        "minimize": bool(minimize),
-        "objective": json.loads(json.dumps(objective_id, default=str)),
-    }
-    trials: list[dict] = []
+    header = _log_header(space, seed, kappa, minimize, objective_id)
     path = Path(log_path) if log_path is not None else None
-    if path is not None:
-        if path.exists():
-            old_header, trials, clean = _read_log(path)
-            if old_header.get("fingerprint") != fp:
-                raise InreconError(
-                    f"trial log {path} belongs to another tuning run (different search space, objective, data, "
-                    "seed, kappa or direction)",
-                    "give another --log path, or delete the old log to start afresh",
-                )
-            if not clean:  # drop the torn last line, so that appends start on a clean line
-                _write_log(path, old_header, trials)
-        else:
-            _write_log(path, header, [])
+    trials = _open_log(path, header) if path is not None else []
     budget = n_random + n_guided
     trials = trials[:budget]
-    show = progress_enabled(show_progress)
-    table = _Table(space, show)
+    table = _Table(space, progress_enabled(show_progress))
     table.header(
         f"tuning {space.dim} parameters: {n_random} random + {n_guided} guided trials"
         + (f" ({len(trials)} resumed from {path})" if trials else "")
     )
-    best_idx = None
     for k, t in enumerate(trials):
         best_idx = _best(trials[: k + 1], minimize)
         table.row(t, trials[best_idx]["score"] if best_idx is not None else None)
     for index in range(len(trials), budget):
-        msgs: list[str] = []
-        n_finite = sum(1 for t in trials if t["finite"])
-        if index < n_random or n_finite < 2:
-            phase, x = "random", _sobol_point(space.dim, seed, index)
-        else:
-            phase = "guided"
-            x, msgs = _propose_guided(trials, space.dim, seed, index, kappa, minimize)
-        h = space.from_unit(x)
-        t0 = time.perf_counter()
-        score, info = objective(dict(h))
-        seconds = time.perf_counter() - t0
-        score_f = float(score) if score is not None else math.nan
-        finite = math.isfinite(score_f)
-        rec = {
-            "type": "trial",
-            "index": index,
-            "phase": phase,
-            "x": x,
-            "h": h,
-            "score": score_f if finite else None,
-            "finite": finite,
-            "score_text": None if finite else str(score_f),
-            "info": _summary(info),
-            "seconds": seconds,
-            "gp_warnings": msgs,
-        }
+        rec = _run_trial(objective, space, trials, index, n_random, seed, kappa, minimize)
         if path is not None:
             _append(path, rec)
         trials.append(rec)

@@ -22,7 +22,7 @@ __all__ = ["Tuned", "TunerConfig", "tune_method"]
 
 @dataclass
 class TunerConfig:
-    """The upper level of the bilevel search (METHODS.md section 4)."""
+    """The upper level of the bilevel search (docs/methods.md section 4)."""
 
     n_random: NonNegInt = 20
     """Random (scrambled Sobol) initial trials."""

@@ -127,6 +127,79 @@ def matlab_radon_detectors(image_shape: tuple[int, int]) -> int:
     return 2 * r_last + 1
 
 
+def _radon_inputs(
+    sinogram: np.ndarray | torch.Tensor,
+    angles_deg: np.ndarray | torch.Tensor,
+    image_shape: tuple[int, int],
+) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
+    """Validate :func:`from_matlab_radon`'s inputs: the sinogram array, the angles (degrees, float64) and
+    ``(H, W)``."""
+    s = (
+        np.asarray(torch.as_tensor(sinogram).detach().cpu())
+        if isinstance(sinogram, torch.Tensor)
+        else np.asarray(sinogram)
+    )
+    require_real(s, "sinogram")
+    require_ndim(s, "sinogram", (2,), "(detectors, views) as MATLAB radon returns it")
+    require_finite(s, "sinogram")
+    theta = np.asarray(torch.as_tensor(angles_deg).cpu(), dtype=np.float64).reshape(-1)
+    require_finite(theta, "angles_deg")
+    n_det, n_views = s.shape
+    if theta.size != n_views:
+        hint = " (it looks transposed)" if theta.size == n_det else ""
+        raise ShapeError(
+            f"the radon sinogram has {n_views} columns (views) but angles_deg has {theta.size} entries{hint}",
+            "pass the sinogram as (detectors, views), exactly as radon returns it",
+        )
+    if len(image_shape) != 2:
+        raise ShapeError(f"image_shape {image_shape} is not (H, W)", "give the (H, W) of the image")
+    h, w = (int(v) for v in image_shape)
+    expected = matlab_radon_detectors((h, w))
+    if n_det < expected:
+        raise ShapeError(
+            f"the radon sinogram has {n_det} detector rows but radon gives {expected} for a {h}x{w} image",
+            "check image_shape, or transpose the sinogram to (detectors, views)",
+        )
+    return s, theta, (h, w)
+
+
+def _radon_views(s: np.ndarray, rad: np.ndarray, hw: tuple[int, int], recentre: bool) -> np.ndarray:
+    """The radon sinogram ``(N_det, V)`` as float64 views ``(V, N_det)``, each shifted onto our rotation
+    centre when ``recentre``."""
+    h, w = hw
+    n_det = s.shape[0]
+    data = s.astype(np.float64)
+    if recentre:
+        # radon's origin (0-based) is pixel floor((n - 1) / 2) and bin floor(N / 2); ours are the grid
+        # centres.
+        ox = (w - 1) / 2 - (w - 1) // 2
+        oy = -((h - 1) / 2 - (h - 1) // 2)
+        zero = n_det // 2 - (n_det - 1) / 2
+        shift = zero + ox * np.cos(rad) + oy * np.sin(rad)
+        grid = np.arange(n_det, dtype=np.float64)
+        data = np.stack(
+            [np.interp(grid + d, grid, row, left=0.0, right=0.0) for d, row in zip(shift, data.T)]
+        )
+    else:
+        data = data.T
+    return data
+
+
+def _radon_target(
+    target: np.ndarray | torch.Tensor | None, hw: tuple[int, int], transpose_image: bool
+) -> np.ndarray | None:
+    """The reference image as float32 ``(H, W)`` (transposed when ``transpose_image``), or ``None``."""
+    if target is None:
+        return None
+    h, w = hw
+    t = np.asarray(torch.as_tensor(target).cpu(), dtype=np.float32)
+    if t.shape != (h, w):
+        raise ShapeError(
+            f"target has shape {t.shape} but image_shape is {(h, w)}", "pass the radon input image"
+        )
+    return np.ascontiguousarray(t.T if transpose_image else t)
+
+
 def from_matlab_radon(
     sinogram: np.ndarray | torch.Tensor,
     angles_deg: np.ndarray | torch.Tensor,
@@ -166,59 +239,15 @@ def from_matlab_radon(
         ``sinogram`` float32 ``(V, N_det)``, ``angles`` float32 radians, parallel geometry with
         ``detector_spacing_mm = pixel_size_mm``.
     """
-    s = (
-        np.asarray(torch.as_tensor(sinogram).detach().cpu())
-        if isinstance(sinogram, torch.Tensor)
-        else np.asarray(sinogram)
-    )
-    require_real(s, "sinogram")
-    require_ndim(s, "sinogram", (2,), "(detectors, views) as MATLAB radon returns it")
-    require_finite(s, "sinogram")
-    theta = np.asarray(torch.as_tensor(angles_deg).cpu(), dtype=np.float64).reshape(-1)
-    require_finite(theta, "angles_deg")
-    n_det, n_views = s.shape
-    if theta.size != n_views:
-        hint = " (it looks transposed)" if theta.size == n_det else ""
-        raise ShapeError(
-            f"the radon sinogram has {n_views} columns (views) but angles_deg has {theta.size} entries{hint}",
-            "pass the sinogram as (detectors, views), exactly as radon returns it",
-        )
-    if len(image_shape) != 2:
-        raise ShapeError(f"image_shape {image_shape} is not (H, W)", "give the (H, W) of the image")
-    h, w = (int(v) for v in image_shape)
-    expected = matlab_radon_detectors((h, w))
-    if n_det < expected:
-        raise ShapeError(
-            f"the radon sinogram has {n_det} detector rows but radon gives {expected} for a {h}x{w} image",
-            "check image_shape, or transpose the sinogram to (detectors, views)",
-        )
+    s, theta, (h, w) = _radon_inputs(sinogram, angles_deg, image_shape)
+    n_det = s.shape[0]
     rad = np.deg2rad(theta)
-    data = s.astype(np.float64)
-    if recentre:
-        # radon's origin (0-based) is pixel floor((n - 1) / 2) and bin floor(N / 2); ours are the grid
-        # centres.
-        ox = (w - 1) / 2 - (w - 1) // 2
-        oy = -((h - 1) / 2 - (h - 1) // 2)
-        zero = n_det // 2 - (n_det - 1) / 2
-        shift = zero + ox * np.cos(rad) + oy * np.sin(rad)
-        grid = np.arange(n_det, dtype=np.float64)
-        data = np.stack(
-            [np.interp(grid + d, grid, row, left=0.0, right=0.0) for d, row in zip(shift, data.T)]
-        )
-    else:
-        data = data.T
+    data = _radon_views(s, rad, (h, w), recentre)
     ang = (1.5 * math.pi - rad) if transpose_image else rad
     geometry = CTGeometry(
         "parallel", n_det, float(pixel_size_mm), (w, h) if transpose_image else (h, w), float(pixel_size_mm)
     )
-    tgt = None
-    if target is not None:
-        t = np.asarray(torch.as_tensor(target).cpu(), dtype=np.float32)
-        if t.shape != (h, w):
-            raise ShapeError(
-                f"target has shape {t.shape} but image_shape is {(h, w)}", "pass the radon input image"
-            )
-        tgt = np.ascontiguousarray(t.T if transpose_image else t)
+    tgt = _radon_target(target, (h, w), transpose_image)
     return CTScan(
         sinogram=(data * float(pixel_size_mm)).astype(np.float32),
         angles=ang.astype(np.float32),

@@ -13,6 +13,7 @@ import datetime
 import json
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -168,6 +169,85 @@ def _pixels(p: Path) -> tuple[np.ndarray, pydicom.Dataset]:
     return arr, ds
 
 
+def _series_headers(p: Path, series_uid: str | None) -> list[tuple[Path, pydicom.Dataset]]:
+    """``(file, header)`` of the image files :func:`read_dicom_ct` reads at ``p`` (one series), unsorted."""
+    if not p.exists():
+        raise FileFormatError(f"DICOM path {str(p)!r} does not exist", "check the path")
+    if p.is_dir():
+        headers = [(f, ds) for f in _files_of(p) if (ds := _read_header(f)) is not None]
+        headers = [(f, ds) for f, ds in headers if "Rows" in ds]
+        if not headers:
+            raise FileFormatError(
+                f"folder {str(p)!r} holds no DICOM image files", "give a folder with one DICOM series"
+            )
+        return _select_series(headers, p, series_uid)
+    ds = _read_header(p)
+    if ds is None or "Rows" not in ds:
+        raise FileFormatError(
+            f"{str(p)!r} is not a readable DICOM image (no header or no pixel data description)",
+            "give a DICOM image file or a folder of them",
+        )
+    return [(p, ds)]
+
+
+def _sorted_headers(headers: list[tuple[Path, pydicom.Dataset]]) -> list[tuple[Path, pydicom.Dataset]]:
+    """Headers sorted by position along the slice normal, else ``InstanceNumber``, else kept in order."""
+    keys = [_sort_key(ds) for _, ds in headers]
+    if all(k is not None for k in keys):
+        order = np.argsort(keys, kind="stable")
+    elif all("InstanceNumber" in ds and ds.InstanceNumber is not None for _, ds in headers):
+        order = np.argsort([int(ds.InstanceNumber) for _, ds in headers], kind="stable")
+    else:
+        order = np.arange(len(headers))
+    return [headers[i] for i in order]
+
+
+def _load_slices(headers: list[tuple[Path, pydicom.Dataset]]) -> tuple[np.ndarray, pydicom.Dataset]:
+    """The rescaled float32 ``(S, H, W)`` pixels of the files in ``headers`` and the first full dataset."""
+    slices = []
+    first = None
+    for f, _ in headers:
+        arr, ds = _pixels(f)
+        if first is None:
+            first = ds
+        slope = float(getattr(ds, "RescaleSlope", 1) or 1)
+        intercept = float(getattr(ds, "RescaleIntercept", 0) or 0)
+        arr = arr.astype(np.float32) * np.float32(slope) + np.float32(intercept)
+        if arr.ndim == 2:
+            arr = arr[None]
+        if arr.ndim != 3:
+            raise ShapeError(
+                f"{f}: pixel data has shape {arr.shape}", "give grey-scale images (one sample per pixel)"
+            )
+        if slices and arr.shape[1:] != slices[0].shape[1:]:
+            raise ShapeError(
+                f"{f}: image size {arr.shape[1:]} differs from the series' {slices[0].shape[1:]}",
+                "give a folder with one series of equally sized slices",
+            )
+        slices.append(arr)
+    return np.concatenate(slices, axis=0), first
+
+
+def _spacing_of(
+    headers: list[tuple[Path, pydicom.Dataset]], first: pydicom.Dataset
+) -> tuple[float, float, float]:
+    """``(dz, dy, dx)`` in mm of a sorted series (see :func:`read_dicom_ct`)."""
+    ps = getattr(first, "PixelSpacing", None)
+    dy, dx = (float(ps[0]), float(ps[1])) if ps is not None and len(ps) == 2 else (1.0, 1.0)
+    dz = None
+    sorted_keys = [_sort_key(ds) for _, ds in headers]
+    if len(headers) > 1 and all(k is not None for k in sorted_keys):
+        steps = np.abs(np.diff(sorted_keys))
+        steps = steps[steps > 1e-6]
+        if steps.size:
+            dz = float(np.median(steps))
+    for attr in ("SpacingBetweenSlices", "SliceThickness"):
+        if dz is None and getattr(first, attr, None) not in (None, ""):
+            dz = abs(float(getattr(first, attr)))
+    dz = dz or 1.0
+    return dz, dy, dx
+
+
 def read_dicom_ct(
     path_or_dir: str | os.PathLike, series_uid: str | None = None
 ) -> tuple[np.ndarray, tuple[float, float, float], dict]:
@@ -195,73 +275,15 @@ def read_dicom_ct(
         ``source``.
     """
     p = Path(path_or_dir)
-    if not p.exists():
-        raise FileFormatError(f"DICOM path {str(p)!r} does not exist", "check the path")
-    if p.is_dir():
-        headers = [(f, ds) for f in _files_of(p) if (ds := _read_header(f)) is not None]
-        headers = [(f, ds) for f, ds in headers if "Rows" in ds]
-        if not headers:
-            raise FileFormatError(
-                f"folder {str(p)!r} holds no DICOM image files", "give a folder with one DICOM series"
-            )
-        headers = _select_series(headers, p, series_uid)
-    else:
-        ds = _read_header(p)
-        if ds is None or "Rows" not in ds:
-            raise FileFormatError(
-                f"{str(p)!r} is not a readable DICOM image (no header or no pixel data description)",
-                "give a DICOM image file or a folder of them",
-            )
-        headers = [(p, ds)]
-    keys = [_sort_key(ds) for _, ds in headers]
-    if all(k is not None for k in keys):
-        order = np.argsort(keys, kind="stable")
-    elif all("InstanceNumber" in ds and ds.InstanceNumber is not None for _, ds in headers):
-        order = np.argsort([int(ds.InstanceNumber) for _, ds in headers], kind="stable")
-    else:
-        order = np.arange(len(headers))
-    headers = [headers[i] for i in order]
-    slices = []
-    first = None
-    for f, _ in headers:
-        arr, ds = _pixels(f)
-        if first is None:
-            first = ds
-        slope = float(getattr(ds, "RescaleSlope", 1) or 1)
-        intercept = float(getattr(ds, "RescaleIntercept", 0) or 0)
-        arr = arr.astype(np.float32) * np.float32(slope) + np.float32(intercept)
-        if arr.ndim == 2:
-            arr = arr[None]
-        if arr.ndim != 3:
-            raise ShapeError(
-                f"{f}: pixel data has shape {arr.shape}", "give grey-scale images (one sample per pixel)"
-            )
-        if slices and arr.shape[1:] != slices[0].shape[1:]:
-            raise ShapeError(
-                f"{f}: image size {arr.shape[1:]} differs from the series' {slices[0].shape[1:]}",
-                "give a folder with one series of equally sized slices",
-            )
-        slices.append(arr)
-    hu = np.concatenate(slices, axis=0)
-    ps = getattr(first, "PixelSpacing", None)
-    dy, dx = (float(ps[0]), float(ps[1])) if ps is not None and len(ps) == 2 else (1.0, 1.0)
-    dz = None
-    sorted_keys = [_sort_key(ds) for _, ds in headers]
-    if len(headers) > 1 and all(k is not None for k in sorted_keys):
-        steps = np.abs(np.diff(sorted_keys))
-        steps = steps[steps > 1e-6]
-        if steps.size:
-            dz = float(np.median(steps))
-    for attr in ("SpacingBetweenSlices", "SliceThickness"):
-        if dz is None and getattr(first, attr, None) not in (None, ""):
-            dz = abs(float(getattr(first, attr)))
-    dz = dz or 1.0
+    headers = _sorted_headers(_series_headers(p, series_uid))
+    hu, first = _load_slices(headers)
+    spacing = _spacing_of(headers, first)
     meta = {
         k: _json_value(first[k].value) for k in _META_KEYS if k in first and first[k].value not in (None, "")
     }
     meta["n_slices"] = int(hu.shape[0])
     meta["source"] = str(p)
-    return hu, (dz, dy, dx), meta
+    return hu, spacing, meta
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -306,6 +328,149 @@ def _apply_meta(ds: pydicom.Dataset, meta: dict) -> None:
         ds.ImageComments = json.dumps(notes, default=str)[:10240]
 
 
+def _hu_volume(hu: ArrayLike) -> np.ndarray:
+    """``hu`` checked and converted to float64 ``(S, H, W)``."""
+    arr = hu.detach().cpu().numpy() if hasattr(hu, "detach") else np.asarray(hu)
+    require_real(arr, "hu")
+    require_ndim(arr, "hu", (2, 3), "(H, W) or (S, H, W) in Hounsfield units")
+    require_finite(arr, "hu")
+    arr = np.asarray(arr, dtype=np.float64)
+    if arr.ndim == 2:
+        arr = arr[None]
+    return arr
+
+
+def _write_spacing(spacing_mm: Sequence[float] | None) -> tuple[float, float, float]:
+    """``(dz, dy, dx)`` from ``spacing_mm`` given as ``None``, ``(dy, dx)`` or ``(dz, dy, dx)``."""
+    if spacing_mm is None:
+        return (1.0, 1.0, 1.0)
+    spacing = tuple(float(s) for s in spacing_mm)
+    if len(spacing) == 2:
+        spacing = (1.0, *spacing)
+    if len(spacing) != 3 or not all(np.isfinite(s) and s > 0 for s in spacing):
+        raise InreconError(
+            f"spacing_mm {tuple(spacing_mm)} is not (dy, dx) or (dz, dy, dx) positive millimetres",
+            "give e.g. spacing_mm=(1.0, 0.8, 0.8)",
+        )
+    return spacing
+
+
+def _write_targets(p: Path, n: int, overwrite: bool) -> list[Path]:
+    """The files :func:`write_dicom_ct` writes for ``n`` slices at ``p`` (a ``.dcm`` file or a folder)."""
+    if p.suffix.lower() == ".dcm":
+        if n != 1:
+            raise InreconError(
+                f"{p} is a single .dcm file but the image has {n} slices",
+                "write a series to a folder (a path without the .dcm suffix)",
+            )
+        if p.exists() and not overwrite:
+            raise InreconError(f"{p} already exists", "pass overwrite=True or choose another file name")
+        return [p]
+    if p.exists() and not p.is_dir():
+        raise InreconError(f"{p} exists and is not a folder", "give a folder path for a DICOM series")
+    existing = sorted(p.glob("*.dcm")) if p.is_dir() else []
+    if existing and not overwrite:
+        raise InreconError(
+            f"folder {p} already holds {len(existing)} .dcm files",
+            "choose an empty folder or pass overwrite=True",
+        )
+    return [p / f"IM{i + 1:04d}.dcm" for i in range(n)]
+
+
+@dataclass(frozen=True)
+class _Series:
+    """What every slice of a series written by :func:`write_dicom_ct` shares."""
+
+    study_uid: str
+    series_uid: str
+    frame_uid: str
+    date: str
+    time: str
+    origin: list[float]
+    spacing: tuple[float, float, float]
+    shape: tuple[int, int]
+    slope: float
+    intercept: float
+    value_range: tuple[float, float]
+
+
+def _new_dataset(target: Path) -> FileDataset:
+    """An empty CT Image Storage dataset with file meta and a fresh SOP instance UID."""
+    file_meta = FileMetaDataset()
+    sop_uid = generate_uid()
+    file_meta.MediaStorageSOPClassUID = CTImageStorage
+    file_meta.MediaStorageSOPInstanceUID = sop_uid
+    file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    file_meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
+    ds = FileDataset(str(target), {}, file_meta=file_meta, preamble=b"\0" * 128)
+    ds.SOPClassUID = CTImageStorage
+    ds.SOPInstanceUID = sop_uid
+    return ds
+
+
+def _slice_dataset(target: Path, s: int, series: _Series) -> FileDataset:
+    """The dataset of slice ``s`` (0-based) without ``meta`` overrides and pixel data."""
+    dz, dy, dx = series.spacing
+    origin = series.origin
+    lo, hi = series.value_range
+    ds = _new_dataset(target)
+    ds.StudyInstanceUID = series.study_uid
+    ds.SeriesInstanceUID = series.series_uid
+    ds.FrameOfReferenceUID = series.frame_uid
+    ds.Modality = "CT"
+    ds.ImageType = ["DERIVED", "SECONDARY", "AXIAL"]
+    ds.PatientName = "Anonymous"
+    ds.PatientID = "INRECON"
+    ds.PatientBirthDate = ""
+    ds.PatientSex = ""
+    ds.StudyDate = ds.SeriesDate = ds.ContentDate = series.date
+    ds.StudyTime = ds.SeriesTime = ds.ContentTime = series.time
+    ds.ReferringPhysicianName = ""
+    ds.StudyID = "1"
+    ds.AccessionNumber = ""
+    ds.SeriesNumber = 1
+    ds.AcquisitionNumber = 1
+    ds.InstanceNumber = s + 1
+    ds.Manufacturer = "inrecon"
+    ds.KVP = ""
+    ds.PositionReferenceIndicator = ""
+    ds.PatientPosition = "HFS"
+    ds.ImagePositionPatient = [_ds(origin[0]), _ds(origin[1]), _ds(origin[2] + s * dz)]
+    ds.ImageOrientationPatient = ["1", "0", "0", "0", "1", "0"]
+    ds.SliceLocation = _ds(origin[2] + s * dz)
+    ds.SliceThickness = _ds(dz)
+    ds.SpacingBetweenSlices = _ds(dz)
+    ds.PixelSpacing = [_ds(dy), _ds(dx)]
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.Rows, ds.Columns = series.shape
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit = 16, 16, 15
+    ds.PixelRepresentation = 1
+    ds.RescaleIntercept = _ds(series.intercept)
+    ds.RescaleSlope = _ds(series.slope)
+    ds.RescaleType = "HU"
+    ds.WindowCenter = _ds((lo + hi) / 2)
+    ds.WindowWidth = _ds(max(hi - lo, 1.0))
+    return ds
+
+
+def _save_dataset(ds: FileDataset, target: Path) -> None:
+    """Write ``ds`` to ``target`` atomically as explicit VR little endian."""
+    with atomic_path(target, suffix=".dcm") as tmp:
+        if _PYDICOM3:
+            pydicom.dcmwrite(tmp, ds, enforce_file_format=True)
+        else:  # pragma: no cover - pydicom 2.x
+            ds.is_little_endian, ds.is_implicit_VR = True, False
+            ds.save_as(tmp, write_like_original=False)
+
+
+def _remove_stale_slices(p: Path, written: list[Path], n: int) -> None:
+    """Delete ``IM*.dcm`` files in ``p`` left from a longer series (numbered above ``n``)."""
+    for stale in p.glob("IM*.dcm"):
+        if stale not in written and stale.stem[2:].isdigit() and int(stale.stem[2:]) > n:
+            stale.unlink()
+
+
 def write_dicom_ct(
     path: str | os.PathLike,
     hu: ArrayLike,
@@ -341,47 +506,12 @@ def write_dicom_ct(
     list of Path
         The files written, in slice order.
     """
-    arr = hu.detach().cpu().numpy() if hasattr(hu, "detach") else np.asarray(hu)
-    require_real(arr, "hu")
-    require_ndim(arr, "hu", (2, 3), "(H, W) or (S, H, W) in Hounsfield units")
-    require_finite(arr, "hu")
-    arr = np.asarray(arr, dtype=np.float64)
-    if arr.ndim == 2:
-        arr = arr[None]
+    arr = _hu_volume(hu)
     n, h, w = arr.shape
-    if spacing_mm is None:
-        spacing = (1.0, 1.0, 1.0)
-    else:
-        spacing = tuple(float(s) for s in spacing_mm)
-        if len(spacing) == 2:
-            spacing = (1.0, *spacing)
-        if len(spacing) != 3 or not all(np.isfinite(s) and s > 0 for s in spacing):
-            raise InreconError(
-                f"spacing_mm {tuple(spacing_mm)} is not (dy, dx) or (dz, dy, dx) positive millimetres",
-                "give e.g. spacing_mm=(1.0, 0.8, 0.8)",
-            )
-    dz, dy, dx = spacing
+    dz, dy, dx = _write_spacing(spacing_mm)
     meta = dict(meta or {})
     p = Path(path)
-    if p.suffix.lower() == ".dcm":
-        if n != 1:
-            raise InreconError(
-                f"{p} is a single .dcm file but the image has {n} slices",
-                "write a series to a folder (a path without the .dcm suffix)",
-            )
-        if p.exists() and not overwrite:
-            raise InreconError(f"{p} already exists", "pass overwrite=True or choose another file name")
-        targets = [p]
-    else:
-        if p.exists() and not p.is_dir():
-            raise InreconError(f"{p} exists and is not a folder", "give a folder path for a DICOM series")
-        existing = sorted(p.glob("*.dcm")) if p.is_dir() else []
-        if existing and not overwrite:
-            raise InreconError(
-                f"folder {p} already holds {len(existing)} .dcm files",
-                "choose an empty folder or pass overwrite=True",
-            )
-        targets = [p / f"IM{i + 1:04d}.dcm" for i in range(n)]
+    targets = _write_targets(p, n, overwrite)
     slope, intercept = _rescale(arr)
     stored = np.clip(np.rint((arr - intercept) / slope), -32768, 32767).astype("<i2")
     now = datetime.datetime.now()
@@ -391,67 +521,26 @@ def write_dicom_ct(
     origin = meta.pop("ImagePositionPatient", None)
     if origin is None:
         origin = (-(w - 1) / 2 * dx, -(h - 1) / 2 * dy, 0.0)
-    origin = [float(v) for v in origin]
-    lo, hi = float(arr.min()), float(arr.max())
+    series = _Series(
+        study_uid=study_uid,
+        series_uid=series_uid,
+        frame_uid=frame_uid,
+        date=now.strftime("%Y%m%d"),
+        time=now.strftime("%H%M%S"),
+        origin=[float(v) for v in origin],
+        spacing=(dz, dy, dx),
+        shape=(h, w),
+        slope=slope,
+        intercept=intercept,
+        value_range=(float(arr.min()), float(arr.max())),
+    )
     written = []
     for s, target in enumerate(targets):
-        file_meta = FileMetaDataset()
-        sop_uid = generate_uid()
-        file_meta.MediaStorageSOPClassUID = CTImageStorage
-        file_meta.MediaStorageSOPInstanceUID = sop_uid
-        file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        file_meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
-        ds = FileDataset(str(target), {}, file_meta=file_meta, preamble=b"\0" * 128)
-        ds.SOPClassUID = CTImageStorage
-        ds.SOPInstanceUID = sop_uid
-        ds.StudyInstanceUID = study_uid
-        ds.SeriesInstanceUID = series_uid
-        ds.FrameOfReferenceUID = frame_uid
-        ds.Modality = "CT"
-        ds.ImageType = ["DERIVED", "SECONDARY", "AXIAL"]
-        ds.PatientName = "Anonymous"
-        ds.PatientID = "INRECON"
-        ds.PatientBirthDate = ""
-        ds.PatientSex = ""
-        ds.StudyDate = ds.SeriesDate = ds.ContentDate = now.strftime("%Y%m%d")
-        ds.StudyTime = ds.SeriesTime = ds.ContentTime = now.strftime("%H%M%S")
-        ds.ReferringPhysicianName = ""
-        ds.StudyID = "1"
-        ds.AccessionNumber = ""
-        ds.SeriesNumber = 1
-        ds.AcquisitionNumber = 1
-        ds.InstanceNumber = s + 1
-        ds.Manufacturer = "inrecon"
-        ds.KVP = ""
-        ds.PositionReferenceIndicator = ""
-        ds.PatientPosition = "HFS"
-        ds.ImagePositionPatient = [_ds(origin[0]), _ds(origin[1]), _ds(origin[2] + s * dz)]
-        ds.ImageOrientationPatient = ["1", "0", "0", "0", "1", "0"]
-        ds.SliceLocation = _ds(origin[2] + s * dz)
-        ds.SliceThickness = _ds(dz)
-        ds.SpacingBetweenSlices = _ds(dz)
-        ds.PixelSpacing = [_ds(dy), _ds(dx)]
-        ds.SamplesPerPixel = 1
-        ds.PhotometricInterpretation = "MONOCHROME2"
-        ds.Rows, ds.Columns = h, w
-        ds.BitsAllocated, ds.BitsStored, ds.HighBit = 16, 16, 15
-        ds.PixelRepresentation = 1
-        ds.RescaleIntercept = _ds(intercept)
-        ds.RescaleSlope = _ds(slope)
-        ds.RescaleType = "HU"
-        ds.WindowCenter = _ds((lo + hi) / 2)
-        ds.WindowWidth = _ds(max(hi - lo, 1.0))
+        ds = _slice_dataset(target, s, series)
         _apply_meta(ds, meta)
         ds.PixelData = stored[s].tobytes()
-        with atomic_path(target, suffix=".dcm") as tmp:
-            if _PYDICOM3:
-                pydicom.dcmwrite(tmp, ds, enforce_file_format=True)
-            else:  # pragma: no cover - pydicom 2.x
-                ds.is_little_endian, ds.is_implicit_VR = True, False
-                ds.save_as(tmp, write_like_original=False)
+        _save_dataset(ds, target)
         written.append(target)
     if p.suffix.lower() != ".dcm":
-        for stale in p.glob("IM*.dcm"):
-            if stale not in written and stale.stem[2:].isdigit() and int(stale.stem[2:]) > n:
-                stale.unlink()
+        _remove_stale_slices(p, written, n)
     return written

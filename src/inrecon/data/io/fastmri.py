@@ -198,6 +198,90 @@ def _read_mask(f: h5py.File, path: str, grid: tuple[int, int]) -> np.ndarray | N
     )
 
 
+def _open_fastmri(p: Path) -> h5py.File:
+    """``p`` opened read-only as HDF5, with a clear error when it is missing or not HDF5."""
+    if not p.is_file():
+        what = "is a directory" if p.is_dir() else "does not exist"
+        raise FileFormatError(f"fastMRI file {str(p)!r} {what}", "give the path of a fastMRI .h5 file")
+    try:
+        return h5py.File(p, "r")
+    except OSError as exc:
+        raise FileFormatError(
+            f"cannot read {str(p)!r} as HDF5 ({str(exc).splitlines()[0]})",
+            "the file is truncated or not HDF5; download it again",
+        ) from None
+
+
+def _slice_indices(p: Path, n_slices: int, slice: int | None) -> list[int]:
+    """The slice indices :func:`read_fastmri` reads: all, or the one ``slice`` (made non-negative)."""
+    if slice is None:
+        return list(range(n_slices))
+    if not -n_slices <= int(slice) < n_slices:
+        raise InreconError(
+            f"{p}: slice {slice} is out of range (the file has {n_slices} slices)",
+            f"give a slice index in [0, {n_slices - 1}] (or negative from the end)",
+        )
+    return [int(slice) % n_slices]
+
+
+def _rss_dataset(f: h5py.File, p: Path, n_slices: int) -> h5py.Dataset | None:
+    """The checked ``reconstruction_rss`` dataset, or ``None`` when the file has none."""
+    rss_ds = f.get("reconstruction_rss")
+    if rss_ds is not None:
+        require_ndim(rss_ds, f"{p}: reconstruction_rss", (3,), "(slices, h, w)")
+        if rss_ds.shape[0] != n_slices:
+            raise ShapeError(
+                f"{p}: reconstruction_rss has {rss_ds.shape[0]} slices but kspace has {n_slices}",
+                "the file is inconsistent; use the original fastMRI file",
+            )
+    return rss_ds
+
+
+def _file_provenance(f: h5py.File, p: Path, n_slices: int) -> dict:
+    """Provenance shared by every slice: source, file attributes and ISMRMRD header fields."""
+    prov = {"source": str(p), "format": "fastmri", "n_slices": int(n_slices)}
+    for k in _ATTRS:
+        if k in f.attrs:
+            prov[k] = _attr_value(f.attrs[k])
+    if "ismrmrd_header" in f:
+        prov.update(_header_info(f["ismrmrd_header"][()]))
+    return prov
+
+
+def _slice_scan(
+    p: Path,
+    ks: h5py.Dataset,
+    rss_ds: h5py.Dataset | None,
+    i: int,
+    mask: np.ndarray | None,
+    prov: dict,
+) -> MRIScan:
+    """The :class:`MRIScan` of slice ``i``, its rss target embedded in the k-space grid when cropped."""
+    h, w = ks.shape[2:]
+    try:
+        k = ks[i]
+        ref = None if rss_ds is None else np.asarray(rss_ds[i], dtype=np.float32)
+    except OSError as exc:
+        raise FileFormatError(
+            f"{p}: slice {i} cannot be read ({str(exc).splitlines()[0]})",
+            "the file is truncated or corrupt; download it again",
+        ) from None
+    require_complex(k, f"{p}: kspace")
+    require_finite(k, f"{p}: kspace slice {i}")
+    pr = dict(prov, slice=int(i))
+    target = roi = None
+    if ref is not None:
+        if ref.shape == (h, w):
+            target = ref
+        else:
+            crop = tuple(min(a, b) for a, b in zip(ref.shape, (h, w)))
+            ref = center_crop(ref, crop)
+            target = center_pad(ref, (h, w))
+            roi = center_pad(np.ones(crop, dtype=bool), (h, w))
+            pr["target_crop_shape"] = list(crop)
+    return MRIScan(kspace=k, mask=mask, target=target, roi=roi, provenance=pr)
+
+
 def read_fastmri(path: str | os.PathLike, slice: int | None = None) -> MRIScan | list[MRIScan]:
     """Read a fastMRI multi-coil file into Cartesian :class:`MRIScan` objects, one per slice.
 
@@ -216,16 +300,7 @@ def read_fastmri(path: str | os.PathLike, slice: int | None = None) -> MRIScan |
         cropped targets), provenance with the source, slice, file attributes and header fields.
     """
     p = Path(path)
-    if not p.is_file():
-        what = "is a directory" if p.is_dir() else "does not exist"
-        raise FileFormatError(f"fastMRI file {str(p)!r} {what}", "give the path of a fastMRI .h5 file")
-    try:
-        f = h5py.File(p, "r")
-    except OSError as exc:
-        raise FileFormatError(
-            f"cannot read {str(p)!r} as HDF5 ({str(exc).splitlines()[0]})",
-            "the file is truncated or not HDF5; download it again",
-        ) from None
+    f = _open_fastmri(p)
     with f:
         ks = f.get("kspace")
         if not isinstance(ks, h5py.Dataset):
@@ -235,54 +310,11 @@ def read_fastmri(path: str | os.PathLike, slice: int | None = None) -> MRIScan |
             )
         require_ndim(ks, f"{p}: kspace", (4,), "(slices, coils, H, W) (a multi-coil fastMRI file)")
         n_slices, _, h, w = ks.shape
-        if slice is None:
-            indices = list(range(n_slices))
-        else:
-            if not -n_slices <= int(slice) < n_slices:
-                raise InreconError(
-                    f"{p}: slice {slice} is out of range (the file has {n_slices} slices)",
-                    f"give a slice index in [0, {n_slices - 1}] (or negative from the end)",
-                )
-            indices = [int(slice) % n_slices]
+        indices = _slice_indices(p, n_slices, slice)
         mask = _read_mask(f, str(p), (h, w))
-        rss_ds = f.get("reconstruction_rss")
-        if rss_ds is not None:
-            require_ndim(rss_ds, f"{p}: reconstruction_rss", (3,), "(slices, h, w)")
-            if rss_ds.shape[0] != n_slices:
-                raise ShapeError(
-                    f"{p}: reconstruction_rss has {rss_ds.shape[0]} slices but kspace has {n_slices}",
-                    "the file is inconsistent; use the original fastMRI file",
-                )
-        prov = {"source": str(p), "format": "fastmri", "n_slices": int(n_slices)}
-        for k in _ATTRS:
-            if k in f.attrs:
-                prov[k] = _attr_value(f.attrs[k])
-        if "ismrmrd_header" in f:
-            prov.update(_header_info(f["ismrmrd_header"][()]))
-        scans = []
-        for i in indices:
-            try:
-                k = ks[i]
-                ref = None if rss_ds is None else np.asarray(rss_ds[i], dtype=np.float32)
-            except OSError as exc:
-                raise FileFormatError(
-                    f"{p}: slice {i} cannot be read ({str(exc).splitlines()[0]})",
-                    "the file is truncated or corrupt; download it again",
-                ) from None
-            require_complex(k, f"{p}: kspace")
-            require_finite(k, f"{p}: kspace slice {i}")
-            pr = dict(prov, slice=int(i))
-            target = roi = None
-            if ref is not None:
-                if ref.shape == (h, w):
-                    target = ref
-                else:
-                    crop = tuple(min(a, b) for a, b in zip(ref.shape, (h, w)))
-                    ref = center_crop(ref, crop)
-                    target = center_pad(ref, (h, w))
-                    roi = center_pad(np.ones(crop, dtype=bool), (h, w))
-                    pr["target_crop_shape"] = list(crop)
-            scans.append(MRIScan(kspace=k, mask=mask, target=target, roi=roi, provenance=pr))
+        rss_ds = _rss_dataset(f, p, n_slices)
+        prov = _file_provenance(f, p, n_slices)
+        scans = [_slice_scan(p, ks, rss_ds, i, mask, prov) for i in indices]
     return scans[0] if slice is not None else scans
 
 

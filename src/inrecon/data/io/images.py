@@ -108,6 +108,65 @@ def _h5_attr(v: Any) -> Any:
     return json.dumps(v, default=str)
 
 
+def _write_h5(p: Path, arr: np.ndarray, spacing_mm: Sequence[float] | None, meta: dict | None) -> None:
+    """:func:`write_image` for ``.h5``: dataset ``image`` (float32 or complex64) plus attributes."""
+    data = arr.astype(np.complex64 if np.iscomplexobj(arr) else np.float32)
+    with atomic_path(p, suffix=".h5") as tmp, h5py.File(tmp, "w") as f:
+        f.create_dataset("image", data=data, compression="gzip" if data.size > 4096 else None)
+        if spacing_mm is not None:
+            f.attrs["spacing_mm"] = np.asarray(_spacing(spacing_mm, arr.ndim))
+        for k, v in (meta or {}).items():
+            f.attrs[str(k)] = _h5_attr(v)
+
+
+def _write_nifti(p: Path, suffix: str, arr: np.ndarray, spacing_mm: Sequence[float] | None) -> None:
+    """:func:`write_image` for NIfTI: the float32 magnitude with axes reversed and a diagonal affine."""
+    sp = _spacing(spacing_mm, arr.ndim)
+    mag = np.abs(arr).astype(np.float32)
+    affine = np.diag([*sp[::-1], *([1.0] * (3 - arr.ndim)), 1.0])
+    img = nib.Nifti1Image(np.ascontiguousarray(mag.transpose()), affine)
+    img.header.set_xyzt_units("mm")
+    with atomic_path(p, suffix=suffix) as tmp:
+        nib.save(img, str(tmp))
+
+
+def _write_png(p: Path, arr: np.ndarray, window: tuple[float, float] | None, meta: dict | None) -> None:
+    """:func:`write_image` for ``.png``: windowed 8-bit grey (a montage for 3D), ``meta`` as a text chunk."""
+    from PIL import Image, PngImagePlugin
+
+    grey = window_to_uint8(arr, window)
+    if grey.ndim == 3:
+        grey = _montage(grey)
+    info = PngImagePlugin.PngInfo()
+    if meta:
+        info.add_text("inrecon", json.dumps(meta, default=str))
+    with atomic_path(p, suffix=".png") as tmp:
+        Image.fromarray(grey).save(tmp, format="PNG", pnginfo=info)
+
+
+def _write_dicom(
+    p: Path,
+    arr: np.ndarray,
+    spacing_mm: Sequence[float] | None,
+    hu_window: tuple[float, float] | None,
+    meta: dict | None,
+) -> None:
+    """:func:`write_image` for DICOM: a real image, mapped from ``hu_window`` display units to HU if given."""
+    if np.iscomplexobj(arr):
+        raise InreconError(
+            "a CT DICOM series needs a real image but this one is complex",
+            "write the magnitude (np.abs) or the real part",
+        )
+    hu = arr.astype(np.float64)
+    if hu_window is not None:
+        lo, hi = (float(v) for v in hu_window)
+        if not hi > lo:
+            raise InreconError(f"hu_window {hu_window} is empty", "give hu_window=(lo, hi) with hi > lo")
+        hu = lo + hu * (hi - lo)
+    sp = None if spacing_mm is None else _spacing(spacing_mm, arr.ndim)
+    write_dicom_ct(p, hu, sp, meta, overwrite=True)
+
+
 def write_image(
     path: str | os.PathLike,
     image: ArrayLike,
@@ -148,49 +207,16 @@ def write_image(
     require_finite(arr.astype(np.complex64 if np.iscomplexobj(arr) else np.float32), "image")
     suffix = _suffix(p)
     if suffix in (".h5", ".hdf5"):
-        data = arr.astype(np.complex64 if np.iscomplexobj(arr) else np.float32)
-        with atomic_path(p, suffix=".h5") as tmp, h5py.File(tmp, "w") as f:
-            f.create_dataset("image", data=data, compression="gzip" if data.size > 4096 else None)
-            if spacing_mm is not None:
-                f.attrs["spacing_mm"] = np.asarray(_spacing(spacing_mm, arr.ndim))
-            for k, v in (meta or {}).items():
-                f.attrs[str(k)] = _h5_attr(v)
+        _write_h5(p, arr, spacing_mm, meta)
     elif suffix in (".nii", ".nii.gz"):
-        sp = _spacing(spacing_mm, arr.ndim)
-        mag = np.abs(arr).astype(np.float32)
-        affine = np.diag([*sp[::-1], *([1.0] * (3 - arr.ndim)), 1.0])
-        img = nib.Nifti1Image(np.ascontiguousarray(mag.transpose()), affine)
-        img.header.set_xyzt_units("mm")
-        with atomic_path(p, suffix=suffix) as tmp:
-            nib.save(img, str(tmp))
+        _write_nifti(p, suffix, arr, spacing_mm)
     elif suffix == ".npy":
         with atomic_path(p, suffix=".npy") as tmp:
             np.save(tmp, arr)
     elif suffix == ".png":
-        from PIL import Image, PngImagePlugin
-
-        grey = window_to_uint8(arr, window)
-        if grey.ndim == 3:
-            grey = _montage(grey)
-        info = PngImagePlugin.PngInfo()
-        if meta:
-            info.add_text("inrecon", json.dumps(meta, default=str))
-        with atomic_path(p, suffix=".png") as tmp:
-            Image.fromarray(grey).save(tmp, format="PNG", pnginfo=info)
+        _write_png(p, arr, window, meta)
     elif suffix == ".dcm" or suffix == "":
-        if np.iscomplexobj(arr):
-            raise InreconError(
-                "a CT DICOM series needs a real image but this one is complex",
-                "write the magnitude (np.abs) or the real part",
-            )
-        hu = arr.astype(np.float64)
-        if hu_window is not None:
-            lo, hi = (float(v) for v in hu_window)
-            if not hi > lo:
-                raise InreconError(f"hu_window {hu_window} is empty", "give hu_window=(lo, hi) with hi > lo")
-            hu = lo + hu * (hi - lo)
-        sp = None if spacing_mm is None else _spacing(spacing_mm, arr.ndim)
-        write_dicom_ct(p, hu, sp, meta, overwrite=True)
+        _write_dicom(p, arr, spacing_mm, hu_window, meta)
     else:
         raise FileFormatError(
             f"cannot write images with the suffix {suffix!r} ({p.name})",

@@ -3,351 +3,303 @@
 Every driver builds its pre-training and test populations from real data when present (chest CT volumes from
 two scanners; the real T1 brain slice and the real 8-coil brain scan) and from phantoms otherwise, pre-trains
 the population methods on measurements only, then compares every method on unseen subjects with the same
-reference-free stopping rule. Parameters (sizes, subject counts, steps) come from the experiment's JSON file.
+reference-free stopping rule. Each reads its parameters as a typed config (below); the experiment's JSON file
+gives the values.
 """
 
 from __future__ import annotations
 
-import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
 
+from inrecon.config import PosFloat, PosInt
 from inrecon.data import shared
-from inrecon.data.phantoms import body_ct_phantom, body_ct_volume, brain_phantom
-from inrecon.data.sampling import cartesian_1d, poisson_disc, radial_spokes_for_af, radial_trajectory
+from inrecon.data.phantoms import body_ct_volume, brain_phantom
 from inrecon.data.scans import VolumeScan
-from inrecon.experiments.bench import driver
-from inrecon.experiments.runner import Comparison, MethodRun, run_comparison
-from inrecon.physics.simulate.ct import full_scan_angles, simulate_ct
-from inrecon.physics.simulate.mri import simulate_mri
-from inrecon.recon.pretraining import get_pretrainer
-from inrecon.recon.registry import config_from_dict
-from inrecon.report import Report, aggregate, collect_environment
+from inrecon.errors import InreconError
+from inrecon.experiments.drivers.common import QUALITY_BEST, Log, entries
+from inrecon.experiments.drivers.populations import (
+    CTMethod,
+    Fitting,
+    MetaPretraining,
+    MRIMethod,
+    MRISimulation,
+    PopulationMethod,
+    Pretrainer,
+    Pretraining,
+    Subjects,
+    ct_images,
+    ct_scans,
+    method_runs,
+    mri_images,
+    mri_scans,
+    new_report,
+    pretrain_and_compare,
+    section,
+)
+from inrecon.experiments.runner import MethodRun, run_comparison
+from inrecon.physics.coils import with_espirit_support
+from inrecon.report import Report, aggregate
 
-__all__: list[str] = []
-
-BEST = {"psnr": "max", "ssim": "max", "nrmse": "min", "seconds": "min"}
-
-
-# --- populations -----------------------------------------------------------------------------------------
-def _ct_images(p: dict, log) -> tuple[list, list, list, str]:
-    """(pre-train images, in-domain test images, out-of-domain test images, data note)."""
-    n = p["size"]
-    if (
-        p.get("real", True)
-        and shared.available(shared.LUNGDX_A0001)
-        and shared.available(shared.LUNGDX_A0002)
-    ):
-        a = shared.lungdx_slices("A0001", size=n)
-        b = shared.lungdx_slices("A0002", size=n)
-        pre_idx = np.linspace(0, len(a) - 1, p["n_pretrain"] + p["n_test"]).round().astype(int)
-        test_pos = np.linspace(1, len(pre_idx) - 2, p["n_test"]).round().astype(int)
-        test_idx = pre_idx[test_pos]
-        pre_idx = np.setdiff1d(pre_idx, test_idx)
-        ood_idx = np.linspace(3, len(b) - 4, p["n_test"]).round().astype(int)
-        note = (
-            f"Data: real chest CT (TCIA Lung-PET-CT-Dx). Pre-training: {len(pre_idx)} slices of A0001 "
-            f"(Philips); in-domain test: {len(test_idx)} other A0001 slices; out-of-domain: {len(ood_idx)} "
-            f"slices of A0002 (Siemens B40f). HU window [-800, 400] -> [0, 1], {n}x{n}, 1 mm pixels."
-        )
-        return list(a[pre_idx]), list(a[test_idx]), list(b[ood_idx]), note
-    log("  real CT data not found: using chest phantoms")
-    pre = [body_ct_phantom((n, n), seed=s) for s in range(p["n_pretrain"])]
-    test = [body_ct_phantom((n, n), seed=500 + s) for s in range(p["n_test"])]
-    ood = [np.clip(body_ct_phantom((n, n), seed=900 + s) * 1.08 - 0.03, 0, 1) for s in range(p["n_test"])]
-    return (
-        pre,
-        test,
-        ood,
-        "Data: chest phantoms (no real CT found); out-of-domain = phantoms with shifted contrast.",
-    )
-
-
-def _ct_scans(images, views: int):
-    geom = shared.disinr_fan_geometry(images[0].shape)
-    angles = full_scan_angles(views)
-    return [simulate_ct(img, geom, angles) for img in images]
-
-
-def _mri_scans(images, p: dict, af: int, seed0: int = 0, pattern: str = "cartesian"):
-    out = []
-    for i, img in enumerate(images):
-        shape = img.shape
-        if pattern == "cartesian":
-            kw = {"mask": cartesian_1d(shape, af, acs=p.get("acs", 24))}
-        elif pattern == "poisson":
-            kw = {"mask": poisson_disc(shape, af, calib=(p.get("acs", 24),) * 2, seed=seed0 + i)}
-        else:  # radial, Nyquist-sampled readout
-            kw = {"trajectory": radial_trajectory(radial_spokes_for_af(max(shape), af), max(shape))}
-        out.append(simulate_mri(img, n_coils=p["coils"], snr_db=p.get("snr_db", 30.0), seed=seed0 + i, **kw))
-    return out
-
-
-def _mri_images(p: dict, log) -> tuple[list, list, list, str]:
-    n = p["size"]
-    pre = [brain_phantom((n, n), seed=s, contrast="t2") for s in range(p["n_pretrain"])]
-    test = [brain_phantom((n, n), seed=500 + s, contrast="t2") for s in range(p["n_test"])]
-    ood = [brain_phantom((n, n), seed=900 + s, contrast="flair") for s in range(p["n_test"])]
-    note = (
-        f"Data: brain phantoms, {n}x{n}: pre-training on {len(pre)} T2-like subjects; in-domain test: T2-like; "
-        "out-of-domain: FLAIR-like contrast."
-    )
-    if p.get("real", True) and shared.available(shared.DIPY_T1):
-        img = shared.dipy_t1()
-        if img.shape == (n, n):
-            ood = [*ood[:-1], img]
-            note += " The last out-of-domain case is the real T1 slice (dipy)."
-    return pre, test, ood, note
-
-
-# --- methods ---------------------------------------------------------------------------------------------
-def _pretrain(
-    method: str, scans, p: dict, out: Path, tag: str, show_progress, extra: dict | None = None
-) -> Path:
-    spec = get_pretrainer(method)
-    over = {"seed": 0, **p.get("arch", {}), **(extra or {})}
-    if method == "meta":
-        over.update(outer_steps=p["meta_outer_steps"], inner_steps=p.get("meta_inner_steps", 5))
-    else:
-        over.update(steps=p["pretrain_steps"], subjects_per_step=p.get("subjects_per_step", 4))
-    cfg = config_from_dict(spec.config_cls, over)
-    path = out / "models" / f"{method}_{tag}.safetensors"
-    t0 = time.perf_counter()
-    spec.fn(scans, cfg, path, names=[f"{tag}-{i}" for i in range(len(scans))], show_progress=show_progress)
-    _PRETRAIN_SECONDS[str(path)] = time.perf_counter() - t0
-    return path
-
-
-_PRETRAIN_SECONDS: dict[str, float] = {}
-
-
-def _runs(modality: str, p: dict, models: dict[str, Path], methods: list[str]) -> list[MethodRun]:
-    inr = {"steps": p["inr_steps"], "patience": p["patience"]}
-    ngp = {
-        **inr,
-        **p.get("ngp", {}),
-        **{k: v for k, v in p.get("arch", {}).items() if k in ("n_levels", "log2_table_size")},
-    }
-    table = {
-        "zf": MethodRun("ZF", "zf"),
-        "cgsense": MethodRun("CG-SENSE", "cgsense"),
-        "l1wavelet": MethodRun("L1-wavelet", "l1wavelet"),
-        "tv": MethodRun("TV", "tv"),
-        "fbp": MethodRun("FBP", "fbp"),
-        "sart": MethodRun("SART", "sart"),
-        "ngp": MethodRun("NGP", "ngp", ngp),
-        "imjense": MethodRun("IMJENSE", "imjense", dict(inr)),
-    }
-    for m in ("meta", "strainer", "disinr"):
-        if m in models:
-            table[m] = MethodRun(
-                {"meta": "Meta", "strainer": "STRAINER", "disinr": "DisINR"}[m],
-                m,
-                {**inr, **p.get(m, {})},
-                model=str(models[m]),
-            )
-    return [table[m] for m in methods if m in table]
-
-
-def _section(rep: Report, title: str, comp: Comparison, case: str | None = None) -> list[dict]:
-    table = aggregate(comp.rows(), by="method", metrics=("psnr", "ssim", "nrmse", "seconds"))
-    rep.add_table(title, table, columns=["method", "psnr", "ssim", "nrmse", "seconds", "n"], best=BEST)
-    case = case or next(iter(comp.references))
-    rep.add_image_grid(
-        f"{title}: {case}", comp.images(case), reference=comp.references[case], metrics=comp.metrics_for(case)
-    )
-    curves = comp.curves(case)
-    if curves:
-        rep.add_curves(f"{title}: PSNR during the final fit ({case})", curves)
-    return table
-
-
-def _new_report(title: str, note: str) -> Report:
-    _PRETRAIN_SECONDS.clear()
-    rep = Report(title=title, data_note=note)
-    rep.set_environment(collect_environment(device="cuda" if torch.cuda.is_available() else "cpu"))
-    return rep
+__all__ = [
+    "AblationFreezingConfig",
+    "BackboneLR",
+    "BackbonesConfig",
+    "CTSparseViewConfig",
+    "FeaturePCAConfig",
+    "MRIUndersampledConfig",
+    "PretrainSizeConfig",
+    "RealBrain",
+    "UnseenPattern",
+    "VolumeFittingConfig",
+    "ablation_freezing",
+    "backbones",
+    "ct_sparse_view",
+    "feature_pca",
+    "mri_undersampled",
+    "pretrain_size",
+    "volume_fitting",
+]
 
 
 # --- Table 3: sparse-view CT -----------------------------------------------------------------------------
-@driver("ct_sparse_view")
-def ct_sparse_view(p: dict, out: Path, show_progress, log) -> Report:
-    pre_img, test_img, ood_img, note = _ct_images(p, log)
-    rep = _new_report("Sparse-view CT (DisINR Table 3)", note)
-    summary = []
-    for views in p["views"]:
-        log(f"[ct {views} views] pre-training on {len(pre_img)} subjects")
-        pre = _ct_scans(pre_img, views)
-        models = {m: _pretrain(m, pre, p, out, f"ct{views}", show_progress) for m in p["pretrain_methods"]}
-        runs = _runs("ct", p, models, p["methods"])
-        for domain, images in (("in-domain", test_img), ("out-of-domain", ood_img)):
-            cases = [(f"{domain}-{i + 1}", s) for i, s in enumerate(_ct_scans(images, views))]
-            comp = run_comparison(cases, runs, show_progress=show_progress, log=log)
-            table = _section(rep, f"{views} views, {domain}", comp)
-            summary += [{"setting": f"{views} views {domain}", **row} for row in table]
+@dataclass
+class CTSparseViewConfig(Subjects, MetaPretraining, Fitting):
+    """DisINR Table 3: sparse-view fan-beam CT, in and out of domain."""
+
+    views: tuple[PosInt, ...] = (60, 90)
+    """View counts (one pre-training and one comparison per count)."""
+    methods: tuple[CTMethod, ...] = ("fbp", "sart", "tv", "ngp", "meta", "strainer", "disinr")
+    """Methods compared (population methods only when pre-trained)."""
+    pretrain_methods: tuple[PopulationMethod, ...] = ("disinr", "meta", "strainer")
+    """Population methods pre-trained for each view count."""
+
+
+def ct_sparse_view(cfg: CTSparseViewConfig, out: Path, show_progress, log: Log) -> Report:
+    *images, note = ct_images(cfg, log)
+    rep = new_report("Sparse-view CT (DisINR Table 3)", note)
+    pretrain = Pretrainer(cfg, out, show_progress)
+    settings = [
+        ((f"ct {v} views", f"{v} views", f"ct{v}"), lambda imgs, _seed0, v=v: ct_scans(imgs, v))
+        for v in cfg.views
+    ]
+    done = pretrain_and_compare(rep, cfg, pretrain, images, settings, show_progress, log)
+    summary = [row for _runs, rows in done for row in rows]
     rep.add_table(
         "Summary (PSNR / SSIM, mean ± std)",
         summary,
         columns=["setting", "method", "psnr", "ssim", "seconds"],
         best=None,
     )
-    rep.add_bars(
-        "Pre-training time", {Path(k).stem: v for k, v in _PRETRAIN_SECONDS.items()}, ylabel="seconds"
-    )
+    pretrain.add_bars(rep)
     return rep
 
 
-# --- Table 2 (and 7, Fig. 7): undersampled MRI -----------------------------------------------------------
-@driver("mri_undersampled")
-def mri_undersampled(p: dict, out: Path, show_progress, log) -> Report:
-    pre_img, test_img, ood_img, note = _mri_images(p, log)
-    rep = _new_report("Undersampled multi-coil MRI (DisINR Table 2)", note)
+# --- Table 2 (and 7): undersampled MRI -------------------------------------------------------------------
+@dataclass
+class UnseenPattern:
+    """A sampling pattern the models never saw in pre-training (DisINR Table 7)."""
+
+    pattern: Literal["radial", "poisson", "cartesian"] = "poisson"
+    """radial (Nyquist-sampled readouts), poisson (Poisson disc with the acs calibration square) or cartesian."""
+    af: PosInt | PosFloat = 12
+    """Its acceleration."""
+
+
+@dataclass
+class RealBrain:
+    """The real 8-coil brain (Poisson 12.7 %) with models pre-trained on simulated phantom acquisitions on its
+    grid (skipped when the data is absent)."""
+
+    enabled: bool = True
+    """Run this section."""
+    n_pretrain: PosInt | None = None
+    """Simulated pre-training subjects (unset: the experiment's n_pretrain)."""
+    acs: PosInt = 24
+    """Calibration square of the simulated Poisson-disc acquisitions."""
+    methods: tuple[MRIMethod, ...] | None = None
+    """Methods compared (unset: the experiment's methods)."""
+    pretrain_methods: tuple[PopulationMethod, ...] | None = None
+    """Population methods pre-trained (unset: the experiment's pretrain_methods)."""
+
+
+@dataclass
+class MRIUndersampledConfig(Subjects, MRISimulation, MetaPretraining, Fitting):
+    """DisINR Tables 2 and 7: 1D Cartesian multi-coil MRI in and out of domain, unseen patterns, real brain."""
+
+    unseen_patterns: tuple[UnseenPattern, ...] = field(
+        default_factory=lambda: (UnseenPattern("radial", 10), UnseenPattern("poisson", 20))
+    )
+    """Patterns tested with the models pre-trained on each Cartesian AF ({"pattern", "af"} objects)."""
+    methods: tuple[MRIMethod, ...] = (
+        "zf",
+        "cgsense",
+        "l1wavelet",
+        "tv",
+        "imjense",
+        "ngp",
+        "meta",
+        "strainer",
+        "disinr",
+    )
+    """Methods compared (population methods only when pre-trained)."""
+    pretrain_methods: tuple[PopulationMethod, ...] = ("disinr", "meta", "strainer")
+    """Population methods pre-trained for each AF."""
+    real_brain: RealBrain = field(default_factory=RealBrain)
+    """The real 8-coil brain section."""
+
+    def check(self) -> None:
+        self.unseen_patterns = entries(UnseenPattern, self.unseen_patterns, "unseen_patterns")
+
+
+def mri_undersampled(cfg: MRIUndersampledConfig, out: Path, show_progress, log: Log) -> Report:
+    *images, note = mri_images(cfg, log)
+    rep = new_report("Undersampled multi-coil MRI (DisINR Table 2)", note)
+    pretrain = Pretrainer(cfg, out, show_progress)
+    settings = [
+        (
+            (f"mri AF {af}", f"AF {af}", f"mri_af{af}"),
+            lambda imgs, s0, af=af: mri_scans(imgs, cfg, af, seed0=s0),
+        )
+        for af in cfg.afs
+    ]
     summary = []
-    for af in p["afs"]:
-        log(f"[mri AF {af}] pre-training on {len(pre_img)} subjects")
-        pre = _mri_scans(pre_img, p, af)
-        models = {m: _pretrain(m, pre, p, out, f"mri_af{af}", show_progress) for m in p["pretrain_methods"]}
-        runs = _runs("mri", p, models, p["methods"])
-        for domain, images in (("in-domain", test_img), ("out-of-domain", ood_img)):
-            cases = [(f"{domain}-{i + 1}", s) for i, s in enumerate(_mri_scans(images, p, af, seed0=100))]
-            comp = run_comparison(cases, runs, show_progress=show_progress, log=log)
-            table = _section(rep, f"AF {af}, {domain}", comp)
-            summary += [{"setting": f"AF {af} {domain}", **row} for row in table]
-        for pattern, paf in p.get("unseen_patterns", []):  # Table 7: models trained on Cartesian
-            cases = [
-                (f"{pattern}-AF{paf}-{i + 1}", s)
-                for i, s in enumerate(_mri_scans(test_img, p, paf, seed0=200, pattern=pattern))
-            ]
-            prun = [r for r in runs if r.method not in ("imjense",) or pattern != "radial"]
-            comp = run_comparison(cases, prun, show_progress=show_progress, log=log)
-            table = _section(
-                rep, f"Unseen pattern: {pattern} AF {paf} (pre-trained on Cartesian AF {af})", comp
-            )
-            summary += [{"setting": f"{pattern} AF {paf}", **row} for row in table]
-    if p.get("real_brain") and shared.available(shared.BRAIN8CH):
-        summary += _real_brain_section(rep, p, out, show_progress, log)
+    done = pretrain_and_compare(rep, cfg, pretrain, images, settings, show_progress, log)
+    for af, (runs, rows) in zip(cfg.afs, done):
+        summary += rows
+        summary += _unseen_sections(rep, cfg, images[1], af, runs, show_progress, log)
+    if cfg.real_brain.enabled and shared.available(shared.BRAIN8CH):
+        summary += _real_brain_section(rep, cfg, pretrain, show_progress, log)
     rep.add_table("Summary (mean ± std)", summary, columns=["setting", "method", "psnr", "ssim", "seconds"])
     return rep
 
 
-def _real_brain_section(rep: Report, p: dict, out: Path, show_progress, log) -> list[dict]:
+def _unseen_sections(
+    rep: Report, cfg: MRIUndersampledConfig, images, af: int, runs: list[MethodRun], show_progress, log: Log
+) -> list[dict]:
+    """Table 7: the models pre-trained on Cartesian AF ``af`` tested on the unseen patterns."""
+    summary = []
+    for u in cfg.unseen_patterns:
+        scans = mri_scans(images, cfg, u.af, seed0=200, pattern=u.pattern)
+        cases = [(f"{u.pattern}-AF{u.af}-{i + 1}", s) for i, s in enumerate(scans)]
+        prun = [r for r in runs if r.method != "imjense" or u.pattern != "radial"]
+        comp = run_comparison(cases, prun, show_progress=show_progress, log=log)
+        title = f"Unseen pattern: {u.pattern} AF {u.af} (pre-trained on Cartesian AF {af})"
+        summary += [{"setting": f"{u.pattern} AF {u.af}", **row} for row in section(rep, title, comp)]
+    return summary
+
+
+def _real_brain_section(
+    rep: Report, cfg: MRIUndersampledConfig, pretrain: Pretrainer, show_progress, log: Log
+) -> list[dict]:
     """The real 8-coil brain (Poisson 12.7 %, scored against ``img`` in the coil-map support).
 
     A model is tied to its image grid and coil layout, so a second DisINR (and Meta/STRAINER when asked) is
     pre-trained on simulated 8-coil Poisson-disc acquisitions of T2-like phantoms on the scan's own 180 x 230
     grid, at the scan's acceleration; no image of the real scan is used anywhere.
     """
-    rb = p["real_brain"]
+    rb = cfg.real_brain
     scan = with_espirit_support(shared.brain8ch())
     shape = tuple(scan.kspace.shape[-2:])
     af = float(scan.mask.numel() / scan.mask.sum())
-    n_pre = rb.get("n_pretrain", p["n_pretrain"])
+    n_pre = rb.n_pretrain or cfg.n_pretrain
     log(f"[real brain8ch, Poisson AF {af:.1f}] pre-training on {n_pre} simulated phantoms at {shape}")
-    sim = {**p, "coils": scan.kspace.shape[0], "acs": rb.get("acs", 24)}
-    pre = _mri_scans(
-        [brain_phantom(shape, seed=s, contrast="t2") for s in range(n_pre)], sim, af, pattern="poisson"
-    )
-    pp = {**p, **{k: v for k, v in rb.items() if k not in ("n_pretrain", "acs", "methods")}}
-    models = {m: _pretrain(m, pre, pp, out, "brain8ch", show_progress) for m in pp["pretrain_methods"]}
-    runs = _runs("mri", pp, models, rb.get("methods", p["methods"]))
+    phantoms = [brain_phantom(shape, seed=s, contrast="t2") for s in range(n_pre)]
+    pre = mri_scans(phantoms, cfg, af, pattern="poisson", coils=scan.kspace.shape[0], acs=rb.acs)
+    pretrain_methods = cfg.pretrain_methods if rb.pretrain_methods is None else rb.pretrain_methods
+    models = pretrain.all(pretrain_methods, pre, "brain8ch")
+    runs = method_runs(cfg, cfg.arch, models, cfg.methods if rb.methods is None else rb.methods)
     comp = run_comparison([("brain8ch", scan)], runs, show_progress=show_progress, log=log)
-    table = _section(rep, f"Real 8-coil brain (Poisson AF {af:.1f}), pre-trained on phantoms", comp)
+    table = section(rep, f"Real 8-coil brain (Poisson AF {af:.1f}), pre-trained on phantoms", comp)
     return [{"setting": "real brain8ch", **row} for row in table]
 
 
 # --- Table 1 / Fig. 2B: 3D volume fitting ----------------------------------------------------------------
-def _volumes(p: dict, log) -> tuple[list, list, str]:
-    d, n = p["depth"], p["size"]
-    if p.get("real", True) and shared.available(shared.LUNGDX_A0001):
+@dataclass
+class VolumeFittingConfig(Subjects, MetaPretraining):
+    """DisINR Table 1 / Fig. 2B: 3D CT volume fitting, coordinates in batches."""
+
+    depth: PosInt = 16
+    """Slices per volume."""
+    coord_batch: PosInt = 262144
+    """Coordinates per step (pre-training and fitting)."""
+    steps: PosInt = 500
+    """Fitting steps of NGP and DisINR (no stopping rule for volumes)."""
+    early_step: PosInt = 50
+    """Also report the PSNR after this many steps."""
+    eval_every: PosInt = 25
+    """Evaluate the PSNR every this many steps."""
+    ood: bool = True
+    """With real data: also test on a block of the second scanner's volume."""
+    adapt_lr: PosFloat = 1e-3
+    """DisINR's adaptation learning rate."""
+    pretrain_methods: tuple[PopulationMethod, ...] = ("disinr",)
+    """Population methods pre-trained (DisINR is compared when pre-trained)."""
+
+
+def _volumes(p: VolumeFittingConfig, log: Log) -> tuple[list, list, str]:
+    d, n = p.depth, p.size
+    if p.real and shared.available(shared.LUNGDX_A0001):
         a = shared.lungdx_slices("A0001", size=n)
         blocks = [a[i : i + d] for i in range(0, len(a) - d + 1, d)]
-        pre, test = blocks[: p["n_pretrain"]], blocks[p["n_pretrain"] : p["n_pretrain"] + p["n_test"]]
-        if shared.available(shared.LUNGDX_A0002) and p.get("ood", True):
+        pre, test = blocks[: p.n_pretrain], blocks[p.n_pretrain : p.n_pretrain + p.n_test]
+        if shared.available(shared.LUNGDX_A0002) and p.ood:
             b = shared.lungdx_slices("A0002", size=n)
             test = [*test, b[:d]]
-        return (
-            pre,
-            test,
-            (
-                f"Data: real chest CT sub-volumes {n}x{n}x{d} (A0001 blocks for pre-training and "
-                "test; one A0002 block, another scanner). HU window [-800, 400] -> [0, 1]."
-            ),
+        note = (
+            f"Data: real chest CT sub-volumes {n}x{n}x{d} (A0001 blocks for pre-training and "
+            "test; one A0002 block, another scanner). HU window [-800, 400] -> [0, 1]."
         )
+        return pre, test, note
     log("  real CT volumes not found: using chest phantom volumes")
-    pre = [body_ct_volume((d, n, n), seed=s) for s in range(p["n_pretrain"])]
-    test = [body_ct_volume((d, n, n), seed=500 + s) for s in range(p["n_test"])]
+    pre = [body_ct_volume((d, n, n), seed=s) for s in range(p.n_pretrain)]
+    test = [body_ct_volume((d, n, n), seed=500 + s) for s in range(p.n_test)]
     return pre, test, "Data: chest phantom volumes (no real CT found)."
 
 
-@driver("volume_fitting")
-def volume_fitting(p: dict, out: Path, show_progress, log) -> Report:
-    pre_v, test_v, note = _volumes(p, log)
-    rep = _new_report("3D volume fitting (DisINR Table 1, Fig. 2B)", note)
-    pre = [VolumeScan(volume=v) for v in pre_v]
-    models = {
-        m: _pretrain(
-            m,
-            pre,
-            p,
-            out,
-            "volume",
-            show_progress,
-            extra={"coord_batch": p["coord_batch"]} if m != "meta" else None,
-        )
-        for m in p["pretrain_methods"]
-    }
-    steps = p["steps"]
-    runs = [
-        MethodRun(
-            "NGP",
-            "ngp",
-            {
-                "steps": steps,
-                "batch_size": p["coord_batch"],
-                "eval_every": p["eval_every"],
-                **p.get("ngp", {}),
-                **{k: v for k, v in p.get("arch", {}).items() if k in ("n_levels", "log2_table_size")},
-            },
-        )
-    ]
+def _volume_runs(cfg: VolumeFittingConfig, models: dict[str, Path]) -> list[MethodRun]:
+    common = {"steps": cfg.steps, "eval_every": cfg.eval_every}
+    ngp = {**common, "batch_size": cfg.coord_batch, **cfg.arch.overrides()}
+    runs = [MethodRun("NGP", "ngp", ngp)]
     if "disinr" in models:
-        runs.append(
-            MethodRun(
-                "DisINR",
-                "disinr",
-                {
-                    "steps": steps,
-                    "coord_batch": p["coord_batch"],
-                    "eval_every": p["eval_every"],
-                    "lr": p.get("adapt_lr", 1e-3),
-                },
-                model=str(models["disinr"]),
-            )
-        )
+        over = {**common, "coord_batch": cfg.coord_batch, "lr": cfg.adapt_lr}
+        runs.append(MethodRun("DisINR", "disinr", over, model=str(models["disinr"])))
+    return runs
+
+
+def volume_fitting(cfg: VolumeFittingConfig, out: Path, show_progress, log: Log) -> Report:
+    pre_v, test_v, note = _volumes(cfg, log)
+    rep = new_report("3D volume fitting (DisINR Table 1, Fig. 2B)", note)
+    pretrain = Pretrainer(cfg, out, show_progress)
+    pre = [VolumeScan(volume=v) for v in pre_v]
+    batch = {"coord_batch": cfg.coord_batch}
+    models = {m: pretrain(m, pre, "volume", None if m == "meta" else batch) for m in cfg.pretrain_methods}
     cases = [(f"volume-{i + 1}", VolumeScan(volume=v)) for i, v in enumerate(test_v)]
-    comp = run_comparison(cases, runs, show_progress=show_progress, log=log)
+    comp = run_comparison(cases, _volume_runs(cfg, models), show_progress=show_progress, log=log)
+    early = f"psnr@{cfg.early_step}"
     rows = []
     for r in comp.results:
         h = r.info.get("history", {})
         at = dict(zip(h.get("eval_step", []), h.get("psnr", [])))
-        early = max((s for s in at if s <= p["early_step"]), default=None)
+        first = max((s for s in at if s <= cfg.early_step), default=None)
         rows.append(
             {
                 "case": r.case,
                 "method": r.label,
                 "psnr": r.metrics["psnr"],
                 "ssim": r.metrics["ssim"],
-                f"psnr@{p['early_step']}": at.get(early, float("nan")),
+                early: at.get(first, float("nan")),
                 "seconds": r.seconds,
                 "trainable_params": r.info.get("n_parameters_trainable", r.info.get("n_parameters")),
             }
         )
-    table = aggregate(
-        rows, by="method", metrics=("psnr", "ssim", f"psnr@{p['early_step']}", "seconds", "trainable_params")
-    )
-    rep.add_table(f"Volume fitting: PSNR after {steps} steps and after {p['early_step']}", table, best=BEST)
+    table = aggregate(rows, by="method", metrics=("psnr", "ssim", early, "seconds", "trainable_params"))
+    title = f"Volume fitting: PSNR after {cfg.steps} steps and after {cfg.early_step}"
+    rep.add_table(title, table, best=QUALITY_BEST)
     mid = next(iter(comp.references))
     ref = comp.references[mid]
     k = ref.shape[0] // 2
@@ -358,77 +310,120 @@ def volume_fitting(p: dict, out: Path, show_progress, log) -> Report:
         metrics=comp.metrics_for(mid),
     )
     rep.add_curves("Convergence (PSNR vs step)", comp.curves(mid))
-    rep.add_bars(
-        "Pre-training time", {Path(kk).stem: v for kk, v in _PRETRAIN_SECONDS.items()}, ylabel="seconds"
-    )
+    pretrain.add_bars(rep)
     return rep
 
 
 # --- Table 4: freezing ablation; Table 5: backbones ------------------------------------------------------
-@driver("ablation_freezing")
-def ablation_freezing(p: dict, out: Path, show_progress, log) -> Report:
-    pre_img, test_img, _ood, note = _ct_images(p, log)
-    rep = _new_report("Effect of weight freezing (DisINR Table 4)", note)
-    views = p["views"][0]
-    pre = _ct_scans(pre_img, views)
-    models = {m: _pretrain(m, pre, p, out, f"ct{views}", show_progress) for m in ("disinr", "strainer")}
-    inr = {"steps": p["inr_steps"], "patience": p["patience"]}
+@dataclass
+class AblationFreezingConfig(Subjects, Pretraining, Fitting):
+    """DisINR Table 4: freezing the shared pair (DisINR) or the encoder (STRAINER) vs not; CT in domain."""
+
+    views: PosInt = 60
+    """Views of the sparse-view CT scans."""
+
+
+def ablation_freezing(cfg: AblationFreezingConfig, out: Path, show_progress, log: Log) -> Report:
+    pre_img, test_img, _ood, note = ct_images(cfg, log)
+    rep = new_report("Effect of weight freezing (DisINR Table 4)", note)
+    views = cfg.views
+    models = Pretrainer(cfg, out, show_progress).all(
+        ("disinr", "strainer"), ct_scans(pre_img, views), f"ct{views}"
+    )
+    inr = cfg.inr_overrides()
+    strainer, disinr = str(models["strainer"]), str(models["disinr"])
     runs = [
-        MethodRun("NGP", "ngp", {**inr, **p.get("ngp", {})}),
-        MethodRun("STRAINER (w/o frozen)", "strainer", inr, model=str(models["strainer"])),
-        MethodRun(
-            "STRAINER (frozen encoder)",
-            "strainer",
-            {**inr, "freeze_trunk": True},
-            model=str(models["strainer"]),
-        ),
-        MethodRun("DisINR (w/o frozen)", "disinr", {**inr, "freeze": False}, model=str(models["disinr"])),
-        MethodRun("DisINR (frozen pair)", "disinr", inr, model=str(models["disinr"])),
+        MethodRun("NGP", "ngp", inr),
+        MethodRun("STRAINER (w/o frozen)", "strainer", inr, model=strainer),
+        MethodRun("STRAINER (frozen encoder)", "strainer", {**inr, "freeze_trunk": True}, model=strainer),
+        MethodRun("DisINR (w/o frozen)", "disinr", {**inr, "freeze": False}, model=disinr),
+        MethodRun("DisINR (frozen pair)", "disinr", inr, model=disinr),
     ]
-    cases = [(f"in-domain-{i + 1}", s) for i, s in enumerate(_ct_scans(test_img, views))]
+    cases = [(f"in-domain-{i + 1}", s) for i, s in enumerate(ct_scans(test_img, views))]
     comp = run_comparison(cases, runs, show_progress=show_progress, log=log)
-    _section(rep, f"{views} views, in-domain", comp)
+    section(rep, f"{views} views, in-domain", comp)
     return rep
 
 
-@driver("backbones")
-def backbones(p: dict, out: Path, show_progress, log) -> Report:
-    pre_img, test_img, _ood, note = _mri_images(p, log)
-    rep = _new_report("Backbones (DisINR Table 5)", note)
-    af = p["afs"][0]
-    pre = _mri_scans(pre_img, p, af)
-    cases = [(f"in-domain-{i + 1}", s) for i, s in enumerate(_mri_scans(test_img, p, af, seed0=100))]
-    inr = {"steps": p["inr_steps"], "patience": p["patience"]}
+@dataclass
+class BackboneLR:
+    """A learning rate per backbone (unset: the method's default)."""
+
+    hash: PosFloat | None = None
+    """Hash grid + ReLU MLP."""
+    fourier: PosFloat | None = None
+    """Fourier features + ReLU MLP."""
+    siren: PosFloat | None = None
+    """SIREN."""
+
+    def overrides(self, backbone: str) -> dict:
+        lr = getattr(self, backbone)
+        return {} if lr is None else {"lr": lr}
+
+
+@dataclass
+class BackbonesConfig(Subjects, MRISimulation, Pretraining, Fitting):
+    """DisINR Table 5: the scan-specific INR vs DisINR with each backbone, MRI in domain (the first AF)."""
+
+    backbones: tuple[Literal["hash", "fourier", "siren"], ...] = ("hash", "fourier", "siren")
+    """Backbones compared."""
+    ngp_lr: BackboneLR = field(default_factory=lambda: BackboneLR(fourier=1e-3, siren=1e-4))
+    """Learning rate of the scan-specific INR per backbone."""
+    pretrain_lr: BackboneLR = field(default_factory=lambda: BackboneLR(siren=1e-4))
+    """Learning rate of DisINR's pre-training per backbone."""
+
+
+def _mri_in_domain(cfg, log: Log, title: str) -> tuple[Report, list, list, int]:
+    """The report, the pre-training scans and the in-domain test cases at the first AF of ``cfg``."""
+    pre_img, test_img, _ood, note = mri_images(cfg, log)
+    af = cfg.afs[0]
+    cases = [(f"in-domain-{i + 1}", s) for i, s in enumerate(mri_scans(test_img, cfg, af, seed0=100))]
+    return new_report(title, note), mri_scans(pre_img, cfg, af), cases, af
+
+
+def backbones(cfg: BackbonesConfig, out: Path, show_progress, log: Log) -> Report:
+    rep, pre, cases, af = _mri_in_domain(cfg, log, "Backbones (DisINR Table 5)")
+    pretrain = Pretrainer(cfg, out, show_progress)
+    inr = cfg.inr_overrides()
     rows = []
-    for bb in p["backbones"]:
-        extra = {"backbone": bb, **p.get("backbone_arch", {}).get(bb, {})}
-        model = _pretrain("disinr", pre, p, out, f"mri_{bb}", show_progress, extra=extra)
-        ngp_over = {**inr, "backbone": bb, **p.get("ngp_backbone", {}).get(bb, {})}
+    for bb in cfg.backbones:
+        model = pretrain("disinr", pre, f"mri_{bb}", {"backbone": bb, **cfg.pretrain_lr.overrides(bb)})
         runs = [
-            MethodRun(f"NGP-style ({bb})", "ngp", ngp_over),
+            MethodRun(f"NGP-style ({bb})", "ngp", {**inr, "backbone": bb, **cfg.ngp_lr.overrides(bb)}),
             MethodRun(f"DisINR ({bb})", "disinr", inr, model=str(model)),
         ]
         comp = run_comparison(cases, runs, show_progress=show_progress, log=log)
         rows += aggregate(comp.rows(), by="method", metrics=("psnr", "ssim", "seconds"))
-    rep.add_table(f"AF {af}, in-domain: scan-specific vs DisINR per backbone", rows, best=BEST)
+    rep.add_table(f"AF {af}, in-domain: scan-specific vs DisINR per backbone", rows, best=QUALITY_BEST)
     return rep
 
 
 # --- Fig. 7: pre-training set size; Fig. 5: PCA of features ----------------------------------------------
-@driver("pretrain_size")
-def pretrain_size(p: dict, out: Path, show_progress, log) -> Report:
-    pre_img, test_img, _ood, note = _mri_images(p, log)
-    rep = _new_report("Pre-training set size (DisINR Fig. 7)", note)
-    af = p["afs"][0]
-    pre_all = _mri_scans(pre_img, p, af)
-    cases = [(f"in-domain-{i + 1}", s) for i, s in enumerate(_mri_scans(test_img, p, af, seed0=100))]
-    inr = {"steps": p["inr_steps"], "patience": p["patience"]}
+@dataclass
+class PretrainSizeConfig(Subjects, MRISimulation, Pretraining, Fitting):
+    """DisINR Fig. 7: PSNR vs the number of pre-training subjects, MRI in domain (the first AF)."""
+
+    sizes: tuple[PosInt, ...] = (5, 10, 20)
+    """Pre-training set sizes (the first n of the n_pretrain subjects)."""
+    methods: tuple[Literal["imjense"], ...] = ("imjense",)
+    """Reference methods without pre-training."""
+
+    def check(self) -> None:
+        if self.sizes and max(self.sizes) > self.n_pretrain:
+            raise InreconError(
+                f"sizes={list(self.sizes)} asks for more than n_pretrain={self.n_pretrain} subjects",
+                "raise n_pretrain or lower sizes",
+            )
+
+
+def pretrain_size(cfg: PretrainSizeConfig, out: Path, show_progress, log: Log) -> Report:
+    rep, pre_all, cases, af = _mri_in_domain(cfg, log, "Pre-training set size (DisINR Fig. 7)")
+    pretrain = Pretrainer(cfg, out, show_progress)
+    inr = cfg.inr_overrides()
     rows = []
     curves: dict[str, tuple[list, list]] = {}
-    for n in p["sizes"]:
-        models = {
-            m: _pretrain(m, pre_all[:n], p, out, f"mri_n{n}", show_progress) for m in ("disinr", "strainer")
-        }
+    for n in cfg.sizes:
+        models = pretrain.all(("disinr", "strainer"), pre_all[:n], f"mri_n{n}")
         runs = [
             MethodRun("DisINR", "disinr", inr, model=str(models["disinr"])),
             MethodRun("STRAINER", "strainer", inr, model=str(models["strainer"])),
@@ -439,46 +434,65 @@ def pretrain_size(p: dict, out: Path, show_progress, log) -> Report:
             xs, ys = curves.setdefault(row["method"], ([], []))
             xs.append(n)
             ys.append(row["psnr"][0])
-    if "imjense" in p.get("methods", []):
-        comp = run_comparison(
-            cases, [MethodRun("IMJENSE", "imjense", inr)], show_progress=show_progress, log=log
-        )
+    if "imjense" in cfg.methods:
+        runs = [MethodRun("IMJENSE", "imjense", inr)]
+        comp = run_comparison(cases, runs, show_progress=show_progress, log=log)
         imj = aggregate(comp.rows(), by="method", metrics=("psnr", "ssim"))[0]
         rows.append({"n_pretrain": "-", **imj})
-        curves["IMJENSE"] = (list(p["sizes"]), [imj["psnr"][0]] * len(p["sizes"]))
-    rep.add_table(f"AF {af}: PSNR vs number of pre-training subjects", rows, best=BEST)
+        curves["IMJENSE"] = (list(cfg.sizes), [imj["psnr"][0]] * len(cfg.sizes))
+    rep.add_table(f"AF {af}: PSNR vs number of pre-training subjects", rows, best=QUALITY_BEST)
     rep.add_curves("PSNR vs pre-training set size", curves, xlabel="pre-training subjects")
     return rep
 
 
-@driver("feature_pca")
-def feature_pca_driver(p: dict, out: Path, show_progress, log) -> Report:
-    from matplotlib.figure import Figure
+@dataclass
+class FeaturePCAConfig(Subjects, MRISimulation, Pretraining):
+    """DisINR Fig. 5: PCA of the shared and the subject-specific features after pre-training (MRI)."""
 
+    n_show: PosInt = 4
+    """Subjects shown."""
+
+
+def _pretrained_disinr(cfg: FeaturePCAConfig, scans, show_progress):
+    """DisINR jointly pre-trained on ``scans``, *with* its subject encoders (a model file keeps only the
+    shared pair), and the subjects."""
+    from inrecon.config import build_config
     from inrecon.models.population import DisINRNetwork
     from inrecon.recon.population.common import SubjectSet, pretrain_joint
-    from inrecon.recon.population.disinr import DisINRPretrainConfig, feature_pca
+    from inrecon.recon.population.disinr import DisINRPretrainConfig
 
-    pre_img, _t, _o, note = _mri_images(p, log)
-    rep = _new_report("Shared vs subject features (DisINR Fig. 5)", note)
-    scans = _mri_scans(pre_img, p, p["afs"][0])
-    cfg = config_from_dict(DisINRPretrainConfig, {"steps": p["pretrain_steps"], **p.get("arch", {})})
-    subjects = SubjectSet(scans)
-    torch.manual_seed(0)
-    net = DisINRNetwork(2, 2, len(subjects), cfg.arch())
+    over = {"steps": cfg.pretrain_steps, "subjects_per_step": cfg.subjects_per_step, **cfg.arch.overrides()}
+    pcfg = build_config(DisINRPretrainConfig, over)
+    subjects = SubjectSet(scans, pcfg.data)
+    torch.manual_seed(pcfg.seed)
+    n = len(subjects)
+    net = DisINRNetwork(len(subjects.image_shape), 2 if subjects.complex_output else 1, n, pcfg.arch)
     pretrain_joint(
         net,
         subjects,
-        cfg.schedule(),
-        shared_params=net.shared_parameters(),
+        pcfg,
+        mine=range(n),
+        checkpoint_path=None,
+        fingerprint="",
         show_progress=show_progress,
         desc="DisINR pre-train",
     )
-    k = min(p.get("n_show", 4), len(subjects))
+    return net, subjects
+
+
+def feature_pca(cfg: FeaturePCAConfig, out: Path, show_progress, log: Log) -> Report:
+    from matplotlib.figure import Figure
+
+    from inrecon.recon.population.disinr import feature_pca as pca_images
+
+    pre_img, _t, _o, note = mri_images(cfg, log)
+    rep = new_report("Shared vs subject features (DisINR Fig. 5)", note)
+    net, subjects = _pretrained_disinr(cfg, mri_scans(pre_img, cfg, cfg.afs[0]), show_progress)
+    k = min(cfg.n_show, len(subjects))
     fig = Figure(figsize=(3 * k, 9))
     axes = fig.subplots(3, k, squeeze=False)
     for j in range(k):
-        shared_rgb, subj_rgb = feature_pca(net, j, subjects.image_shape)
+        shared_rgb, subj_rgb = pca_images(net, j, subjects.image_shape)
         axes[0][j].imshow(np.abs(pre_img[j]), cmap="gray")
         axes[1][j].imshow(shared_rgb)
         axes[2][j].imshow(subj_rgb)

@@ -136,6 +136,161 @@ def _support(mag: np.ndarray) -> np.ndarray:
     return ndimage.binary_dilation(roi, iterations=2)
 
 
+def _image_tensor(image) -> torch.Tensor:
+    """``image`` as a finite float or complex tensor ``(H, W)`` or ``(D, H, W)`` (its device kept)."""
+    img = image if isinstance(image, torch.Tensor) else torch.as_tensor(np.asarray(image))
+    require_ndim(img, "image", (2, 3), "(H, W) or (D, H, W)")
+    if img.dtype == torch.bool or not (img.is_floating_point() or img.is_complex()):
+        img = img.to(torch.float32)
+    require_finite(img, "image")
+    return img
+
+
+def _check_acquisition_args(
+    mask: torch.Tensor | None,
+    trajectory: torch.Tensor | None,
+    snr_db: float | None,
+    noise_std: float | None,
+) -> None:
+    """At most one of ``mask`` / ``trajectory`` and of ``snr_db`` / ``noise_std``, the latter valid."""
+    if mask is not None and trajectory is not None:
+        raise InreconError(
+            "both mask and trajectory were given", "give a mask (Cartesian) or a trajectory, not both"
+        )
+    if snr_db is not None and noise_std is not None:
+        raise InreconError(
+            "both snr_db and noise_std were given", "give one of them (or neither for no noise)"
+        )
+    if snr_db is not None and not math.isfinite(float(snr_db)):
+        raise InreconError(f"snr_db is {snr_db}", "give a finite SNR in dB, or None for no noise")
+    if noise_std is not None and not (math.isfinite(float(noise_std)) and noise_std >= 0):
+        raise InreconError(f"noise_std is {noise_std}", "give a non-negative noise standard deviation")
+
+
+def _simulation_maps(
+    maps: torch.Tensor | None, shape: tuple[int, ...], n_coils: int, seed: int, device: torch.device
+) -> tuple[torch.Tensor, str]:
+    """The coil maps on ``device`` (``maps`` checked, else simulated) and where they came from."""
+    if maps is None:
+        return coil_sensitivities(shape, n_coils, seed=seed).to(device), "coil_sensitivities"
+    maps_t = maps if isinstance(maps, torch.Tensor) else torch.as_tensor(np.asarray(maps))
+    require_ndim(maps_t, "maps", (len(shape) + 1,), f"(C, {', '.join(map(str, shape))})")
+    if tuple(maps_t.shape[1:]) != shape:
+        raise ShapeError(
+            f"maps have grid {tuple(maps_t.shape[1:])} but the image is {shape}",
+            "use maps on the image grid",
+        )
+    return maps_t.to(device=device, dtype=torch.complex64), "given"
+
+
+def _acquisition_operator(
+    maps_t: torch.Tensor,
+    mask: torch.Tensor | None,
+    trajectory: torch.Tensor | None,
+    shape: tuple[int, ...],
+    device: torch.device,
+):
+    """The forward operator, the checked trajectory (or ``None``) and the Cartesian mask (or ``None``)."""
+    if trajectory is not None:
+        from inrecon.physics.nufft import NufftSenseOp, check_trajectory
+
+        traj = check_trajectory(trajectory, len(shape)).to(device)
+        return NufftSenseOp(maps_t, traj, shape), traj, None
+    from inrecon.physics.mri import SenseOp
+
+    if mask is None:
+        m = torch.ones(shape, dtype=torch.bool, device=device)
+    else:
+        m = mask if isinstance(mask, torch.Tensor) else torch.as_tensor(np.asarray(mask))
+        if tuple(m.shape) != shape:
+            raise ShapeError(
+                f"mask has shape {tuple(m.shape)} but the image is {shape}",
+                "use a mask on the image grid",
+            )
+        m = m.to(device=device, dtype=torch.bool)
+    return SenseOp(maps_t, m), None, m
+
+
+def _noiseless_kspace(
+    img: torch.Tensor,
+    maps_t: torch.Tensor,
+    mask: torch.Tensor | None,
+    trajectory: torch.Tensor | None,
+    smooth_phase: bool,
+    seed: int,
+):
+    """Noiseless k-space ``A(S * image * exp(i phi))``, the trajectory (or ``None``) and the mask (or
+    ``None``)."""
+    device = img.device
+    shape = tuple(img.shape)
+    x = img.to(torch.complex64)
+    if smooth_phase:
+        x = x * torch.polar(torch.ones(shape), smooth_phase_map(shape, seed)).to(device)
+    op, traj, sampled = _acquisition_operator(maps_t, mask, trajectory, shape, device)
+    with torch.no_grad():
+        y = op(x)
+    return y, traj, sampled
+
+
+def _add_noise(
+    y: torch.Tensor,
+    sampled: torch.Tensor | None,
+    rms: float,
+    snr_db: float | None,
+    noise_std: float | None,
+    seed: int,
+) -> tuple[torch.Tensor, float, float | None]:
+    """Add complex Gaussian noise (drawn on the CPU, zero off the mask); return the noisy k-space, the noise
+    standard deviation and the realised SNR in dB (``None`` without noise)."""
+    if snr_db is not None:
+        std = rms / 10 ** (float(snr_db) / 20)
+    else:
+        std = float(noise_std) if noise_std is not None else 0.0
+    realised_snr = None
+    if std > 0:
+        g = torch.Generator().manual_seed(int(seed) + 7919)
+        noise = torch.randn((*y.shape, 2), generator=g, dtype=torch.float32) * (std / math.sqrt(2))
+        noise = torch.view_as_complex(noise).to(y.device)
+        if sampled is not None:
+            noise = noise * sampled
+        y = y + noise
+        acquired_n = noise if sampled is None else noise[:, sampled]
+        realised_snr = 20 * math.log10(rms / float(acquired_n.abs().pow(2).mean().sqrt()))
+    return y, std, realised_snr
+
+
+def _package_scan(
+    img: torch.Tensor,
+    y: torch.Tensor,
+    traj: torch.Tensor | None,
+    sampled: torch.Tensor | None,
+    maps_t: torch.Tensor,
+    dcf: bool,
+    provenance: dict,
+) -> MRIScan:
+    """The :class:`MRIScan` with target ``|image|`` and its support as ROI (density compensation on request
+    for a trajectory)."""
+    shape = tuple(img.shape)
+    device = img.device
+    mag = img.abs().to(torch.float32)
+    roi = torch.from_numpy(_support(mag.cpu().numpy())).to(device)
+    if traj is not None:
+        from inrecon.physics.nufft import density_compensation
+
+        w = density_compensation(traj, shape) if dcf else None
+        return MRIScan(
+            kspace=y,
+            trajectory=traj,
+            image_shape=shape,
+            dcf=w,
+            sens_maps=maps_t,
+            target=mag,
+            roi=roi,
+            provenance=provenance,
+        )
+    return MRIScan(kspace=y, mask=sampled, sens_maps=maps_t, target=mag, roi=roi, provenance=provenance)
+
+
 def simulate_mri(
     image,
     n_coils: int = 12,
@@ -184,90 +339,18 @@ def simulate_mri(
         (``|image|`` above 5 % of its 99th percentile, holes filled, dilated by 2 pixels) and ``provenance``
         (every parameter, JSON-serialisable, including the realised ``noise_std`` and ``snr_db``).
     """
-    img = image if isinstance(image, torch.Tensor) else torch.as_tensor(np.asarray(image))
-    require_ndim(img, "image", (2, 3), "(H, W) or (D, H, W)")
-    if img.dtype == torch.bool or not (img.is_floating_point() or img.is_complex()):
-        img = img.to(torch.float32)
-    require_finite(img, "image")
-    device = img.device
+    img = _image_tensor(image)
     shape = tuple(img.shape)
-    if mask is not None and trajectory is not None:
-        raise InreconError(
-            "both mask and trajectory were given", "give a mask (Cartesian) or a trajectory, not both"
-        )
-    if snr_db is not None and noise_std is not None:
-        raise InreconError(
-            "both snr_db and noise_std were given", "give one of them (or neither for no noise)"
-        )
-    if snr_db is not None and not math.isfinite(float(snr_db)):
-        raise InreconError(f"snr_db is {snr_db}", "give a finite SNR in dB, or None for no noise")
-    if noise_std is not None and not (math.isfinite(float(noise_std)) and noise_std >= 0):
-        raise InreconError(f"noise_std is {noise_std}", "give a non-negative noise standard deviation")
-    if maps is None:
-        maps_t = coil_sensitivities(shape, n_coils, seed=seed).to(device)
-        maps_source = "coil_sensitivities"
-    else:
-        maps_t = maps if isinstance(maps, torch.Tensor) else torch.as_tensor(np.asarray(maps))
-        require_ndim(maps_t, "maps", (len(shape) + 1,), f"(C, {', '.join(map(str, shape))})")
-        if tuple(maps_t.shape[1:]) != shape:
-            raise ShapeError(
-                f"maps have grid {tuple(maps_t.shape[1:])} but the image is {shape}",
-                "use maps on the image grid",
-            )
-        maps_t = maps_t.to(device=device, dtype=torch.complex64)
-        maps_source = "given"
-    n_coils = int(maps_t.shape[0])
-
-    x = img.to(torch.complex64)
-    if smooth_phase:
-        x = x * torch.polar(torch.ones(shape), smooth_phase_map(shape, seed)).to(device)
-
-    if trajectory is not None:
-        from inrecon.physics.nufft import NufftSenseOp, check_trajectory, density_compensation
-
-        traj = check_trajectory(trajectory, len(shape)).to(device)
-        op = NufftSenseOp(maps_t, traj, shape)
-        sampled = None
-    else:
-        from inrecon.physics.mri import SenseOp
-
-        if mask is None:
-            m = torch.ones(shape, dtype=torch.bool, device=device)
-        else:
-            m = mask if isinstance(mask, torch.Tensor) else torch.as_tensor(np.asarray(mask))
-            if tuple(m.shape) != shape:
-                raise ShapeError(
-                    f"mask has shape {tuple(m.shape)} but the image is {shape}",
-                    "use a mask on the image grid",
-                )
-            m = m.to(device=device, dtype=torch.bool)
-        op = SenseOp(maps_t, m)
-        sampled = m
-    with torch.no_grad():
-        y = op(x)
+    _check_acquisition_args(mask, trajectory, snr_db, noise_std)
+    maps_t, maps_source = _simulation_maps(maps, shape, n_coils, seed, img.device)
+    y, traj, sampled = _noiseless_kspace(img, maps_t, mask, trajectory, smooth_phase, seed)
     acquired = y if sampled is None else y[:, sampled]
     rms = float(acquired.abs().pow(2).mean().sqrt())
-    if snr_db is not None:
-        std = rms / 10 ** (float(snr_db) / 20)
-    else:
-        std = float(noise_std) if noise_std is not None else 0.0
-    realised_snr = None
-    if std > 0:
-        g = torch.Generator().manual_seed(int(seed) + 7919)
-        noise = torch.randn((*y.shape, 2), generator=g, dtype=torch.float32) * (std / math.sqrt(2))
-        noise = torch.view_as_complex(noise).to(device)
-        if sampled is not None:
-            noise = noise * sampled
-        y = y + noise
-        acquired_n = noise if sampled is None else noise[:, sampled]
-        realised_snr = 20 * math.log10(rms / float(acquired_n.abs().pow(2).mean().sqrt()))
-
-    mag = img.abs().to(torch.float32)
-    roi = torch.from_numpy(_support(mag.cpu().numpy())).to(device)
+    y, std, realised_snr = _add_noise(y, sampled, rms, snr_db, noise_std, seed)
     provenance = {
         "simulator": "inrecon.physics.simulate.mri",
         "image_shape": list(shape),
-        "n_coils": n_coils,
+        "n_coils": int(maps_t.shape[0]),
         "maps": maps_source,
         "sampling": "non-cartesian"
         if trajectory is not None
@@ -281,16 +364,4 @@ def simulate_mri(
         "seed": int(seed),
         "snr_definition": "20*log10(rms of noiseless acquired samples / complex noise std)",
     }
-    if trajectory is not None:
-        w = density_compensation(traj, shape) if dcf else None
-        return MRIScan(
-            kspace=y,
-            trajectory=traj,
-            image_shape=shape,
-            dcf=w,
-            sens_maps=maps_t,
-            target=mag,
-            roi=roi,
-            provenance=provenance,
-        )
-    return MRIScan(kspace=y, mask=sampled, sens_maps=maps_t, target=mag, roi=roi, provenance=provenance)
+    return _package_scan(img, y, traj, sampled, maps_t, dcf, provenance)

@@ -119,12 +119,8 @@ def simulate_series(
     frames = []
     for t in range(int(n_frames)):
         a = first_af if t == 0 else af
-        if a <= 1:
-            mask = torch.ones(shape, dtype=torch.bool)
-        elif pattern == "cartesian":
-            mask = sampling.cartesian_1d(shape, int(a), acs=acs, offset=t % int(a))
-        else:
-            mask = sampling.poisson_disc(shape, a, calib=(acs, acs), seed=seed + t)
+        kind = "full" if a <= 1 else pattern
+        mask, _ = sampling.make_pattern(kind, shape, a, acs=acs, seed=seed + t, offset=t % max(1, int(a)))
         x = torch.from_numpy(images[t]).to(torch.complex64) * phase
         scan = simulate_mri(x, maps=maps, mask=mask, snr_db=snr_db, seed=seed + 101 * t, smooth_phase=False)
         scan.provenance.update(frame=t, motion=motion, af=float(a), pattern=pattern, series_seed=seed)

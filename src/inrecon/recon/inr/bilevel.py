@@ -1,4 +1,4 @@
-"""Bilevel-optimised INR (METHODS.md section 4): the scan-specific INR with hyperparameters tuned per scan.
+"""Bilevel-optimised INR (docs/methods.md section 4): the scan-specific INR with hyperparameters tuned per scan.
 
 Lower level: the ``ngp`` fit (:mod:`inrecon.recon.inr.ngp`) with the self-weighted loss (Bilevel eq. 9, ``delta``
 from ``h``), trained on the *train* part of the measurement's seeded hold-out split (the split every INR
@@ -34,6 +34,7 @@ __all__ = [
     "hparams_record",
     "reconstruct_bilevel",
     "tune_ngp",
+    "with_maps",
 ]
 
 NGP_TUNING_DEFAULTS = {"loss.kind": "self_weighted", "stop.val_loss": "self_weighted", "stop.val_delta": 1e-4}

@@ -1,4 +1,4 @@
-"""Scan-specific INR ("NGP", METHODS.md section 3) with the reference-free stopping rule.
+"""Scan-specific INR ("NGP", docs/methods.md section 3) with the reference-free stopping rule.
 
 A hash-grid field with a small ReLU MLP is fitted through the scan's measurement model
 (:mod:`inrecon.physics.measurement`) by the one engine (:func:`inrecon.engine.holdout.fit_with_holdout`): an
@@ -54,7 +54,7 @@ FIT_ALIASES = {
 
 @dataclass
 class NGPConfig:
-    """Scan-specific INR. Defaults: METHODS.md (Bilevel authors' code), except where measured otherwise
+    """Scan-specific INR. Defaults: docs/methods.md (Bilevel authors' code), except where measured otherwise
     (``benchmarks/RESULTS.md``, ``benchmarks/ngp_defaults.py``, real 8-coil brain and simulated AF 6 slice):
     a 2 x 64 MLP (authors: 8 x 64; same or better peak PSNR at 2.3x less time per step), lr 3e-3, wd_enc 1e-6,
     wd_mlp 1e-8, and the MSE loss (the self-weighted loss overfits fast without tuning; the bilevel method tunes

@@ -1,4 +1,4 @@
-"""DisINR (METHODS.md section 5): pre-train a shared encoder-decoder pair from raw measurements, then adapt a
+"""DisINR (docs/methods.md section 5): pre-train a shared encoder-decoder pair from raw measurements, then adapt a
 fresh subject encoder to a new scan with the shared pair frozen.
 
 Pre-training (Algorithm 1) fits ``psi`` (shared encoder), ``phi`` (shared decoder) and one ``theta_i`` per

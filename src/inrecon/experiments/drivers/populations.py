@@ -1,0 +1,331 @@
+"""The DisINR-paper experiments' common ground: their config sections, the subject populations (real data
+when present, phantoms otherwise), pre-training of the population methods and the method line-up.
+
+Every DisINR driver (:mod:`inrecon.experiments.drivers.disinr`) builds its pre-training and test populations
+here, pre-trains on measurements only through :func:`inrecon.recon.api.pretrain`, and compares the methods on
+unseen subjects with the same reference-free stopping rule.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Literal
+
+import numpy as np
+
+from inrecon.config import InRange, NonNegInt, PosInt, config_to_dict
+from inrecon.data import shared
+from inrecon.data.phantoms import body_ct_phantom, brain_phantom
+from inrecon.data.sampling import make_pattern
+from inrecon.experiments.drivers.common import QUALITY_BEST, Log, set_environment
+from inrecon.experiments.runner import Comparison, MethodRun, run_comparison
+from inrecon.physics.simulate.ct import full_scan_angles, simulate_ct
+from inrecon.physics.simulate.mri import simulate_mri
+from inrecon.recon.api import pretrain
+from inrecon.report import Report, aggregate
+
+__all__ = [
+    "CTMethod",
+    "Fitting",
+    "HashArch",
+    "MRIMethod",
+    "MRISimulation",
+    "MetaPretraining",
+    "PopulationMethod",
+    "Pretrainer",
+    "Pretraining",
+    "Subjects",
+    "ct_images",
+    "ct_scans",
+    "domain_sections",
+    "method_runs",
+    "mri_images",
+    "mri_scans",
+    "new_report",
+    "pretrain_and_compare",
+    "section",
+]
+
+CTMethod = Literal["fbp", "sart", "tv", "ngp", "meta", "strainer", "disinr"]
+"""Methods a CT experiment can compare."""
+MRIMethod = Literal["zf", "cgsense", "l1wavelet", "tv", "imjense", "ngp", "meta", "strainer", "disinr"]
+"""Methods an MRI experiment can compare."""
+PopulationMethod = Literal["disinr", "meta", "strainer"]
+"""Methods pre-trained on a population."""
+Pattern = Literal["cartesian", "poisson", "radial"]
+"""Sampling patterns of the simulated MRI acquisitions."""
+
+_LABELS = {
+    "zf": "ZF",
+    "cgsense": "CG-SENSE",
+    "l1wavelet": "L1-wavelet",
+    "tv": "TV",
+    "fbp": "FBP",
+    "sart": "SART",
+    "ngp": "NGP",
+    "imjense": "IMJENSE",
+    "meta": "Meta",
+    "strainer": "STRAINER",
+    "disinr": "DisINR",
+}
+
+
+# --- config sections ------------------------------------------------------------------------------------
+@dataclass
+class HashArch:
+    """Hash-grid size of every NGP fit and every pre-trained model (unset: each method's default)."""
+
+    n_levels: PosInt | None = None
+    """Resolution levels L."""
+    log2_table_size: Annotated[int, InRange(0, 26)] | None = None
+    """log2 of the hash table size per level."""
+
+    def overrides(self) -> dict:
+        """The settings given, as method config overrides."""
+        return {k: v for k, v in config_to_dict(self).items() if v is not None}
+
+
+@dataclass
+class Subjects:
+    """Who is in the pre-training and test populations."""
+
+    size: PosInt = 256
+    """Image side in pixels (square images)."""
+    n_pretrain: PosInt = 20
+    """Pre-training subjects."""
+    n_test: PosInt = 5
+    """Test subjects per domain."""
+    real: bool = True
+    """Use real data from INRECON_DATA when present (false: phantoms only)."""
+
+
+@dataclass
+class Pretraining:
+    """How the population methods are pre-trained."""
+
+    pretrain_steps: PosInt = 4000
+    """Pre-training steps of DisINR and STRAINER."""
+    subjects_per_step: PosInt = 4
+    """Subjects drawn for each pre-training step."""
+    arch: HashArch = field(default_factory=HashArch)
+    """Hash-grid size of the pre-trained models and of NGP."""
+
+
+@dataclass
+class MetaPretraining(Pretraining):
+    """Pre-training that may include Meta (Reptile)."""
+
+    meta_outer_steps: PosInt = 400
+    """Meta's outer (Reptile) steps."""
+    meta_inner_steps: PosInt = 5
+    """Meta's inner steps per outer step."""
+
+
+@dataclass
+class Fitting:
+    """The budget of every scan-specific fit and adaptation."""
+
+    inr_steps: PosInt = 2000
+    """Step cap of every INR fit (the hold-out rule usually stops earlier)."""
+    patience: NonNegInt = 300
+    """Hold-out patience of every INR fit."""
+
+    def inr_overrides(self) -> dict:
+        return {"steps": self.inr_steps, "patience": self.patience}
+
+
+@dataclass
+class MRISimulation:
+    """The simulated multi-coil acquisitions."""
+
+    coils: PosInt = 12
+    """Simulated receive coils."""
+    acs: PosInt = 24
+    """Fully sampled centre lines (Cartesian) or calibration square (Poisson)."""
+    snr_db: float = 30.0
+    """SNR of the simulated noise (dB)."""
+    afs: tuple[PosInt, ...] = (6,)
+    """Accelerations (line spacings) of the 1D Cartesian patterns the models are pre-trained and tested on."""
+
+
+# --- populations ----------------------------------------------------------------------------------------
+def ct_images(p: Subjects, log: Log) -> tuple[list, list, list, str]:
+    """(pre-train images, in-domain test images, out-of-domain test images, data note)."""
+    n = p.size
+    if p.real and shared.available(shared.LUNGDX_A0001) and shared.available(shared.LUNGDX_A0002):
+        a = shared.lungdx_slices("A0001", size=n)
+        b = shared.lungdx_slices("A0002", size=n)
+        pre_idx = np.linspace(0, len(a) - 1, p.n_pretrain + p.n_test).round().astype(int)
+        test_pos = np.linspace(1, len(pre_idx) - 2, p.n_test).round().astype(int)
+        test_idx = pre_idx[test_pos]
+        pre_idx = np.setdiff1d(pre_idx, test_idx)
+        ood_idx = np.linspace(3, len(b) - 4, p.n_test).round().astype(int)
+        note = (
+            f"Data: real chest CT (TCIA Lung-PET-CT-Dx). Pre-training: {len(pre_idx)} slices of A0001 "
+            f"(Philips); in-domain test: {len(test_idx)} other A0001 slices; out-of-domain: {len(ood_idx)} "
+            f"slices of A0002 (Siemens B40f). HU window [-800, 400] -> [0, 1], {n}x{n}, 1 mm pixels."
+        )
+        return list(a[pre_idx]), list(a[test_idx]), list(b[ood_idx]), note
+    log("  real CT data not found: using chest phantoms")
+    pre = [body_ct_phantom((n, n), seed=s) for s in range(p.n_pretrain)]
+    test = [body_ct_phantom((n, n), seed=500 + s) for s in range(p.n_test)]
+    ood = [np.clip(body_ct_phantom((n, n), seed=900 + s) * 1.08 - 0.03, 0, 1) for s in range(p.n_test)]
+    note = "Data: chest phantoms (no real CT found); out-of-domain = phantoms with shifted contrast."
+    return pre, test, ood, note
+
+
+def ct_scans(images, views: int) -> list:
+    """Sparse-view fan-beam sinograms of ``images`` (the DisINR geometry, ``views`` over a full turn)."""
+    geom = shared.disinr_fan_geometry(images[0].shape)
+    angles = full_scan_angles(views)
+    return [simulate_ct(img, geom, angles) for img in images]
+
+
+def mri_scans(
+    images,
+    sim: MRISimulation,
+    af: float,
+    *,
+    seed0: int = 0,
+    pattern: Pattern = "cartesian",
+    coils: int | None = None,
+    acs: int | None = None,
+) -> list:
+    """Multi-coil acquisitions of ``images`` with ``sim``'s settings (``coils``/``acs`` replace its own);
+    subject ``i`` gets noise (and a Poisson mask) seeded ``seed0 + i``; radial readouts are Nyquist-sampled."""
+    out = []
+    for i, img in enumerate(images):
+        mask, traj = make_pattern(pattern, img.shape, af, acs=acs or sim.acs, seed=seed0 + i)
+        scan = simulate_mri(
+            img, n_coils=coils or sim.coils, mask=mask, trajectory=traj, snr_db=sim.snr_db, seed=seed0 + i
+        )
+        out.append(scan)
+    return out
+
+
+def mri_images(p: Subjects, log: Log) -> tuple[list, list, list, str]:
+    """T2-like brain phantoms (pre-training, in-domain test) and FLAIR-like ones (out of domain; the last is
+    the real T1 slice when present and of the right size)."""
+    n = p.size
+    pre = [brain_phantom((n, n), seed=s, contrast="t2") for s in range(p.n_pretrain)]
+    test = [brain_phantom((n, n), seed=500 + s, contrast="t2") for s in range(p.n_test)]
+    ood = [brain_phantom((n, n), seed=900 + s, contrast="flair") for s in range(p.n_test)]
+    note = (
+        f"Data: brain phantoms, {n}x{n}: pre-training on {len(pre)} T2-like subjects; in-domain test: T2-like; "
+        "out-of-domain: FLAIR-like contrast."
+    )
+    if p.real and shared.available(shared.DIPY_T1):
+        img = shared.dipy_t1()
+        if img.shape == (n, n):
+            ood = [*ood[:-1], img]
+            note += " The last out-of-domain case is the real T1 slice (dipy)."
+    return pre, test, ood, note
+
+
+# --- pre-training and the method line-up ----------------------------------------------------------------
+class Pretrainer:
+    """Pre-trains the population models of one report into ``OUT/models/`` and remembers their wall times."""
+
+    def __init__(self, cfg: Pretraining, out: Path, show_progress):
+        self.cfg, self.out, self.show_progress = cfg, Path(out), show_progress
+        self.seconds: dict[str, float] = {}
+
+    def __call__(self, method: str, scans, tag: str, extra: dict | None = None) -> Path:
+        """Pre-train ``method`` on ``scans``; the model file is ``models/{method}_{tag}.safetensors``."""
+        over = {"seed": 0, **self.cfg.arch.overrides(), **(extra or {})}
+        if method == "meta":
+            if not isinstance(self.cfg, MetaPretraining):
+                raise TypeError(f"{type(self.cfg).__name__} has no Meta pre-training settings")
+            over.update(outer_steps=self.cfg.meta_outer_steps, inner_steps=self.cfg.meta_inner_steps)
+        else:
+            over.update(steps=self.cfg.pretrain_steps, subjects_per_step=self.cfg.subjects_per_step)
+        path = self.out / "models" / f"{method}_{tag}.safetensors"
+        names = [f"{tag}-{i}" for i in range(len(scans))]
+        t0 = time.perf_counter()
+        pretrain(method, scans, path, over, names=names, show_progress=self.show_progress)
+        self.seconds[path.stem] = time.perf_counter() - t0
+        return path
+
+    def all(self, methods: Sequence[str], scans, tag: str) -> dict[str, Path]:
+        """``{method: model file}`` for each of ``methods``, pre-trained on ``scans``."""
+        return {m: self(m, scans, tag) for m in methods}
+
+    def add_bars(self, rep: Report) -> None:
+        rep.add_bars("Pre-training time", dict(self.seconds), ylabel="seconds")
+
+
+def method_runs(
+    cfg: Fitting, arch: HashArch, models: dict[str, Path], methods: Sequence[str]
+) -> list[MethodRun]:
+    """The comparison's columns for ``methods`` (population methods only where a model was pre-trained)."""
+    inr = cfg.inr_overrides()
+    over = {"ngp": {**inr, **arch.overrides()}, "imjense": dict(inr)}
+    runs = []
+    for m in methods:
+        if m in ("meta", "strainer", "disinr"):
+            if m in models:
+                runs.append(MethodRun(_LABELS[m], m, dict(inr), model=str(models[m])))
+        else:
+            runs.append(MethodRun(_LABELS[m], m, over.get(m, {})))
+    return runs
+
+
+def section(rep: Report, title: str, comp: Comparison, case: str | None = None) -> list[dict]:
+    """The mean ± std table of ``comp``, one case's images and its training curves; returns the table."""
+    table = aggregate(comp.rows(), by="method", metrics=("psnr", "ssim", "nrmse", "seconds"))
+    rep.add_table(
+        title, table, columns=["method", "psnr", "ssim", "nrmse", "seconds", "n"], best=QUALITY_BEST
+    )
+    case = case or next(iter(comp.references))
+    rep.add_image_grid(
+        f"{title}: {case}", comp.images(case), reference=comp.references[case], metrics=comp.metrics_for(case)
+    )
+    curves = comp.curves(case)
+    if curves:
+        rep.add_curves(f"{title}: PSNR during the final fit ({case})", curves)
+    return table
+
+
+def domain_sections(
+    rep: Report, setting: str, domains: dict[str, list], runs: list[MethodRun], show_progress, log: Log
+) -> list[dict]:
+    """One :func:`section` per domain (``{domain: scans}``, cases named ``domain-1`` ...); returns the summary
+    rows (``setting`` + domain, then each method's means)."""
+    summary = []
+    for domain, scans in domains.items():
+        cases = [(f"{domain}-{i + 1}", s) for i, s in enumerate(scans)]
+        comp = run_comparison(cases, runs, show_progress=show_progress, log=log)
+        table = section(rep, f"{setting}, {domain}", comp)
+        summary += [{"setting": f"{setting} {domain}", **row} for row in table]
+    return summary
+
+
+def pretrain_and_compare(
+    rep: Report,
+    cfg,
+    pretrain: Pretrainer,
+    images: Sequence[list],
+    settings: Sequence[tuple[tuple[str, str, str], Callable[[list, int], list]]],
+    show_progress,
+    log: Log,
+) -> Iterator[tuple[list[MethodRun], list[dict]]]:
+    """The acquisition settings of Tables 2 and 3, one after the other: for each ``(names, simulate)`` of
+    ``settings``, pre-train ``cfg.pretrain_methods`` on ``simulate(pre, 0)`` and compare ``cfg.methods`` on
+    ``simulate(test, 100)`` and ``simulate(ood, 100)`` (``images`` holds the pre-training, in-domain and
+    out-of-domain images; ``names`` = (log label, section setting, model tag)). Yields the method runs and the
+    summary rows of each setting."""
+    pre, test, ood = images
+    for (label, setting, tag), simulate in settings:
+        log(f"[{label}] pre-training on {len(pre)} subjects")
+        models = pretrain.all(cfg.pretrain_methods, simulate(pre, 0), tag)
+        runs = method_runs(cfg, cfg.arch, models, cfg.methods)
+        domains = {"in-domain": simulate(test, 100), "out-of-domain": simulate(ood, 100)}
+        yield runs, domain_sections(rep, setting, domains, runs, show_progress, log)
+
+
+def new_report(title: str, note: str) -> Report:
+    """An empty report with its data note and the machine recorded."""
+    return set_environment(Report(title=title, data_note=note))
