@@ -116,8 +116,7 @@ def test_a_new_method_is_one_file_plus_one_registry_entry(tmp_path, monkeypatch,
     from inrecon import cli
     from inrecon.recon.api import run_method
     from inrecon.recon.methods import METHODS
-
-    from .inr_fixtures import tiny_mri
+    from tests.inr_fixtures import tiny_mri
 
     monkeypatch.setattr(METHODS, "_specs", dict(METHODS._specs))  # keep the process-wide registry clean
     METHODS.add(mean_filter_method.SPEC)  # the one registry entry

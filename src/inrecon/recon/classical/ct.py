@@ -201,6 +201,9 @@ class TVConfig:
     """Constrain x >= 0."""
     track_objective: bool = False
     """Record the objective every 10 iterations."""
+    weighting: Literal["none", "counts"] = "none"
+    """Data term: plain least squares, or weighted by the expected detected counts when the scan records its
+    photons per ray (penalised weighted least squares, PWLS-TV; plain least squares otherwise)."""
 
 
 def _projector(scan: CTScan) -> CTProjector:
@@ -228,7 +231,7 @@ def tv_weight(scan: CTScan, lam_rel: float, op: CTProjector | None = None) -> tu
 def tv_recon(scan: CTScan, cfg: TVConfig, ctx: Context) -> ReconResult:
     """TV reconstruction; ``info``: seconds, lam, its factors, step sizes, operator norms, final objective."""
     t0 = time.perf_counter()
-    meas = build_measurement(scan, ct_weighting="none", scale="none")
+    meas = build_measurement(scan, ct_weighting=cfg.weighting, scale="none")
     op, y = meas.op, meas.y
     dev = y.device
     grad = FiniteDifference(scan.image_shape).to(dev)

@@ -18,8 +18,7 @@ from inrecon.recon.api import run_method
 from inrecon.recon.classical.ct import SARTConfig, TVConfig, sart_recon, tv_recon, tv_weight
 from inrecon.recon.methods import METHODS
 from inrecon.recon.registry import DEFAULT_CONTEXT as CTX
-
-from .fixtures.make_ct_fixtures import ellipse_phantom
+from tests.fixtures.make_ct_fixtures import ellipse_phantom
 
 
 def simulate(geometry: CTGeometry, n_views: int, image: np.ndarray, arc: float = 2 * math.pi) -> CTScan:

@@ -20,8 +20,7 @@ from inrecon.report import Report, aggregate, collect_environment, format_mean_s
 from inrecon.report.figures import REFERENCE_COLOR, MethodPalette, auto_zoom, image_grid_figure, method_color
 from inrecon.report.html import render_text, slugify
 from inrecon.report.tables import best_cells, format_cell, format_number, html_table
-
-from . import browser
+from tests import browser
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 METHODS = ("cgsense", "l1wavelet", "NGP", "DisINR")

@@ -6,9 +6,8 @@ import pytest
 import torch
 
 from inrecon.errors import ShapeError
-
-from .operator_checks import adjoint_error, gradient_error, linearity_error, random_like
-from .registry import all_cases
+from tests.operator_checks import adjoint_error, gradient_error, linearity_error, random_like
+from tests.registry import all_cases
 
 CASES = all_cases()
 

@@ -21,8 +21,7 @@ from inrecon.metrics import psnr
 from inrecon.physics import ct
 from inrecon.physics.ct import CTProjector, build_system_matrix
 from inrecon.physics.fbp import fbp, ramp_filter, view_weights
-
-from .fixtures.make_ct_fixtures import CASES, REFERENCE, astra_project, case_image, ellipse_phantom
+from tests.fixtures.make_ct_fixtures import CASES, REFERENCE, astra_project, case_image, ellipse_phantom
 
 try:
     import astra  # noqa: F401

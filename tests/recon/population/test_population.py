@@ -14,8 +14,7 @@ from inrecon.recon.population.common import load_model
 from inrecon.recon.population.disinr import DisINRPretrainConfig, load_disinr, pretrain_disinr
 from inrecon.recon.population.meta import MetaPretrainConfig, pretrain_meta
 from inrecon.recon.population.strainer import StrainerPretrainConfig, pretrain_strainer
-
-from .inr_fixtures import tiny_mri
+from tests.inr_fixtures import tiny_mri
 
 ARCH = dict(n_levels=6, log2_table_size=10, encoder_width=32, decoder_width=32)
 

@@ -16,7 +16,7 @@ CFG = dict(steps=8, subjects_per_step=4, n_levels=4, log2_table_size=8, encoder_
 
 
 def _subjects():
-    from .inr_fixtures import tiny_mri
+    from tests.inr_fixtures import tiny_mri
 
     return [tiny_mri(seed=s, shape=(16, 16), n_coils=2) for s in range(4)]
 

@@ -13,8 +13,7 @@ from inrecon.metrics import psnr
 from inrecon.recon.api import run_method
 from inrecon.recon.inr.ngp import NGPConfig, reconstruct_ngp
 from inrecon.recon.registry import Context
-
-from .inr_fixtures import tiny_mri
+from tests.inr_fixtures import tiny_mri
 
 QUIET = Context(show_progress=False)
 
