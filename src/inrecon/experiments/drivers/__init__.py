@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 from inrecon.experiments.drivers import disinr
 from inrecon.experiments.drivers.bilevel import BilevelTunedConfig, run_bilevel_tuned
+from inrecon.experiments.drivers.quality import QualityConfig, run_quality
 from inrecon.experiments.drivers.series import BilevelSeriesConfig, run_bilevel_series
 from inrecon.experiments.drivers.transfer import BilevelTransferConfig, run_bilevel_transfer
 
@@ -31,5 +32,6 @@ DRIVERS: dict[str, tuple[type, Callable]] = {
     "bilevel_tuned": (BilevelTunedConfig, run_bilevel_tuned),
     "bilevel_transfer": (BilevelTransferConfig, run_bilevel_transfer),
     "bilevel_series": (BilevelSeriesConfig, run_bilevel_series),
+    "quality": (QualityConfig, run_quality),
 }
 """``{kind: (config class, run function)}``: the kinds an experiment file may name."""
