@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -24,7 +25,7 @@ from typing import Literal, Protocol
 
 import torch
 
-from inrecon.config import Fraction, NonNegInt, PosFloat, PosInt
+from inrecon.config import Fraction, NonNegInt, PosFloat, PosInt, Probability
 from inrecon.data.atomic import atomic_path
 from inrecon.engine.callbacks import Evaluate, HoldOut, Progress
 from inrecon.engine.checkpoint import config_fingerprint
@@ -56,6 +57,11 @@ class StopConfig:
     """delta of a self-weighted held-out loss."""
     min_steps: PosInt = 50
     """Never stop stage 1 before this many steps."""
+    min_chosen: Probability = 0.05
+    """Smallest step count the rule may choose, as a fraction of optim.steps: a held-out minimum within the
+    first min_chosen of the budget (a scan too small or too noisy to fit, or a learning rate too high) is
+    distrusted -- a warning is issued, recorded as holdout.warning, and min_chosen * optim.steps steps are run
+    instead. 0 accepts any step."""
 
 
 class FitSettings(Protocol):
@@ -103,7 +109,7 @@ def fit_model(
         meas,
         cfg.loss,
         train=train_idx,
-        prior=make_prior(cfg.prior),
+        prior=make_prior(cfg.prior, meas.image_shape),
         batch_size=batch_size,
         seed=cfg.seed,
     )
@@ -194,11 +200,42 @@ class _Stages:
             restore_best=stop.final == "restore",
         )
         # the held-out loss of step s is scored on the weights after s updates: refit s updates
-        chosen, record = max(1, hold.best_step or 0), _summary(r1, hold)
+        chosen, record = _floor_chosen(max(1, hold.best_step or 0), _summary(r1, hold), self.cfg)
         if summary is not None and stop.final == "refit":
             with atomic_path(summary, suffix=".json") as tmp:
                 tmp.write_text(json.dumps({"fingerprint": fp1, "chosen_steps": chosen, "info": record}))
         return chosen, record, model, r1
+
+
+def _floor_chosen(chosen: int, record: dict, cfg: FitSettings) -> tuple[int, dict]:
+    """``stop.min_chosen``: a chosen step in the first ``min_chosen`` of the budget is raised to that floor,
+    with a warning (also kept in ``record["warning"]``)."""
+    floor = math.ceil(cfg.stop.min_chosen * cfg.optim.steps)
+    if chosen >= floor:
+        return chosen, record
+    msg = (
+        f"the hold-out rule chose step {chosen} of {cfg.optim.steps} (the held-out loss was lowest almost at "
+        f"once: too few samples or coils, too few steps, or a too high learning rate); running {floor} steps "
+        f"(stop.min_chosen={cfg.stop.min_chosen:g} of the budget) instead"
+    )
+    warnings.warn(msg, UserWarning, stacklevel=3)
+    return floor, {**record, "warning": msg, "rule_chose": chosen}
+
+
+def _choose_prior(meas, build, cfg, ckdir, base, show_progress, desc, batch_size):
+    """``prior.tv="auto"``: one hold-out stage per candidate weight; the settings with the lowest held-out loss,
+    their stage-1 result, and the table ``{weight: best held-out loss}``."""
+    table, best = {}, None
+    for w in cfg.prior.tv_candidates:
+        c = replace(cfg, prior=replace(cfg.prior, tv=float(w)))
+        sub = ckdir / f"tv{w:g}" if ckdir else None
+        stages = _Stages(meas, c, sub, {**base, "tv": w}, show_progress, f"{desc} tv={w:g}", batch_size)
+        chosen, record, model, run = stages.choose_steps(build)
+        table[float(w)] = record["best_val_loss"]
+        score = math.inf if record["best_val_loss"] is None else record["best_val_loss"]
+        if best is None or score < best[0]:
+            best = (score, c, stages, chosen, record, model, run)
+    return best[1:], table
 
 
 def fit_with_holdout(
@@ -213,21 +250,33 @@ def fit_with_holdout(
     batch_size: int = 2**18,
 ) -> tuple[torch.Tensor, dict, Model]:
     """Fit with the stopping rule of ``cfg.stop`` (module docstring); pointwise measurements (volumes) always
-    run ``cfg.optim.steps`` on all samples.
+    run ``cfg.optim.steps`` on all samples. ``cfg.prior.tv="auto"`` runs the hold-out stage once per candidate
+    weight and keeps the one with the lowest held-out loss (``info["prior_tv"]``, ``info["prior_scores"]``).
 
     Returns ``(image, info, model)``: the image in the scan's units (``meas.finalize``), what was chosen and
     measured (``chosen_steps``, ``holdout``, ``history``, ``steps_run``, ``fit_seconds``), and the final model.
     """
     ckdir = Path(checkpoint_dir) if checkpoint_dir else None
     base = {"run": run_id, "data": data_identity(meas)}
-    stages = _Stages(meas, cfg, ckdir, base, show_progress, desc, batch_size)
     info: dict = {}
     if cfg.stop.rule == "none" or meas.pointwise:
+        if cfg.prior.is_auto():
+            raise InreconError(
+                "prior.tv=auto needs the hold-out rule", "set stop.rule=holdout or a number for prior.tv"
+            )
+        stages = _Stages(meas, cfg, ckdir, base, show_progress, desc, batch_size)
         model = build()
         r, _ = stages.run(model, "fit", cfg.optim.steps)
     else:
-        chosen, info["holdout"], model, r = stages.choose_steps(build)
-        info["chosen_steps"] = chosen
+        if cfg.prior.is_auto():
+            (cfg, stages, chosen, record, model, r), info["prior_scores"] = _choose_prior(
+                meas, build, cfg, ckdir, base, show_progress, desc, batch_size
+            )
+            info["prior_tv"] = cfg.prior.tv
+        else:
+            stages = _Stages(meas, cfg, ckdir, base, show_progress, desc, batch_size)
+            chosen, record, model, r = stages.choose_steps(build)
+        info.update(holdout=record, chosen_steps=chosen)
         if not (cfg.stop.final == "restore" and model is not None):
             model = build()
             r, _ = stages.run(model, "refit", chosen)

@@ -1,28 +1,38 @@
 """Image-domain priors any INR fit can add to its data term (through :class:`~inrecon.engine.fit.FitTask`).
 
 Weights are relative to data scaled to a largest sample magnitude of 1 (the INR convention), so one weight
-means the same on scans of any intensity.
+means the same on scans of any intensity. ``tv="auto"`` chooses the total-variation weight without a reference:
+:func:`~inrecon.engine.holdout.fit_with_holdout` runs its hold-out stage once per candidate and keeps the weight
+whose held-out loss is lowest.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 
-from inrecon.config import NonNegFloat
+from inrecon.config import NonNegFloat, PosFloat
 
-__all__ = ["PriorConfig", "make_prior", "total_variation"]
+__all__ = ["PriorConfig", "make_prior", "total_variation", "wavelet_l1"]
 
 
 @dataclass
 class PriorConfig:
     """Explicit image priors added to the data term."""
 
-    tv: NonNegFloat = 0.0
-    """Weight of the isotropic total variation of the rendered image (mean over pixels; complex images use
-    the modulus of the complex gradient). 0: none."""
+    tv: NonNegFloat | Literal["auto"] = 0.0
+    """Weight of the isotropic total variation of the rendered image (mean over pixels; complex images use the
+    modulus of the complex gradient); 0: none; auto: the candidate with the lowest held-out loss."""
+    tv_candidates: tuple[PosFloat, ...] = (0.003, 0.01, 0.03, 0.1)
+    """Weights tried by tv=auto."""
+    wavelet: NonNegFloat = 0.0
+    """Weight of the L1 norm of the image's orthonormal db4 wavelet coefficients (mean magnitude); 0: none."""
+
+    def is_auto(self) -> bool:
+        return self.tv == "auto"
 
 
 def total_variation(image: torch.Tensor) -> torch.Tensor:
@@ -39,9 +49,36 @@ def total_variation(image: torch.Tensor) -> torch.Tensor:
     return (sum(diffs) + 1e-12).sqrt().mean()
 
 
-def make_prior(cfg: PriorConfig) -> Callable[[torch.Tensor], torch.Tensor] | None:
-    """``image -> penalty`` for ``cfg``, or ``None`` when every weight is 0."""
-    if cfg.tv <= 0:
+def wavelet_l1(shape: tuple[int, ...]) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``image -> mean |W x|`` for the orthonormal db4 transform ``W`` of images of ``shape`` (magnitude of
+    complex coefficients; the image is zero-padded to a multiple of ``2**levels``)."""
+    from inrecon.physics.wavelets import Wavelet
+
+    w = Wavelet(tuple(shape), "db4")
+
+    def penalty(image: torch.Tensor) -> torch.Tensor:
+        c = w.to(image.device)(image)
+        # the modulus of complex coefficients, smoothed at 0 so that its gradient stays finite
+        mag = (c.real.square() + c.imag.square() + 1e-12).sqrt() if c.is_complex() else c.abs()
+        return mag.mean()
+
+    return penalty
+
+
+def make_prior(
+    cfg: PriorConfig, shape: tuple[int, ...] | None = None
+) -> Callable[[torch.Tensor], torch.Tensor] | None:
+    """``image -> penalty`` for ``cfg`` (an image ``shape`` is needed for the wavelet term), or ``None`` when
+    every weight is 0. ``tv="auto"`` must have been resolved to a number first."""
+    if cfg.is_auto():
+        raise ValueError("resolve prior.tv='auto' to a weight before building the prior")
+    terms = []
+    if cfg.tv > 0:
+        w_tv = float(cfg.tv)
+        terms.append(lambda image: w_tv * total_variation(image))
+    if cfg.wavelet > 0:
+        w_wav, l1 = float(cfg.wavelet), wavelet_l1(tuple(shape))
+        terms.append(lambda image: w_wav * l1(image))
+    if not terms:
         return None
-    w = float(cfg.tv)
-    return lambda image: w * total_variation(image)
+    return lambda image: sum(t(image) for t in terms)

@@ -205,3 +205,15 @@ def test_lungdx_slice_disinr_geometry(shared_data, n_views, floors):
     print(n_views, scores)
     for method, floor in zip(("fbp", "sart", "tv-ct"), floors):
         assert scores[method] > floor, (method, scores)
+
+
+def test_tv_weight_by_view_holdout_and_counts_weighting():
+    geometry, arc = GEOMETRIES["fan"]
+    image = 0.5 * ellipse_phantom(128, 128)
+    scan = simulate(geometry, 30, image, arc)
+    res = run_method(
+        "tv", scan, {"lam_rel": "auto", "lam_candidates": (0.003, 0.03), "refine": False, "iterations": 40}
+    )
+    scores = res.info["holdout_scores"]
+    assert set(scores) == {0.003, 0.03} and res.info["lam_rel"] == min(scores, key=scores.get)
+    assert run_method("tv", scan, {"weighting": "counts", "iterations": 5}).image.shape == (128, 128)

@@ -1,0 +1,110 @@
+"""The one training engine: the loop and its callbacks, the stopping rule with its prior choice, the priors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from inrecon.config import build_config
+from inrecon.engine.callbacks import HoldOut
+from inrecon.engine.regularizers import PriorConfig, make_prior, total_variation, wavelet_l1
+from inrecon.engine.trainer import Callback, OptimConfig, StepOutput, Task, train
+from inrecon.errors import InreconError
+from inrecon.recon.api import run_method
+from tests.inr_fixtures import tiny_mri
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+SMALL = {"n_levels": 6, "log2_table_size": 10, "mlp_width": 32, "steps": 40, "patience": 10}
+
+
+class _Quadratic(Task):
+    """Minimise ``|p - target|^2``: a task whose optimum is known."""
+
+    def __init__(self):
+        self.p = torch.nn.Parameter(torch.zeros(3))
+        self.module = torch.nn.ParameterList([self.p])
+        self.target = torch.tensor([1.0, -2.0, 0.5])
+
+    def step(self, step):
+        pred = self.p * 1.0
+        return StepOutput(((pred - self.target) ** 2).sum(), image=pred.detach(), pred=pred)
+
+    def image(self):
+        return self.p.detach().clone()
+
+
+def test_train_converges_and_calls_every_hook():
+    calls = []
+
+    class Spy(Callback):
+        def on_start(self, run):
+            calls.append("start")
+
+        def on_forward(self, run, step, out):
+            calls.append("forward")
+
+        def after_backward(self, run, step, out):
+            assert run.task.p.grad is not None  # gradients exist before the update
+            calls.append("backward")
+
+        def on_step_end(self, run, step, out):
+            calls.append("end")
+
+        def on_end(self, run):
+            calls.append("done")
+
+    task = _Quadratic()
+    run = train(task, OptimConfig(steps=300, lr=0.05, schedule="constant", eps=1e-8), [Spy()])
+    torch.testing.assert_close(task.image(), task.target, atol=1e-3, rtol=0)
+    assert calls[0] == "start" and calls[-1] == "done" and calls[1:4] == ["forward", "backward", "end"]
+    assert (
+        run.step == 300 and run.history["step"][:2] == [0, 10] and len(run.history["loss"]) == 31
+    )  # every 10th and the last
+
+
+def test_holdout_callback_stops_after_patience():
+    task = _Quadratic()
+    hold = HoldOut(torch.tensor([0]), torch.tensor([1.0, 0.0, 0.0]), patience=5, min_steps=1)
+    # the held-out target of entry 0 is reached, then overshot: the loss stops improving
+    run = train(task, OptimConfig(steps=500, lr=0.5, schedule="constant", eps=1e-8), [hold])
+    assert hold.stopped_early and run.step < 500 and run.step - 1 - hold.best_step == 5
+
+
+def test_sgd_with_task_gradients_and_linear_schedule():
+    class Filled(_Quadratic):
+        def step(self, step):
+            self.p.grad = 2 * (self.p.detach() - self.target)  # the task fills the gradient itself
+            return StepOutput(torch.zeros(()))
+
+    task = Filled()
+    train(task, OptimConfig(steps=50, lr=0.2, optimizer="sgd", schedule="linear"))
+    assert float((task.image() - task.target).abs().max()) < 1e-2
+
+
+def test_priors_are_nonnegative_and_zero_on_constants():
+    x = torch.ones(16, 12)
+    assert float(total_variation(x)) < 1e-5 and float(wavelet_l1((16, 12))(x)) > 0
+    z = torch.randn(16, 12, dtype=torch.complex64)
+    assert float(total_variation(z)) > 0 and float(wavelet_l1((16, 12))(z)) > 0
+    assert make_prior(PriorConfig()) is None
+    with pytest.raises(ValueError, match="auto"):
+        make_prior(PriorConfig(tv="auto"))
+
+
+def test_prior_weight_chosen_by_holdout_and_used_in_the_refit():
+    scan = tiny_mri()
+    res = run_method("ngp", scan, {**SMALL, "prior.tv": "auto", "prior.tv_candidates": "0.0001,0.3"})
+    scores = res.info["prior_scores"]
+    assert set(scores) == {0.0001, 0.3} and res.info["prior_tv"] == min(scores, key=scores.get)
+    assert res.config["prior"]["tv"] == "auto"  # the config as given; the choice is in info
+    with pytest.raises(InreconError, match="hold-out"):
+        run_method("ngp", scan, {**SMALL, "prior.tv": "auto", "stop": "none"})
+
+
+def test_wavelet_prior_runs_through_every_inr_method():
+    scan = tiny_mri()
+    res = run_method("ngp", scan, {**SMALL, "prior.wavelet": 1e-3, "stop": "none"})
+    assert torch.isfinite(torch.view_as_real(res.image)).all()
+    assert (
+        build_config(type(build_config.__self__) if False else PriorConfig, {"wavelet": 0.1}).wavelet == 0.1
+    )

@@ -1,0 +1,64 @@
+"""The one measurement model: sample order and units, scales, subsets, the CT data weightings."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from inrecon.data.phantoms import body_ct_phantom
+from inrecon.data.scans import CTGeometry
+from inrecon.errors import InreconError, ShapeError
+from inrecon.physics.measurement import build_measurement, count_weights
+from inrecon.physics.simulate.ct import simulate_ct
+from tests.inr_fixtures import tiny_mri
+
+
+def _ct(photons=None, views=12):
+    geom = CTGeometry("fan", 48, 1.5, (32, 32), 1.0, 80.0, 50.0)
+    angles = torch.tensor(np.linspace(0, 2 * math.pi, views, endpoint=False))
+    return simulate_ct(body_ct_phantom((32, 32), seed=2), geom, angles, photons=photons, seed=1)
+
+
+def test_ct_units_views_hold_out_whole_views():
+    meas = build_measurement(_ct(), ct_units="view")
+    tr, va = meas.split(0.25, 0)
+    views = torch.unique(meas.sample_unit[va])
+    assert meas.n_units == 12 and views.numel() == 3 and va.numel() == 3 * 48
+    assert not bool(torch.isin(meas.sample_unit[tr], views).any())
+
+
+def test_count_weights_follow_the_detected_counts():
+    scan = _ct(photons=1e4)
+    w = count_weights(scan)
+    assert w is not None and abs(float(w.mean()) - 1) < 1e-5
+    # rays through more attenuation are detected with fewer counts: smaller weight
+    assert float(torch.corrcoef(torch.stack([w.reshape(-1), scan.sinogram.reshape(-1)]))[0, 1]) < -0.9
+    assert count_weights(_ct()) is None  # noise-free: no photon count, plain least squares
+
+
+def test_weightings_apply_to_data_and_model_alike():
+    scan = _ct(photons=1e9)  # almost noise-free, but with a photon count
+    for w in ("none", "ramp", "counts", "ramp+counts"):
+        meas = build_measurement(scan, ct_weighting=w, scale="none")
+        # the noiseless prediction of the true image is close to the (weighted) data
+        r = meas.predict(scan.target) - meas.y
+        assert float(r.norm() / meas.y.norm()) < 3e-3, w
+    with pytest.raises(InreconError, match="weighting"):
+        build_measurement(scan, ct_weighting="hann")
+
+
+def test_scales_and_finalize():
+    scan = tiny_mri()
+    for how in ("max", "robust", "none"):
+        meas = build_measurement(scan, scale=how)
+        x = scan.target.to(torch.complex64)
+        torch.testing.assert_close(
+            meas.finalize(meas.adjoint(meas.y)) / meas.scale, meas.adjoint(meas.y) * meas.support
+        )
+    assert float(build_measurement(scan, scale="max").y.abs().max()) == pytest.approx(1.0)
+    with pytest.raises(ShapeError, match="expects"):
+        build_measurement(scan).predict(torch.zeros(4, 32, 32, dtype=torch.complex64))
+    assert x.shape == (32, 32)
