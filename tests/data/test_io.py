@@ -125,9 +125,9 @@ def test_fastmri_bad_files(tmp_path, rng):
         f.create_dataset("reconstruction_rss", data=np.zeros((1, 4, 4)))
     with pytest.raises(FileFormatError, match="no 'kspace'"):
         read_fastmri(path)
-    path = tmp_path / "k3d.h5"
+    path = tmp_path / "k2d.h5"
     with h5py.File(path, "w") as f:
-        f.create_dataset("kspace", data=_cplx(rng, 2, 8, 6))
+        f.create_dataset("kspace", data=_cplx(rng, 8, 6))
     with pytest.raises(ShapeError, match="slices, coils, H, W"):
         read_fastmri(path)
     with pytest.raises(FileFormatError, match="is a directory"):
@@ -200,10 +200,11 @@ def test_dicom_write_errors(tmp_path, rng):
     hu = _hu_volume(rng)
     with pytest.raises(InreconError, match=r"single \.dcm file"):
         write_dicom_ct(tmp_path / "x.dcm", hu)
-    write_dicom_ct(tmp_path / "dir", hu)
+    study = {"StudyInstanceUID": "2.25.42"}
+    write_dicom_ct(tmp_path / "dir", hu, meta=study)
     with pytest.raises(InreconError, match=r"already holds 3 \.dcm files"):
-        write_dicom_ct(tmp_path / "dir", hu)
-    write_dicom_ct(tmp_path / "dir", hu[:2], overwrite=True)
+        write_dicom_ct(tmp_path / "dir", hu, meta=study)
+    write_dicom_ct(tmp_path / "dir", hu[:2], meta=study, overwrite=True)  # our series of the same scan
     assert sorted(p.name for p in (tmp_path / "dir").iterdir()) == ["IM0001.dcm", "IM0002.dcm"]
     with pytest.raises(InreconError, match="not a DICOM keyword"):
         write_dicom_ct(tmp_path / "m", hu, meta={"PatientIDD": "typo"})
@@ -277,11 +278,11 @@ def test_image_nifti_roundtrip(tmp_path, rng, suffix):
     img = _cplx(rng, 4, 6, 5)
     p = write_image(tmp_path / f"v{suffix}", img, spacing_mm=(3.0, 2.0, 1.0))
     back = read_image(p)
-    assert back.shape == (4, 6, 5) and back.dtype == np.float32
-    np.testing.assert_allclose(back, np.abs(img), rtol=1e-6)
+    assert back.shape == (4, 6, 5) and back.dtype == np.complex64  # complex stays complex
+    np.testing.assert_array_equal(back, img)
     nii = nib.load(str(p))
     assert nii.shape == (5, 6, 4)  # NIfTI (x, y, z) order
-    np.testing.assert_allclose(np.diag(nii.affine)[:3], [1.0, 2.0, 3.0])
+    np.testing.assert_allclose(np.diag(nii.affine)[:3], [-1.0, -2.0, 3.0])  # L, P, S (docs/conventions.md)
     img2 = rng.random((6, 5)).astype(np.float32)
     np.testing.assert_allclose(read_image(write_image(tmp_path / f"i{suffix}", img2)), img2)
 
@@ -300,7 +301,7 @@ def test_image_png_window_and_montage(tmp_path, rng):
     from PIL import Image
 
     with Image.open(tmp_path / "a.png") as im:
-        assert im.mode == "L" and json.loads(im.text["inrecon"]) == {"method": "x"}
+        assert im.mode == "L" and json.loads(im.text["inrecon"]) == {"method": "x", "window": [0.0, 1.0]}
     auto = read_image(write_image(tmp_path / "auto.png", 5 * img - 2))  # percentiles -> full range
     assert auto.min() == 0.0 and auto.max() == 1.0
     vol = rng.random((5, 8, 10))
@@ -331,7 +332,7 @@ def test_image_bad_input(tmp_path, rng):
     with pytest.raises(InreconError, match="NaN or Inf"):
         write_image(tmp_path / "a.png", bad)
     with pytest.raises(InreconError, match="complex"):
-        write_image(tmp_path / "c.dcm", _cplx(rng, 4, 4))
+        write_image(tmp_path / "c.dcm", _cplx(rng, 4, 4), modality="CT")
     with pytest.raises(InreconError, match="spacing_mm"):
         write_image(tmp_path / "a.nii", img, spacing_mm=(1.0,))
     with pytest.raises(InreconError, match="window"):
@@ -398,8 +399,14 @@ def test_load_bart(tmp_path, rng, bart_shape, kspace_shape):
     assert scan.provenance["bart_dims"] == list(a.shape)
 
 
-def test_load_bart_with_maps_is_rejected(tmp_path, rng):
-    base = write_cfl(tmp_path / "img", _cplx(rng, 1, 8, 8, 1, 2))
+def test_load_bart_with_maps_is_an_image_and_extra_axes_are_rejected(tmp_path, rng):
+    img = _cplx(rng, 1, 8, 8, 1, 2)
+    scan = load_scan(write_cfl(tmp_path / "img", img))  # a MAPS axis: a `bart pics` image
+    assert isinstance(scan, VolumeScan)
+    np.testing.assert_allclose(
+        scan.volume.numpy(), np.sqrt((np.abs(img[0, :, :, 0]) ** 2).sum(-1)), rtol=1e-6
+    )
+    base = write_cfl(tmp_path / "te", _cplx(rng, 1, 8, 8, 2, 1, 3))
     with pytest.raises(ShapeError, match="beyond COIL"):
         load_scan(base)
 

@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from inrecon.cli.common import command, parse_sets
+from inrecon.cli.common import (
+    LOG,
+    add_common,
+    check_outputs,
+    command,
+    parse_sets,
+    print_json,
+    progress_choice,
+)
 
 __all__ = ["add_parsers"]
 
@@ -16,9 +24,12 @@ def cmd_demo(args) -> int:
     No data or downloads needed. --quick finishes in a few minutes on 2 CPU cores; the default profile (256x256,
     20 pre-training subjects) is meant for a GPU.
     """
+    from inrecon.cli.common import check_device
     from inrecon.experiments.demo import run_demo
 
-    run_demo(quick=args.quick, out_dir=args.output, device=args.device, show_progress=not args.no_progress)
+    check_outputs(folders=[args.output])
+    check_device(args.device)
+    run_demo(quick=args.quick, out_dir=args.output, device=args.device, show_progress=progress_choice(args))
     return 0
 
 
@@ -31,8 +42,9 @@ def cmd_bench(args) -> int:
     them; `inrecon bench all --quick` runs every one.
     """
     import json
+    import time
 
-    from inrecon.experiments.bench import available_experiments, run_bench
+    from inrecon.experiments.bench import available_experiments, load_experiment, run_bench
 
     if args.list or not args.names:
         for name, desc in available_experiments().items():
@@ -45,14 +57,24 @@ def cmd_bench(args) -> int:
             overrides[k] = json.loads(v)
         except json.JSONDecodeError:
             overrides[k] = v
-    for name in names:
-        run_bench(
-            name,
-            quick=args.quick,
-            out_dir=args.output,
-            show_progress=not args.no_progress,
-            overrides=overrides,
+    for name in names:  # every experiment's config checked before the first one runs
+        load_experiment(name, args.quick, overrides)
+    check_outputs(folders=[args.output], inputs=[n for n in names if n.endswith(".json")])
+    t0 = time.perf_counter()
+    reports = [
+        str(
+            run_bench(
+                name,
+                quick=args.quick,
+                out_dir=args.output,
+                show_progress=progress_choice(args),
+                log=LOG.info,
+                overrides=overrides,
+            )
         )
+        for name in names
+    ]
+    print_json({"reports": reports, "seconds": round(time.perf_counter() - t0, 3)})
     return 0
 
 
@@ -60,8 +82,8 @@ def add_parsers(sub) -> None:
     s = command(sub, cmd_demo)
     s.add_argument("--quick", action="store_true", help="small sizes for a CPU (a few minutes)")
     s.add_argument("-o", "--output", default="inrecon-demo", help="output folder [%(default)s]")
-    s.add_argument("--device", default="auto", help="cpu, cuda or auto (CUDA when present)")
     s.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_common(s, memory=False)
 
     s = command(sub, cmd_bench)
     s.add_argument("names", nargs="*", help="experiment names (or 'all'), or paths to JSON configs")
@@ -75,3 +97,4 @@ def add_parsers(sub) -> None:
         help="override an experiment parameter (JSON values, e.g. n_test=3 or views=[60]); unknown keys are refused",
     )
     s.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_common(s, device=False, memory=False)

@@ -3,39 +3,49 @@
 from __future__ import annotations
 
 import json
-import sys
+import math
 from pathlib import Path
 
 from inrecon import __version__
 from inrecon.cli.common import (
+    LOG,
     add_common,
     add_config,
+    check_device,
+    check_memory_for,
+    check_outputs,
     command,
     json_default,
     load_config_file,
     parse_sets,
     print_json,
+    progress_choice,
     set_help,
 )
 from inrecon.errors import InreconError
 
 __all__ = ["add_parsers"]
 
-_OUTPUT_SUFFIXES = (".h5", ".hdf5", ".nii", ".gz", ".npy", ".png", ".dcm", "")
+_OUTPUT_SUFFIXES = (".h5", ".hdf5", ".nii", ".gz", ".npy", ".png", ".cfl", ".dcm", "")
 
 
 def _check_output_suffix(out: Path) -> None:
     if out.suffix not in _OUTPUT_SUFFIXES:
         raise InreconError(
             f"output {str(out)!r} has an unsupported extension {out.suffix!r}",
-            "use .h5, .nii, .nii.gz, .npy, .png, .dcm, or a folder (DICOM series)",
+            "use .h5, .nii, .nii.gz, .npy, .png, .cfl, .dcm, or a folder (DICOM series)",
         )
+
+
+def _sidecar(out: Path) -> Path:
+    """``OUT.json`` beside a file output; ``OUT/recon.json`` inside a folder (DICOM series) output."""
+    return out.with_name(out.name + ".json") if out.suffix else out / "recon.json"
 
 
 def _write_sidecar(out: Path, result, summary: dict) -> None:
     from inrecon.data.atomic import atomic_path
 
-    side = out.with_name(out.name + ".json") if out.suffix else out / "recon.json"
+    side = _sidecar(out)
     payload = {"summary": summary, "config": result.config, "info": result.info, "version": __version__}
     with atomic_path(side, suffix=".json") as tmp:
         tmp.write_text(json.dumps(payload, indent=2, default=json_default))
@@ -71,6 +81,47 @@ def _summary(scan, image, result, out: Path) -> dict:
     return summary
 
 
+def _check_recon_args(args, out: Path):
+    """What ``recon`` can check before reading the scan: the device, every output against every input, the
+    HU window, the memory to read the input. Returns the device."""
+    from inrecon.cli.scans import check_file_memory
+
+    if not args.output.strip():
+        raise InreconError("the output path is empty", "give an output file name with -o")
+    device = check_device(args.device)
+    inputs = [args.input, args.model, args.hparams, args.config]
+    if out.suffix:
+        check_outputs([out, _sidecar(out)], inputs=inputs, checkpoint_dir=args.checkpoint_dir)
+    else:
+        check_outputs(folders=[out], inputs=inputs, checkpoint_dir=args.checkpoint_dir)
+    if args.hu_window is not None:
+        lo, hi = args.hu_window
+        if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
+            raise InreconError(
+                f"--hu-window {lo:g} {hi:g} is not an interval LO < HI",
+                f"give the lower bound first, e.g. --hu-window {min(lo, hi):g} {max(lo, hi):g}",
+            )
+    check_file_memory(args, args.input)
+    return device
+
+
+def _check_recon_scan(args, scan, overrides: dict, record: dict | None) -> None:
+    """What ``recon`` checks once the scan is read: the config (also for its sizes) and the memory the method
+    will need; warns when tuned hyperparameters come from another protocol."""
+    from inrecon.config import build_config, config_to_dict
+    from inrecon.recon.api import resolve
+    from inrecon.resources import estimate_scan
+
+    cfg = build_config(resolve(args.method, scan).config, overrides)
+    est, what = estimate_scan(scan, config_to_dict(cfg))
+    check_memory_for(args, est, f"{args.method} on {what}")
+    if record is not None:
+        from inrecon.tuning.hparams import protocol_mismatches
+
+        for msg in protocol_mismatches(record, scan):
+            LOG.warning("hyperparameters were tuned on another protocol (%s)", msg)
+
+
 def cmd_recon(args) -> int:
     """Reconstruct a scan.
 
@@ -79,42 +130,42 @@ def cmd_recon(args) -> int:
     as OUTPUT.json; metrics are printed when the scan has a target. `inrecon methods` lists the methods,
     `inrecon methods NAME` their config keys and defaults.
     """
+    from inrecon.cli.housekeeping import CheckpointFolder, clean_stale_temporaries
     from inrecon.data.io.images import write_image
-    from inrecon.data.io.load import load_scan
+    from inrecon.data.io.load import load_scan, scan_options
+    from inrecon.data.io.outputs import check_output, output_options
     from inrecon.recon.api import run_method
     from inrecon.recon.methods import METHODS
-    from inrecon.runtime import resolve_device
 
     METHODS.resolve(args.method)  # an unknown method fails here, before reading anything
     overrides, record = _overrides(args)
     out = Path(args.output)
+    device = _check_recon_args(args, out)
     _check_output_suffix(out)
-    scan = load_scan(args.input, **({"slice": args.slice} if args.slice is not None else {}))
-    scan = scan.to(resolve_device(args.device))
-    if record is not None:
-        from inrecon.tuning.hparams import protocol_mismatches
-
-        for msg in protocol_mismatches(record, scan):
-            print(
-                f"inrecon: warning: hyperparameters were tuned on another protocol ({msg})", file=sys.stderr
-            )
+    scan = load_scan(args.input, **scan_options(args))
+    check_output(out, scan)  # before the reconstruction: DICOM targets, slices into one .dcm
+    scan = scan.to(device)
+    _check_recon_scan(args, scan, overrides, record)
+    ckpt = CheckpointFolder(args.checkpoint_dir, keep=args.keep_checkpoints)
+    clean_stale_temporaries(out if not out.suffix and out.is_dir() else out.parent)
     result = run_method(
         args.method,
         scan,
         overrides,
-        show_progress=not args.quiet,
+        show_progress=progress_choice(args),
         checkpoint_dir=args.checkpoint_dir,
         model=args.model,
     )
     image = result.image.detach().cpu()
-    kwargs = {}
-    if (scan.modality == "ct" and out.suffix == ".dcm") or out.suffix == "":
-        kwargs["hu_window"] = tuple(args.hu_window) if args.hu_window else None
+    kwargs, notes = output_options(out, scan, result.method, hu_window=args.hu_window)
+    for note in notes:  # what the file cannot say (unknown spacing, values not in HU); quiet with -q
+        LOG.info("note: %s", note)
     write_image(out, image, meta={"method": result.method, "config": result.config}, **kwargs)
     summary = _summary(scan, image, result, out)
+    summary.update(ckpt.finish())
     _write_sidecar(out, result, summary)
-    if not args.quiet:
-        print_json(summary)
+    LOG.info("wrote %s", out)
+    print_json(summary)
     return 0
 
 
@@ -149,6 +200,7 @@ def cmd_recon_series(args) -> int:
         args.hparams = None
     for k in ("config", "model", "checkpoint_dir", "slice", "hu_window"):
         setattr(args, k, None)
+    args.keep_checkpoints = False
     return cmd_recon(args)
 
 
@@ -203,6 +255,8 @@ def _method_list() -> str:
 
 
 def add_parsers(sub) -> None:
+    from inrecon.data.io.load import add_input_options
+
     s = command(sub, cmd_recon)
     s.add_argument("input", help="scan file")
     s.add_argument("-o", "--output", required=True, help="output image file")
@@ -211,13 +265,17 @@ def add_parsers(sub) -> None:
     s.add_argument("--hparams", help="JSON of tuned hyperparameters (from `inrecon tune`)")
     s.add_argument("--model", help="pre-trained model file (disinr, strainer, meta)")
     s.add_argument("--slice", type=int, help="slice index for multi-slice inputs")
+    add_input_options(s)
     s.add_argument("--checkpoint-dir", help="write checkpoints here and resume from them (iterative methods)")
+    s.add_argument(
+        "--keep-checkpoints", action="store_true", help="keep the checkpoint files after a successful run"
+    )
     s.add_argument(
         "--hu-window",
         type=float,
         nargs=2,
         metavar=("LO", "HI"),
-        help="CT: HU window the [0,1] image maps to (DICOM)",
+        help="CT: HU window the [0,1] image maps to (DICOM in HU; the PNG shows this window)",
     )
     add_common(s)
 

@@ -4,15 +4,21 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import time
 from pathlib import Path
 
 from inrecon.cli.common import (
+    LOG,
     add_common,
     add_config,
+    check_device,
+    check_memory_for,
+    check_outputs,
     command,
     load_config_file,
     parse_sets,
     print_json,
+    progress_choice,
     set_help,
 )
 from inrecon.errors import InreconError
@@ -24,10 +30,8 @@ def _init_distributed(device_arg: str):
     """Join the torch.distributed group when started by torchrun (WORLD_SIZE > 1); returns the device."""
     import torch
 
-    from inrecon.runtime import resolve_device
-
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    device = resolve_device(device_arg)
+    device = check_device(device_arg)
     if world > 1 and not torch.distributed.is_initialized():
         torch.distributed.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
         if device.type == "cuda":
@@ -42,6 +46,16 @@ def _load_all(paths, slice_, device):
     return [load_scan(p, **({"slice": slice_} if slice_ is not None else {})).to(device) for p in paths]
 
 
+def _check_scans_memory(args, scans, config: dict, what: str) -> None:
+    """The memory of ``scans`` held at once plus one method run (the largest scan with ``config``)."""
+    from inrecon.resources import estimate_scan
+
+    sizes = [estimate_scan(s) for s in scans]
+    largest, desc = estimate_scan(max(scans, key=lambda s: estimate_scan(s)[0]), config)
+    extra = f" ({len(scans)} scans)" if len(scans) > 1 else ""
+    check_memory_for(args, sum(b for b, _ in sizes) + largest, f"{what} on {desc}{extra}")
+
+
 def cmd_pretrain(args) -> int:
     """Pre-train a population model (DisINR, STRAINER, Meta) from raw measurements.
 
@@ -52,7 +66,8 @@ def cmd_pretrain(args) -> int:
     """
     import torch
 
-    from inrecon.config import build_config
+    from inrecon.cli.housekeeping import CheckpointFolder, clean_stale_temporaries
+    from inrecon.config import build_config, config_to_dict
     from inrecon.recon.methods import METHODS
 
     spec = METHODS.resolve(args.method)
@@ -66,22 +81,34 @@ def cmd_pretrain(args) -> int:
         raise InreconError(
             f"model output {str(out)!r} should end in .safetensors", "name it e.g. model.safetensors"
         )
+    check_outputs([out], inputs=[*args.data, args.config], checkpoint_dir=args.checkpoint_dir)
     device, world = _init_distributed(args.device)
     if world > 1 and not spec.pretrain.distributed:
         raise InreconError(
             f"{args.method} pre-training does not run data-parallel", "start it without torchrun"
         )
+    t0 = time.perf_counter()
     scans = _load_all(args.data, args.slice, device)  # every file read and checked before training starts
+    _check_scans_memory(args, scans, config_to_dict(cfg), f"{spec.name} pre-training")
+    rank0 = not torch.distributed.is_initialized() or torch.distributed.get_rank() == 0
+    ckpt = CheckpointFolder(args.checkpoint_dir, keep=args.keep_checkpoints)
+    if rank0:
+        clean_stale_temporaries(out.parent)
     spec.pretrain.run(
         scans,
         cfg,
         out,
         names=[str(p) for p in args.data],
-        show_progress=not args.quiet,
+        show_progress=progress_choice(args),
         checkpoint_dir=args.checkpoint_dir,
     )
-    if not torch.distributed.is_initialized() or torch.distributed.get_rank() == 0:
-        print(f"wrote {out}")
+    if torch.distributed.is_initialized():
+        torch.distributed.barrier()  # every rank has written its last checkpoint before rank 0 removes them
+    if rank0:
+        LOG.info("wrote %s", out)
+        result = {"output": str(out), "method": spec.name, "subjects": len(scans)}
+        result.update(ckpt.finish(), seconds=round(time.perf_counter() - t0, 3))
+        print_json(result)
     if torch.distributed.is_initialized():
         torch.distributed.destroy_process_group()
     return 0
@@ -107,8 +134,9 @@ def cmd_tune(args) -> int:
     `inrecon recon --method METHOD --hparams OUTPUT`. Every finished trial is appended to a log; re-running the
     same command resumes from it.
     """
-    from inrecon.config import build_config
-    from inrecon.recon.api import tune
+    from inrecon.cli.housekeeping import clean_stale_temporaries
+    from inrecon.config import build_config, config_to_dict
+    from inrecon.recon.api import resolve, tune
     from inrecon.tuning.hparams import save_hparams, scan_protocol
     from inrecon.tuning.run import TunerConfig
 
@@ -117,6 +145,9 @@ def cmd_tune(args) -> int:
         raise InreconError(
             f"output {str(out)!r} is not a .json file", "write the hyperparameters to e.g. H.json"
         )
+    log = Path(args.log) if args.log else default_log_path(out)
+    check_outputs([out, log], inputs=[args.input, args.model])
+    device = check_device(args.device)
     sets = parse_sets(args.set)
     tuner_keys = {f.name for f in dataclasses.fields(TunerConfig)}
     tuner = {k: sets.pop(k) for k in list(sets) if k in tuner_keys or k.startswith("tuner.")}
@@ -128,37 +159,41 @@ def cmd_tune(args) -> int:
         if getattr(args, flag) is not None:
             sets[key] = getattr(args, flag)
     tuner_cfg = build_config(TunerConfig, tuner)
-    log = Path(args.log) if args.log else default_log_path(out)
-    (scan,) = _load_all([args.input], args.slice, _device(args.device))
+    (scan,) = _load_all([args.input], args.slice, device)
     if tuner_cfg.oracle and scan.target is None:
         raise InreconError(
             f"--oracle scores against the reference, but {args.input} holds no 'target'",
             "use a scan file with a target (e.g. from `inrecon simulate`), or drop --oracle",
         )
+    cfg = build_config(resolve(args.method, scan).config, sets)  # a bad value fails before the first trial
+    _check_scans_memory(args, [scan], config_to_dict(cfg), f"tuning {args.method}")
+    clean_stale_temporaries(out.parent)
+    if log.parent != out.parent:
+        clean_stale_temporaries(log.parent)
     tuned = tune(
-        scan, args.method, sets, tuner_cfg, model=args.model, log_path=log, show_progress=not args.quiet
+        scan,
+        args.method,
+        sets,
+        tuner_cfg,
+        model=args.model,
+        log_path=log,
+        show_progress=progress_choice(args),
     )
     save_hparams(out, tuned.record(), scan_protocol(scan))
-    if not args.quiet:
-        print_json(
-            {
-                "output": str(out),
-                "log": str(log),
-                "score": tuned.score,
-                "oracle": tuned.oracle,
-                "trials": len(tuned.result.trials),
-                "failed": tuned.result.n_failed,
-                "seconds": tuned.result.seconds,
-                "hparams": tuned.hparams,
-            }
-        )
+    LOG.info("wrote %s", out)
+    print_json(
+        {
+            "output": str(out),
+            "log": str(log),
+            "score": tuned.score,
+            "oracle": tuned.oracle,
+            "trials": len(tuned.result.trials),
+            "failed": tuned.result.n_failed,
+            "seconds": tuned.result.seconds,
+            "hparams": tuned.hparams,
+        }
+    )
     return 0
-
-
-def _device(arg):
-    from inrecon.runtime import resolve_device
-
-    return resolve_device(arg)
 
 
 def add_parsers(sub) -> None:
@@ -172,6 +207,9 @@ def add_parsers(sub) -> None:
     add_config(s, "the pre-training config")
     s.add_argument("--slice", type=int, help="slice index for multi-slice inputs")
     s.add_argument("--checkpoint-dir", help="checkpoint here and resume after a kill")
+    s.add_argument(
+        "--keep-checkpoints", action="store_true", help="keep the checkpoint files after a successful run"
+    )
     add_common(s)
 
     s = command(sub, cmd_tune)

@@ -15,6 +15,13 @@ __all__ = ["atomic_path"]
 
 
 def _umask() -> int:
+    """The process umask, read from /proc where possible (no window in which it is changed)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
     mask = os.umask(0)
     os.umask(mask)
     return mask
@@ -26,6 +33,8 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
 
     ``suffix`` defaults to the target's own suffix(es), so libraries that infer the format from the file name
     (nibabel, matplotlib) still do so. On an exception the temporary file is removed and ``path`` untouched.
+    The file gets the usual permissions (``0o666`` less the umask), also when the writer replaced the temporary
+    file with one of its own (safetensors, for one, creates it ``0o600``).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -37,6 +46,8 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        if tmp_path.is_file():
+            os.chmod(tmp_path, 0o666 & ~_umask())
         os.replace(tmp_path, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

@@ -197,6 +197,11 @@ class MRIScan(_Scan):
                 "non-Cartesian data needs image_shape", "set the image_shape attribute, e.g. (256, 256)"
             )
         self.image_shape = tuple(int(s) for s in self.image_shape)
+        if not self.image_shape or min(self.image_shape) < 1:
+            raise ShapeError(
+                f"image_shape {self.image_shape} has an empty axis",
+                "set image_shape to the reconstruction grid, e.g. (256, 256)",
+            )
         if len(self.image_shape) != traj.shape[1]:
             raise ShapeError(
                 f"image_shape {self.image_shape} has {len(self.image_shape)} axes but the trajectory is "
@@ -354,6 +359,13 @@ class CTScan(_Scan):
         require_real(a, "angles")
         a = a.to(torch.float32).reshape(-1)
         require_finite(a, "angles")
+        span = float(a.max() - a.min()) if a.numel() else 0.0
+        if span > 7.0:  # a full scan spans < 2 pi; degrees span up to 360
+            raise InreconError(
+                f"angles span {span:.1f} (from {float(a.min()):.4g} to {float(a.max()):.4g}), more than a full "
+                "turn of 2 pi: radians expected, these look like degrees",
+                "convert the angles to radians (multiply by pi / 180)",
+            )
         self.angles = a
         v, n = self.sinogram.shape
         if a.numel() != v:

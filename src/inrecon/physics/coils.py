@@ -47,6 +47,8 @@ def coil_maps(scan, how: str = "auto") -> torch.Tensor:
     if how not in MAPS_CHOICES:
         raise InreconError(f"maps={how!r} is not understood", f"use one of {', '.join(MAPS_CHOICES)}")
     if scan.sens_maps is not None and how in ("auto", "scan"):
+        if scan.is_cartesian:
+            _check_maps_match(scan.kspace, scan.sens_maps)
         return scan.sens_maps
     if how == "scan":
         raise InreconError("the scan holds no sens_maps", "use maps=auto to estimate them with ESPIRiT")
@@ -55,6 +57,51 @@ def coil_maps(scan, how: str = "auto") -> torch.Tensor:
     else:
         maps = espirit_maps_noncartesian(scan)
     return torch.as_tensor(maps).to(device=scan.kspace.device, dtype=torch.complex64)
+
+
+def _explained(coil_images: torch.Tensor, maps: torch.Tensor) -> float:
+    """Share of the energy of ``coil_images (C, *grid)`` that ``maps`` explain: at each pixel the coil vector's
+    projection onto the maps' vector (1 when the images are ``maps * image`` everywhere)."""
+    proj = (maps.conj() * coil_images).sum(0).abs().square() / maps.abs().square().sum(0).clamp_min(1e-30)
+    return float(proj.sum() / coil_images.abs().square().sum().clamp_min(1e-30))
+
+
+def _check_maps_match(kspace: torch.Tensor, maps: torch.Tensor, width: int = 24) -> None:
+    """Refuse coil maps that clearly belong to a transposed or flipped k-space (an axis-order or sign mistake).
+
+    The low-resolution coil images (the centre ``width`` of k-space per axis, Hann-windowed) of a consistent
+    scan are close to ``maps * image``. When the maps explain less than 90 % of their energy and the maps
+    transposed (last two axes, square grids) or flipped along an axis explain at least 10 points more, the
+    mismatch is refused naming the likely cause. Single-coil scans cannot be checked.
+    """
+    if kspace.shape[0] < 2 or tuple(maps.shape) != tuple(kspace.shape):
+        return
+    dims = tuple(range(1, kspace.ndim))
+    window = torch.ones((), device=kspace.device)
+    for d in dims:
+        n = kspace.shape[d]
+        w = min(width, n)
+        v = torch.zeros(n, device=kspace.device)
+        v[n // 2 - w // 2 : n // 2 - w // 2 + w] = torch.hann_window(
+            w + 2, periodic=False, device=kspace.device
+        )[1:-1]
+        window = window * v.reshape([n if i == d else 1 for i in range(kspace.ndim)])
+    low = ifftc(kspace * window, dims)
+    given = _explained(low, maps)
+    if given >= 0.9:
+        return
+    options = {f"flipped along axis {d - kspace.ndim}": maps.flip(d) for d in dims}
+    if maps.shape[-1] == maps.shape[-2]:
+        options["transposed"] = maps.transpose(-1, -2)
+    name, best = max(((k, _explained(low, m)) for k, m in options.items()), key=lambda kv: kv[1])
+    if best >= given + 0.1:
+        raise InreconError(
+            f"the coil maps (sens_maps) do not match the k-space: they explain {100 * given:.0f} % of the "
+            f"low-resolution coil images, the maps {name} {100 * best:.0f} %; the k-space and mask look "
+            f"{name} relative to the maps",
+            "store kspace, mask and sens_maps in the same axis order and orientation (or drop sens_maps to "
+            "estimate them with ESPIRiT)",
+        )
 
 
 def with_espirit_support(scan):

@@ -1,10 +1,12 @@
-"""DICOM CT images: :func:`read_dicom_ct` (one file or a series folder) and :func:`write_dicom_ct`.
+"""DICOM images: :func:`read_dicom_ct` (one file or a series folder), :func:`write_dicom_series` (CT or MR).
 
 Reading sorts a series by the slice position along the slice normal (``ImagePositionPatient`` projected on
 the cross product of the two ``ImageOrientationPatient`` directions), else by ``InstanceNumber``, else by
-file name, and converts stored values to Hounsfield units with ``RescaleSlope`` and ``RescaleIntercept``.
-Writing produces a valid CT Image Storage series (explicit VR little endian, signed 16-bit pixels with a
-rescale slope/intercept chosen to hold the data, fresh UIDs, placeholder patient and study identifiers).
+file name, refuses two images at one position, and converts stored values with ``RescaleSlope`` and
+``RescaleIntercept`` (Hounsfield units for CT). Writing produces a valid CT or MR Image Storage series
+(explicit VR little endian, signed 16-bit pixels with a rescale slope/intercept chosen to keep the values,
+axial slices in the patient (LPS) frame of :func:`lps_origin`, placeholder patient identifiers), only into a
+new or empty folder or over our own earlier series of the same scan (:func:`dicom_targets`).
 """
 
 from __future__ import annotations
@@ -22,14 +24,28 @@ import pydicom
 from pydicom.datadict import tag_for_keyword
 from pydicom.dataset import FileDataset, FileMetaDataset
 from pydicom.errors import InvalidDicomError
-from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, CTImageStorage, ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import (
+    PYDICOM_IMPLEMENTATION_UID,
+    CTImageStorage,
+    ExplicitVRLittleEndian,
+    MRImageStorage,
+    generate_uid,
+)
 from pydicom.valuerep import format_number_as_ds
 
 from inrecon.checks import ArrayLike, require_finite, require_ndim, require_real
 from inrecon.data.atomic import atomic_path
 from inrecon.errors import FileFormatError, InreconError, ShapeError
 
-__all__ = ["is_dicom", "read_dicom_ct", "write_dicom_ct"]
+__all__ = [
+    "MANUFACTURER",
+    "dicom_targets",
+    "is_dicom",
+    "lps_origin",
+    "read_dicom_ct",
+    "write_dicom_ct",
+    "write_dicom_series",
+]
 
 _PYDICOM3 = int(pydicom.__version__.split(".")[0]) >= 3
 
@@ -50,6 +66,7 @@ _META_KEYS = (
     "SliceThickness",
     "RescaleIntercept",
     "RescaleSlope",
+    "RescaleType",
     "WindowCenter",
     "WindowWidth",
     "ImagePositionPatient",
@@ -81,6 +98,7 @@ _PROTECTED = {
     "SliceThickness",
     "SpacingBetweenSlices",
     "ImageOrientationPatient",
+    "Manufacturer",
 }
 
 
@@ -190,11 +208,23 @@ def _series_headers(p: Path, series_uid: str | None) -> list[tuple[Path, pydicom
     return [(p, ds)]
 
 
+def _refuse_duplicates(files: list[Path], keys: list[float]) -> None:
+    """Raise when two images of a series sit at the same position (``keys`` sorted, mm along the normal)."""
+    for a, b, ka, kb in zip(files, files[1:], keys, keys[1:]):
+        if abs(kb - ka) < 1e-3:
+            raise InreconError(
+                f"{a.name} and {b.name} ({a.parent}) are two images at the same position ({ka:.3f} mm along "
+                "the slice normal): copies of one slice, or images of different acquisitions in one series",
+                "remove the duplicate files (a series holds one image per position), or read one file",
+            )
+
+
 def _sorted_headers(headers: list[tuple[Path, pydicom.Dataset]]) -> list[tuple[Path, pydicom.Dataset]]:
     """Headers sorted by position along the slice normal, else ``InstanceNumber``, else kept in order."""
     keys = [_sort_key(ds) for _, ds in headers]
     if all(k is not None for k in keys):
         order = np.argsort(keys, kind="stable")
+        _refuse_duplicates([headers[i][0] for i in order], [keys[i] for i in order])
     elif all("InstanceNumber" in ds and ds.InstanceNumber is not None for _, ds in headers):
         order = np.argsort([int(ds.InstanceNumber) for _, ds in headers], kind="stable")
     else:
@@ -289,19 +319,36 @@ def read_dicom_ct(
 # --------------------------------------------------------------------------------------------------------
 # writing
 # --------------------------------------------------------------------------------------------------------
+#: ``Manufacturer`` of every file :func:`write_dicom_series` writes: how it recognises its own files.
+MANUFACTURER = "inrecon"
+
+#: Files a series folder may hold besides our own slices: the command line's sidecar.
+_SIDECARS = ("recon.json",)
+
+_STORAGE = {"CT": CTImageStorage, "MR": MRImageStorage}
+
+
 def _ds(x: float) -> str:
     return format_number_as_ds(float(x))
 
 
-def _rescale(hu: np.ndarray) -> tuple[float, float]:
-    """``(slope, intercept)`` so that ``round((hu - intercept) / slope)`` fits int16 (1 HU steps if possible)."""
-    lo, hi = float(hu.min()), float(hu.max())
-    if lo >= -1024 - 32768 and hi <= 32767 - 1024:
-        return 1.0, -1024.0
-    if lo >= -32768 and hi <= 32767:
-        return 1.0, 0.0
-    span = max(hi - lo, 1e-12)
-    return span / 65000.0, (hi + lo) / 2
+def _rescale(values: np.ndarray, rescale_type: str) -> tuple[float, float]:
+    """``(slope, intercept)`` (exact as DS strings) so that ``round((v - intercept) / slope)`` fits int16.
+
+    Hounsfield units get 1 HU steps with intercept -1024 (or 0) when they fit; anything else spans the data's
+    range with 65000 steps, so that small values (attenuation per mm, MR magnitudes) keep their precision.
+    """
+    lo, hi = float(values.min()), float(values.max())
+    if rescale_type == "HU":
+        if lo >= -1024 - 32768 and hi <= 32767 - 1024:
+            return 1.0, -1024.0
+        if lo >= -32768 and hi <= 32767:
+            return 1.0, 0.0
+    span = max(hi - lo, 1e-6 * max(abs(lo), abs(hi)), 1e-12)
+    slope = float(_ds(span / 65000.0))
+    while (hi - lo) / 2 / slope > 32767:  # DS rounding made the step a little too small
+        slope = float(_ds(slope * 1.0001))
+    return slope, float(_ds((hi + lo) / 2))
 
 
 def _apply_meta(ds: pydicom.Dataset, meta: dict) -> None:
@@ -328,9 +375,9 @@ def _apply_meta(ds: pydicom.Dataset, meta: dict) -> None:
         ds.ImageComments = json.dumps(notes, default=str)[:10240]
 
 
-def _hu_volume(hu: ArrayLike) -> np.ndarray:
-    """``hu`` checked and converted to float64 ``(S, H, W)``."""
-    arr = hu.detach().cpu().numpy() if hasattr(hu, "detach") else np.asarray(hu)
+def _volume(values: ArrayLike) -> np.ndarray:
+    """``values`` checked and converted to float64 ``(S, H, W)``."""
+    arr = values.detach().cpu().numpy() if hasattr(values, "detach") else np.asarray(values)
     require_real(arr, "hu")
     require_ndim(arr, "hu", (2, 3), "(H, W) or (S, H, W) in Hounsfield units")
     require_finite(arr, "hu")
@@ -355,32 +402,100 @@ def _write_spacing(spacing_mm: Sequence[float] | None) -> tuple[float, float, fl
     return spacing
 
 
-def _write_targets(p: Path, n: int, overwrite: bool) -> list[Path]:
-    """The files :func:`write_dicom_ct` writes for ``n`` slices at ``p`` (a ``.dcm`` file or a folder)."""
+def lps_origin(shape: Sequence[int], spacing_mm: Sequence[float]) -> tuple[float, float, float]:
+    """Patient (LPS, mm) position of voxel ``(0, 0, 0)`` of a ``(S, H, W)`` volume centred on the origin.
+
+    The convention of every inrecon image file: column index -> +x (patient left), row index -> +y
+    (posterior), slice index -> +z (superior), so ``(s, r, c)`` sits at
+    ``((c - (W-1)/2) dx, (r - (H-1)/2) dy, (s - (S-1)/2) dz)``; ``spacing_mm`` is ``(dz, dy, dx)``.
+    """
+    s, h, w = (int(n) for n in shape)
+    dz, dy, dx = (float(v) for v in spacing_mm)
+    return (-(w - 1) / 2 * dx, -(h - 1) / 2 * dy, -(s - 1) / 2 * dz)
+
+
+def _is_ours(f: Path) -> pydicom.Dataset | None:
+    """The header of ``f`` when it is a slice :func:`write_dicom_series` wrote, else ``None``."""
+    if f.suffix.lower() != ".dcm":
+        return None
+    ds = _read_header(f)
+    if ds is None or str(getattr(ds, "Manufacturer", "")) != MANUFACTURER:
+        return None
+    return ds
+
+
+def _check_replaceable(owner: Path, ours: dict[Path, pydicom.Dataset], study_uid: str | None) -> None:
+    """Refuse unless ``ours`` (our files at ``owner``) are one series of the study ``study_uid``."""
+    series = {str(getattr(ds, "SeriesInstanceUID", "")) for ds in ours.values()}
+    studies = {str(getattr(ds, "StudyInstanceUID", "")) for ds in ours.values()}
+    if len(series) > 1:
+        raise InreconError(
+            f"{owner} holds {len(series)} DICOM series", "choose an empty or new folder for the new series"
+        )
+    if study_uid is None or studies != {str(study_uid)}:
+        raise InreconError(
+            f"{owner} holds an inrecon series of another scan (StudyInstanceUID {', '.join(sorted(studies))})",
+            "choose an empty or new folder; a series is only replaced by one of the same scan",
+        )
+
+
+def dicom_targets(
+    path: str | os.PathLike, n_slices: int, study_uid: str | None = None, *, overwrite: bool = False
+) -> tuple[list[Path], list[Path]]:
+    """Where :func:`write_dicom_series` writes ``n_slices`` slices, checked before anything is written.
+
+    A series goes into a new or empty folder (``IM0001.dcm``, ``IM0002.dcm``, ...), or, with ``overwrite``,
+    replaces whole an earlier inrecon series of the same study (``study_uid``) that is all the folder holds
+    (besides the command line's ``recon.json``); a ``.dcm`` path takes one slice. Any other file in the way
+    (written by another tool, or an inrecon series of another scan) is refused, and never touched.
+
+    Returns
+    -------
+    targets
+        The files to write, in slice order.
+    stale
+        Our earlier files that the new series does not overwrite (to delete after writing).
+    """
+    p = Path(path)
     if p.suffix.lower() == ".dcm":
-        if n != 1:
+        if n_slices != 1:
             raise InreconError(
-                f"{p} is a single .dcm file but the image has {n} slices",
+                f"{p} is a single .dcm file but the image has {n_slices} slices",
                 "write a series to a folder (a path without the .dcm suffix)",
             )
-        if p.exists() and not overwrite:
-            raise InreconError(f"{p} already exists", "pass overwrite=True or choose another file name")
-        return [p]
-    if p.exists() and not p.is_dir():
-        raise InreconError(f"{p} exists and is not a folder", "give a folder path for a DICOM series")
-    existing = sorted(p.glob("*.dcm")) if p.is_dir() else []
-    if existing and not overwrite:
+        if p.is_dir():
+            raise InreconError(f"{p} is a folder", "give a file name, or the folder without the .dcm suffix")
+        existing = [p] if p.exists() else []
+        targets = [p]
+    else:
+        if p.exists() and not p.is_dir():
+            raise InreconError(f"{p} exists and is not a folder", "give a folder path for a DICOM series")
+        entries = sorted(e for e in p.iterdir() if not e.name.startswith(".")) if p.is_dir() else []
+        existing = [e for e in entries if e.name not in _SIDECARS or not e.is_file()]
+        targets = [p / f"IM{i + 1:04d}.dcm" for i in range(n_slices)]
+    ours = {f: ds for f in existing if f.is_file() and (ds := _is_ours(f)) is not None}
+    foreign = [f.name for f in existing if f not in ours]
+    if foreign:
+        shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
         raise InreconError(
-            f"folder {p} already holds {len(existing)} .dcm files",
+            f"{p} holds files inrecon did not write ({shown})",
+            "choose an empty or new folder (or file name); inrecon never overwrites or deletes other files",
+        )
+    if ours and not overwrite:
+        raise InreconError(
+            f"{'file' if p.suffix else 'folder'} {p} already holds {len(ours)} .dcm files",
             "choose an empty folder or pass overwrite=True",
         )
-    return [p / f"IM{i + 1:04d}.dcm" for i in range(n)]
+    if ours:
+        _check_replaceable(p, ours, study_uid)
+    return targets, [f for f in ours if f not in targets]
 
 
 @dataclass(frozen=True)
 class _Series:
-    """What every slice of a series written by :func:`write_dicom_ct` shares."""
+    """What every slice of a series written by :func:`write_dicom_series` shares."""
 
+    modality: str
     study_uid: str
     series_uid: str
     frame_uid: str
@@ -388,24 +503,40 @@ class _Series:
     time: str
     origin: list[float]
     spacing: tuple[float, float, float]
+    thickness: float
     shape: tuple[int, int]
     slope: float
     intercept: float
+    rescale_type: str
     value_range: tuple[float, float]
 
 
-def _new_dataset(target: Path) -> FileDataset:
-    """An empty CT Image Storage dataset with file meta and a fresh SOP instance UID."""
+def _new_dataset(target: Path, modality: str) -> FileDataset:
+    """An empty CT or MR Image Storage dataset with file meta and a fresh SOP instance UID."""
     file_meta = FileMetaDataset()
     sop_uid = generate_uid()
-    file_meta.MediaStorageSOPClassUID = CTImageStorage
+    file_meta.MediaStorageSOPClassUID = _STORAGE[modality]
     file_meta.MediaStorageSOPInstanceUID = sop_uid
     file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
     file_meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
     ds = FileDataset(str(target), {}, file_meta=file_meta, preamble=b"\0" * 128)
-    ds.SOPClassUID = CTImageStorage
+    ds.SOPClassUID = _STORAGE[modality]
     ds.SOPInstanceUID = sop_uid
     return ds
+
+
+def _modality_attributes(ds: FileDataset, series: _Series) -> None:
+    """The type 2 attributes of the CT Image or MR Image module (empty where unknown)."""
+    if series.modality == "CT":
+        ds.ImageType = ["DERIVED", "SECONDARY", "AXIAL"]
+        ds.KVP = ""
+        return
+    ds.ImageType = ["DERIVED", "SECONDARY", "M"]
+    ds.ScanningSequence = "RM"
+    ds.SequenceVariant = "NONE"
+    ds.ScanOptions = ""
+    ds.MRAcquisitionType = "2D"
+    ds.RepetitionTime = ds.EchoTime = ds.EchoTrainLength = ""
 
 
 def _slice_dataset(target: Path, s: int, series: _Series) -> FileDataset:
@@ -413,12 +544,12 @@ def _slice_dataset(target: Path, s: int, series: _Series) -> FileDataset:
     dz, dy, dx = series.spacing
     origin = series.origin
     lo, hi = series.value_range
-    ds = _new_dataset(target)
+    ds = _new_dataset(target, series.modality)
     ds.StudyInstanceUID = series.study_uid
     ds.SeriesInstanceUID = series.series_uid
     ds.FrameOfReferenceUID = series.frame_uid
-    ds.Modality = "CT"
-    ds.ImageType = ["DERIVED", "SECONDARY", "AXIAL"]
+    ds.Modality = series.modality
+    _modality_attributes(ds, series)
     ds.PatientName = "Anonymous"
     ds.PatientID = "INRECON"
     ds.PatientBirthDate = ""
@@ -431,14 +562,13 @@ def _slice_dataset(target: Path, s: int, series: _Series) -> FileDataset:
     ds.SeriesNumber = 1
     ds.AcquisitionNumber = 1
     ds.InstanceNumber = s + 1
-    ds.Manufacturer = "inrecon"
-    ds.KVP = ""
+    ds.Manufacturer = MANUFACTURER
     ds.PositionReferenceIndicator = ""
     ds.PatientPosition = "HFS"
     ds.ImagePositionPatient = [_ds(origin[0]), _ds(origin[1]), _ds(origin[2] + s * dz)]
     ds.ImageOrientationPatient = ["1", "0", "0", "0", "1", "0"]
     ds.SliceLocation = _ds(origin[2] + s * dz)
-    ds.SliceThickness = _ds(dz)
+    ds.SliceThickness = _ds(series.thickness)
     ds.SpacingBetweenSlices = _ds(dz)
     ds.PixelSpacing = [_ds(dy), _ds(dx)]
     ds.SamplesPerPixel = 1
@@ -448,9 +578,9 @@ def _slice_dataset(target: Path, s: int, series: _Series) -> FileDataset:
     ds.PixelRepresentation = 1
     ds.RescaleIntercept = _ds(series.intercept)
     ds.RescaleSlope = _ds(series.slope)
-    ds.RescaleType = "HU"
+    ds.RescaleType = series.rescale_type
     ds.WindowCenter = _ds((lo + hi) / 2)
-    ds.WindowWidth = _ds(max(hi - lo, 1.0))
+    ds.WindowWidth = _ds(max(hi - lo, 1.0 if series.rescale_type == "HU" else 1e-6))
     return ds
 
 
@@ -464,11 +594,95 @@ def _save_dataset(ds: FileDataset, target: Path) -> None:
             ds.save_as(tmp, write_like_original=False)
 
 
-def _remove_stale_slices(p: Path, written: list[Path], n: int) -> None:
-    """Delete ``IM*.dcm`` files in ``p`` left from a longer series (numbered above ``n``)."""
-    for stale in p.glob("IM*.dcm"):
-        if stale not in written and stale.stem[2:].isdigit() and int(stale.stem[2:]) > n:
-            stale.unlink()
+def _series_of(arr: np.ndarray, spacing: tuple, meta: dict, modality: str, rescale_type: str) -> _Series:
+    """The shared description of a series of ``arr`` (pops the identity keys from ``meta``)."""
+    n, h, w = arr.shape
+    slope, intercept = _rescale(arr, rescale_type)
+    now = datetime.datetime.now()
+    origin = meta.pop("ImagePositionPatient", None)
+    thickness = meta.pop("SliceThickness", None)
+    return _Series(
+        modality=modality,
+        study_uid=str(meta.pop("StudyInstanceUID", None) or generate_uid()),
+        series_uid=generate_uid(),
+        frame_uid=str(meta.pop("FrameOfReferenceUID", None) or generate_uid()),
+        date=now.strftime("%Y%m%d"),
+        time=now.strftime("%H%M%S"),
+        origin=[float(v) for v in (lps_origin((n, h, w), spacing) if origin is None else origin)],
+        spacing=spacing,
+        thickness=float(spacing[0] if thickness is None else thickness),
+        shape=(h, w),
+        slope=slope,
+        intercept=intercept,
+        rescale_type=rescale_type,
+        value_range=(float(arr.min()), float(arr.max())),
+    )
+
+
+def write_dicom_series(
+    path: str | os.PathLike,
+    values: ArrayLike,
+    spacing_mm: Sequence[float] | None = None,
+    meta: dict | None = None,
+    *,
+    modality: str = "CT",
+    rescale_type: str = "HU",
+    overwrite: bool = False,
+) -> list[Path]:
+    """Write a real image as a CT or MR Image Storage series (one file per slice, each atomically).
+
+    Parameters
+    ----------
+    path
+        ``.dcm`` file (a single slice) or a folder (``IM0001.dcm``, ``IM0002.dcm``, ... in slice order); what
+        may already be there is decided by :func:`dicom_targets`.
+    values
+        Real array or tensor ``(H, W)`` or ``(S, H, W)``, stored as int16 with the ``RescaleSlope`` and
+        ``RescaleIntercept`` that keep them (see :func:`_rescale`).
+    spacing_mm
+        ``(dy, dx)`` or ``(dz, dy, dx)`` in mm (default 1 mm); ``PixelSpacing`` is ``(dy, dx)``. Orientation
+        and position follow :func:`lps_origin`: ``ImageOrientationPatient`` ``(1, 0, 0, 0, 1, 0)`` and slice
+        ``s`` at ``ImagePositionPatient = origin + s * dz * (0, 0, 1)``.
+    meta
+        Overrides by DICOM keyword (``StudyInstanceUID``, ``FrameOfReferenceUID``, ``SeriesDescription``,
+        ``PatientID``, ``SliceThickness``, ``ImagePositionPatient`` of the first slice, ...); the series and
+        instance UIDs are always fresh (``StudyInstanceUID`` and ``FrameOfReferenceUID`` too unless given)
+        and pixel-describing attributes cannot be overridden. Lower-case keys are stored as JSON in
+        ``ImageComments``.
+    modality
+        ``"CT"`` (CT Image Storage) or ``"MR"`` (MR Image Storage).
+    rescale_type
+        ``RescaleType``: ``"HU"`` (values are Hounsfield units; CT only) or ``"US"`` (unspecified units).
+    overwrite
+        Allow replacing an earlier inrecon series of the same study (see :func:`dicom_targets`).
+
+    Returns
+    -------
+    list of Path
+        The files written, in slice order.
+    """
+    if (
+        modality not in _STORAGE
+        or rescale_type not in ("HU", "US")
+        or (modality, rescale_type) == ("MR", "HU")
+    ):
+        raise InreconError(
+            f"cannot write a {modality} series with RescaleType {rescale_type}",
+            'use modality "CT" (RescaleType "HU" or "US") or "MR" ("US")',
+        )
+    arr = _volume(values)
+    meta = dict(meta or {})
+    targets, stale = dicom_targets(path, arr.shape[0], meta.get("StudyInstanceUID"), overwrite=overwrite)
+    series = _series_of(arr, _write_spacing(spacing_mm), meta, modality, rescale_type)
+    stored = np.clip(np.rint((arr - series.intercept) / series.slope), -32768, 32767).astype("<i2")
+    for s, target in enumerate(targets):
+        ds = _slice_dataset(target, s, series)
+        _apply_meta(ds, meta)
+        ds.PixelData = stored[s].tobytes()
+        _save_dataset(ds, target)
+    for f in stale:  # our earlier, longer series of the same scan
+        f.unlink()
+    return targets
 
 
 def write_dicom_ct(
@@ -479,68 +693,12 @@ def write_dicom_ct(
     *,
     overwrite: bool = False,
 ) -> list[Path]:
-    """Write Hounsfield units as a CT Image Storage series (one file per slice, atomically).
+    """Write Hounsfield units ``hu`` ``(H, W)`` or ``(S, H, W)`` as a CT Image Storage series.
 
-    Parameters
-    ----------
-    path
-        ``.dcm`` file (a single slice) or a folder (``IM0001.dcm``, ``IM0002.dcm``, ... in slice order).
-    hu
-        Real array or tensor ``(H, W)`` or ``(S, H, W)`` in HU. Stored as int16 with ``RescaleIntercept``
-        -1024 and ``RescaleSlope`` 1 when the values fit (0.5 HU rounding), else a slope that spans the range.
-    spacing_mm
-        ``(dy, dx)`` or ``(dz, dy, dx)`` in mm (default 1 mm). Slice ``s`` is placed at
-        ``ImagePositionPatient = origin + s * dz * (0, 0, 1)`` with axial orientation; the default origin
-        centres the image on (0, 0, 0).
-    meta
-        Optional overrides by DICOM keyword (``PatientID``, ``PatientName``, ``StudyInstanceUID``,
-        ``SeriesDescription``, ``WindowCenter``, ``ImagePositionPatient`` of the first slice, ...); UIDs of
-        the series and instances are always fresh and pixel-describing attributes cannot be overridden.
-        Lower-case keys (not DICOM keywords) are stored as JSON in ``ImageComments``.
-    overwrite
-        Allow writing into a folder that already holds ``.dcm`` files (stale ``IM*.dcm`` of a longer series
-        there are removed) or over an existing ``.dcm`` file.
-
-    Returns
-    -------
-    list of Path
-        The files written, in slice order.
+    :func:`write_dicom_series` with ``modality="CT"`` and ``rescale_type="HU"``: int16 with
+    ``RescaleIntercept`` -1024 and ``RescaleSlope`` 1 when the values fit (0.5 HU rounding), else a slope that
+    spans the range.
     """
-    arr = _hu_volume(hu)
-    n, h, w = arr.shape
-    dz, dy, dx = _write_spacing(spacing_mm)
-    meta = dict(meta or {})
-    p = Path(path)
-    targets = _write_targets(p, n, overwrite)
-    slope, intercept = _rescale(arr)
-    stored = np.clip(np.rint((arr - intercept) / slope), -32768, 32767).astype("<i2")
-    now = datetime.datetime.now()
-    study_uid = str(meta.pop("StudyInstanceUID", None) or generate_uid())
-    frame_uid = str(meta.pop("FrameOfReferenceUID", None) or generate_uid())
-    series_uid = generate_uid()
-    origin = meta.pop("ImagePositionPatient", None)
-    if origin is None:
-        origin = (-(w - 1) / 2 * dx, -(h - 1) / 2 * dy, 0.0)
-    series = _Series(
-        study_uid=study_uid,
-        series_uid=series_uid,
-        frame_uid=frame_uid,
-        date=now.strftime("%Y%m%d"),
-        time=now.strftime("%H%M%S"),
-        origin=[float(v) for v in origin],
-        spacing=(dz, dy, dx),
-        shape=(h, w),
-        slope=slope,
-        intercept=intercept,
-        value_range=(float(arr.min()), float(arr.max())),
+    return write_dicom_series(
+        path, hu, spacing_mm, meta, modality="CT", rescale_type="HU", overwrite=overwrite
     )
-    written = []
-    for s, target in enumerate(targets):
-        ds = _slice_dataset(target, s, series)
-        _apply_meta(ds, meta)
-        ds.PixelData = stored[s].tobytes()
-        _save_dataset(ds, target)
-        written.append(target)
-    if p.suffix.lower() != ".dcm":
-        _remove_stale_slices(p, written, n)
-    return written

@@ -1,17 +1,23 @@
-"""fastMRI multi-coil HDF5 files: :func:`read_fastmri`, :func:`write_fastmri_like`, :func:`center_crop`.
+"""fastMRI HDF5 files: :func:`read_fastmri`, :func:`write_fastmri_like`, :func:`center_crop`.
 
-Layout of a fastMRI multi-coil file (the datasets inrecon uses):
+Layout of a fastMRI file (the datasets inrecon uses); a file is recognised by its complex ``kspace`` of rank 4
+or 3 together with a fastMRI dataset or attribute (:func:`is_fastmri`), so the challenge/test layout (only
+``kspace``, ``mask`` and attributes) is read too:
 
 ``kspace``
-    complex64 ``(slices, coils, H, W)``, centred orthonormal 2D FFT of the coil images (``H`` is the readout,
-    ``W`` the phase-encode axis), zero where not sampled.
+    complex64 ``(slices, coils, H, W)`` (multi-coil) or ``(slices, H, W)`` (single-coil), centred orthonormal
+    2D FFT of the coil images (``H`` is the readout, ``W`` the phase-encode axis), zero where not sampled.
 ``mask`` (optional; challenge and test files)
     ``(W,)`` phase-encode lines or ``(H, W)``, non-zero where acquired.
-``reconstruction_rss`` (optional; training and validation files)
-    float32 ``(slices, h, w)``: the root-sum-of-squares of the inverse FFT of the fully sampled k-space,
-    centre-cropped to ``(h, w)`` (often 320 x 320 while the k-space grid is e.g. 640 x 368).
+``reconstruction_rss`` / ``reconstruction_esc`` (optional; training and validation files)
+    float32 ``(slices, h, w)``: the root-sum-of-squares (single-coil files: the emulated single coil) of the
+    inverse FFT of the fully sampled k-space, centre-cropped to ``(h, w)`` (often 320 x 320 while the k-space
+    grid is e.g. 640 x 368).
 ``ismrmrd_header`` (optional)
-    The ISMRMRD XML header; a few fields (matrix sizes, field strength, TR/TE) are copied into provenance.
+    The ISMRMRD XML header; a few fields (matrix sizes, fields of view, field strength, TR/TE) are copied into
+    provenance, and the encoded field of view over the matrix gives the pixel spacing.
+attributes
+    ``acquisition``, ``max``, ``norm``, ``patient_id``, ``acceleration``, ``num_low_frequency``.
 
 When ``reconstruction_rss`` has the k-space grid's shape it becomes the scan's ``target`` as it is. Otherwise
 the target is the rss embedded (zero-padded) at the centre of the k-space grid, the scan's ``roi`` marks the
@@ -36,9 +42,18 @@ from inrecon.data.atomic import atomic_path
 from inrecon.data.scans import MRIScan
 from inrecon.errors import FileFormatError, InreconError, ShapeError
 
-__all__ = ["center_crop", "center_pad", "is_fastmri", "read_fastmri", "rss", "write_fastmri_like"]
+__all__ = [
+    "center_crop",
+    "center_pad",
+    "crop_kspace",
+    "is_fastmri",
+    "read_fastmri",
+    "rss",
+    "write_fastmri_like",
+]
 
 _ATTRS = ("acquisition", "max", "norm", "patient_id", "acceleration", "num_low_frequency")
+_DATASETS = ("reconstruction_rss", "reconstruction_esc", "ismrmrd_header")
 
 
 def _crop_slices(n_have: Sequence[int], n_want: Sequence[int]) -> tuple[slice, ...]:
@@ -106,13 +121,16 @@ def _ifft2c_np(k: np.ndarray) -> np.ndarray:
 
 
 def is_fastmri(f: h5py.File) -> bool:
-    """Whether an open HDF5 file looks like fastMRI: 4D ``kspace`` plus ``reconstruction_rss`` or a header."""
+    """Whether an open HDF5 file is fastMRI's: complex ``kspace`` of rank 4 (multi-coil) or 3 (single-coil),
+    no inrecon ``modality`` attribute, and a fastMRI dataset (``reconstruction_rss``, ``reconstruction_esc``,
+    ``ismrmrd_header``) or attribute (``acquisition``, ``max``, ``norm``, ``patient_id``, ...)."""
     ks = f.get("kspace")
     return (
         isinstance(ks, h5py.Dataset)
-        and ks.ndim == 4
+        and ks.ndim in (3, 4)
+        and ks.dtype.kind == "c"
         and "modality" not in f.attrs
-        and ("reconstruction_rss" in f or "ismrmrd_header" in f)
+        and (any(k in f for k in _DATASETS) or any(a in f.attrs for a in _ATTRS))
     )
 
 
@@ -136,13 +154,16 @@ def _header_info(raw) -> dict:
             return None
         vals = [el.findtext(k) for k in ("x", "y", "z")]
         try:
-            return [int(v) for v in vals if v is not None]
+            out = [float(v) for v in vals if v is not None]
         except ValueError:
             return None
+        return [int(v) for v in out] if path.endswith("matrixSize") else out
 
     for key, path in (
         ("encoded_matrix", "encoding/encodedSpace/matrixSize"),
         ("recon_matrix", "encoding/reconSpace/matrixSize"),
+        ("encoded_fov_mm", "encoding/encodedSpace/fieldOfView_mm"),
+        ("recon_fov_mm", "encoding/reconSpace/fieldOfView_mm"),
     ):
         v = size(path)
         if v:
@@ -224,20 +245,38 @@ def _slice_indices(p: Path, n_slices: int, slice: int | None) -> list[int]:
     return [int(slice) % n_slices]
 
 
-def _rss_dataset(f: h5py.File, p: Path, n_slices: int) -> h5py.Dataset | None:
-    """The checked ``reconstruction_rss`` dataset, or ``None`` when the file has none."""
-    rss_ds = f.get("reconstruction_rss")
+def _rss_dataset(f: h5py.File, p: Path, n_slices: int, single_coil: bool) -> h5py.Dataset | None:
+    """The checked reference dataset (``reconstruction_esc`` first for single-coil files, else
+    ``reconstruction_rss``), or ``None`` when the file has none."""
+    names = ("reconstruction_esc", "reconstruction_rss") if single_coil else ("reconstruction_rss",)
+    name = next((n for n in names if n in f), None)
+    rss_ds = None if name is None else f[name]
     if rss_ds is not None:
-        require_ndim(rss_ds, f"{p}: reconstruction_rss", (3,), "(slices, h, w)")
+        require_ndim(rss_ds, f"{p}: {name}", (3,), "(slices, h, w)")
         if rss_ds.shape[0] != n_slices:
             raise ShapeError(
-                f"{p}: reconstruction_rss has {rss_ds.shape[0]} slices but kspace has {n_slices}",
+                f"{p}: {name} has {rss_ds.shape[0]} slices but kspace has {n_slices}",
                 "the file is inconsistent; use the original fastMRI file",
             )
     return rss_ds
 
 
-def _file_provenance(f: h5py.File, p: Path, n_slices: int) -> dict:
+def _spacing_provenance(prov: dict, grid: tuple[int, int]) -> None:
+    """``spacing_mm`` (array order) and ``slice_thickness_mm`` from the header's encoded FOV and matrix.
+
+    fastMRI stores k-space with the readout (encoded x) as ``H`` and the phase encode (encoded y) as ``W``;
+    the spacing is only set when the encoded matrix is that grid.
+    """
+    matrix, fov = prov.get("encoded_matrix"), prov.get("encoded_fov_mm")
+    if not matrix or not fov or len(matrix) < 2 or len(fov) < 2 or tuple(matrix[:2]) != tuple(grid):
+        return
+    if min(fov[:2]) > 0:
+        prov["spacing_mm"] = [fov[0] / matrix[0], fov[1] / matrix[1]]
+    if len(fov) > 2 and fov[2] > 0:
+        prov["slice_thickness_mm"] = float(fov[2])
+
+
+def _file_provenance(f: h5py.File, p: Path, n_slices: int, grid: tuple[int, int]) -> dict:
     """Provenance shared by every slice: source, file attributes and ISMRMRD header fields."""
     prov = {"source": str(p), "format": "fastmri", "n_slices": int(n_slices)}
     for k in _ATTRS:
@@ -245,21 +284,60 @@ def _file_provenance(f: h5py.File, p: Path, n_slices: int) -> dict:
             prov[k] = _attr_value(f.attrs[k])
     if "ismrmrd_header" in f:
         prov.update(_header_info(f["ismrmrd_header"][()]))
+    _spacing_provenance(prov, grid)
     return prov
 
 
-def _slice_scan(
-    p: Path,
-    ks: h5py.Dataset,
-    rss_ds: h5py.Dataset | None,
-    i: int,
-    mask: np.ndarray | None,
-    prov: dict,
-) -> MRIScan:
-    """The :class:`MRIScan` of slice ``i``, its rss target embedded in the k-space grid when cropped."""
-    h, w = ks.shape[2:]
+def _crop_shape(p: Path, prov: dict, rss_ds: h5py.Dataset | None, grid: tuple[int, int]) -> tuple[int, int]:
+    """The recon matrix ``(h, w)`` to crop to: the header's reconSpace, else the reference's shape."""
+    recon = prov.get("recon_matrix")
+    if recon and len(recon) >= 2:
+        shape = (int(recon[0]), int(recon[1]))
+    elif rss_ds is not None:
+        shape = tuple(int(n) for n in rss_ds.shape[1:])
+    else:
+        raise InreconError(
+            f"{p}: crop needs the recon matrix but the file has no ismrmrd_header and no reconstruction_rss",
+            "read it without crop",
+        )
+    return tuple(min(a, b) for a, b in zip(shape, grid))
+
+
+def _fft1c(x: np.ndarray, axis: int, inverse: bool) -> np.ndarray:
+    f = np.fft.ifft if inverse else np.fft.fft
+    return np.fft.fftshift(f(np.fft.ifftshift(x, axes=axis), axis=axis, norm="ortho"), axes=axis)
+
+
+def crop_kspace(kspace: np.ndarray, mask: np.ndarray | None, shape: tuple[int, int]):
+    """Crop Cartesian k-space ``(C, H, W)`` to the image grid ``shape`` as fastMRI crops images.
+
+    An axis is cropped in the image domain (inverse FFT along it, :func:`center_crop`, FFT back), which is
+    exact only where every line along it was acquired: always the readout ``H`` (removing its oversampling),
+    and the phase encode ``W`` when the mask is full. Returns ``(kspace, mask, cropped shape)``.
+    """
+    h, w = kspace.shape[1:]
+    sampled = (kspace != 0).any(0) if mask is None else np.asarray(mask, dtype=bool)
+    full_w = bool(sampled.any(0).all())
+    new = (shape[0], shape[1] if full_w else w)
+    k = kspace
+    for ax, n in ((1, new[0]), (2, new[1])):
+        if n < k.shape[ax]:
+            img = _fft1c(k, ax, inverse=True)
+            img = img[(slice(None),) * ax + _crop_slices((k.shape[ax],), (n,))]
+            k = _fft1c(img, ax, inverse=False)
+    m = None if mask is None else mask[_crop_slices((h, w), new)]
+    return k.astype(np.complex64), m, new
+
+
+def _slice_scan(f: h5py.File, p: Path, i: int, prov: dict, crop: tuple[int, int] | None) -> MRIScan:
+    """The :class:`MRIScan` of slice ``i``, its reference embedded in the k-space grid when cropped."""
+    ks = f["kspace"]
+    single = ks.ndim == 3
+    h, w = ks.shape[-2:]
+    mask = _read_mask(f, str(p), (h, w))
+    rss_ds = _rss_dataset(f, p, ks.shape[0], single)
     try:
-        k = ks[i]
+        k = ks[i][None] if single else ks[i]
         ref = None if rss_ds is None else np.asarray(rss_ds[i], dtype=np.float32)
     except OSError as exc:
         raise FileFormatError(
@@ -269,21 +347,26 @@ def _slice_scan(
     require_complex(k, f"{p}: kspace")
     require_finite(k, f"{p}: kspace slice {i}")
     pr = dict(prov, slice=int(i))
+    if crop is not None:
+        k, mask, (h, w) = crop_kspace(k, mask, crop)
+        pr["cropped_to"] = [h, w]
     target = roi = None
     if ref is not None:
         if ref.shape == (h, w):
             target = ref
         else:
-            crop = tuple(min(a, b) for a, b in zip(ref.shape, (h, w)))
-            ref = center_crop(ref, crop)
+            shape = tuple(min(a, b) for a, b in zip(ref.shape, (h, w)))
+            ref = center_crop(ref, shape)
             target = center_pad(ref, (h, w))
-            roi = center_pad(np.ones(crop, dtype=bool), (h, w))
-            pr["target_crop_shape"] = list(crop)
+            roi = center_pad(np.ones(shape, dtype=bool), (h, w))
+            pr["target_crop_shape"] = list(shape)
     return MRIScan(kspace=k, mask=mask, target=target, roi=roi, provenance=pr)
 
 
-def read_fastmri(path: str | os.PathLike, slice: int | None = None) -> MRIScan | list[MRIScan]:
-    """Read a fastMRI multi-coil file into Cartesian :class:`MRIScan` objects, one per slice.
+def read_fastmri(
+    path: str | os.PathLike, slice: int | None = None, crop: bool = False
+) -> MRIScan | list[MRIScan]:
+    """Read a fastMRI file (multi-coil or single-coil) into Cartesian :class:`MRIScan` objects, one per slice.
 
     Parameters
     ----------
@@ -291,13 +374,19 @@ def read_fastmri(path: str | os.PathLike, slice: int | None = None) -> MRIScan |
         The ``.h5`` file (layout in the module docstring).
     slice
         Slice index (negative counts from the end) to read only that slice; ``None`` reads every slice.
+    crop
+        Crop to the recon matrix (the header's reconSpace, else the reference's shape) as the fastMRI tools
+        do: exactly, in the image domain, along the readout, and along the phase encode when it is fully
+        sampled (:func:`crop_kspace`); ``provenance["cropped_to"]`` holds the new grid.
 
     Returns
     -------
     MRIScan or list of MRIScan
-        ``kspace`` complex64 ``(C, H, W)``, ``mask`` bool ``(H, W)`` (from ``mask`` or the non-zero
-        k-space), ``target`` float32 ``(H, W)`` from ``reconstruction_rss`` (see the module docstring for
-        cropped targets), provenance with the source, slice, file attributes and header fields.
+        ``kspace`` complex64 ``(C, H, W)`` (``C = 1`` for single-coil files), ``mask`` bool ``(H, W)`` (from
+        ``mask`` or the non-zero k-space), ``target`` float32 ``(H, W)`` from ``reconstruction_rss``
+        (single-coil: ``reconstruction_esc``; see the module docstring for cropped targets), provenance
+        with the source, slice, file attributes, header fields and, when the header gives the encoded field
+        of view, ``spacing_mm`` ``(dH, dW)`` and ``slice_thickness_mm``.
     """
     p = Path(path)
     f = _open_fastmri(p)
@@ -308,13 +397,15 @@ def read_fastmri(path: str | os.PathLike, slice: int | None = None) -> MRIScan |
                 f"{p}: no 'kspace' dataset (found: {', '.join(sorted(f.keys())) or 'nothing'})",
                 "a fastMRI file needs 'kspace' (slices, coils, H, W)",
             )
-        require_ndim(ks, f"{p}: kspace", (4,), "(slices, coils, H, W) (a multi-coil fastMRI file)")
-        n_slices, _, h, w = ks.shape
+        require_ndim(
+            ks, f"{p}: kspace", (3, 4), "(slices, coils, H, W) (multi-coil) or (slices, H, W) (single-coil)"
+        )
+        n_slices, grid = ks.shape[0], tuple(ks.shape[-2:])
         indices = _slice_indices(p, n_slices, slice)
-        mask = _read_mask(f, str(p), (h, w))
-        rss_ds = _rss_dataset(f, p, n_slices)
-        prov = _file_provenance(f, p, n_slices)
-        scans = [_slice_scan(p, ks, rss_ds, i, mask, prov) for i in indices]
+        prov = _file_provenance(f, p, n_slices, grid)
+        prov["coils"] = "single" if ks.ndim == 3 else "multi"
+        shape = _crop_shape(p, prov, _rss_dataset(f, p, n_slices, ks.ndim == 3), grid) if crop else None
+        scans = [_slice_scan(f, p, i, prov, shape) for i in indices]
     return scans[0] if slice is not None else scans
 
 

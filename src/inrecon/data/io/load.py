@@ -7,13 +7,21 @@ format                      becomes
 ==========================  ==================================================================================
 inrecon HDF5                :func:`~inrecon.data.io.hdf5.read_scan` (root holds ``kspace``, ``sinogram`` or
                             ``volume``); an HDF5 file with only a real ``image`` dataset becomes a VolumeScan
-fastMRI multi-coil HDF5     4D ``kspace`` plus ``reconstruction_rss`` or ``ismrmrd_header``:
-                            :func:`~inrecon.data.io.fastmri.read_fastmri` of one slice (option ``slice``,
-                            default the middle one)
-BART ``.cfl/.hdr``          Cartesian k-space in BART order (READ, PHS1, PHS2, COIL): coils first, singleton
-                            spatial axes dropped, e.g. (1, 180, 230, 8) -> ``kspace`` (8, 180, 230). A BART
-                            file is always taken as Cartesian k-space (non-Cartesian samples need a trajectory:
-                            build the MRIScan yourself)
+fastMRI HDF5                complex ``kspace`` of rank 4 (multi-coil) or 3 (single-coil) with a fastMRI
+                            dataset or attribute: :func:`~inrecon.data.io.fastmri.read_fastmri` of one slice
+                            (option ``slice``, default the middle one; ``crop=True`` crops to the recon matrix)
+ISMRMRD / MRD HDF5          a group with ``xml`` and ``data``: :func:`~inrecon.data.io.ismrmrd.read_ismrmrd`
+                            (Cartesian or non-Cartesian, noise scans in provenance; option ``slice``)
+MATLAB ``.mat`` (v5, v7.3)  variables found by name: :func:`~inrecon.data.io.matlab.read_matlab_scan`
+                            (option ``image_shape`` for non-Cartesian data)
+BART ``.cfl/.hdr``          k-space in BART order (READ, PHS1, PHS2, COIL): coils first, singleton spatial
+                            axes dropped, e.g. (1, 180, 230, 8) -> ``kspace`` (8, 180, 230). With
+                            ``traj=`` (a BART trajectory file or array, ``(3, readout, spokes)``) the samples
+                            are non-Cartesian (:func:`~inrecon.data.io.bart.bart_trajectory`); without one,
+                            data that cannot be Cartesian (radial spokes, spiral interleaves:
+                            :func:`~inrecon.data.io.bart.noncartesian_reason`) is refused. A BART image (a
+                            MAPS axis longer than 1, as ``bart pics`` writes) becomes a VolumeScan of its
+                            root-sum-of-squares (:func:`~inrecon.data.io.bart.read_cfl_image`)
 ``.npy``                    complex ``(C, H, W)`` / ``(C, D, H, W)`` (or one coil ``(H, W)``) -> Cartesian
                             MRIScan; real ``(H, W)`` / ``(D, H, W)`` -> VolumeScan
 ``.npz``                    keys of the HDF5 contract (``kspace``, ``mask``, ``sinogram``, ``angles``,
@@ -21,12 +29,18 @@ BART ``.cfl/.hdr``          Cartesian k-space in BART order (READ, PHS1, PHS2, C
                             a single array -> as ``.npy`` (an array named ``hu`` counts as Hounsfield units)
 NIfTI ``.nii/.nii.gz``      VolumeScan (axes reversed to array order, spacing from the header)
 DICOM file or folder        VolumeScan; CT in HU is windowed to [-800, 400] and scaled to [0, 1] unless
-                            ``hu_window=None`` (or another window) is given
+                            ``hu_window=None`` (or another window) is given (a CT series with RescaleType
+                            US, values not in HU, is kept as stored); spacing and the DICOM identity
+                            (``provenance["dicom"]``) are kept, and outputs join the input's study
 ==========================  ==================================================================================
+
+Every format also takes ``reference=`` (an image file :func:`~inrecon.data.io.images.read_image` reads, e.g.
+a BART ``img.cfl``): it becomes the scan's ``target``, so that reconstructions are scored against it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import zipfile
@@ -37,19 +51,23 @@ import h5py
 import numpy as np
 import torch
 
-from inrecon.data.io.bart import read_cfl
+from inrecon.data.io.bart import bart_trajectory, noncartesian_reason, read_cfl, read_cfl_image
 from inrecon.data.io.dicom import read_dicom_ct
 from inrecon.data.io.fastmri import is_fastmri, read_fastmri
 from inrecon.data.io.hdf5 import read_scan
+from inrecon.data.io.ismrmrd import ismrmrd_group, read_ismrmrd
+from inrecon.data.io.matlab import read_matlab_scan
 from inrecon.data.phantoms import HU_WINDOW, hu_to_unit
 from inrecon.data.scans import CTGeometry, CTScan, MRIScan, Scan, SeriesScan, VolumeScan
 from inrecon.errors import FileFormatError, InreconError, ShapeError
 
-__all__ = ["SUPPORTED_FORMATS", "describe", "detect_format", "load_scan"]
+__all__ = ["SUPPORTED_FORMATS", "add_input_options", "describe", "detect_format", "load_scan", "scan_options"]
 
 SUPPORTED_FORMATS = (
     "inrecon HDF5 (.h5)",
-    "fastMRI multi-coil HDF5 (.h5)",
+    "fastMRI HDF5 (.h5)",
+    "ISMRMRD/MRD HDF5 (.h5, .mrd)",
+    "MATLAB (.mat)",
     "BART .cfl/.hdr",
     "NumPy .npy/.npz",
     "NIfTI (.nii, .nii.gz)",
@@ -57,13 +75,15 @@ SUPPORTED_FORMATS = (
 )
 
 _OPTIONS = {
-    "fastmri": {"slice"},
+    "fastmri": {"slice", "crop"},
+    "ismrmrd": {"slice"},
+    "matlab": {"image_shape"},
     "dicom": {"hu_window", "series_uid"},
     "npz": {"hu_window"},
     "npy": {"hu_window"},
     "nifti": {"hu_window"},
     "hdf5": set(),
-    "bart": set(),
+    "bart": {"traj"},
 }
 
 _AUTO = "auto"
@@ -85,8 +105,8 @@ def _bart_base(p: Path) -> Path | None:
 
 
 def detect_format(path: str | os.PathLike) -> str:
-    """The format of ``path``: ``"hdf5"``, ``"fastmri"``, ``"bart"``, ``"npy"``, ``"npz"``, ``"nifti"`` or
-    ``"dicom"``; raises :class:`~inrecon.errors.FileFormatError` for anything else."""
+    """The format of ``path``: ``"hdf5"``, ``"fastmri"``, ``"ismrmrd"``, ``"matlab"``, ``"bart"``, ``"npy"``,
+    ``"npz"``, ``"nifti"`` or ``"dicom"``; raises :class:`~inrecon.errors.FileFormatError` for anything else."""
     p = Path(path)
     if p.suffix in (".cfl", ".hdr") or (not p.exists() and _bart_base(p) is not None):
         return "bart"
@@ -101,10 +121,14 @@ def detect_format(path: str | os.PathLike) -> str:
         raise _unsupported(p, f"it cannot be opened ({exc.__class__.__name__})") from None
     if not head:
         raise _unsupported(p, "the file is empty")
+    if head[:6] == b"MATLAB" or p.suffix.lower() == ".mat":
+        return "matlab"
     if any(head[o : o + 8] == _HDF5_MAGIC for o in (0, 512, 1024)):
         try:
             with h5py.File(p, "r") as f:
-                return "fastmri" if is_fastmri(f) else "hdf5"
+                if is_fastmri(f):
+                    return "fastmri"
+                return "ismrmrd" if ismrmrd_group(f) is not None else "hdf5"
         except OSError:
             return "hdf5"  # read_scan reports the corruption
     if head[:6] == b"\x93NUMPY":
@@ -127,10 +151,12 @@ def load_scan(path: str | os.PathLike, **options: Any) -> Scan:
     path
         File, BART base name, or DICOM folder.
     **options
-        ``slice`` (fastMRI: slice index, default the middle slice); ``hu_window`` (DICOM, ``.npy``,
-        ``.npz``, NIfTI: ``(lo, hi)`` HU window to scale to [0, 1], ``None`` to keep values as stored; the
-        default windows CT DICOM and ``hu`` arrays to [-800, 400]); ``series_uid`` (DICOM folders with several
-        series).
+        ``slice`` (fastMRI, ISMRMRD: slice index, default the middle slice); ``crop`` (fastMRI: crop to the
+        recon matrix); ``traj`` (BART: trajectory ``.cfl`` path or BART-order array); ``image_shape``
+        (MATLAB, non-Cartesian); ``hu_window`` (DICOM, ``.npy``, ``.npz``, NIfTI: ``(lo, hi)`` HU window to
+        scale to [0, 1], ``None`` to keep values as stored; the default windows CT DICOM and ``hu`` arrays to
+        [-800, 400]); ``series_uid`` (DICOM folders with several series); ``reference`` (any format: an
+        image file that becomes the scan's ``target``).
 
     Returns
     -------
@@ -139,29 +165,60 @@ def load_scan(path: str | os.PathLike, **options: Any) -> Scan:
     """
     p = Path(path)
     fmt = detect_format(p)
+    reference = options.pop("reference", None)
     unknown = set(options) - _OPTIONS[fmt]
     if unknown:
-        allowed = ", ".join(sorted(_OPTIONS[fmt])) or "none"
+        allowed = ", ".join(sorted(_OPTIONS[fmt] | {"reference"}))
         raise InreconError(
             f"option(s) {', '.join(sorted(unknown))} do not apply to {fmt} files ({p.name})",
             f"options for this format: {allowed}",
         )
-    if fmt == "hdf5":
-        scan = _load_hdf5(p)
-    elif fmt == "fastmri":
-        scan = _load_fastmri(p, options.get("slice"))
-    elif fmt == "bart":
-        scan = _load_bart(p)
-    elif fmt == "npy":
-        scan = _from_array(_load_npy(p), p, options.get("hu_window"), "npy")
-    elif fmt == "npz":
-        scan = _load_npz(p, options.get("hu_window", _AUTO))
-    elif fmt == "nifti":
-        scan = _load_nifti(p, options.get("hu_window"))
-    else:
-        scan = _load_dicom(p, options.get("hu_window", _AUTO), options.get("series_uid"))
+    scan = _LOADERS[fmt](p, options)
     scan.provenance.setdefault("source", str(p))
     scan.provenance.setdefault("format", fmt)
+    return scan if reference is None else _with_reference(scan, reference)
+
+
+def add_input_options(parser) -> None:
+    """Add the command-line flags of :func:`load_scan`'s reader options (``--traj``, ``--crop``,
+    ``--reference``) to an argparse parser; :func:`scan_options` collects them."""
+    parser.add_argument(
+        "--traj", help="BART trajectory (.cfl/.hdr, BART dims (3, readout, spokes)) of the input"
+    )
+    parser.add_argument(
+        "--crop", action="store_true", help="fastMRI: crop to the recon matrix as fastMRI does"
+    )
+    parser.add_argument("--reference", help="reference image file (e.g. BART img.cfl): the scan's target")
+
+
+def scan_options(args) -> dict:
+    """The :func:`load_scan` options given on a command line (``--slice``, ``--traj``, ``--crop``,
+    ``--reference``; absent ones left out, so that formats they do not apply to are not bothered)."""
+    found = {
+        "slice": getattr(args, "slice", None),
+        "traj": getattr(args, "traj", None),
+        "crop": getattr(args, "crop", False) or None,
+        "reference": getattr(args, "reference", None),
+    }
+    return {k: v for k, v in found.items() if v is not None}
+
+
+def _with_reference(scan: Scan, reference) -> Scan:
+    """``scan`` with the image file ``reference`` as its target (checked against the image grid)."""
+    from inrecon.data.io.images import read_image
+
+    if isinstance(scan, SeriesScan):
+        raise InreconError("a series takes no reference file", "store per-frame targets in the series file")
+    ref = np.asarray(read_image(reference))
+    if tuple(ref.shape) != tuple(scan.image_shape):
+        raise ShapeError(
+            f"reference {reference} has shape {ref.shape} but the scan's image grid is {tuple(scan.image_shape)}",
+            "give a reference image on the reconstruction grid",
+        )
+    if np.iscomplexobj(ref) and not isinstance(scan, MRIScan):
+        ref = np.abs(ref)
+    scan = dataclasses.replace(scan, target=ref, roi=None)
+    scan.provenance["reference"] = str(reference)
     return scan
 
 
@@ -185,19 +242,29 @@ def _load_hdf5(p: Path) -> Scan:
     return read_scan(p)
 
 
-def _load_fastmri(p: Path, slice_index: int | None) -> MRIScan:
+def _slice_option(slice_index) -> int | None:
+    if slice_index is not None and (
+        isinstance(slice_index, bool) or not isinstance(slice_index, int | np.integer)
+    ):
+        raise InreconError(f"slice={slice_index!r} is not an integer", "give slice=<index>")
+    return None if slice_index is None else int(slice_index)
+
+
+def _load_fastmri(p: Path, slice_index: int | None, crop: bool = False) -> MRIScan:
+    slice_index = _slice_option(slice_index)
     if slice_index is None:
         with h5py.File(p, "r") as f:
             slice_index = int(f["kspace"].shape[0]) // 2
-    elif isinstance(slice_index, bool) or not isinstance(slice_index, int | np.integer):
-        raise InreconError(f"slice={slice_index!r} is not an integer", "give slice=<index>")
-    return read_fastmri(p, slice=int(slice_index))
+    return read_fastmri(p, slice=slice_index, crop=bool(crop))
 
 
-def _load_bart(p: Path) -> MRIScan:
+def _load_bart(p: Path, traj=None) -> MRIScan | VolumeScan:
     base = _bart_base(p) or p
     arr = read_cfl(base)
     dims = tuple(arr.shape)
+    prov = {"source": str(base), "format": "bart", "bart_dims": list(dims)}
+    if arr.ndim > 4 and dims[4] > 1 and traj is None:  # a MAPS axis: an image, as `bart pics` writes it
+        return VolumeScan(volume=np.asarray(read_cfl_image(base), dtype=np.float32), provenance=prov)
     if arr.ndim > 4:
         extra = dims[4:]
         if math.prod(extra) > 1:
@@ -207,18 +274,33 @@ def _load_bart(p: Path) -> MRIScan:
             )
         arr = arr.reshape(dims[:4])
     arr = arr.reshape(arr.shape + (1,) * (4 - arr.ndim))
+    if traj is not None:
+        return _bart_noncartesian(arr, traj, prov)
     ksp = np.transpose(arr, (3, 0, 1, 2))  # (COIL, READ, PHS1, PHS2)
     spatial = [ax for ax in (1, 2, 3) if ksp.shape[ax] > 1]
     if len(spatial) < 2:
         raise ShapeError(
             f"{base}: BART array {dims} has fewer than two spatial axes larger than 1",
-            "give 2D (READ=1 or PHS2=1) or 3D Cartesian k-space",
+            "give 2D (READ=1 or PHS2=1) or 3D Cartesian k-space, or non-Cartesian data with --traj",
         )
     ksp = ksp.reshape((ksp.shape[0], *(ksp.shape[ax] for ax in spatial)))
-    return MRIScan(
-        kspace=np.ascontiguousarray(ksp),
-        provenance={"source": str(base), "format": "bart", "bart_dims": list(dims)},
-    )
+    why = noncartesian_reason(ksp)
+    if why is not None:
+        raise ShapeError(
+            f"{base}: BART array {dims} cannot be Cartesian k-space: {why}",
+            "pass its trajectory (--traj traj.cfl, or load_scan(path, traj=...)), e.g. made by `bart traj`",
+        )
+    return MRIScan(kspace=np.ascontiguousarray(ksp), provenance=prov)
+
+
+def _bart_noncartesian(arr: np.ndarray, traj, prov: dict) -> MRIScan:
+    """BART samples ``(READ, PHS1, PHS2, COIL)`` along the trajectory ``traj`` (file or array)."""
+    if isinstance(traj, str | os.PathLike):
+        prov["trajectory_source"] = str(traj)
+        traj = read_cfl(_bart_base(Path(traj)) or Path(traj))
+    coords, shape = bart_trajectory(np.asarray(traj), tuple(arr.shape[:3]))
+    ksp = np.moveaxis(arr, 3, 0).reshape(arr.shape[3], -1, order="F")
+    return MRIScan(kspace=np.ascontiguousarray(ksp), trajectory=coords, image_shape=shape, provenance=prov)
 
 
 def _load_npy(p: Path) -> np.ndarray:
@@ -390,7 +472,7 @@ def _load_nifti(p: Path, hu_window) -> VolumeScan:
 
 def _load_dicom(p: Path, hu_window, series_uid) -> VolumeScan:
     hu, spacing, meta = read_dicom_ct(p, series_uid=series_uid)
-    is_ct = meta.get("Modality") == "CT"
+    is_ct = meta.get("Modality") == "CT" and meta.get("RescaleType", "HU") == "HU"  # "US": not HU
     if hu_window == _AUTO:
         hu_window = HU_WINDOW if is_ct else None
     vol = hu[0] if hu.shape[0] == 1 else hu
@@ -406,6 +488,19 @@ def _load_dicom(p: Path, hu_window, series_uid) -> VolumeScan:
     return VolumeScan(volume=vol, provenance=prov)
 
 
+_LOADERS = {
+    "hdf5": lambda p, o: _load_hdf5(p),
+    "fastmri": lambda p, o: _load_fastmri(p, o.get("slice"), o.get("crop", False)),
+    "ismrmrd": lambda p, o: read_ismrmrd(p, slice=_slice_option(o.get("slice"))),
+    "matlab": lambda p, o: read_matlab_scan(p, image_shape=o.get("image_shape")),
+    "bart": lambda p, o: _load_bart(p, o.get("traj")),
+    "npy": lambda p, o: _from_array(_load_npy(p), p, o.get("hu_window"), "npy"),
+    "npz": lambda p, o: _load_npz(p, o.get("hu_window", _AUTO)),
+    "nifti": lambda p, o: _load_nifti(p, o.get("hu_window")),
+    "dicom": lambda p, o: _load_dicom(p, o.get("hu_window", _AUTO), o.get("series_uid")),
+}
+
+
 # --------------------------------------------------------------------------------------------------------
 # describe
 # --------------------------------------------------------------------------------------------------------
@@ -417,7 +512,8 @@ def _jsonable(v: Any) -> Any:
     if isinstance(v, torch.Tensor):
         v = v.detach().cpu().numpy()
     if isinstance(v, np.ndarray):
-        return v.tolist() if v.size <= 64 else f"array{tuple(v.shape)} {v.dtype}"
+        small = v.size <= 64 and not np.iscomplexobj(v)
+        return v.tolist() if small else f"array{tuple(v.shape)} {v.dtype}"
     if isinstance(v, np.generic):
         return v.item()
     if isinstance(v, float) and not math.isfinite(v):
