@@ -31,7 +31,7 @@ from inrecon.engine.callbacks import Evaluate, HoldOut, Progress
 from inrecon.engine.checkpoint import config_fingerprint
 from inrecon.engine.fit import FitTask, Model, evaluator
 from inrecon.engine.losses import LossConfig, LossKind
-from inrecon.engine.regularizers import PriorConfig, make_prior
+from inrecon.engine.regularizers import PriorConfig, make_prior, prior_scale
 from inrecon.engine.trainer import Checkpoint, MonitorConfig, OptimConfig, Run, train
 from inrecon.errors import InreconError
 from inrecon.physics.measurement import Measurement
@@ -80,6 +80,14 @@ def data_identity(meas: Measurement) -> list:
     return [list(meas.y.shape), float(meas.y.abs().sum())]
 
 
+def _prior(meas: Measurement, cfg: PriorConfig):
+    if cfg.tv == 0 and cfg.wavelet == 0:
+        return None
+    with torch.no_grad():
+        scale = prior_scale(math.prod(meas.image_shape), meas.n_samples, meas.adjoint(meas.y))
+    return make_prior(cfg, meas.image_shape, scale)
+
+
 def fit_model(
     meas: Measurement,
     model: Model,
@@ -109,7 +117,7 @@ def fit_model(
         meas,
         cfg.loss,
         train=train_idx,
-        prior=make_prior(cfg.prior, meas.image_shape),
+        prior=_prior(meas, cfg.prior),
         batch_size=batch_size,
         seed=cfg.seed,
     )

@@ -1,7 +1,9 @@
 """Image-domain priors any INR fit can add to its data term (through :class:`~inrecon.engine.fit.FitTask`).
 
-Weights are relative to data scaled to a largest sample magnitude of 1 (the INR convention), so one weight
-means the same on scans of any intensity. ``tv="auto"`` chooses the total-variation weight without a reference:
+Weights are relative (``relative=True``, the default): a weight ``w`` penalises ``w * s * prior(x)`` with
+``s = (P / M) max|A^H y|`` for an image of ``P`` pixels fitted to ``M`` samples ``y`` -- the size of the data
+term's gradient at the zero image -- so one weight means the same on MRI and CT scans of any intensity, matrix
+and sampling (as the classical methods' relative weights do). ``tv="auto"`` chooses the total-variation weight without a reference:
 :func:`~inrecon.engine.holdout.fit_with_holdout` runs its hold-out stage once per candidate and keeps the weight
 whose held-out loss is lowest.
 """
@@ -16,7 +18,7 @@ import torch
 
 from inrecon.config import NonNegFloat, PosFloat
 
-__all__ = ["PriorConfig", "make_prior", "total_variation", "wavelet_l1"]
+__all__ = ["PriorConfig", "make_prior", "prior_scale", "total_variation", "wavelet_l1"]
 
 
 @dataclass
@@ -26,13 +28,20 @@ class PriorConfig:
     tv: NonNegFloat | Literal["auto"] = 0.0
     """Weight of the isotropic total variation of the rendered image (mean over pixels; complex images use the
     modulus of the complex gradient); 0: none; auto: the candidate with the lowest held-out loss."""
-    tv_candidates: tuple[PosFloat, ...] = (0.003, 0.01, 0.03, 0.1)
+    tv_candidates: tuple[PosFloat, ...] = (0.001, 0.003, 0.01, 0.03)
     """Weights tried by tv=auto."""
     wavelet: NonNegFloat = 0.0
     """Weight of the L1 norm of the image's orthonormal db4 wavelet coefficients (mean magnitude); 0: none."""
+    relative: bool = True
+    """Weights relative to the data term's gradient at the zero image (module docstring); False: absolute."""
 
     def is_auto(self) -> bool:
         return self.tv == "auto"
+
+
+def prior_scale(image_pixels: int, n_samples: int, aty: torch.Tensor) -> float:
+    """``(P / M) max|A^H y|``: what a relative prior weight is multiplied by (module docstring)."""
+    return float(image_pixels) / float(n_samples) * float(aty.detach().abs().max())
 
 
 def total_variation(image: torch.Tensor) -> torch.Tensor:
@@ -66,18 +75,19 @@ def wavelet_l1(shape: tuple[int, ...]) -> Callable[[torch.Tensor], torch.Tensor]
 
 
 def make_prior(
-    cfg: PriorConfig, shape: tuple[int, ...] | None = None
+    cfg: PriorConfig, shape: tuple[int, ...] | None = None, scale: float = 1.0
 ) -> Callable[[torch.Tensor], torch.Tensor] | None:
-    """``image -> penalty`` for ``cfg`` (an image ``shape`` is needed for the wavelet term), or ``None`` when
-    every weight is 0. ``tv="auto"`` must have been resolved to a number first."""
+    """``image -> penalty`` for ``cfg`` (an image ``shape`` is needed for the wavelet term; ``scale`` multiplies
+    relative weights), or ``None`` when every weight is 0. ``tv="auto"`` must have been resolved first."""
     if cfg.is_auto():
         raise ValueError("resolve prior.tv='auto' to a weight before building the prior")
+    s = float(scale) if cfg.relative else 1.0
     terms = []
     if cfg.tv > 0:
-        w_tv = float(cfg.tv)
+        w_tv = float(cfg.tv) * s
         terms.append(lambda image: w_tv * total_variation(image))
     if cfg.wavelet > 0:
-        w_wav, l1 = float(cfg.wavelet), wavelet_l1(tuple(shape))
+        w_wav, l1 = float(cfg.wavelet) * s, wavelet_l1(tuple(shape))
         terms.append(lambda image: w_wav * l1(image))
     if not terms:
         return None

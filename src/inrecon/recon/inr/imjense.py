@@ -58,8 +58,8 @@ class IMJENSEConfig:
     """The data term."""
     stop: StopConfig = field(default_factory=lambda: StopConfig(patience=200))
     """The reference-free stopping rule."""
-    prior: PriorConfig = field(default_factory=lambda: PriorConfig(tv=1e-3))
-    """IMJENSE's total-variation penalty on the image."""
+    prior: PriorConfig = field(default_factory=lambda: PriorConfig(tv=1e-3, relative=False))
+    """IMJENSE's total-variation penalty on the image (the authors' absolute weight)."""
     monitor: MonitorConfig = field(default_factory=lambda: MonitorConfig(eval_every=25))
     """Evaluation, checkpoint and sync intervals."""
     dc: bool = True
