@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Literal
 
 import torch
 import torch.nn.functional as F
@@ -53,7 +53,12 @@ class HashGridConfig:
     base_resolution: PosInt = 16
     """Coarsest resolution N_min."""
     per_level_scale: Annotated[float, InRange(1.0, 4.0, lo_open=True)] = 1.5
-    """Growth factor b between levels (the Bilevel code tunes it in [1.2, 1.6])."""
+    """Growth factor b between levels (the Bilevel code tunes it in [1.2, 1.6]); replaced when max_resolution
+    is set."""
+    max_resolution: PosInt | Literal["grid"] | None = None
+    """Resolution of the finest level N_max; per_level_scale then becomes (N_max / base_resolution)^(1 /
+    (n_levels - 1)). "grid": the image grid's largest side (no level finer than the pixels). None: keep
+    per_level_scale."""
     smoothstep: bool = False
     """Smoothstep instead of linear interpolation weights."""
     init_range: PosFloat = 1e-4

@@ -67,6 +67,22 @@ class FieldConfig:
     """The SIREN network (backbone siren)."""
 
 
+def for_grid(cfg, shape: tuple[int, ...]):
+    """``cfg`` (a :class:`HashGridConfig`, or any config with a ``hash`` section) with ``max_resolution`` turned
+    into ``per_level_scale`` for images of ``shape``."""
+    from dataclasses import replace
+
+    if not isinstance(cfg, HashGridConfig):
+        return replace(cfg, hash=for_grid(cfg.hash, shape))
+    hash_cfg = cfg
+    if hash_cfg.max_resolution is None:
+        return hash_cfg
+    n_max = max(shape) if hash_cfg.max_resolution == "grid" else int(hash_cfg.max_resolution)
+    n_min = hash_cfg.base_resolution
+    b = (max(n_max, n_min + 1) / n_min) ** (1.0 / max(1, hash_cfg.n_levels - 1))
+    return replace(hash_cfg, per_level_scale=float(b), max_resolution=None)
+
+
 def make_encoding(
     dim: int, backbone: str, hash_cfg: HashGridConfig, fourier_cfg: FourierFeaturesConfig
 ) -> nn.Module:

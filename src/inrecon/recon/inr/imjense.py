@@ -27,7 +27,7 @@ from inrecon.engine.regularizers import PriorConfig
 from inrecon.engine.trainer import MonitorConfig, OptimConfig
 from inrecon.errors import InreconError
 from inrecon.models.encodings import HashGridConfig
-from inrecon.models.fields import FieldConfig, ImageINR, NeuralField, count_parameters
+from inrecon.models.fields import FieldConfig, ImageINR, NeuralField, count_parameters, for_grid
 from inrecon.models.networks import MLPConfig
 from inrecon.physics.measurement import Measurement, build_measurement
 from inrecon.recon.inr.ngp import NET_ALIASES
@@ -147,7 +147,7 @@ def _acs_coil_maps(scan: MRIScan, op_nomaps) -> tuple[torch.Tensor, torch.Tensor
 def _model(scan: MRIScan, meas: Measurement, cfg: IMJENSEConfig, init_maps, rss) -> Model:
     torch.manual_seed(cfg.seed)
     device = meas.y.device
-    inr = ImageINR(NeuralField(2, 2, cfg.net).to(device), scan.image_shape, True)
+    inr = ImageINR(NeuralField(2, 2, for_grid(cfg.net, scan.image_shape)).to(device), scan.image_shape, True)
     coils = PolynomialCoils(scan.n_coils, scan.image_shape, cfg.poly_order, device=device)
     coils.fit_to(init_maps, rss / rss.max())
     module = nn.ModuleDict({"inr": inr, "coils": coils})

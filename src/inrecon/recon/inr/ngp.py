@@ -24,7 +24,7 @@ from inrecon.engine.losses import LossConfig
 from inrecon.engine.regularizers import PriorConfig
 from inrecon.engine.trainer import MonitorConfig, OptimConfig
 from inrecon.errors import InreconError
-from inrecon.models.fields import FieldConfig, ImageINR, NeuralField, count_parameters
+from inrecon.models.fields import FieldConfig, ImageINR, NeuralField, count_parameters, for_grid
 from inrecon.models.networks import MLPConfig
 from inrecon.physics.measurement import Measurement, MeasurementConfig, measure
 from inrecon.recon.registry import DEFAULT_CONTEXT, Context, MethodSpec, ReconResult
@@ -102,7 +102,9 @@ def field_model(meas: Measurement, cfg: NGPConfig, state: dict | None = None) ->
     """A freshly initialised (seeded) field on the measurement's grid as a :class:`Model`; ``state`` loads
     given weights instead (Meta's learned initialisation)."""
     torch.manual_seed(cfg.seed)
-    f = NeuralField(len(meas.image_shape), 2 if meas.complex_image else 1, cfg.net)
+    f = NeuralField(
+        len(meas.image_shape), 2 if meas.complex_image else 1, for_grid(cfg.net, meas.image_shape)
+    )
     if state is not None:
         f.load_state_dict(state)
     f = f.to(meas.y.device)
@@ -147,6 +149,16 @@ NGP_SPACE = SearchSpace(
 """The Bilevel authors' search space (log10 bounds for the log parameters)."""
 
 
+def explicit_scale(h: dict) -> dict:
+    """A tuned ``per_level_scale`` replaces one derived from ``max_resolution``."""
+    return {**h, "net.hash.max_resolution": None} if "per_level_scale" in h else dict(h)
+
+
+def ngp_apply(cfg: NGPConfig, h: dict, info: dict) -> dict:
+    """The final fit's overrides (:func:`~inrecon.tuning.objective.final_overrides` with the tuned scale)."""
+    return final_overrides(cfg, explicit_scale(h), info)
+
+
 def ngp_objective(scan, cfg: NGPConfig, space: SearchSpace, *, oracle=False, show_progress=None, model=None):
     """``h -> (score, info)``: a trial fits the INR with ``cfg`` updated by ``h`` on the training part of the
     hold-out split (``cfg.stop.fraction``, ``cfg.seed``) and is scored by its best held-out loss (``cfg.stop``'s
@@ -158,7 +170,7 @@ def ngp_objective(scan, cfg: NGPConfig, space: SearchSpace, *, oracle=False, sho
     split = meas.split(cfg.stop.fraction, cfg.seed)
 
     def objective(h: dict) -> tuple[float, dict]:
-        c = apply_h(cfg, h)
+        c = apply_h(cfg, explicit_scale(h))
         score, info = score_trial(
             meas,
             field_model(meas, c),
@@ -180,5 +192,5 @@ NGP = MethodSpec(
     NGPConfig,
     ("mri", "ct", "volume"),
     "scan-specific INR (hash grid + MLP; net.backbone=fourier|siren) with a hold-out stopping rule",
-    tunable=Tunable(NGP_SPACE, ngp_objective, final_overrides),
+    tunable=Tunable(NGP_SPACE, ngp_objective, ngp_apply),
 )

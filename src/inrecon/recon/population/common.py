@@ -39,7 +39,7 @@ from inrecon.engine.losses import LossConfig, data_loss
 from inrecon.engine.regularizers import PriorConfig
 from inrecon.engine.trainer import Checkpoint, MonitorConfig, OptimConfig, StepOutput, Task, train
 from inrecon.errors import FileFormatError, InreconError
-from inrecon.models.fields import grid_coords
+from inrecon.models.fields import for_grid, grid_coords
 from inrecon.models.population import PopulationArch
 from inrecon.physics.measurement import Measurement, MeasurementConfig, measure
 from inrecon.recon.registry import Context, ReconResult
@@ -301,15 +301,17 @@ def pretrain_population(
     checkpoint_dir=None,
     extra_meta: dict | None = None,
 ) -> Path:
-    """Pre-train a shared-plus-subject network ``make_net(dim, channels, subject_ids)`` on ``scans`` and write
-    the shared part (its ``SHARED_PREFIXES``) to ``output``."""
+    """Pre-train a shared-plus-subject network ``make_net(dim, channels, subject_ids, arch)`` on ``scans`` and
+    write the shared part (its ``SHARED_PREFIXES``) to ``output``; ``arch`` is ``cfg.arch`` resolved for the
+    subjects' grid (:func:`~inrecon.models.fields.for_grid`), and the model file stores it."""
     t0 = time.perf_counter()
     subjects = SubjectSet(scans, cfg.data, names=names)
     dim, ch = len(subjects.image_shape), 2 if subjects.complex_output else 1
     rank, world = rank_world()
     mine = [i for i in range(len(subjects)) if i % world == rank]
+    arch = for_grid(cfg.arch, subjects.image_shape)
     torch.manual_seed(cfg.seed)
-    net = make_net(dim, ch, list(range(len(subjects))))
+    net = make_net(dim, ch, list(range(len(subjects))), arch)
     net.drop_subjects_except(mine)  # identical init on every rank, then each keeps its own subjects
     net = net.to(subjects.measurements[0].y.device)
     fp = config_fingerprint(
@@ -333,7 +335,7 @@ def pretrain_population(
     )
     meta = {
         "method": kind,
-        "architecture": config_to_dict(cfg.arch),
+        "architecture": config_to_dict(arch),
         "config": config_to_dict(cfg),
         "signature": subjects.signature,
         "trained_on": subjects.names,

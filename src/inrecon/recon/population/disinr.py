@@ -59,8 +59,7 @@ class DisINRAdaptConfig(common.AdaptConfig):
 def pretrain_disinr(scans, cfg: DisINRPretrainConfig, output, **run) -> Path:
     """Pre-train DisINR on ``scans`` (their raw measurements only) and write the model file ``output``; ``run``:
     ``names``, ``show_progress``, ``checkpoint_dir``."""
-    net = lambda dim, ch, ids: DisINRNetwork(dim, ch, ids, cfg.arch)  # noqa: E731
-    return common.pretrain_population("disinr", net, scans, cfg, output, **run)
+    return common.pretrain_population("disinr", DisINRNetwork, scans, cfg, output, **run)
 
 
 def load_disinr(model: str | Path, scan=None, device=None) -> tuple[DisINRNetwork, dict]:

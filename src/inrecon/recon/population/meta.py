@@ -23,7 +23,7 @@ from inrecon.engine.checkpoint import config_fingerprint
 from inrecon.engine.fit import FitTask
 from inrecon.engine.losses import LossConfig, data_loss
 from inrecon.engine.trainer import Checkpoint, OptimConfig, StepOutput, Task, train
-from inrecon.models.fields import FieldConfig, NeuralField, count_parameters
+from inrecon.models.fields import FieldConfig, NeuralField, count_parameters, for_grid
 from inrecon.models.networks import MLPConfig
 from inrecon.physics.measurement import MeasurementConfig, measure
 from inrecon.recon.inr.ngp import NET_ALIASES, NGPConfig, field_model
@@ -89,7 +89,7 @@ class _MetaTask(Task):
         self.module, self.subjects, self.cfg = meta_field, subjects, cfg
         # one working copy serves every subject (one grid); the inner loop has no weight decay
         self.work = field_model(
-            subjects.measurements[0], NGPConfig(net=cfg.net, optim=OptimConfig(), seed=cfg.seed)
+            subjects.measurements[0], NGPConfig(net=meta_field.cfg, optim=OptimConfig(), seed=cfg.seed)
         )
         self.inner = OptimConfig(steps=cfg.inner_steps, lr=cfg.inner_lr, schedule="constant")
 
@@ -126,7 +126,8 @@ def pretrain_meta(
     subjects = SubjectSet(scans, cfg.data, names=names)
     dim, ch = len(subjects.image_shape), 2 if subjects.complex_output else 1
     torch.manual_seed(cfg.seed)
-    meta_field = NeuralField(dim, ch, cfg.net).to(subjects.measurements[0].y.device)
+    net_cfg = for_grid(cfg.net, subjects.image_shape)
+    meta_field = NeuralField(dim, ch, net_cfg).to(subjects.measurements[0].y.device)
     if cfg.algorithm == "fomaml":
         outer = OptimConfig(
             steps=cfg.outer_steps, lr=cfg.inner_lr, beta2=0.999, eps=1e-8, schedule="constant"
@@ -146,7 +147,7 @@ def pretrain_meta(
     meta = {
         "method": "meta",
         "config": config_to_dict(cfg),
-        "architecture": config_to_dict(cfg.net),
+        "architecture": config_to_dict(net_cfg),
         "signature": subjects.signature,
         "trained_on": subjects.names,
         "n_subjects": len(subjects),

@@ -48,8 +48,8 @@ class StrainerAdaptConfig(common.AdaptConfig):
     """Train only the new head (the Table 4 ablation)."""
 
 
-def _net_factory(arch: PopulationArch, width: int, n_shared: int, n_head: int):
-    def make(dim, ch, ids):
+def _net_factory(width: int, n_shared: int, n_head: int):
+    def make(dim, ch, ids, arch: PopulationArch):
         return StrainerNetwork(dim, ch, ids, arch, width=width, n_shared=n_shared, n_head=n_head)
 
     return make
@@ -58,7 +58,7 @@ def _net_factory(arch: PopulationArch, width: int, n_shared: int, n_head: int):
 def pretrain_strainer(scans, cfg: StrainerPretrainConfig, output, **run) -> Path:
     """Pre-train STRAINER's shared trunk with one head per subject from raw measurements; ``run``: ``names``,
     ``show_progress``, ``checkpoint_dir``."""
-    net = _net_factory(cfg.arch, cfg.width, cfg.n_shared, cfg.n_head)
+    net = _net_factory(cfg.width, cfg.n_shared, cfg.n_head)
     return common.pretrain_population("strainer", net, scans, cfg, output, **run)
 
 
@@ -68,13 +68,12 @@ def reconstruct_strainer(scan, cfg: StrainerAdaptConfig, ctx: Context) -> ReconR
     state, meta = common.load_model(ctx.model, "strainer", scan)  # compatibility checked before any work
     meas = measure(scan, cfg.data)
     pc, sig = meta["config"], meta["signature"]
-    make = _net_factory(
-        config_from_dict(PopulationArch, meta["architecture"]), pc["width"], pc["n_shared"], pc["n_head"]
-    )
+    make = _net_factory(pc["width"], pc["n_shared"], pc["n_head"])
+    arch = config_from_dict(PopulationArch, meta["architecture"])
 
     def build():
         return common.adapted_model(
-            lambda: make(len(sig["image_shape"]), sig["channels"], []),
+            lambda: make(len(sig["image_shape"]), sig["channels"], [], arch),
             state,
             meas,
             freeze=cfg.freeze_trunk,
