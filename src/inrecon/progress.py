@@ -25,7 +25,8 @@ from tqdm.auto import tqdm
 __all__ = ["LINE_INTERVAL_S", "progress", "progress_enabled", "progress_mode"]
 
 LINE_INTERVAL_S = 5.0
-"""Seconds between two lines of one bar in ``lines`` mode (``INRECON_PROGRESS_INTERVAL`` overrides)."""
+"""Seconds between two lines of one bar in ``lines`` mode (``INRECON_PROGRESS_INTERVAL`` overrides; ``0`` writes
+a line on every update)."""
 
 Mode = Literal["off", "bars", "lines"]
 _ENV_MODES: dict[str, Mode] = {
@@ -61,7 +62,7 @@ def progress_enabled(requested: bool | None = None) -> bool:
 
 def _line_interval() -> float:
     try:
-        return max(0.1, float(os.environ.get("INRECON_PROGRESS_INTERVAL", LINE_INTERVAL_S)))
+        return max(0.0, float(os.environ.get("INRECON_PROGRESS_INTERVAL", LINE_INTERVAL_S)))
     except ValueError:
         return LINE_INTERVAL_S
 

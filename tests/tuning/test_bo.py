@@ -122,7 +122,8 @@ def test_all_failed_and_bad_budget():
         tune(quad, _space(), kappa=-1.0)
 
 
-def test_maximize_and_table(capsys):
+def test_maximize_and_table(capsys, monkeypatch):
+    monkeypatch.setenv("INRECON_PROGRESS", "lines")  # CI silences progress with INRECON_PROGRESS=0
     res = tune(
         lambda h: (-quad(h)[0], {}), _space(), n_random=3, n_guided=2, minimize=False, show_progress=True
     )
