@@ -147,7 +147,7 @@ def test_series(tmp_path):
     }
     out, report, _ = _run("bilevel_series", tmp_path, over)
     table = {r["method"]: r for r in _section(report, "Mean ± std over the undersampled")["rows"]}
-    assert set(table) == {"residual fine-tuning", "from scratch per frame", "CG-SENSE"}
+    assert set(table) == {"residual fine-tuning", "from scratch per frame", "CG-SENSE", "GRAPPA"}
     assert all(r["n"] == 2 for r in table.values())
     curves = _section(report, "PSNR per frame")["curves"]
     assert all(len(c["x"]) == 3 for c in curves.values())

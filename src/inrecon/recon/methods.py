@@ -7,6 +7,7 @@ Adding a method is one module (a config dataclass, ``run(scan, cfg, ctx) -> Reco
 from __future__ import annotations
 
 from inrecon.recon.classical import ct as classical_ct
+from inrecon.recon.classical import grappa, ploraks
 from inrecon.recon.classical import mri as classical_mri
 from inrecon.recon.inr import bilevel, imjense, ngp
 from inrecon.recon.population import disinr, meta, strainer
@@ -21,6 +22,8 @@ METHODS = Registry(
         classical_mri.CG_SENSE,
         classical_mri.L1_WAVELET,
         classical_mri.TV,
+        grappa.GRAPPA,
+        ploraks.PLORAKS,
         classical_ct.FBP,
         classical_ct.SART,
         classical_ct.SIRT,

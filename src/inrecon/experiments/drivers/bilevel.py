@@ -52,6 +52,7 @@ _CLASSICAL = {
     "CG-SENSE": ("cgsense", {}),  # iteration count by k-space hold-out (its default)
     "L1-wavelet": ("l1wavelet", {"lam": "auto"}),
     "TV": ("tv", {"lam": "auto"}),
+    "P-LORAKS": ("ploraks", {}),  # rank from the calibration data, iterations by hold-out (its defaults)
 }
 _LABELS = ("NGP defaults", "bilevel (tuned)", "oracle")
 
@@ -68,7 +69,12 @@ class BilevelTunedConfig(TuningBudget):
     )
     """The scans (objects with the keys of a scan spec: name, kind, image, shape, seed, contrast, coils, af,
     acs, snr_db, pattern, poisson_af, mask_seed, noise_seed)."""
-    classical: tuple[Literal["CG-SENSE", "L1-wavelet", "TV"], ...] = ("CG-SENSE", "L1-wavelet", "TV")
+    classical: tuple[Literal["CG-SENSE", "L1-wavelet", "TV", "P-LORAKS"], ...] = (
+        "CG-SENSE",
+        "L1-wavelet",
+        "TV",
+        "P-LORAKS",
+    )
     """Classical references run with their hold-out weights."""
     default_peak: bool = True
     """Also fit the defaults on all samples for trial_steps steps and record their peak PSNR (the defaults

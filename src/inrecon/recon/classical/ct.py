@@ -49,12 +49,15 @@ class FBPConfig:
     """Frequency cutoff as a fraction of Nyquist."""
     nonnegative: bool = False
     """Clip negative values to zero afterwards."""
+    fan: Literal["auto", "rebin", "direct"] = "auto"
+    """Fan-beam algorithm: rebin to parallel beam, the direct fan-beam formula, or auto (rebin sparse full
+    scans, direct otherwise; inrecon.physics.fbp explains the measured crossover)."""
 
 
 def fbp_recon(scan: CTScan, cfg: FBPConfig, ctx: Context) -> ReconResult:
     """FBP of ``scan.sinogram`` (the analytic inverse of the projector: it reads the geometry directly)."""
     t0 = time.perf_counter()
-    img = fbp(scan.sinogram, scan.geometry, scan.angles, filter=cfg.filter, cutoff=cfg.cutoff)
+    img = fbp(scan.sinogram, scan.geometry, scan.angles, filter=cfg.filter, cutoff=cfg.cutoff, fan=cfg.fan)
     if cfg.nonnegative:
         img = img.clamp_min(0.0)
     return ReconResult(img, "fbp", asdict(cfg), {"seconds": time.perf_counter() - t0})
