@@ -5,8 +5,8 @@
    fan-beam sinograms.
 3. Pre-train DisINR on part of each population, from the measurements only (and Meta and STRAINER in the full
    profile).
-4. Reconstruct unseen subjects with the classical baselines, NGP and DisINR (and IMJENSE, Meta, STRAINER in the
-   full profile), every INR stopped by the same reference-free hold-out rule.
+4. Reconstruct unseen subjects with the classical baselines, NGP and DisINR (and IMJENSE, SAX-NeRF, Meta,
+   STRAINER in the full profile), every INR stopped by the same reference-free hold-out rule.
 5. Print the table and write a report (HTML + PNG figures, Markdown, JSON) with images, error maps, convergence
    curves and timings.
 
@@ -130,6 +130,8 @@ def _methods(modality: str, p: DemoProfile, models: dict[str, Path]) -> list[Met
     runs.append(MethodRun("NGP", "ngp", inr))
     if p.extra_methods and modality == "mri":
         runs.append(MethodRun("IMJENSE", "imjense", {"steps": p.inr_steps, "patience": p.patience}))
+    if p.extra_methods and modality == "ct":
+        runs.append(MethodRun("SAX-NeRF", "saxnerf", {"steps": p.inr_steps, "patience": p.patience}))
     stop = {"steps": p.inr_steps, "patience": p.patience}
     if "meta" in models:
         runs.append(MethodRun("Meta", "meta", stop, model=str(models["meta"])))

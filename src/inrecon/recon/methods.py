@@ -9,7 +9,7 @@ from __future__ import annotations
 from inrecon.recon.classical import ct as classical_ct
 from inrecon.recon.classical import grappa, ploraks
 from inrecon.recon.classical import mri as classical_mri
-from inrecon.recon.inr import bilevel, imjense, ngp
+from inrecon.recon.inr import bilevel, imjense, ngp, saxnerf
 from inrecon.recon.population import disinr, meta, strainer
 from inrecon.recon.registry import Registry
 from inrecon.recon.series import SERIES
@@ -30,6 +30,7 @@ METHODS = Registry(
         classical_ct.TV_CT,
         ngp.NGP,
         imjense.IMJENSE,
+        saxnerf.SAXNERF,
         bilevel.BILEVEL,
         disinr.DISINR,
         strainer.STRAINER,

@@ -73,7 +73,7 @@ class CTSparseViewConfig(Subjects, MetaPretraining, Fitting):
 
     views: tuple[PosInt, ...] = (60, 90)
     """View counts (one pre-training and one comparison per count)."""
-    methods: tuple[CTMethod, ...] = ("fbp", "sart", "tv", "ngp", "meta", "strainer", "disinr")
+    methods: tuple[CTMethod, ...] = ("fbp", "sart", "tv", "ngp", "saxnerf", "meta", "strainer", "disinr")
     """Methods compared (population methods only when pre-trained)."""
     pretrain_methods: tuple[PopulationMethod, ...] = ("disinr", "meta", "strainer")
     """Population methods pre-trained for each view count."""

@@ -49,7 +49,7 @@ __all__ = [
     "section",
 ]
 
-CTMethod = Literal["fbp", "sart", "tv", "ngp", "meta", "strainer", "disinr"]
+CTMethod = Literal["fbp", "sart", "tv", "ngp", "saxnerf", "meta", "strainer", "disinr"]
 """Methods a CT experiment can compare."""
 MRIMethod = Literal["zf", "cgsense", "l1wavelet", "tv", "imjense", "ngp", "meta", "strainer", "disinr"]
 """Methods an MRI experiment can compare."""
@@ -67,6 +67,7 @@ _LABELS = {
     "sart": "SART",
     "ngp": "NGP",
     "imjense": "IMJENSE",
+    "saxnerf": "SAX-NeRF",
     "meta": "Meta",
     "strainer": "STRAINER",
     "disinr": "DisINR",
@@ -262,7 +263,7 @@ def method_runs(
 ) -> list[MethodRun]:
     """The comparison's columns for ``methods`` (population methods only where a model was pre-trained)."""
     inr = cfg.inr_overrides()
-    over = {"ngp": {**inr, **arch.overrides()}, "imjense": dict(inr)}
+    over = {"ngp": {**inr, **arch.overrides()}, "imjense": dict(inr), "saxnerf": dict(inr)}
     runs = []
     for m in methods:
         if m in ("meta", "strainer", "disinr"):
