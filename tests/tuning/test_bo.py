@@ -130,3 +130,59 @@ def test_maximize_and_table(capsys, monkeypatch):
     assert res.best_score == max(t["score"] for t in res.trials)
     err = capsys.readouterr().err
     assert "guided" in err and "tuning done" in err
+
+
+# --- parallel trials (issue 13 item 9) ------------------------------------------------------------------------
+def test_one_worker_is_the_sequential_loop(tmp_path):
+    a = tune(quad, _space(), n_random=3, n_guided=3, seed=2)
+    b = tune(quad, _space(), n_random=3, n_guided=3, seed=2, workers=1, log_path=tmp_path / "t.jsonl")
+    assert [t["x"] for t in a.trials] == [t["x"] for t in b.trials]
+    assert [t["score"] for t in a.trials] == [t["score"] for t in b.trials]
+
+
+def test_q_batches_propose_distinct_points_and_still_find_the_optimum(tmp_path):
+    res = tune(quad, _space(), n_random=6, n_guided=15, seed=3, workers=3, log_path=tmp_path / "t.jsonl")
+    assert len(res.trials) == 21 and [t["index"] for t in res.trials] == list(range(21))
+    assert [t["phase"] for t in res.trials] == ["random"] * 6 + ["guided"] * 15
+    # the random phase is the same Sobol sequence as with one worker
+    seq = tune(quad, _space(), n_random=6, n_guided=0, seed=3)
+    assert [t["x"] for t in res.trials[:6]] == [t["x"] for t in seq.trials]
+    for start in range(6, 21, 3):  # one batch: one GP fit, three different points
+        xs = [tuple(t["x"]) for t in res.trials[start : start + 3]]
+        assert len(set(xs)) == 3
+        assert len({tuple(t["gp_warnings"]) for t in res.trials[start : start + 3]}) == 1
+    assert res.best_score < 5e-3
+
+
+def test_a_batch_interrupted_half_way_reruns_only_its_unlogged_trials(tmp_path):
+    full = tune(quad, _space(), n_random=4, n_guided=4, seed=1, workers=2, log_path=tmp_path / "full.jsonl")
+    log = tmp_path / "part.jsonl"
+    lines = (tmp_path / "full.jsonl").read_text().splitlines(keepends=True)
+    log.write_text("".join(lines[:8]))  # header + trials 0-6: trial 7 of the batch (6, 7) is missing
+    calls = []
+
+    def counting(h):
+        calls.append(h)
+        return quad(h)
+
+    resumed = tune(counting, _space(), n_random=4, n_guided=4, seed=1, workers=2, log_path=log)
+    assert len(calls) == 1  # the batch is proposed again from trials 0-5 (the same points); only 7 runs
+    assert [t["x"] for t in resumed.trials] == [t["x"] for t in full.trials]
+    assert [t["index"] for t in read_log(log)[1]] == list(range(8))
+
+
+def test_a_trial_failing_in_a_worker_stops_the_run_after_logging_the_trials_before_it(tmp_path):
+    from inrecon.parallel import Runner
+
+    def objective(h):
+        if h["a"] > 0.8:
+            raise RuntimeError("boom")
+        return quad(h)
+
+    log = tmp_path / "t.jsonl"
+    with Runner(1, make_context=lambda: objective) as runner:  # a runner's outcomes, in this process
+        with pytest.raises(InreconError, match=r"tuning trial \d+ failed: RuntimeError: boom"):
+            tune(None, _space(), n_random=8, n_guided=0, seed=0, workers=4, log_path=log, runner=runner)
+    done = read_log(log)[1]
+    assert done and all(t["h"]["a"] <= 0.8 for t in done)
+    assert [t["index"] for t in done] == list(range(len(done)))

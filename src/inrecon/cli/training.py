@@ -46,14 +46,16 @@ def _load_all(paths, slice_, device):
     return [load_scan(p, **({"slice": slice_} if slice_ is not None else {})).to(device) for p in paths]
 
 
-def _check_scans_memory(args, scans, config: dict, what: str) -> None:
-    """The memory of ``scans`` held at once plus one method run (the largest scan with ``config``)."""
+def _check_scans_memory(args, scans, config: dict, what: str, copies: int = 1) -> None:
+    """The memory of ``scans`` held at once plus one method run (the largest scan with ``config``), times
+    ``copies`` (local worker processes, each holding its own)."""
     from inrecon.resources import estimate_scan
 
     sizes = [estimate_scan(s) for s in scans]
     largest, desc = estimate_scan(max(scans, key=lambda s: estimate_scan(s)[0]), config)
     extra = f" ({len(scans)} scans)" if len(scans) > 1 else ""
-    check_memory_for(args, sum(b for b, _ in sizes) + largest, f"{what} on {desc}{extra}")
+    extra += f" in {copies} worker processes" if copies > 1 else ""
+    check_memory_for(args, copies * (sum(b for b, _ in sizes) + largest), f"{what} on {desc}{extra}")
 
 
 def cmd_pretrain(args) -> int:
@@ -120,7 +122,26 @@ def default_log_path(output: str | Path) -> Path:
     return out.with_name(f"{out.stem}.trials.jsonl")
 
 
-_TUNER_FLAGS = (("random", "n_random"), ("guided", "n_guided"))
+_TUNER_FLAGS = (("random", "n_random"), ("guided", "n_guided"), ("workers", "workers"))
+
+
+def _tune_settings(args):
+    """``(method overrides, TunerConfig)`` from ``--set`` (tuner keys, bare or ``tuner.``-prefixed, go to the
+    tuner) and the tuning flags."""
+    from inrecon.config import build_config
+    from inrecon.tuning.run import TunerConfig
+
+    sets = parse_sets(args.set)
+    tuner_keys = {f.name for f in dataclasses.fields(TunerConfig)}
+    tuner = {k: sets.pop(k) for k in list(sets) if k in tuner_keys or k.startswith("tuner.")}
+    tuner = {k.removeprefix("tuner."): v for k, v in tuner.items()}
+    tuner.update({key: getattr(args, flag) for flag, key in _TUNER_FLAGS if getattr(args, flag) is not None})
+    if args.oracle:
+        tuner["oracle"] = True
+    for flag, key in (("steps", "optim.steps"), ("patience", "stop.patience"), ("seed", "seed")):
+        if getattr(args, flag) is not None:
+            sets[key] = getattr(args, flag)
+    return sets, build_config(TunerConfig, tuner)
 
 
 def cmd_tune(args) -> int:
@@ -132,13 +153,14 @@ def cmd_tune(args) -> int:
     delta and per_level_scale with the self-weighted loss; disinr tunes the adaptation's lr and subject-encoder
     weight decay (--model). Writes the tuned settings (with the chosen step count) to OUTPUT; reuse them with
     `inrecon recon --method METHOD --hparams OUTPUT`. Every finished trial is appended to a log; re-running the
-    same command resumes from it.
+    same command resumes from it. --workers N runs N trials at a time (a q-batch of N guided points, one GP
+    fit per batch) in N local processes, or with --ray (or RAY_ADDRESS set) as Ray tasks.
     """
     from inrecon.cli.housekeeping import clean_stale_temporaries
-    from inrecon.config import build_config, config_to_dict
+    from inrecon.config import config_to_dict
+    from inrecon.parallel import RayOptions, import_ray, ray_requested
     from inrecon.recon.api import resolve, tune
     from inrecon.tuning.hparams import save_hparams, scan_protocol
-    from inrecon.tuning.run import TunerConfig
 
     out = Path(args.output)
     if out.suffix != ".json":
@@ -148,25 +170,21 @@ def cmd_tune(args) -> int:
     log = Path(args.log) if args.log else default_log_path(out)
     check_outputs([out, log], inputs=[args.input, args.model])
     device = check_device(args.device)
-    sets = parse_sets(args.set)
-    tuner_keys = {f.name for f in dataclasses.fields(TunerConfig)}
-    tuner = {k: sets.pop(k) for k in list(sets) if k in tuner_keys or k.startswith("tuner.")}
-    tuner = {k.removeprefix("tuner."): v for k, v in tuner.items()}
-    tuner.update({key: getattr(args, flag) for flag, key in _TUNER_FLAGS if getattr(args, flag) is not None})
-    if args.oracle:
-        tuner["oracle"] = True
-    for flag, key in (("steps", "optim.steps"), ("patience", "stop.patience"), ("seed", "seed")):
-        if getattr(args, flag) is not None:
-            sets[key] = getattr(args, flag)
-    tuner_cfg = build_config(TunerConfig, tuner)
+    sets, tuner_cfg = _tune_settings(args)
+    ray = None
+    if args.ray or (ray_requested(False) and tuner_cfg.workers > 1):  # RAY_ADDRESS set
+        import_ray()  # missing Ray fails here, before the scan is read
+        ray = RayOptions(args.ray_cpus_per_task, args.ray_gpus_per_task)
+        ray.check()
     (scan,) = _load_all([args.input], args.slice, device)
     if tuner_cfg.oracle and scan.target is None:
         raise InreconError(
             f"--oracle scores against the reference, but {args.input} holds no 'target'",
             "use a scan file with a target (e.g. from `inrecon simulate`), or drop --oracle",
         )
-    cfg = build_config(resolve(args.method, scan).config, sets)  # a bad value fails before the first trial
-    _check_scans_memory(args, [scan], config_to_dict(cfg), f"tuning {args.method}")
+    cfg = resolve(args.method, scan).build(scan.modality, sets)  # a bad value fails before the first trial
+    copies = 1 if ray is not None else tuner_cfg.workers
+    _check_scans_memory(args, [scan], config_to_dict(cfg), f"tuning {args.method}", copies)
     clean_stale_temporaries(out.parent)
     if log.parent != out.parent:
         clean_stale_temporaries(log.parent)
@@ -178,6 +196,7 @@ def cmd_tune(args) -> int:
         model=args.model,
         log_path=log,
         show_progress=progress_choice(args),
+        ray=ray,
     )
     save_hparams(out, tuned.record(), scan_protocol(scan))
     LOG.info("wrote %s", out)
@@ -190,6 +209,7 @@ def cmd_tune(args) -> int:
             "trials": len(tuned.result.trials),
             "failed": tuned.result.n_failed,
             "seconds": tuned.result.seconds,
+            "workers": tuner_cfg.workers,
             "hparams": tuned.hparams,
         }
     )
@@ -226,6 +246,18 @@ def add_parsers(sub) -> None:
         "--oracle", action="store_true", help="score trials by PSNR against the reference (evaluation)"
     )
     s.add_argument("--log", help="trial log (JSON lines) [OUTPUT's name with .trials.jsonl]")
+    s.add_argument(
+        "--workers",
+        type=int,
+        help=f"trials at a time (q-batch proposals), in as many processes [{t.workers}]",
+    )
+    s.add_argument(
+        "--ray", action="store_true", help="run the trials as Ray tasks (also when RAY_ADDRESS is set)"
+    )
+    s.add_argument(
+        "--ray-cpus-per-task", type=float, metavar="N", help="cores (torch threads) of a Ray task [1]"
+    )
+    s.add_argument("--ray-gpus-per-task", type=float, metavar="N", help="GPUs of a Ray task [0]")
     s.add_argument("--set", action="append", metavar="KEY=VALUE", help=set_help("the method or the tuner"))
     s.add_argument("--slice", type=int, help="slice index for multi-slice inputs")
     add_common(s)

@@ -55,10 +55,28 @@ BRAIN_CONTRASTS: dict[str, dict[str, float]] = {
 }
 
 
-def hu_to_unit(hu: np.ndarray | float, window: tuple[float, float] = HU_WINDOW) -> np.ndarray | float:
-    """Hounsfield units -> [0, 1] in the display ``window`` ``(lo, hi)`` (clipped)."""
-    lo, hi = window
-    return np.clip((np.asarray(hu, dtype=np.float64) - lo) / (hi - lo), 0.0, 1.0)
+def hu_to_unit(hu, window: tuple[float, float] = HU_WINDOW):
+    """Window Hounsfield units to ``[0, 1]``: ``clip((hu - lo) / (hi - lo), 0, 1)``.
+
+    Parameters
+    ----------
+    hu
+        Any shape, integer or float Hounsfield units: a numpy array or number (float32 array result) or a torch
+        tensor (float32 tensor result).
+    window
+        ``(lo, hi)`` HU mapped to 0 and 1 (default ``(-800, 400)``, the DisINR window).
+    """
+    lo, hi = float(window[0]), float(window[1])
+    if not (math.isfinite(lo) and math.isfinite(hi) and hi > lo):
+        raise InreconError(
+            f"HU window {window} is not an increasing pair", "give (low, high) with high > low"
+        )
+    if type(hu).__module__.startswith("torch"):
+        return ((hu.float() - lo) / (hi - lo)).clamp(0.0, 1.0)
+    arr = np.asarray(hu)
+    if not np.isrealobj(arr):
+        raise InreconError("hu must be real Hounsfield units", "pass the magnitude or the real part")
+    return np.clip((arr.astype(np.float32) - np.float32(lo)) / np.float32(hi - lo), 0.0, 1.0)
 
 
 def _u(hu: float) -> float:

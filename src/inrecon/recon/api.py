@@ -44,7 +44,7 @@ def run_method(
     """Reconstruct ``scan`` with method ``name``: resolve its config from ``overrides``, check the scan's
     modality, the model and optional packages *before* any work, run it, and record the wall time."""
     spec = resolve(name, scan)
-    cfg = build_config(spec.config, overrides)
+    cfg = spec.build(scan.modality, overrides)
     if spec.needs_model and model is None:
         raise InreconError(
             f"method {spec.name!r} needs a pre-trained model", "pass --model MODEL (inrecon pretrain)"
@@ -116,11 +116,13 @@ def tune(
     model: str | Path | None = None,
     log_path: str | Path | None = None,
     show_progress: bool | None = None,
+    ray=None,
 ) -> Tuned:
     """Tune method ``name`` on ``scan`` by the bilevel search (its registry entry's search space).
 
     ``overrides`` set the method's base config (for ``ngp`` on top of the bilevel defaults: the self-weighted
-    loss); ``tuner`` the search (:class:`~inrecon.tuning.run.TunerConfig`). Returns
+    loss); ``tuner`` the search (:class:`~inrecon.tuning.run.TunerConfig`; ``workers`` trials at a time in
+    local processes, or as Ray tasks with ``ray``, a :class:`~inrecon.parallel.RayOptions`). Returns
     :class:`~inrecon.tuning.run.Tuned`; ``run_method(name, scan, tuned.hparams)`` is the final reconstruction.
     """
     spec = resolve(name, scan)
@@ -131,13 +133,15 @@ def tune(
         )
     tuner_cfg = tuner if isinstance(tuner, TunerConfig) else build_config(TunerConfig, tuner)
     if spec.name == "ngp":
-        from inrecon.recon.inr.bilevel import BilevelConfig, tune_ngp
+        from inrecon.recon.inr.bilevel import tune_ngp
 
-        cfg = build_config(BilevelConfig, {"ngp": dict(overrides or {}), "tuner": config_to_dict(tuner_cfg)})
-        return tune_ngp(scan, cfg, log_path=log_path, show_progress=show_progress)
+        cfg = METHODS["bilevel"].build(
+            scan.modality, {"ngp": dict(overrides or {}), "tuner": config_to_dict(tuner_cfg)}
+        )
+        return tune_ngp(scan, cfg, log_path=log_path, show_progress=show_progress, ray=ray)
     if spec.needs_model and model is None:
         raise InreconError(f"tuning {spec.name!r} needs its pre-trained model", "pass --model MODEL")
-    cfg = build_config(spec.config, overrides)
+    cfg = spec.build(scan.modality, overrides)
     return tune_method(
         scan,
         spec.name,
@@ -147,4 +151,5 @@ def tune(
         log_path=log_path,
         show_progress=show_progress,
         model=model,
+        ray=ray,
     )

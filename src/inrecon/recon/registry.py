@@ -97,6 +97,9 @@ class MethodSpec:
         Population pre-training and bilevel tuning, when the method has them.
     requires
         ``(module, pip requirement)`` pairs checked before it runs.
+    modality_defaults
+        Config values (dotted keys) that replace the dataclass defaults on scans of one modality, e.g. the INR
+        methods' CT data term and prior; a user's own values still win (:meth:`build`).
     """
 
     name: str
@@ -109,6 +112,15 @@ class MethodSpec:
     pretrain: Pretrainer | None = None
     tunable: Any = None
     requires: tuple[tuple[str, str], ...] = ()
+    modality_defaults: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+    def build(self, modality: str | None = None, overrides: Mapping[str, Any] | None = None) -> Any:
+        """The config for a scan of ``modality``: the dataclass defaults, then that modality's defaults, then
+        ``overrides`` (dotted keys, flat aliases or nested mappings), every value checked."""
+        from inrecon.config import build_config, override_config
+
+        cfg = build_config(self.config, self.modality_defaults.get(modality or "", {}))
+        return override_config(cfg, overrides)
 
     def check_available(self) -> None:
         """Raise naming the install command when an optional package the method needs is missing."""

@@ -8,10 +8,11 @@ method, its config, the oracle flag and :func:`~inrecon.tuning.hparams.scan_iden
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 
-from inrecon.config import NonNegFloat, NonNegInt, config_to_dict
+from inrecon.config import NonNegFloat, NonNegInt, PosInt, config_to_dict
 from inrecon.errors import InreconError
 from inrecon.tuning.bo import SearchSpace, TuneResult, tune
 from inrecon.tuning.hparams import scan_identity
@@ -34,6 +35,8 @@ class TunerConfig:
     """Score trials by PSNR against the scan's reference (evaluation only, never the default)."""
     log: str = ""
     """Trial log (JSON lines) to append to and resume from; "" = none (or the command's default)."""
+    workers: PosInt = 1
+    """Trials proposed (q-batch UCB) and evaluated at a time, in as many worker processes (or Ray tasks)."""
 
     def check(self) -> None:
         if self.n_random + self.n_guided < 1:
@@ -85,9 +88,14 @@ def tune_method(
     log_path: str | os.PathLike | None = None,
     show_progress: bool | None = None,
     model=None,
+    ray=None,
 ) -> Tuned:
     """Tune ``method`` on ``scan`` from its config ``cfg`` (module docstring). The config's ``seed`` seeds the
     split, every trial's initial weights, the Sobol points and every proposal.
+
+    With ``tuner.workers`` N > 1 the trials run N at a time (:func:`~inrecon.tuning.bo.tune`, "Parallel
+    trials") in N spawned processes, each building the objective once from the scan and config; with ``ray``
+    (:class:`~inrecon.parallel.RayOptions`) as Ray tasks instead.
 
     Raises :class:`~inrecon.errors.InreconError` before any work for an oracle run without a reference or a
     space naming unknown config keys, and after the trials when none gave a finite score.
@@ -108,18 +116,32 @@ def tune_method(
         "oracle": bool(tuner.oracle),
         "data": scan_identity(scan),
     }
-    res = tune(
-        objective,
-        space,
-        n_random=tuner.n_random,
-        n_guided=tuner.n_guided,
-        seed=getattr(cfg, "seed", 0),
-        kappa=tuner.kappa,
-        minimize=True,
-        log_path=log_path if log_path is not None else (tuner.log or None),
-        show_progress=show_progress,
-        objective_id=ident,
-    )
+    runner = None
+    if tuner.workers > 1 or ray is not None:
+        from inrecon.parallel import Runner
+
+        factory = functools.partial(
+            tunable.objective, scan, cfg, space, oracle=tuner.oracle, show_progress=False, model=model
+        )
+        runner = Runner(tuner.workers, ray=ray, make_context=factory)
+    try:
+        res = tune(
+            objective,
+            space,
+            n_random=tuner.n_random,
+            n_guided=tuner.n_guided,
+            seed=getattr(cfg, "seed", 0),
+            kappa=tuner.kappa,
+            minimize=True,
+            log_path=log_path if log_path is not None else (tuner.log or None),
+            show_progress=show_progress,
+            objective_id=ident,
+            workers=tuner.workers,
+            runner=runner,
+        )
+    finally:
+        if runner is not None:
+            runner.close()
     if res.best_h is None:
         raise InreconError(
             f"all {len(res.trials)} tuning trials diverged (non-finite score)",

@@ -21,36 +21,12 @@ import numpy as np
 import torch
 
 from inrecon.checks import require_finite, require_ndim, require_real
+from inrecon.data.phantoms import HU_WINDOW as DEFAULT_WINDOW
+from inrecon.data.phantoms import hu_to_unit
 from inrecon.data.scans import CTGeometry, CTScan
 from inrecon.errors import FileFormatError, InreconError, ShapeError
 
 __all__ = ["from_matlab_radon", "hu_to_unit", "load_lungdx_slices", "matlab_radon_detectors"]
-
-DEFAULT_WINDOW = (-800.0, 400.0)
-
-
-def hu_to_unit(
-    hu: np.ndarray | torch.Tensor, window: tuple[float, float] = DEFAULT_WINDOW
-) -> np.ndarray | torch.Tensor:
-    """Window Hounsfield units to ``[0, 1]``: ``clip((hu - lo) / (hi - lo), 0, 1)`` as float32.
-
-    Parameters
-    ----------
-    hu
-        Any shape, integer or float Hounsfield units (numpy or torch; the result has the same type).
-    window
-        ``(lo, hi)`` HU mapped to 0 and 1 (default ``(-800, 400)``, the DisINR window).
-    """
-    lo, hi = float(window[0]), float(window[1])
-    if not (math.isfinite(lo) and math.isfinite(hi) and hi > lo):
-        raise InreconError(
-            f"HU window {window} is not an increasing pair", "give (low, high) with high > low"
-        )
-    if isinstance(hu, torch.Tensor):
-        return ((hu.to(torch.float32) - lo) / (hi - lo)).clamp(0.0, 1.0)
-    arr = np.asarray(hu)
-    require_real(arr, "hu")
-    return np.clip((arr.astype(np.float32) - np.float32(lo)) / np.float32(hi - lo), 0.0, 1.0)
 
 
 def _area_downsample(x: np.ndarray, size: int) -> np.ndarray:

@@ -23,7 +23,7 @@ from pathlib import Path
 from inrecon.config import config_to_dict, override_config
 from inrecon.data.scans import MRIScan
 from inrecon.physics.coils import coil_maps
-from inrecon.recon.inr.ngp import NGP, NGPConfig, reconstruct_ngp
+from inrecon.recon.inr.ngp import NGP, NGP_MODALITY_DEFAULTS, NGPConfig, reconstruct_ngp
 from inrecon.recon.registry import DEFAULT_CONTEXT, Context, MethodSpec, ReconResult
 from inrecon.tuning.run import Tuned, TunerConfig, tune_method
 
@@ -59,12 +59,13 @@ def with_maps(scan, how: str):
     return scan
 
 
-def tune_ngp(scan, cfg: BilevelConfig, *, log_path=None, show_progress=None) -> Tuned:
-    """Tune the scan-specific INR on ``scan`` with the settings of ``cfg`` (the ``tune`` command)."""
+def tune_ngp(scan, cfg: BilevelConfig, *, log_path=None, show_progress=None, ray=None) -> Tuned:
+    """Tune the scan-specific INR on ``scan`` with the settings of ``cfg`` (the ``tune`` command); ``ray``:
+    :class:`~inrecon.parallel.RayOptions` to run the trials as Ray tasks."""
     scan = with_maps(scan, cfg.ngp.data.maps)
     tuner = cfg.tuner
     return tune_method(
-        scan, "ngp", NGP.tunable, cfg.ngp, tuner, log_path=log_path, show_progress=show_progress
+        scan, "ngp", NGP.tunable, cfg.ngp, tuner, log_path=log_path, show_progress=show_progress, ray=ray
     )
 
 
@@ -124,4 +125,5 @@ BILEVEL = MethodSpec(
     "scan-specific INR whose lr, weight decays, loss delta and hash scale are tuned per scan by Bayesian "
     "optimisation of a held-out sample loss (20 random + 40 guided trials), then refitted on all data",
     requires=(("botorch", "inrecon[tune]"),),
+    modality_defaults={m: {f"ngp.{k}": v for k, v in d.items()} for m, d in NGP_MODALITY_DEFAULTS.items()},
 )

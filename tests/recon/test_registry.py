@@ -1,0 +1,63 @@
+"""The registry's per-modality defaults: applied on scans of that modality only, a user's values win, and every
+path that builds a method's config (run_method, the command line's checks, tuning) uses them."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from inrecon.errors import InreconError
+from inrecon.recon.inr.ngp import NGP_MODALITY_DEFAULTS, NGPConfig
+from inrecon.recon.methods import METHODS
+from inrecon.recon.registry import MethodSpec
+
+
+def test_modality_defaults_apply_only_to_their_modality_and_user_values_win():
+    spec = METHODS["ngp"]
+    ct, mri, vol = spec.build("ct"), spec.build("mri"), spec.build("volume")
+    assert (
+        ct.prior.tv == NGP_MODALITY_DEFAULTS["ct"]["prior.tv"] > 0 and ct.data.ct_weighting == "ramp+counts"
+    )
+    assert mri.prior.tv == 0 and mri.net.hash.max_resolution == "grid"
+    assert vol == NGPConfig()  # volume fitting keeps the dataclass defaults
+    mine = spec.build("ct", {"prior": {"tv": 0.0}, "lr": 3e-3})  # nested and flat-alias keys both win
+    assert mine.prior.tv == 0.0 and mine.optim.lr == 3e-3 and mine.data.ct_units == "view"
+    with pytest.raises(InreconError, match="unknown"):
+        spec.build("ct", {"no_such_key": 1})
+
+
+def test_bilevel_inherits_the_ngp_defaults_under_its_ngp_section():
+    cfg = METHODS["bilevel"].build("ct")
+    assert cfg.ngp.prior.tv == NGP_MODALITY_DEFAULTS["ct"]["prior.tv"]
+    assert cfg.ngp.data.ct_weighting == "ramp+counts"
+
+
+def test_a_bad_modality_default_fails_when_built():
+    spec = MethodSpec("x", lambda *a: None, NGPConfig, ("ct",), "test", modality_defaults={"ct": {"lr": -1}})
+    with pytest.raises(InreconError):
+        spec.build("ct")
+
+
+def test_run_method_uses_the_modality_defaults():
+    from inrecon.data.phantoms import shepp_logan
+    from inrecon.data.shared import disinr_fan_geometry
+    from inrecon.physics.simulate.ct import full_scan_angles, simulate_ct
+    from inrecon.recon.api import run_method
+
+    scan = simulate_ct(shepp_logan((32, 32)), disinr_fan_geometry((32, 32)), full_scan_angles(30))
+    res = run_method("ngp", scan, {"steps": 3, "stop": "none"}, show_progress=False)
+    assert res.config["prior"]["tv"] == NGP_MODALITY_DEFAULTS["ct"]["prior.tv"]
+    assert res.config["optim"]["steps"] == 3
+
+
+def test_methods_command_lists_them(capsys):
+    from inrecon.cli import main
+
+    assert main(["methods", "ngp"]) == 0
+    out = capsys.readouterr().out
+    assert "on ct scans the defaults differ" in out and "prior.tv=0.01" in out
+    assert main(["methods", "ngp", "--json"]) == 0
+    assert (
+        json.loads(capsys.readouterr().out)["modality_defaults"]["ct"]["data.ct_weighting"] == "ramp+counts"
+    )
