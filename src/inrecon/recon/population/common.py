@@ -231,8 +231,8 @@ class PopulationPretrainConfig:
 
 class PopulationTask(Task):
     """One step: the mean data loss of a seeded mini-batch of subjects, each through its own measurement;
-    ``net(coords_or_plan, i)`` returns subject ``i``'s field values. Subjects not in ``mine`` (other ranks)
-    are skipped."""
+    ``net(coords_or_plan, i, shared)`` returns subject ``i``'s field values from the shared features computed
+    once per step. Subjects not in ``mine`` (other ranks) are skipped."""
 
     def __init__(self, net: nn.Module, subjects: SubjectSet, cfg: PopulationPretrainConfig, mine: set[int]):
         self.module, self.subjects, self.cfg, self.mine = net, subjects, cfg, mine
@@ -256,8 +256,12 @@ class PopulationTask(Task):
             idx = torch.randint(0, self.n_pix, (self.cfg.coord_batch,), generator=g).to(self.device)
             inputs = self.coords[idx]
         kind, delta = self.cfg.loss.kind, self.cfg.loss.delta
-        for i in (i for i in batch if i in self.mine):
-            out = self.module(inputs, i)
+        mine = [i for i in batch if i in self.mine]
+        # the shared encoder's features are the same for every subject: computed once per step (autograd sums
+        # their gradients over the subjects), not once per subject
+        shared = self.module.shared_features(inputs) if mine else None
+        for i in mine:
+            out = self.module(inputs, i, shared)
             m = self.subjects.measurements[i]
             if idx is None:
                 loss = data_loss(
