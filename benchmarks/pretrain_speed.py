@@ -20,6 +20,7 @@ import os
 import platform
 import statistics
 import time
+from dataclasses import replace
 
 import torch
 
@@ -87,6 +88,12 @@ def main() -> None:
     ap.add_argument("--per-step", type=int, default=4)
     ap.add_argument("--steps", type=int, default=20, help="timed steps per round (after 3 warm-up steps)")
     ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds of reference and library steps")
+    ap.add_argument(
+        "--mlp-dtype",
+        choices=("float32", "bfloat16"),
+        default="float32",
+        help="the library step's arch.mlp_dtype",
+    )
     args = ap.parse_args()
 
     cfg = build_config(DisINRPretrainConfig, {"subjects_per_step": args.per_step, "seed": 0})
@@ -96,7 +103,8 @@ def main() -> None:
     make = DisINRNetwork if args.network == "disinr" else StrainerNetwork
     ids = list(range(len(subjects)))
     torch.manual_seed(0)
-    nets = {"reference": make(2, ch, ids, arch), "library": make(2, ch, ids, arch)}
+    fast = replace(arch, mlp_dtype=args.mlp_dtype)
+    nets = {"reference": make(2, ch, ids, arch), "library": make(2, ch, ids, fast)}
     nets["library"].load_state_dict(nets["reference"].state_dict())
     tasks = {
         "reference": PerSubjectTask(nets["reference"], subjects, cfg, set(ids)),
@@ -118,6 +126,7 @@ def main() -> None:
         "data": f"{args.subjects} simulated {args.modality.upper()} phantoms, {args.size}x{args.size}"
         + (", DisINR fan geometry, 60 views, noise-free" if args.modality == "ct" else ", 8 coils, AF 4"),
         "subjects_per_step": args.per_step,
+        "library_mlp_dtype": args.mlp_dtype,
         "timed_steps": args.steps * args.rounds,
         "median_step_ms": {k: round(1000 * v, 1) for k, v in med.items()},
         "subjects_per_second": {k: round(args.per_step / v, 1) for k, v in med.items()},

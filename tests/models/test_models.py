@@ -96,3 +96,23 @@ def test_grid_coords_are_pixel_centres():
     assert c.shape == (8, 2)
     torch.testing.assert_close(c[0], torch.tensor([0.25, 0.125]))
     torch.testing.assert_close(c[-1], torch.tensor([0.75, 0.875]))
+
+
+@pytest.mark.parametrize("network", ["disinr", "strainer"])
+def test_population_bf16_mlps_are_close_to_float32_and_return_float32(network):
+    from dataclasses import replace
+
+    from inrecon.models.population import DisINRNetwork, PopulationArch, StrainerNetwork
+
+    make = DisINRNetwork if network == "disinr" else StrainerNetwork
+    arch = PopulationArch(hash=HashGridConfig(n_levels=4, log2_table_size=10))
+    torch.manual_seed(0)
+    ref = make(2, 1, 2, arch)
+    fast = make(2, 1, 2, replace(arch, mlp_dtype="bfloat16"))
+    fast.load_state_dict(ref.state_dict())
+    coords = grid_coords((16, 16))
+    a, b = ref(coords, 1), fast(coords, 1)
+    assert b.dtype == torch.float32 and not torch.equal(a, b)  # bf16 products actually ran
+    assert float(((a - b).norm() / a.norm()).detach()) < 0.03
+    b.sum().backward()
+    assert all(p.grad is None or p.grad.dtype == torch.float32 for p in fast.parameters())
