@@ -21,17 +21,13 @@ from inrecon.metrics import psnr
 from inrecon.physics import ct
 from inrecon.physics.ct import CTProjector, build_system_matrix
 from inrecon.physics.fbp import fbp, ramp_filter, view_weights
-from tests.fixtures.make_ct_fixtures import CASES, REFERENCE, astra_project, case_image, ellipse_phantom
-
-try:
-    import astra  # noqa: F401
-
-    HAVE_ASTRA = True
-except ImportError:  # pragma: no cover - depends on the environment
-    HAVE_ASTRA = False
-
-needs_astra = pytest.mark.skipif(
-    not HAVE_ASTRA, reason="astra-toolbox is not installed (pip install astra-toolbox)"
+from tests.fixtures.make_ct_fixtures import (
+    CASES,
+    REFERENCE,
+    astra_project,
+    case_image,
+    ellipse_phantom,
+    needs_astra,
 )
 
 

@@ -21,18 +21,7 @@ from inrecon.data.scans import CTGeometry
 from inrecon.metrics import psnr
 from inrecon.physics.ct import CTProjector
 from inrecon.physics.fbp import dense_view_count, fbp, rebin_fan_to_parallel
-from tests.fixtures.make_ct_fixtures import astra_project, ellipse_phantom
-
-try:
-    import astra
-
-    HAVE_ASTRA = True
-except ImportError:  # pragma: no cover - depends on the environment
-    HAVE_ASTRA = False
-
-needs_astra = pytest.mark.skipif(
-    not HAVE_ASTRA, reason="astra-toolbox is not installed (pip install astra-toolbox)"
-)
+from tests.fixtures.make_ct_fixtures import astra_project, ellipse_phantom, needs_astra
 
 # DisINR's fan geometry scaled to 128 x 128 (inrecon.data.shared.disinr_fan_geometry((128, 128)))
 FAN_128 = CTGeometry("fan", 250, 2.0, (128, 128), 1.0, 150.0, 150.0)
@@ -54,6 +43,8 @@ def _ramp_kak_slaney(sino: np.ndarray) -> np.ndarray:
 
 
 def _astra_volume(geometry: CTGeometry):
+    import astra
+
     h, w = geometry.image_shape
     p = geometry.pixel_size_mm
     return astra.create_vol_geom(h, w, -w * p / 2, w * p / 2, -h * p / 2, h * p / 2)
@@ -61,6 +52,8 @@ def _astra_volume(geometry: CTGeometry):
 
 def odl_style_fan_fbp(geometry: CTGeometry, angles: np.ndarray, sino: np.ndarray) -> np.ndarray:
     """ODL's fan-beam FBP (module docstring) with ASTRA's CPU backprojector, float64 ``(H, W)``."""
+    import astra
+
     proj = astra.create_proj_geom(
         "fanflat",
         geometry.detector_spacing_mm,
@@ -80,6 +73,8 @@ def odl_style_fan_fbp(geometry: CTGeometry, angles: np.ndarray, sino: np.ndarray
 
 def astra_parallel_fbp(geometry: CTGeometry, angles: np.ndarray, sino: np.ndarray) -> np.ndarray:
     """ASTRA's CPU ``FBP`` (Ram-Lak) of a parallel-beam sinogram."""
+    import astra
+
     vol = _astra_volume(geometry)
     proj = astra.create_proj_geom(
         "parallel", geometry.detector_spacing_mm, geometry.n_detectors, np.asarray(angles, np.float64)

@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from inrecon.config import build_config, override_config
 from inrecon.errors import InreconError
 
 __all__ = ["DEFAULT_CONTEXT", "Context", "MethodSpec", "Pretrainer", "ReconResult", "Registry"]
@@ -117,8 +118,6 @@ class MethodSpec:
     def build(self, modality: str | None = None, overrides: Mapping[str, Any] | None = None) -> Any:
         """The config for a scan of ``modality``: the dataclass defaults, then that modality's defaults, then
         ``overrides`` (dotted keys, flat aliases or nested mappings), every value checked."""
-        from inrecon.config import build_config, override_config
-
         cfg = build_config(self.config, self.modality_defaults.get(modality or "", {}))
         return override_config(cfg, overrides)
 
