@@ -116,3 +116,30 @@ def test_population_bf16_mlps_are_close_to_float32_and_return_float32(network):
     assert float(((a - b).norm() / a.norm()).detach()) < 0.03
     b.sum().backward()
     assert all(p.grad is None or p.grad.dtype == torch.float32 for p in fast.parameters())
+
+
+def test_disinr_subject_levels_confine_the_subject_encoders_to_the_coarse_levels():
+    from inrecon.models.population import DisINRNetwork, PlanPair, PopulationArch
+
+    arch = PopulationArch(hash=HashGridConfig(n_levels=6, log2_table_size=10), subject_levels=3)
+    torch.manual_seed(0)
+    net = DisINRNetwork(2, 1, 2, arch)
+    shared_enc, subject_enc = net.shared_encoder.encoding, net.subjects["0"].encoding
+    assert subject_enc.cfg.n_levels == 3 and shared_enc.cfg.n_levels == 6
+    # the subject levels are the shared grid's coarsest ones (same resolutions), with fewer table rows
+    assert torch.equal(subject_enc.resolutions, shared_enc.resolutions[:3])
+    assert subject_enc.table.shape[0] < shared_enc.table.shape[0]
+    coords = grid_coords((16, 16))
+    plan = net.plan(coords)
+    assert isinstance(plan, PlanPair)
+    # the precomputed plans give the same field values and gradients as the coordinates themselves
+    out_plan, out_coords = net(plan, 1), net(coords, 1)
+    assert torch.allclose(out_plan, out_coords, atol=1e-6)
+    g_plan = torch.autograd.grad(out_plan.sum(), net.subjects["1"].encoding.table)[0]
+    g_coords = torch.autograd.grad(out_coords.sum(), net.subjects["1"].encoding.table)[0]
+    assert torch.allclose(g_plan, g_coords, atol=1e-6)
+    new = net.add_subject()
+    assert net.subjects[str(new)].encoding.cfg.n_levels == 3
+    # all levels (None, or as many as the grid has) keep the paper's design: one plan for both encoders
+    full = DisINRNetwork(2, 1, 1, PopulationArch(hash=HashGridConfig(n_levels=6, log2_table_size=10)))
+    assert not isinstance(full.plan(coords), PlanPair)

@@ -3,7 +3,10 @@
 DisINR (docs/methods.md section 5): ``f_i(x) = D_phi(concat(E_psi(x), E_theta_i(x)))``. The shared encoder
 ``E_psi`` and each subject encoder ``E_theta_i`` have the same design, a positional encoding followed by two fully
 connected layers of 128 units (ReLU); the shared decoder ``D_phi`` is FC 256 -> 128 ReLU -> linear output.
-With the hash backbone both encoders read the same fixed coordinates, so one precomputed plan serves both.
+With the hash backbone both encoders read the same fixed coordinates, so one precomputed plan serves both --
+unless ``subject_levels`` confines the subject encoders to the coarsest levels of the grid (a subject code that
+cannot fit fine detail or noise, so the frozen shared pair must carry it); then :meth:`DisINRNetwork.plan` returns
+a :class:`PlanPair`.
 
 STRAINER (Vyas et al. 2024): a shared trunk (encoding plus the first layers) and one head per training subject;
 at test time the trunk initialises a network with a fresh head.
@@ -14,7 +17,7 @@ pre-training, data-parallel sharding and test-time adaptation treat them alike.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import torch
@@ -25,7 +28,15 @@ from inrecon.models.encodings import FourierFeaturesConfig, HashGridConfig, Hash
 from inrecon.models.fields import make_encoding, plan_for
 from inrecon.models.networks import SineLayer, he_init_
 
-__all__ = ["DisINRNetwork", "Encoder", "PopulationArch", "StrainerNetwork", "SubjectNetwork", "mlp_precision"]
+__all__ = [
+    "DisINRNetwork",
+    "Encoder",
+    "PlanPair",
+    "PopulationArch",
+    "StrainerNetwork",
+    "SubjectNetwork",
+    "mlp_precision",
+]
 
 
 @dataclass
@@ -44,6 +55,9 @@ class PopulationArch:
     """Units of the shared decoder's hidden layer (DisINR)."""
     siren_w0: PosFloat = 30.0
     """Frequency of the sine layers (backbone siren)."""
+    subject_levels: PosInt | None = None
+    """DisINR, hash backbone: the subject encoders use only the coarsest this many levels of the hash grid (the
+    same resolutions as the shared encoder's first levels); None: all levels, as in the paper."""
     mlp_dtype: Literal["float32", "bfloat16"] = "float32"
     """Precision of the fully connected layers' products (bfloat16: autocast, float32 weights and encodings;
     faster on CPUs and GPUs with bf16 units)."""
@@ -96,6 +110,18 @@ class Decoder(nn.Module):
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         with mlp_precision(self.cfg, h):
             return self.out(self.hidden(h)).float()
+
+
+@dataclass
+class PlanPair:
+    """What one fixed coordinate set precomputes for DisINR when its subject encoders read fewer hash levels than
+    the shared encoder: a plan (or the coordinates) for each."""
+
+    shared: HashPlan | torch.Tensor
+    subject: HashPlan | torch.Tensor
+
+    def to(self, device) -> PlanPair:
+        return PlanPair(self.shared.to(device), self.subject.to(device))
 
 
 def _ids(subjects: int | list[int]) -> list[int]:
@@ -165,20 +191,35 @@ class DisINRNetwork(SubjectNetwork):
         self.dim, self.out_channels = dim, out_channels
         self.shared_encoder = Encoder(dim, self.cfg)
         self.decoder = Decoder(2 * self.cfg.encoder_width, out_channels, self.cfg)
+        self.subject_cfg = self.cfg
+        k = self.cfg.subject_levels
+        if self.cfg.backbone == "hash" and k is not None and k < self.cfg.hash.n_levels:
+            self.subject_cfg = replace(self.cfg, hash=replace(self.cfg.hash, n_levels=k))
         self._init_subjects(subjects)
 
     @property
     def plan_encoding(self) -> nn.Module:
         return self.shared_encoder.encoding
 
+    def plan(self, coords: torch.Tensor):
+        """The shared encoding's hash plan for fixed ``coords``; a :class:`PlanPair` when the subject encoders
+        read fewer levels (their plan is computed by a throwaway encoding of the same levels)."""
+        shared = plan_for(self.plan_encoding, coords)
+        if self.subject_cfg is self.cfg:
+            return shared
+        enc = make_encoding(self.dim, "hash", self.subject_cfg.hash, self.subject_cfg.fourier).to(
+            coords.device
+        )
+        return PlanPair(shared, plan_for(enc, coords))
+
     def _new_subject(self) -> nn.Module:
-        return Encoder(self.dim, self.cfg)
+        return Encoder(self.dim, self.subject_cfg)
 
     def shared_features(self, coords) -> torch.Tensor:
-        return self.shared_encoder(coords)
+        return self.shared_encoder(coords.shared if isinstance(coords, PlanPair) else coords)
 
     def subject_features(self, coords, subject: int) -> torch.Tensor:
-        return self.subjects[str(subject)](coords)
+        return self.subjects[str(subject)](coords.subject if isinstance(coords, PlanPair) else coords)
 
     def _head(self, h, coords, subject):
         return self.decoder(torch.cat([h, self.subject_features(coords, subject)], dim=1))

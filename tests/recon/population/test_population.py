@@ -58,6 +58,18 @@ def test_adaptation_trains_only_the_subject_encoder(disinr_model):
     assert torch.isfinite(torch.view_as_real(res.image)).all()
 
 
+def test_subject_levels_travel_in_the_model_file_and_shrink_the_adapted_encoder(subjects, tmp_path):
+    out = tmp_path / "coarse.safetensors"
+    over = dict(steps=10, subjects_per_step=2, **ARCH, **{"arch.subject_levels": 3})
+    pretrain_disinr(subjects, build_config(DisINRPretrainConfig, over), out, show_progress=False)
+    net, meta = load_disinr(out, subjects[0])
+    assert meta["architecture"]["subject_levels"] == 3
+    res = run_method("disinr", tiny_mri(seed=7), {"steps": 10, "stop": "none"}, model=str(out))
+    n_enc = sum(p.numel() for p in net.shared_encoder.parameters())
+    assert 0 < res.info["n_parameters_trainable"] < n_enc  # the subject encoder reads 3 of the 6 levels
+    assert torch.isfinite(torch.view_as_real(res.image)).all()
+
+
 def test_unfrozen_ablation_trains_everything(disinr_model):
     scan = tiny_mri(seed=7)
     res = run_method("disinr", scan, {"steps": 10, "stop": "none", "freeze": False}, model=str(disinr_model))

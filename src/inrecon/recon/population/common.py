@@ -45,6 +45,7 @@ from inrecon.physics.measurement import Measurement, MeasurementConfig, measure
 from inrecon.recon.registry import Context, ReconResult
 
 __all__ = [
+    "ADAPT_MODALITY_DEFAULTS",
     "AdaptConfig",
     "PopulationPretrainConfig",
     "PopulationTask",
@@ -53,6 +54,7 @@ __all__ = [
     "adapted_model",
     "batch_schedule",
     "check_compatible",
+    "counts_weighted",
     "load_model",
     "pretrain_joint",
     "rank_world",
@@ -60,6 +62,23 @@ __all__ = [
     "save_model",
     "scan_signature",
 ]
+
+
+def counts_weighted() -> MeasurementConfig:
+    """The population methods' data term: ramp-preconditioned and, where a CT scan records its photons per ray,
+    weighted by the expected counts (identical to ``ramp`` on scans that record none; MRI is unaffected)."""
+    return MeasurementConfig(ct_weighting="ramp+counts")
+
+
+ADAPT_MODALITY_DEFAULTS = {
+    "ct": {"data.ct_weighting": "ramp+counts", "data.ct_units": "view", "prior.tv": 0.01},
+}
+"""CT defaults of every population method's test-time fit: NGP's counts-weighted, view-held-out data term and
+relative TV prior (:data:`~inrecon.recon.inr.ngp.NGP_MODALITY_DEFAULTS`, without its learning rate). Measured for
+DisINR (``benchmarks/disinr_ct.py``, lungdx 128^2, 60 fan views, 1e5 photons, pre-trained on 16 noisy A0001
+slices): A0001 slice 30 (tuning) 23.69 -> 30.63 dB; prior weight 0.003 / 0.01 / 0.03 -> 30.06 / 30.44 / 30.58 dB;
+A0002 slice 15 (confirmation, other scanner) 24.8 -> 31.3 dB. STRAINER and Meta share them unmeasured (the same
+data term and prior for every method of a comparison)."""
 
 POPULATION_ALIASES = {
     "fourier_frequencies": "arch.fourier.n_frequencies",
@@ -219,8 +238,8 @@ class PopulationPretrainConfig:
     """Subjects drawn (without replacement) for each step."""
     coord_batch: PosInt = 2**18
     """Volumes larger than this: coordinates per subject per step."""
-    data: MeasurementConfig = field(default_factory=MeasurementConfig)
-    """Coil maps (MRI), data weighting (CT)."""
+    data: MeasurementConfig = field(default_factory=counts_weighted)
+    """Coil maps (MRI), data weighting (CT: ramp+counts, i.e. counts-weighted where the scans record photons)."""
     seed: int = 0
     """Seeds the weights and the subject draws."""
     checkpoint_every: PosInt = 200

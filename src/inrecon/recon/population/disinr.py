@@ -170,4 +170,5 @@ DISINR = MethodSpec(
         summary="shared encoder-decoder + one encoder per subject (DisINR Algorithm 1)",
     ),
     tunable=Tunable(DISINR_SPACE, disinr_objective, final_overrides),
+    modality_defaults=common.ADAPT_MODALITY_DEFAULTS,
 )

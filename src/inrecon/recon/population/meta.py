@@ -28,10 +28,12 @@ from inrecon.models.networks import MLPConfig
 from inrecon.physics.measurement import MeasurementConfig, measure
 from inrecon.recon.inr.ngp import NET_ALIASES, NGPConfig, field_model
 from inrecon.recon.population.common import (
+    ADAPT_MODALITY_DEFAULTS,
     AdaptConfig,
     SubjectSet,
     adapt,
     batch_schedule,
+    counts_weighted,
     load_model,
     require_model,
     save_model,
@@ -61,8 +63,8 @@ class MetaPretrainConfig:
     """Subjects drawn for each meta-update."""
     loss: LossConfig = field(default_factory=LossConfig)
     """The data term of every subject."""
-    data: MeasurementConfig = field(default_factory=MeasurementConfig)
-    """Coil maps (MRI), data weighting (CT)."""
+    data: MeasurementConfig = field(default_factory=counts_weighted)
+    """Coil maps (MRI), data weighting (CT: ramp+counts, i.e. counts-weighted where the scans record photons)."""
     seed: int = 0
     """Seeds the initial weights and the subject draws."""
     checkpoint_every: PosInt = 100
@@ -179,4 +181,5 @@ META = MethodSpec(
         pretrain_meta,
         summary="Reptile / first-order MAML initialisation of the NGP network",
     ),
+    modality_defaults=ADAPT_MODALITY_DEFAULTS,
 )

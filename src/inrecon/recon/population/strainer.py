@@ -98,4 +98,5 @@ STRAINER = MethodSpec(
         distributed=True,
         summary="shared trunk + one head per subject",
     ),
+    modality_defaults=common.ADAPT_MODALITY_DEFAULTS,
 )
