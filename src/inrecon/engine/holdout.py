@@ -36,7 +36,15 @@ from inrecon.engine.trainer import Checkpoint, MonitorConfig, OptimConfig, Run, 
 from inrecon.errors import InreconError
 from inrecon.physics.measurement import Measurement
 
-__all__ = ["FitSettings", "StopConfig", "data_identity", "fit_model", "fit_with_holdout", "score_trial"]
+__all__ = [
+    "FitSettings",
+    "StopConfig",
+    "data_identity",
+    "fit_model",
+    "fit_with_holdout",
+    "measurement_prior",
+    "score_trial",
+]
 
 
 @dataclass
@@ -80,7 +88,8 @@ def data_identity(meas: Measurement) -> list:
     return [list(meas.y.shape), float(meas.y.abs().sum())]
 
 
-def _prior(meas: Measurement, cfg: PriorConfig):
+def measurement_prior(meas: Measurement, cfg: PriorConfig):
+    """``image -> penalty`` of ``cfg`` with relative weights scaled for ``meas`` (``None`` without a prior)."""
     if cfg.tv == 0 and cfg.wavelet == 0:
         return None
     with torch.no_grad():
@@ -117,7 +126,7 @@ def fit_model(
         meas,
         cfg.loss,
         train=train_idx,
-        prior=_prior(meas, cfg.prior),
+        prior=measurement_prior(meas, cfg.prior),
         batch_size=batch_size,
         seed=cfg.seed,
     )

@@ -70,6 +70,20 @@ def test_subject_levels_travel_in_the_model_file_and_shrink_the_adapted_encoder(
     assert torch.isfinite(torch.view_as_real(res.image)).all()
 
 
+def test_pretraining_prior_smooths_the_subjects_and_refuses_auto(subjects, tmp_path):
+    over = dict(steps=30, subjects_per_step=3, seed=1, **ARCH)
+    losses = {}
+    for tv in (0.0, 0.3):
+        out = tmp_path / f"tv{tv}.safetensors"
+        cfg = build_config(DisINRPretrainConfig, {**over, "prior.tv": tv})
+        pretrain_disinr(subjects, cfg, out, show_progress=False)
+        losses[tv] = load_model(out)[1]["history"]["loss"][-1]
+    assert losses[0.3] > losses[0.0]  # the prior term is part of what pre-training minimises
+    cfg = build_config(DisINRPretrainConfig, {**over, "prior.tv": "auto"})
+    with pytest.raises(InreconError, match="not available in pre-training"):
+        pretrain_disinr(subjects, cfg, tmp_path / "auto.safetensors", show_progress=False)
+
+
 def test_unfrozen_ablation_trains_everything(disinr_model):
     scan = tiny_mri(seed=7)
     res = run_method("disinr", scan, {"steps": 10, "stop": "none", "freeze": False}, model=str(disinr_model))

@@ -34,7 +34,7 @@ from inrecon.data.atomic import atomic_path
 from inrecon.engine.callbacks import AllReduceShared, Progress
 from inrecon.engine.checkpoint import config_fingerprint
 from inrecon.engine.fit import Model
-from inrecon.engine.holdout import StopConfig, data_identity, fit_with_holdout
+from inrecon.engine.holdout import StopConfig, data_identity, fit_with_holdout, measurement_prior
 from inrecon.engine.losses import LossConfig, data_loss
 from inrecon.engine.regularizers import PriorConfig
 from inrecon.engine.trainer import Checkpoint, MonitorConfig, OptimConfig, StepOutput, Task, train
@@ -76,8 +76,8 @@ ADAPT_MODALITY_DEFAULTS = {
 """CT defaults of every population method's test-time fit: NGP's counts-weighted, view-held-out data term and
 relative TV prior (:data:`~inrecon.recon.inr.ngp.NGP_MODALITY_DEFAULTS`, without its learning rate). Measured for
 DisINR (``benchmarks/disinr_ct.py``, lungdx 128^2, 60 fan views, 1e5 photons, pre-trained on 16 noisy A0001
-slices): A0001 slice 30 (tuning) 23.69 -> 30.63 dB; prior weight 0.003 / 0.01 / 0.03 -> 30.06 / 30.44 / 30.58 dB;
-A0002 slice 15 (confirmation, other scanner) 24.8 -> 31.3 dB. STRAINER and Meta share them unmeasured (the same
+slices): A0001 slice 30 (tuning) 23.69 -> 30.64 dB; prior weight 0.003 / 0.01 / 0.03 -> 30.06 / 30.64 / 30.58 dB;
+A0002 slice 15 (confirmation, other scanner) 22.78 -> 31.31 dB. STRAINER and Meta share them unmeasured (the same
 data term and prior for every method of a comparison)."""
 
 POPULATION_ALIASES = {
@@ -234,6 +234,9 @@ class PopulationPretrainConfig:
     """Adam as instant-NGP has it for hash grids (beta2 0.99, eps 1e-15: measured, benchmarks/RESULTS.md)."""
     loss: LossConfig = field(default_factory=LossConfig)
     """The data term of every subject."""
+    prior: PriorConfig = field(default_factory=PriorConfig)
+    """Explicit image priors on every subject's image (relative weights, scaled per subject; tv=auto is not
+    available in pre-training, and volumes fitted in coordinate batches get none)."""
     subjects_per_step: PosInt = 4
     """Subjects drawn (without replacement) for each step."""
     coord_batch: PosInt = 2**18
@@ -262,6 +265,12 @@ class PopulationTask(Task):
         self.full = self.n_pix <= cfg.coord_batch
         self.inputs = net.plan(self.coords) if self.full else self.coords
         self.device = device
+        if cfg.prior.is_auto():
+            raise InreconError(
+                "prior.tv=auto is not available in pre-training (there is no hold-out split)",
+                "give a weight, e.g. --set prior.tv=0.01",
+            )
+        self.priors = [measurement_prior(m, cfg.prior) if self.full else None for m in subjects.measurements]
 
     def param_groups(self) -> list[dict]:
         return [{"params": list(self.module.parameters())}]
@@ -283,9 +292,10 @@ class PopulationTask(Task):
             out = self.module(inputs, i, shared)
             m = self.subjects.measurements[i]
             if idx is None:
-                loss = data_loss(
-                    m.predict(to_image(out, self.shape, self.subjects.complex_output)), m.y, kind, delta
-                )
+                image = to_image(out, self.shape, self.subjects.complex_output)
+                loss = data_loss(m.predict(image), m.y, kind, delta)
+                if self.priors[i] is not None:
+                    loss = loss + self.priors[i](image)
             else:  # volume fitting in coordinate batches (identity measurement)
                 loss = data_loss(out[:, 0], m.y[idx], kind, delta)
             total = total + loss / len(batch)
