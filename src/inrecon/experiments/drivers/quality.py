@@ -181,6 +181,7 @@ def _case_rows(comp: Comparison, case: QualityCase, cfg: QualityConfig) -> list[
                 "psnr": r.metrics["psnr"],
                 "margin": r.metrics["psnr"] - best.metrics["psnr"],
                 "chosen steps": r.info.get("chosen_steps"),
+                "peak psnr": peak,
                 "at peak": None if peak is None else bool(r.metrics["psnr"] >= peak - cfg.peak_tolerance),
                 "seconds": r.seconds,
             }
