@@ -108,3 +108,23 @@ def test_wavelet_prior_runs_through_every_inr_method():
     assert (
         build_config(type(build_config.__self__) if False else PriorConfig, {"wavelet": 0.1}).wavelet == 0.1
     )
+
+
+def test_noise_reference_scales_the_prior_by_the_scans_noise_level():
+    import dataclasses
+
+    from inrecon.engine.holdout import measurement_prior
+    from inrecon.physics.measurement import build_measurement
+    from tests.physics.test_measurement import _ct
+
+    meas = build_measurement(_ct(photons=1e4), ct_weighting="ramp+counts")
+    image = torch.rand(meas.image_shape, generator=torch.Generator().manual_seed(0))
+    plain = float(measurement_prior(meas, PriorConfig(tv=0.01))(image))
+    at_level = float(measurement_prior(meas, PriorConfig(tv=0.01, noise_reference=meas.noise))(image))
+    half = float(measurement_prior(meas, PriorConfig(tv=0.01, noise_reference=2 * meas.noise))(image))
+    assert at_level == pytest.approx(plain) and half == pytest.approx(plain / 2)
+    # no noise estimate (MRI, volumes): the weights as given
+    quiet = dataclasses.replace(meas, noise=None)
+    assert float(
+        measurement_prior(quiet, PriorConfig(tv=0.01, noise_reference=1e-3))(image)
+    ) == pytest.approx(plain)

@@ -11,7 +11,7 @@ import torch
 from inrecon.data.phantoms import body_ct_phantom
 from inrecon.data.scans import CTGeometry
 from inrecon.errors import InreconError, ShapeError
-from inrecon.physics.measurement import build_measurement, count_weights
+from inrecon.physics.measurement import build_measurement, count_weights, robust_scale, sinogram_noise
 from inrecon.physics.simulate.ct import simulate_ct
 from tests.inr_fixtures import tiny_mri
 
@@ -62,3 +62,21 @@ def test_scales_and_finalize():
     with pytest.raises(ShapeError, match="expects"):
         build_measurement(scan).predict(torch.zeros(4, 32, 32, dtype=torch.complex64))
     assert x.shape == (32, 32)
+
+
+def test_sinogram_noise_estimates_white_noise_and_ignores_smooth_structure():
+    g = torch.Generator().manual_seed(0)
+    v, n = torch.meshgrid(torch.linspace(0, 1, 90), torch.linspace(-1, 1, 250), indexing="ij")
+    clean = 40.0 * (1 - n**2).clamp_min(0).sqrt() * (1 + 0.2 * torch.cos(6 * v))  # projections of a disc
+    for sigma in (0.05, 0.2, 0.8):
+        noisy = clean + sigma * torch.randn(clean.shape, generator=g)
+        rel = sinogram_noise(noisy) * robust_scale(noisy)
+        assert abs(rel - sigma) < 0.1 * sigma
+    assert sinogram_noise(clean) < 0.05 * sinogram_noise(clean + 0.05 * torch.randn(clean.shape, generator=g))
+    # a simulated scan: Poisson noise raises the estimate well above the noise-free one, and the measurement
+    # carries it through its hold-out subsets
+    noisy, quiet = build_measurement(_ct(photons=1e4)), build_measurement(_ct())
+    assert noisy.noise > 3 * quiet.noise > 0
+    tr, _ = noisy.split(0.2, 0)
+    assert noisy.subset(tr).noise == noisy.noise
+    assert build_measurement(tiny_mri(seed=0)).noise is None

@@ -94,6 +94,8 @@ def measurement_prior(meas: Measurement, cfg: PriorConfig):
         return None
     with torch.no_grad():
         scale = prior_scale(math.prod(meas.image_shape), meas.n_samples, meas.adjoint(meas.y))
+    if cfg.noise_reference is not None and meas.noise is not None:
+        scale *= meas.noise / cfg.noise_reference
     return make_prior(cfg, meas.image_shape, scale)
 
 

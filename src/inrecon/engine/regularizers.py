@@ -34,6 +34,10 @@ class PriorConfig:
     """Weight of the L1 norm of the image's orthonormal db4 wavelet coefficients (mean magnitude); 0: none."""
     relative: bool = True
     """Weights relative to the data term's gradient at the zero image (module docstring); False: absolute."""
+    noise_reference: PosFloat | None = None
+    """CT, relative weights: multiply them by the scan's estimated relative noise level
+    (:func:`~inrecon.physics.measurement.sinogram_noise`) divided by this, so a weight is the one for a scan of
+    this noise level and a cleaner scan gets a weaker prior; None: the weights as given."""
 
     def is_auto(self) -> bool:
         return self.tv == "auto"

@@ -49,6 +49,7 @@ __all__ = [
     "count_weights",
     "measure",
     "robust_scale",
+    "sinogram_noise",
 ]
 
 CT_WEIGHTINGS = ("ramp", "counts", "ramp+counts", "none")
@@ -103,6 +104,9 @@ class Measurement:
         Bool image of the coil-map support (MRI with maps), zero outside in :meth:`finalize`; else ``None``.
     physics
         The bare forward model (SENSE / NUFFT / projector / identity), e.g. for ordered subsets.
+    noise
+        CT: the sinogram's estimated noise level relative to its magnitude (:func:`sinogram_noise`); else
+        ``None``.
     pointwise
         Sample ``i`` is pixel ``i`` of the image (volumes): fits may evaluate coordinate batches directly.
     """
@@ -120,6 +124,7 @@ class Measurement:
     support: torch.Tensor | None
     physics: LinearOperator
     pointwise: bool = False
+    noise: float | None = None
 
     @property
     def n_samples(self) -> int:
@@ -235,6 +240,23 @@ def _mri(scan: MRIScan, maps: str, coil_images: bool):
     return op, op, idx, data, unit, n_units, support
 
 
+def sinogram_noise(sinogram: torch.Tensor) -> float:
+    """The noise level of a sinogram ``(V, N)`` relative to its magnitude, estimated from the data alone.
+
+    The standard deviation of white noise from the median absolute deviation of second differences along the
+    detector (``1.4826 MAD / sqrt(6)``; smooth projections contribute little, their edges are outliers the
+    median ignores), divided by the 99th percentile of ``|sinogram|``. lungdx slices at 128^2 and 60 fan views:
+    about 0.005 at 1e5 photons per ray, 0.013 at 1e4, and 0.0008-0.0015 for noise-free sinograms (the floor
+    left by anatomy); the real SCOPE sinogram 0.0014.
+    """
+    y = sinogram.detach().double()
+    if y.ndim != 2 or y.shape[1] < 3:
+        return 0.0
+    d = (y[:, :-2] - 2 * y[:, 1:-1] + y[:, 2:]).reshape(-1)
+    sigma = 1.4826 * float((d - d.median()).abs().median()) / math.sqrt(6.0)
+    return sigma / robust_scale(y)
+
+
 def count_weights(scan: CTScan) -> torch.Tensor | None:
     """Statistical weights of a CT sinogram ``(V, N)``, proportional to the expected detected counts
     ``I0 exp(-mu y)`` (the inverse variance of a log-transformed Poisson reading), normalised to mean 1; ``None``
@@ -310,13 +332,13 @@ def build_measurement(
     """
     if scale not in SCALES:
         raise InreconError(f"data scale {scale!r}", f"use one of {', '.join(SCALES)}")
-    pointwise = False
+    pointwise, noise = False, None
     if isinstance(scan, MRIScan):
         base, physics, idx, data, unit, n_units, support = _mri(scan, maps, coil_images)
         complex_image = True
     elif isinstance(scan, CTScan):
         base, physics, idx, data, unit, n_units, support = _ct(scan, ct_weighting, ct_units)
-        complex_image = False
+        complex_image, noise = False, sinogram_noise(scan.sinogram)
     elif isinstance(scan, VolumeScan):
         base = physics = Identity(tuple(scan.volume.shape))
         data = scan.volume.reshape(-1)
@@ -340,6 +362,7 @@ def build_measurement(
         support=support,
         physics=physics,
         pointwise=pointwise,
+        noise=noise,
     )
     s = _scale(meas, scale)
     if s == 0.0:

@@ -42,6 +42,7 @@ from inrecon.errors import FileFormatError, InreconError
 from inrecon.models.fields import for_grid, grid_coords
 from inrecon.models.population import PopulationArch
 from inrecon.physics.measurement import Measurement, MeasurementConfig, measure
+from inrecon.recon.inr.ngp import NGP_MODALITY_DEFAULTS
 from inrecon.recon.registry import Context, ReconResult
 
 __all__ = [
@@ -71,14 +72,15 @@ def counts_weighted() -> MeasurementConfig:
 
 
 ADAPT_MODALITY_DEFAULTS = {
-    "ct": {"data.ct_weighting": "ramp+counts", "data.ct_units": "view", "prior.tv": 0.01},
+    "ct": {k: v for k, v in NGP_MODALITY_DEFAULTS["ct"].items() if k != "optim.lr"},
 }
 """CT defaults of every population method's test-time fit: NGP's counts-weighted, view-held-out data term and
-relative TV prior (:data:`~inrecon.recon.inr.ngp.NGP_MODALITY_DEFAULTS`, without its learning rate). Measured for
-DisINR (``benchmarks/disinr_ct.py``, lungdx 128^2, 60 fan views, 1e5 photons, pre-trained on 16 noisy A0001
-slices): A0001 slice 30 (tuning) 23.69 -> 30.64 dB; prior weight 0.003 / 0.01 / 0.03 -> 30.06 / 30.64 / 30.58 dB;
-A0002 slice 15 (confirmation, other scanner) 22.78 -> 31.31 dB. STRAINER and Meta share them unmeasured (the same
-data term and prior for every method of a comparison)."""
+noise-aware relative TV prior (:data:`~inrecon.recon.inr.ngp.NGP_MODALITY_DEFAULTS`, without its learning rate:
+DisINR's 1e-3 and 1e-2 gave the same curve). Measured for DisINR (``benchmarks/disinr_ct.py``, lungdx 128^2, 60
+fan views, 1e5 photons, pre-trained on 16 noisy A0001 slices) before the weight became noise-aware (the tuning
+slice's noise factor is 1.0): A0001 slice 30 (tuning) 23.69 -> 30.64 dB; prior weight 0.003 / 0.01 / 0.03 ->
+30.06 / 30.64 / 30.58 dB; A0002 slice 15 (confirmation, other scanner) 22.78 -> 31.31 dB. STRAINER and Meta
+share them unmeasured (the same data term and prior for every method of a comparison)."""
 
 POPULATION_ALIASES = {
     "fourier_frequencies": "arch.fourier.n_frequencies",
