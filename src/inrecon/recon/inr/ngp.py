@@ -100,7 +100,6 @@ NGP_MODALITY_DEFAULTS = {
         "data.ct_weighting": "ramp+counts",
         "data.ct_units": "view",
         "prior.tv": 0.01,
-        "prior.noise_reference": 0.0052,
         "optim.lr": 1e-2,
     },
 }
@@ -109,11 +108,11 @@ confirmation half (``benchmarks/quality_defaults.py``, ``benchmarks/RESULTS.md``
 slice 30, 60 fan views, 1e5 photons): a relative TV prior 0.01 with lr 1e-2 and the counts-weighted,
 view-held-out data term, 27.02 -> 31.84 dB (the TV prior is most of it: 31.10 dB with the old data term);
 confirmed on A0002 at 60 / 90 noisy views (24.19 -> 32.05, 26.90 -> 33.94 dB), but it cost 0.9 / 2.6 dB on
-noise-free data. So the weight is noise-aware: 0.01 is the weight at the tuning scan's estimated relative noise
-level (``prior.noise_reference`` 0.0052, :func:`~inrecon.physics.measurement.sinogram_noise`) and scales with
-each scan's own estimate -- tuning: A0001 60 / 90 views noise-free 34.15 / 36.57 -> 36.17 / 38.74 dB, the noisy
-ones unchanged (factor 1.0); confirmation, A0002: noisy 60 / 90 views 32.05 / 33.94 -> 31.91 / 33.75 dB, noise-free
-34.52 / 38.20 -> 36.86 / 40.42 dB. MRI keeps the dataclass defaults: limiting the hash grid to the image grid
+noise-free data. A noise-aware weight (``prior.noise_reference=0.0052``: 0.01 at the tuning scan's estimated
+relative noise level, :func:`~inrecon.physics.measurement.sinogram_noise`, scaled by each scan's own estimate)
+wins on lungdx and the real SCOPE sinogram (A0002 noise-free 60 / 90 views +2.3 / +2.2 dB, noisy -0.14 /
+-0.19 dB, SCOPE +0.5 dB) but loses 3.5 dB on the demo's piecewise-constant noise-free phantoms, where TV is the
+right prior whatever the noise: an option, not a default (benchmarks/RESULTS.md). MRI keeps the dataclass defaults: limiting the hash grid to the image grid
 (``net.hash.max_resolution="grid"``) won on the tuning half (dipy T1 Cartesian AF 6 30.22 -> 33.03 dB, Poisson
 AF 8 33.09 -> 33.76 dB) and on the simulated confirmation case (AF 8 29.81 -> 30.86 dB), was even on the real
 radial scan (32.50 -> 32.55 dB) but lost 1.5 dB on the real 8-coil brain (33.34 -> 31.84 dB), so it stays an
