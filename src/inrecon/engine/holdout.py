@@ -19,7 +19,7 @@ import json
 import math
 import warnings
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Literal, Protocol
 
@@ -34,9 +34,10 @@ from inrecon.engine.losses import LossConfig, LossKind
 from inrecon.engine.regularizers import PriorConfig, make_prior, prior_scale
 from inrecon.engine.trainer import Checkpoint, MonitorConfig, OptimConfig, Run, train
 from inrecon.errors import InreconError
-from inrecon.physics.measurement import Measurement
+from inrecon.physics.measurement import Measurement, MeasurementConfig
 
 __all__ = [
+    "FitConfig",
     "FitSettings",
     "StopConfig",
     "data_identity",
@@ -70,6 +71,27 @@ class StopConfig:
     first min_chosen of the budget (a scan too small or too noisy to fit, or a learning rate too high) is
     distrusted -- a warning is issued, recorded as holdout.warning, and min_chosen * optim.steps steps are run
     instead. 0 accepts any step."""
+
+
+@dataclass
+class FitConfig:
+    """The sections every scan fit's config has (NGP, SAX-NeRF, the population methods' adaptation); a method's
+    config subclasses it, adds its network and overrides the defaults it differs in."""
+
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    """Adam, step decay, weight decay of the encoding (wd_enc) and of the decoder (wd_mlp)."""
+    loss: LossConfig = field(default_factory=LossConfig)
+    """The data term."""
+    stop: StopConfig = field(default_factory=StopConfig)
+    """The reference-free stopping rule."""
+    prior: PriorConfig = field(default_factory=PriorConfig)
+    """Explicit image priors added to the data term."""
+    data: MeasurementConfig = field(default_factory=MeasurementConfig)
+    """Coil maps (MRI), the data weighting and the hold-out unit (CT)."""
+    monitor: MonitorConfig = field(default_factory=MonitorConfig)
+    """Evaluation, checkpoint and sync intervals."""
+    seed: int = 0
+    """Seeds the initial weights and the hold-out split."""
 
 
 class FitSettings(Protocol):

@@ -19,14 +19,12 @@ import torch
 
 from inrecon.config import PosInt, config_to_dict
 from inrecon.engine.fit import Model
-from inrecon.engine.holdout import StopConfig, fit_with_holdout, score_trial
-from inrecon.engine.losses import LossConfig
-from inrecon.engine.regularizers import PriorConfig
-from inrecon.engine.trainer import MonitorConfig, OptimConfig
+from inrecon.engine.holdout import FitConfig, fit_with_holdout, score_trial
+from inrecon.engine.trainer import OptimConfig
 from inrecon.errors import InreconError
 from inrecon.models.fields import FieldConfig, ImageINR, NeuralField, count_parameters, for_grid
 from inrecon.models.networks import MLPConfig
-from inrecon.physics.measurement import Measurement, MeasurementConfig, measure
+from inrecon.physics.measurement import Measurement, measure
 from inrecon.recon.registry import DEFAULT_CONTEXT, Context, MethodSpec, ReconResult
 from inrecon.tuning.bo import Param, SearchSpace
 from inrecon.tuning.objective import Tunable, apply_h, final_overrides
@@ -62,7 +60,7 @@ FIT_ALIASES = {
 
 
 @dataclass
-class NGPConfig:
+class NGPConfig(FitConfig):
     """Scan-specific INR. Defaults: docs/methods.md (Bilevel authors' code), except where measured otherwise
     (``benchmarks/RESULTS.md``, ``benchmarks/ngp_defaults.py``, real 8-coil brain and simulated AF 6 slice):
     a 2 x 64 MLP (authors: 8 x 64; same or better peak PSNR at 2.3x less time per step), lr 3e-3, wd_enc 1e-6,
@@ -75,18 +73,6 @@ class NGPConfig:
         default_factory=lambda: OptimConfig(steps=2000, lr=3e-3, wd_enc=1e-6, wd_mlp=1e-8)
     )
     """Adam, step decay, weight decay of the hash tables (wd_enc) and of the MLP (wd_mlp)."""
-    loss: LossConfig = field(default_factory=LossConfig)
-    """The data term."""
-    stop: StopConfig = field(default_factory=StopConfig)
-    """The reference-free stopping rule."""
-    prior: PriorConfig = field(default_factory=PriorConfig)
-    """Explicit image priors added to the data term."""
-    data: MeasurementConfig = field(default_factory=MeasurementConfig)
-    """Coil maps (MRI) and the data weighting and hold-out unit (CT)."""
-    monitor: MonitorConfig = field(default_factory=MonitorConfig)
-    """Evaluation, checkpoint and sync intervals."""
-    seed: int = 0
-    """Seeds the initial weights and the hold-out split."""
     compile: bool = False
     """torch.compile the MLP decoder (worth it on a GPU; costs seconds to compile)."""
     batch_size: PosInt = 2**18

@@ -63,14 +63,12 @@ from torch import nn
 from inrecon.config import PosInt, config_to_dict
 from inrecon.data.scans import CTScan
 from inrecon.engine.fit import Model
-from inrecon.engine.holdout import StopConfig, fit_with_holdout
-from inrecon.engine.losses import LossConfig
-from inrecon.engine.regularizers import PriorConfig
-from inrecon.engine.trainer import MonitorConfig, OptimConfig
+from inrecon.engine.holdout import FitConfig, fit_with_holdout
+from inrecon.engine.trainer import OptimConfig
 from inrecon.errors import InreconError
 from inrecon.models.encodings import HashGridConfig, HashGridEncoding
 from inrecon.models.fields import count_parameters, for_grid, grid_coords, plan_for
-from inrecon.physics.measurement import Measurement, MeasurementConfig, measure
+from inrecon.physics.measurement import Measurement, measure
 from inrecon.recon.inr.ngp import FIT_ALIASES
 from inrecon.recon.registry import DEFAULT_CONTEXT, Context, MethodSpec, ReconResult
 
@@ -104,7 +102,7 @@ class LineformerConfig:
 
 
 @dataclass
-class SAXNeRFConfig:
+class SAXNeRFConfig(FitConfig):
     """SAX-NeRF on the pixel grid (module docstring). Optimiser defaults: NGP's."""
 
     hash: HashGridConfig = field(default_factory=HashGridConfig)
@@ -116,18 +114,6 @@ class SAXNeRFConfig:
     )
     """Adam, step decay, weight decay of the hash tables (wd_enc) and of the decoder (wd_mlp); lr 1e-3 (the
     official lr; NGP's 3e-3 made the held-out loss noisier and chose a worse step, module docstring)."""
-    loss: LossConfig = field(default_factory=LossConfig)
-    """The data term."""
-    stop: StopConfig = field(default_factory=StopConfig)
-    """The reference-free stopping rule."""
-    prior: PriorConfig = field(default_factory=PriorConfig)
-    """Explicit image priors added to the data term."""
-    data: MeasurementConfig = field(default_factory=MeasurementConfig)
-    """The CT data weighting and hold-out unit."""
-    monitor: MonitorConfig = field(default_factory=MonitorConfig)
-    """Evaluation, checkpoint and sync intervals."""
-    seed: int = 0
-    """Seeds the initial weights and the hold-out split."""
 
     ALIASES: ClassVar[dict] = dict(FIT_ALIASES)
 

@@ -34,7 +34,7 @@ from inrecon.data.atomic import atomic_path
 from inrecon.engine.callbacks import AllReduceShared, Progress
 from inrecon.engine.checkpoint import config_fingerprint
 from inrecon.engine.fit import Model
-from inrecon.engine.holdout import StopConfig, data_identity, fit_with_holdout, measurement_prior
+from inrecon.engine.holdout import FitConfig, data_identity, fit_with_holdout, measurement_prior
 from inrecon.engine.losses import LossConfig, data_loss
 from inrecon.engine.regularizers import PriorConfig
 from inrecon.engine.trainer import Checkpoint, MonitorConfig, OptimConfig, StepOutput, Task, train
@@ -387,24 +387,14 @@ def pretrain_population(
 
 # --- adaptation -----------------------------------------------------------------------------------------------
 @dataclass
-class AdaptConfig:
+class AdaptConfig(FitConfig):
     """Test-time fitting of a pre-trained model to one scan, with the one hold-out stopping rule."""
 
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(steps=4000, lr=1e-3))
     """Adam (instant-NGP's beta2 0.99, eps 1e-15), lr halved every 1000 steps; wd_enc / wd_mlp are the weight
     decays of the subject-specific and of the shared weights."""
-    loss: LossConfig = field(default_factory=LossConfig)
-    """The data term."""
-    stop: StopConfig = field(default_factory=StopConfig)
-    """The reference-free stopping rule."""
-    prior: PriorConfig = field(default_factory=PriorConfig)
-    """Explicit image priors added to the data term."""
-    data: MeasurementConfig = field(default_factory=MeasurementConfig)
-    """Coil maps (MRI), data weighting and hold-out unit (CT)."""
     monitor: MonitorConfig = field(default_factory=lambda: MonitorConfig(eval_every=25))
     """Evaluation, checkpoint and sync intervals."""
-    seed: int = 0
-    """Seeds the fresh subject weights and the hold-out split."""
 
     ALIASES: ClassVar[dict] = ADAPT_ALIASES
 
