@@ -216,4 +216,12 @@ def test_tv_weight_by_view_holdout_and_counts_weighting():
     )
     scores = res.info["holdout_scores"]
     assert set(scores) == {0.003, 0.03} and res.info["lam_rel"] == min(scores, key=scores.get)
-    assert run_method("tv", scan, {"weighting": "counts", "iterations": 5}).image.shape == (128, 128)
+    # counts weighting (the default) is plain least squares on a scan that records no photon count
+    plain = run_method("tv", scan, {"weighting": "none", "iterations": 5}).image
+    assert torch.allclose(run_method("tv", scan, {"iterations": 5}).image, plain)
+    # ... and weights the residual by the detected counts on one that does (PWLS-TV)
+    from inrecon.physics.simulate.ct import simulate_ct
+
+    noisy = simulate_ct(image, geometry, scan.angles, photons=1e4, seed=0)
+    pwls, ls = (run_method("tv", noisy, {"weighting": w, "iterations": 5}).image for w in ("counts", "none"))
+    assert not torch.allclose(pwls, ls)

@@ -206,9 +206,11 @@ class TVConfig:
     """Constrain x >= 0."""
     track_objective: bool = False
     """Record the objective every 10 iterations."""
-    weighting: Literal["none", "counts"] = "none"
-    """Data term: plain least squares, or weighted by the expected detected counts when the scan records its
-    photons per ray (penalised weighted least squares, PWLS-TV; plain least squares otherwise)."""
+    weighting: Literal["none", "counts"] = "counts"
+    """Data term: weighted by the expected detected counts when the scan records its photons per ray
+    (penalised weighted least squares, PWLS-TV; plain least squares on scans that do not), or plain least
+    squares. Counts by default: on lungdx 128^2 fan scans at 1e5 photons with lam_rel=auto (quality suite),
+    60 views 31.70 -> 31.98 dB (A0001) and 32.39 -> 32.63 (A0002), 90 views 34.96 -> 34.96 and 34.56 -> 34.52."""
     lam_candidates: tuple[PosFloat, ...] = (0.001, 0.003, 0.01, 0.03, 0.1)
     """Log grid of lam_rel searched by lam_rel=auto."""
     refine: bool = True
