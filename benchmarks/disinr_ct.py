@@ -4,8 +4,9 @@ Pre-trains DisINR on ``--n-pretrain`` lungdx A0001 slices from their raw simulat
 geometry scaled to ``--size``, ``--views`` views, Poisson noise at ``--photons`` per ray; no images are used),
 then reconstructs unseen slices: A0001 slices not pre-trained on (in domain) and A0002 slices (another scanner
 and kernel: out of domain). Every method runs with its library defaults for a CT scan and reference-free choices
-(the hold-out stopping rule, TV's weight by view hold-out). For DisINR and NGP it also records the convergence
-curve: PSNR after ``--curve`` adaptation steps of a run without stopping (DisINR paper Fig. 2B).
+(the hold-out stopping rule; TV at its default relative weight, lam_rel 0.01). For DisINR and NGP it also
+records the convergence curve: PSNR after ``--curve`` adaptation steps of a run without stopping (DisINR paper
+Fig. 2B).
 
     python benchmarks/disinr_ct.py --n-pretrain 16 --pretrain-steps 2000      # ~40 min on 1 core
     python benchmarks/disinr_ct.py --model disinr_ct.safetensors --set prior.tv=0   # an adaptation ablation
