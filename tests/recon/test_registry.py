@@ -4,6 +4,7 @@ path that builds a method's config (run_method, the command line's checks, tunin
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 
@@ -19,7 +20,8 @@ def test_modality_defaults_apply_only_to_their_modality_and_user_values_win():
     assert (
         ct.prior.tv == NGP_MODALITY_DEFAULTS["ct"]["prior.tv"] > 0 and ct.data.ct_weighting == "ramp+counts"
     )
-    assert mri == vol == NGPConfig()  # MRI and volume fitting keep the dataclass defaults
+    assert mri == NGPConfig()  # MRI keeps the dataclass defaults
+    assert vol.optim.schedule == "linear" and replace(vol, optim=NGPConfig().optim) == NGPConfig()
     mine = spec.build("ct", {"prior": {"tv": 0.0}, "lr": 3e-3})  # nested and flat-alias keys both win
     assert mine.prior.tv == 0.0 and mine.optim.lr == 3e-3 and mine.data.ct_units == "view"
     with pytest.raises(InreconError, match="unknown"):
