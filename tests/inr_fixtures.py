@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 
-from inrecon.data.phantoms import brain_phantom
-from inrecon.data.scans import MRIScan
+from inrecon.data.phantoms import body_ct_phantom, brain_phantom
+from inrecon.data.scans import CTGeometry, CTScan, MRIScan
 from inrecon.physics.mri import SenseOp
+from inrecon.physics.simulate.ct import simulate_ct
 
 
 def ring_maps(shape, n_coils: int) -> torch.Tensor:
@@ -34,3 +37,10 @@ def tiny_mri(seed: int = 0, shape=(32, 32), n_coils: int = 4, af: int = 3, noise
         k + noise * torch.complex(torch.randn(k.shape, generator=g), torch.randn(k.shape, generator=g))
     ) * mask
     return MRIScan(kspace=k, mask=mask, sens_maps=maps, target=img.abs())
+
+
+def tiny_ct(photons: float | None = None, views: int = 12) -> CTScan:
+    """A 32 x 32 body phantom, fan beam over 360 degrees, 48 detectors; Poisson noise at ``photons`` per ray."""
+    geom = CTGeometry("fan", 48, 1.5, (32, 32), 1.0, 80.0, 50.0)
+    angles = torch.tensor(np.linspace(0, 2 * math.pi, views, endpoint=False))
+    return simulate_ct(body_ct_phantom((32, 32), seed=2), geom, angles, photons=photons, seed=1)

@@ -105,9 +105,7 @@ def test_wavelet_prior_runs_through_every_inr_method():
     scan = tiny_mri()
     res = run_method("ngp", scan, {**SMALL, "prior.wavelet": 1e-3, "stop": "none"})
     assert torch.isfinite(torch.view_as_real(res.image)).all()
-    assert (
-        build_config(type(build_config.__self__) if False else PriorConfig, {"wavelet": 0.1}).wavelet == 0.1
-    )
+    assert build_config(PriorConfig, {"wavelet": 0.1}).wavelet == 0.1
 
 
 def test_noise_reference_scales_the_prior_by_the_scans_noise_level():
@@ -115,9 +113,9 @@ def test_noise_reference_scales_the_prior_by_the_scans_noise_level():
 
     from inrecon.engine.holdout import measurement_prior
     from inrecon.physics.measurement import build_measurement
-    from tests.physics.test_measurement import _ct
+    from tests.inr_fixtures import tiny_ct
 
-    meas = build_measurement(_ct(photons=1e4), ct_weighting="ramp+counts")
+    meas = build_measurement(tiny_ct(photons=1e4), ct_weighting="ramp+counts")
     image = torch.rand(meas.image_shape, generator=torch.Generator().manual_seed(0))
     plain = float(measurement_prior(meas, PriorConfig(tv=0.01))(image))
     at_level = float(measurement_prior(meas, PriorConfig(tv=0.01, noise_reference=meas.noise))(image))

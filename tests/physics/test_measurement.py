@@ -2,28 +2,16 @@
 
 from __future__ import annotations
 
-import math
-
-import numpy as np
 import pytest
 import torch
 
-from inrecon.data.phantoms import body_ct_phantom
-from inrecon.data.scans import CTGeometry
 from inrecon.errors import InreconError, ShapeError
 from inrecon.physics.measurement import build_measurement, count_weights, robust_scale, sinogram_noise
-from inrecon.physics.simulate.ct import simulate_ct
-from tests.inr_fixtures import tiny_mri
-
-
-def _ct(photons=None, views=12):
-    geom = CTGeometry("fan", 48, 1.5, (32, 32), 1.0, 80.0, 50.0)
-    angles = torch.tensor(np.linspace(0, 2 * math.pi, views, endpoint=False))
-    return simulate_ct(body_ct_phantom((32, 32), seed=2), geom, angles, photons=photons, seed=1)
+from tests.inr_fixtures import tiny_ct, tiny_mri
 
 
 def test_ct_units_views_hold_out_whole_views():
-    meas = build_measurement(_ct(), ct_units="view")
+    meas = build_measurement(tiny_ct(), ct_units="view")
     tr, va = meas.split(0.25, 0)
     views = torch.unique(meas.sample_unit[va])
     assert meas.n_units == 12 and views.numel() == 3 and va.numel() == 3 * 48
@@ -31,16 +19,16 @@ def test_ct_units_views_hold_out_whole_views():
 
 
 def test_count_weights_follow_the_detected_counts():
-    scan = _ct(photons=1e4)
+    scan = tiny_ct(photons=1e4)
     w = count_weights(scan)
     assert w is not None and abs(float(w.mean()) - 1) < 1e-5
     # rays through more attenuation are detected with fewer counts: smaller weight
     assert float(torch.corrcoef(torch.stack([w.reshape(-1), scan.sinogram.reshape(-1)]))[0, 1]) < -0.9
-    assert count_weights(_ct()) is None  # noise-free: no photon count, plain least squares
+    assert count_weights(tiny_ct()) is None  # noise-free: no photon count, plain least squares
 
 
 def test_weightings_apply_to_data_and_model_alike():
-    scan = _ct(photons=1e9)  # almost noise-free, but with a photon count
+    scan = tiny_ct(photons=1e9)  # almost noise-free, but with a photon count
     for w in ("none", "ramp", "counts", "ramp+counts"):
         meas = build_measurement(scan, ct_weighting=w, scale="none")
         # the noiseless prediction of the true image is close to the (weighted) data
@@ -75,7 +63,7 @@ def test_sinogram_noise_estimates_white_noise_and_ignores_smooth_structure():
     assert sinogram_noise(clean) < 0.05 * sinogram_noise(clean + 0.05 * torch.randn(clean.shape, generator=g))
     # a simulated scan: Poisson noise raises the estimate well above the noise-free one, and the measurement
     # carries it through its hold-out subsets
-    noisy, quiet = build_measurement(_ct(photons=1e4)), build_measurement(_ct())
+    noisy, quiet = build_measurement(tiny_ct(photons=1e4)), build_measurement(tiny_ct())
     assert noisy.noise > 3 * quiet.noise > 0
     tr, _ = noisy.split(0.2, 0)
     assert noisy.subset(tr).noise == noisy.noise

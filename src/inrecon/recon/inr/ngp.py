@@ -91,23 +91,23 @@ NGP_MODALITY_DEFAULTS = {
     "volume": {"optim.schedule": "linear"},
 }
 """Where the defaults differ by modality: chosen on the tuning half of the quality suite, checked on its
-confirmation half (``benchmarks/quality_defaults.py``, ``benchmarks/RESULTS.md``). CT (tuning: lungdx A0001
-slice 30, 60 fan views, 1e5 photons): a relative TV prior 0.01 with lr 1e-2 and the counts-weighted,
-view-held-out data term, 27.02 -> 31.84 dB (the TV prior is most of it: 31.10 dB with the old data term);
-confirmed on A0002 at 60 / 90 noisy views (24.19 -> 32.05, 26.90 -> 33.94 dB), but it cost 0.9 / 2.6 dB on
-noise-free data. A noise-aware weight (``prior.noise_reference=0.0052``: 0.01 at the tuning scan's estimated
-relative noise level, :func:`~inrecon.physics.measurement.sinogram_noise`, scaled by each scan's own estimate)
-wins on lungdx and the real SCOPE sinogram (A0002 noise-free 60 / 90 views +2.3 / +2.2 dB, noisy -0.14 /
--0.19 dB, SCOPE +0.5 dB) but loses 3.5 dB on the demo's piecewise-constant noise-free phantoms, where TV is the
-right prior whatever the noise: an option, not a default (benchmarks/RESULTS.md). MRI keeps the dataclass defaults: limiting the hash grid to the image grid
-(``net.hash.max_resolution="grid"``) won on the tuning half (dipy T1 Cartesian AF 6 30.22 -> 33.03 dB, Poisson
-AF 8 33.09 -> 33.76 dB) and on the simulated confirmation case (AF 8 29.81 -> 30.86 dB), was even on the real
-radial scan (32.50 -> 32.55 dB) but lost 1.5 dB on the real 8-coil brain (33.34 -> 31.84 dB), so it stays an
-option. Volume fitting (a fixed number of steps on every voxel, no stopping rule) decays the learning rate
-linearly to 0: with the step schedule Adam oscillates once the fit passes ~60 dB (lungdx 96 x 96 x 8 blocks,
-500 steps, 12 levels, T = 2^15; tuning block A0001[24:32]: peak 62.4 at step 250, then 42-59 dB, 44.2 at the
-end; linear: 66.5 at the end), confirmed on A0001[40:48] and A0002[0:8] (final 44.9 / 46.5 -> 67.1 / 63.9 dB,
-the same PSNR after 50 steps)."""
+confirmation half (``benchmarks/quality_defaults.py``, ``benchmarks/RESULTS.md``). CT (tuning: lungdx A0001 slice
+30, 60 fan views, 1e5 photons): a relative TV prior 0.01 with lr 1e-2 and the counts-weighted, view-held-out data
+term, 27.02 -> 31.84 dB (the TV prior is most of it: 31.10 dB with the old data term); confirmed on A0002 at 60 /
+90 noisy views (24.19 -> 32.05, 26.90 -> 33.94 dB), but it cost 0.9 / 2.6 dB on noise-free data. A noise-aware
+weight (``prior.noise_reference=0.0052``: 0.01 at the tuning scan's estimated relative noise level,
+:func:`~inrecon.physics.measurement.sinogram_noise`, scaled by each scan's own estimate) wins on lungdx and the
+real SCOPE sinogram (A0002 noise-free 60 / 90 views +2.3 / +2.2 dB, noisy -0.14 / -0.19 dB, SCOPE +0.5 dB) but
+loses 3.5 dB on the demo's piecewise-constant noise-free phantoms, where TV is the right prior whatever the noise:
+an option, not a default (benchmarks/RESULTS.md). MRI keeps the dataclass defaults: limiting the hash grid to the
+image grid (``net.hash.max_resolution="grid"``) won on the tuning half (dipy T1 Cartesian AF 6 30.22 -> 33.03 dB,
+Poisson AF 8 33.09 -> 33.76 dB) and on the simulated confirmation case (AF 8 29.81 -> 30.86 dB), was even on the
+real radial scan (32.50 -> 32.55 dB) but lost 1.5 dB on the real 8-coil brain (33.34 -> 31.84 dB), so it stays an
+option. Volume fitting (a fixed number of steps on every voxel, no stopping rule) decays the learning rate linearly
+to 0: with the step schedule Adam oscillates once the fit passes ~60 dB (lungdx 96 x 96 x 8 blocks, 500 steps, 12
+levels, T = 2^15; tuning block A0001[24:32]: peak 62.4 at step 250, then 42-59 dB, 44.2 at the end; linear: 66.5 at
+the end), confirmed on A0001[40:48] and A0002[0:8] (final 44.9 / 46.5 -> 67.1 / 63.9 dB, the same PSNR after 50
+steps)."""
 
 
 def param_groups(field_: NeuralField, wd_enc: float, wd_mlp: float) -> list[dict]:
