@@ -84,6 +84,25 @@ def test_pretraining_prior_smooths_the_subjects_and_refuses_auto(subjects, tmp_p
         pretrain_disinr(subjects, cfg, tmp_path / "auto.safetensors", show_progress=False)
 
 
+def test_augmentation_makes_more_subjects_and_refuses_what_the_modality_lacks(subjects, tmp_path):
+    out = tmp_path / "aug.safetensors"
+    over = dict(steps=2, subjects_per_step=2, **ARCH, **{"augment.mirror": True, "augment.conjugate": True})
+    pretrain_disinr(
+        subjects[:2], build_config(DisINRPretrainConfig, over), out, show_progress=False, names=["a", "b"]
+    )
+    meta = load_model(out)[1]
+    assert meta["n_subjects"] == 12  # each scan, its two mirrors, and the conjugates of all three
+    assert meta["trained_on"][:6] == ["a", "a flip0", "a flip1", "a conj", "a flip0 conj", "a flip1 conj"]
+    assert meta["config"]["augment"] == {"rotations": 1, "mirror": True, "conjugate": True}
+    for kind, cfg_cls, pretrain in [
+        ("disinr", DisINRPretrainConfig, pretrain_disinr),
+        ("meta", MetaPretrainConfig, pretrain_meta),
+    ]:
+        cfg = build_config(cfg_cls, {"augment.rotations": 4})
+        with pytest.raises(InreconError, match="for CT scans"):  # before any work
+            pretrain(subjects, cfg, tmp_path / f"{kind}.safetensors", show_progress=False)
+
+
 def test_unfrozen_ablation_trains_everything(disinr_model):
     scan = tiny_mri(seed=7)
     res = run_method("disinr", scan, {"steps": 10, "stop": "none", "freeze": False}, model=str(disinr_model))

@@ -31,6 +31,7 @@ from torch import nn
 from inrecon import __version__
 from inrecon.config import PosInt, config_to_dict
 from inrecon.data.atomic import atomic_path
+from inrecon.data.augment import AugmentConfig, augment_scans
 from inrecon.engine.callbacks import AllReduceShared, Progress
 from inrecon.engine.checkpoint import config_fingerprint
 from inrecon.engine.fit import Model
@@ -244,6 +245,9 @@ class PopulationPretrainConfig:
     """Volumes larger than this: coordinates per subject per step."""
     data: MeasurementConfig = field(default_factory=counts_weighted)
     """Coil maps (MRI), data weighting (CT: ramp+counts, i.e. counts-weighted where the scans record photons)."""
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    """Measurement-domain augmentation (CT rotations and mirrors, MRI mirrors and conjugates; exact physics): every
+    transformed scan is one more subject."""
     seed: int = 0
     """Seeds the weights and the subject draws."""
     checkpoint_every: PosInt = 200
@@ -339,6 +343,7 @@ def pretrain_population(
     write the shared part (its ``SHARED_PREFIXES``) to ``output``; ``arch`` is ``cfg.arch`` resolved for the
     subjects' grid (:func:`~inrecon.models.fields.for_grid`), and the model file stores it."""
     t0 = time.perf_counter()
+    scans, names = augment_scans(scans, cfg.augment, names)  # refuses what a modality lacks, before any work
     subjects = SubjectSet(scans, cfg.data, names=names)
     dim, ch = len(subjects.image_shape), 2 if subjects.complex_output else 1
     rank, world = rank_world()

@@ -18,6 +18,7 @@ from typing import ClassVar, Literal
 import torch
 
 from inrecon.config import PosFloat, PosInt, config_from_dict, config_to_dict
+from inrecon.data.augment import AugmentConfig, augment_scans
 from inrecon.engine.callbacks import Progress
 from inrecon.engine.checkpoint import config_fingerprint
 from inrecon.engine.fit import FitTask
@@ -65,6 +66,8 @@ class MetaPretrainConfig:
     """The data term of every subject."""
     data: MeasurementConfig = field(default_factory=counts_weighted)
     """Coil maps (MRI), data weighting (CT: ramp+counts, i.e. counts-weighted where the scans record photons)."""
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    """Measurement-domain augmentation (exact physics): every transformed scan is one more subject."""
     seed: int = 0
     """Seeds the initial weights and the subject draws."""
     checkpoint_every: PosInt = 100
@@ -125,6 +128,7 @@ def pretrain_meta(
 ):
     """Meta-learn the initialisation of the NGP network from the subjects' raw measurements."""
     t0 = time.perf_counter()
+    scans, names = augment_scans(scans, cfg.augment, names)
     subjects = SubjectSet(scans, cfg.data, names=names)
     dim, ch = len(subjects.image_shape), 2 if subjects.complex_output else 1
     torch.manual_seed(cfg.seed)
