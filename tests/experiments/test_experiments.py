@@ -133,6 +133,14 @@ def test_bench_drivers_run_tiny(tmp_path, name, over):
         name, quick=True, out_dir=tmp_path, show_progress=False, log=lambda *_: None, overrides=over
     )
     assert path.exists() and (path.parent / "report.json").exists()
+    if name == "ct_sparse_view":  # noise-free and noisy (1e5 photons per ray) settings, each pre-trained
+        md = (path.parent / "report.md").read_text()
+        assert (
+            "| 60 views, 100000 photons/ray in-domain | DisINR |" in md
+            and "| 60 views in-domain | DisINR |" in md
+        )
+        models = {p.name for p in (path.parent / "models").glob("*.safetensors")}
+        assert models == {"disinr_ct60.safetensors", "disinr_ct60_p100000.safetensors"}
 
 
 def test_mri_bench_scores_the_real_brain_with_a_model_pretrained_on_its_grid(tmp_path):

@@ -16,7 +16,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-from inrecon.config import PosFloat, PosInt
+from inrecon.config import NonNegFloat, PosFloat, PosInt
 from inrecon.data import shared
 from inrecon.data.phantoms import body_ct_volume, brain_phantom
 from inrecon.data.scans import VolumeScan
@@ -72,7 +72,10 @@ class CTSparseViewConfig(Subjects, MetaPretraining, Fitting):
     """DisINR Table 3: sparse-view fan-beam CT, in and out of domain."""
 
     views: tuple[PosInt, ...] = (60, 90)
-    """View counts (one pre-training and one comparison per count)."""
+    """View counts (one pre-training and one comparison per count and noise level)."""
+    photons: tuple[NonNegFloat, ...] = (0.0, 1e5)
+    """Noise levels: Poisson noise at this many photons per ray (0: noise-free); pre-training and test scans of a
+    setting share it."""
     methods: tuple[CTMethod, ...] = ("fbp", "sart", "tv", "ngp", "saxnerf", "meta", "strainer", "disinr")
     """Methods compared (population methods only when pre-trained)."""
     pretrain_methods: tuple[PopulationMethod, ...] = ("disinr", "meta", "strainer")
@@ -84,8 +87,12 @@ def ct_sparse_view(cfg: CTSparseViewConfig, out: Path, show_progress, log: Log) 
     rep = new_report("Sparse-view CT (DisINR Table 3)", note)
     pretrain = Pretrainer(cfg, out, show_progress)
     settings = [
-        ((f"ct {v} views", f"{v} views", f"ct{v}"), lambda imgs, _seed0, v=v: ct_scans(imgs, v))
+        (
+            (f"ct {v} views{_noise(p)}", f"{v} views{_noise(p)}", f"ct{v}" + (f"_p{p:g}" if p else "")),
+            lambda imgs, seed0, v=v, p=p: ct_scans(imgs, v, p, seed0),
+        )
         for v in cfg.views
+        for p in cfg.photons
     ]
     done = pretrain_and_compare(rep, cfg, pretrain, images, settings, show_progress, log)
     summary = [row for _runs, rows in done for row in rows]
@@ -97,6 +104,10 @@ def ct_sparse_view(cfg: CTSparseViewConfig, out: Path, show_progress, log: Log) 
     )
     pretrain.add_bars(rep)
     return rep
+
+
+def _noise(photons: float) -> str:
+    return f", {photons:g} photons/ray" if photons else ""
 
 
 # --- Table 2 (and 7): undersampled MRI -------------------------------------------------------------------

@@ -178,11 +178,16 @@ def ct_images(p: Subjects, log: Log) -> tuple[list, list, list, str]:
     return pre, test, ood, note
 
 
-def ct_scans(images, views: int) -> list:
-    """Sparse-view fan-beam sinograms of ``images`` (the DisINR geometry, ``views`` over a full turn)."""
+def ct_scans(images, views: int, photons: float = 0.0, seed0: int = 0) -> list:
+    """Sparse-view fan-beam sinograms of ``images`` (the DisINR geometry, ``views`` over a full turn); with
+    ``photons`` > 0, Poisson noise at that many photons per ray (image ``i`` seeded ``seed0 + i``, recorded in the
+    scan so that the counts-weighted data terms can use it)."""
     geom = shared.disinr_fan_geometry(images[0].shape)
     angles = full_scan_angles(views)
-    return [simulate_ct(img, geom, angles) for img in images]
+    return [
+        simulate_ct(img, geom, angles, photons=photons or None, seed=seed0 + i)
+        for i, img in enumerate(images)
+    ]
 
 
 def mri_scans(
