@@ -62,3 +62,24 @@ def test_methods_command_lists_them(capsys):
     assert (
         json.loads(capsys.readouterr().out)["modality_defaults"]["ct"]["data.ct_weighting"] == "ramp+counts"
     )
+
+
+def test_pretraining_has_modality_defaults_too_and_every_path_uses_them(tmp_path, capsys):
+    from inrecon.cli import main
+    from inrecon.data.phantoms import shepp_logan
+    from inrecon.data.shared import disinr_fan_geometry
+    from inrecon.physics.simulate.ct import full_scan_angles, simulate_ct
+    from inrecon.recon.api import pretrain
+    from inrecon.recon.population.common import load_model
+    from inrecon.recon.population.disinr import DISINR_PRETRAIN_MODALITY_DEFAULTS, DisINRPretrainConfig
+
+    pre = METHODS["disinr"].pretrain
+    want = DISINR_PRETRAIN_MODALITY_DEFAULTS["ct"]
+    assert pre.build("ct").arch.hash.n_levels == want["arch.hash.n_levels"] == 8
+    assert pre.build("mri") == DisINRPretrainConfig()  # MRI keeps the paper's architecture
+    assert pre.build("ct", {"arch.hash.n_levels": 12}).arch.hash.n_levels == 12  # the user's value wins
+    scan = simulate_ct(shepp_logan((32, 32)), disinr_fan_geometry((32, 32)), full_scan_angles(20))
+    out = pretrain("disinr", [scan], tmp_path / "m.safetensors", {"steps": 1}, show_progress=False)
+    assert load_model(out)[1]["architecture"]["hash"]["n_levels"] == 8  # the API applied the CT default
+    assert main(["methods", "disinr", "--pretrain"]) == 0
+    assert "pre-training on ct scans, the defaults differ" in capsys.readouterr().out

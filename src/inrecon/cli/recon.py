@@ -425,6 +425,9 @@ def cmd_methods(args) -> int:
         if args.pretrain:
             for r in describe_config(spec.pretrain.config):
                 print(f"  {r['key']} = {r['default']!r}    [{r['type']}]\n      {r['doc']}")
+            for modality, values in spec.pretrain.modality_defaults.items():
+                listed = ", ".join(f"{k}={v!r}" for k, v in values.items())
+                print(f"\npre-training on {modality} scans, the defaults differ (--set still wins): {listed}")
     return 0
 
 

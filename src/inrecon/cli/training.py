@@ -69,7 +69,7 @@ def cmd_pretrain(args) -> int:
     import torch
 
     from inrecon.cli.housekeeping import CheckpointFolder, clean_stale_temporaries
-    from inrecon.config import build_config, config_to_dict
+    from inrecon.config import config_to_dict
     from inrecon.recon.methods import METHODS
 
     spec = METHODS.resolve(args.method)
@@ -77,7 +77,8 @@ def cmd_pretrain(args) -> int:
         raise InreconError(
             f"{args.method} has no pre-training", f"use one of: {', '.join(METHODS.pretrainers())}"
         )
-    cfg = build_config(spec.pretrain.config, {**load_config_file(args.config), **parse_sets(args.set)})
+    overrides = {**load_config_file(args.config), **parse_sets(args.set)}
+    spec.pretrain.build(None, overrides)  # every key and value checked before any file is read
     out = Path(args.output)
     if out.suffix != ".safetensors":
         raise InreconError(
@@ -91,6 +92,7 @@ def cmd_pretrain(args) -> int:
         )
     t0 = time.perf_counter()
     scans = _load_all(args.data, args.slice, device)  # every file read and checked before training starts
+    cfg = spec.pretrain.build(scans[0].modality, overrides)  # with the scans' modality defaults
     _check_scans_memory(args, scans, config_to_dict(cfg), f"{spec.name} pre-training")
     rank0 = not torch.distributed.is_initialized() or torch.distributed.get_rank() == 0
     ckpt = CheckpointFolder(args.checkpoint_dir, keep=args.keep_checkpoints)

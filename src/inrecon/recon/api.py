@@ -101,7 +101,7 @@ def pretrain(
             f"method {name!r} has no pre-training",
             f"pre-train one of: {', '.join(sorted(METHODS.pretrainers()))}",
         )
-    cfg = build_config(spec.pretrain.config, overrides)
+    cfg = spec.pretrain.build(scans[0].modality if len(scans) else None, overrides)
     return spec.pretrain.run(
         scans, cfg, output, names=names, show_progress=show_progress, checkpoint_dir=checkpoint_dir
     )

@@ -66,12 +66,20 @@ DEFAULT_CONTEXT = Context()
 @dataclass(frozen=True)
 class Pretrainer:
     """Population pre-training of a method: ``run(scans, cfg, output, *, names, show_progress, checkpoint_dir)``
-    writes a model file and returns its path."""
+    writes a model file and returns its path; ``modality_defaults`` replace the config's dataclass defaults on
+    scans of one modality (as :attr:`MethodSpec.modality_defaults` do for reconstruction)."""
 
     config: type
     run: Callable[..., Path]
     distributed: bool = False
     summary: str = ""
+    modality_defaults: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+    def build(self, modality: str | None = None, overrides: Mapping[str, Any] | None = None) -> Any:
+        """The pre-training config for scans of ``modality``: dataclass defaults, that modality's defaults, then
+        ``overrides``, every value checked."""
+        cfg = build_config(self.config, self.modality_defaults.get(modality or "", {}))
+        return override_config(cfg, overrides)
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ from inrecon.tuning.objective import Tunable, apply_h, final_overrides
 
 __all__ = [
     "DISINR",
+    "DISINR_PRETRAIN_MODALITY_DEFAULTS",
     "DISINR_SPACE",
     "DisINRAdaptConfig",
     "DisINRPretrainConfig",
@@ -54,6 +55,17 @@ class DisINRAdaptConfig(common.AdaptConfig):
     """Keep the shared pair fixed (False: the ablation that also trains it)."""
     coord_batch: PosInt = 2**18
     """Volumes larger than this: coordinates per step."""
+
+
+DISINR_PRETRAIN_MODALITY_DEFAULTS = {
+    "ct": {"arch.hash.n_levels": 8, "arch.hash.max_resolution": "grid"},
+}
+"""Where DisINR's pre-training defaults differ by modality. CT: both encoders on 8 hash levels, none finer than the
+image grid (instead of 16 levels growing by 1.5). Measured with ``benchmarks/disinr_ct.py`` (lungdx 128^2, 60 fan
+views, 1e5 photons; pre-trained on 16 noisy A0001 slices): chosen on A0001 slice 30 / A0002 slice 15, 30.64 / 31.31
+dB (2000 steps) -> 31.14 / 31.74 dB (1000 steps); confirmed on A0001 slice 45 / A0002 slices 5 and 25 (RESULTS.md);
+a pre-training step 1.39x faster (``benchmarks/pretrain_speed.py --library-set ...``). MRI keeps the paper's grid
+(unmeasured for DisINR; for NGP the grid-limited hash lost 1.5 dB on the real brain)."""
 
 
 def pretrain_disinr(scans, cfg: DisINRPretrainConfig, output, **run) -> Path:
@@ -168,6 +180,7 @@ DISINR = MethodSpec(
         pretrain_disinr,
         distributed=True,
         summary="shared encoder-decoder + one encoder per subject (DisINR Algorithm 1)",
+        modality_defaults=DISINR_PRETRAIN_MODALITY_DEFAULTS,
     ),
     tunable=Tunable(DISINR_SPACE, disinr_objective, final_overrides),
     modality_defaults=common.ADAPT_MODALITY_DEFAULTS,
