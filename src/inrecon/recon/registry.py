@@ -63,6 +63,11 @@ DEFAULT_CONTEXT = Context()
 """No progress preference, no checkpoints, no model."""
 
 
+def _build(config: type, modality_defaults: Mapping, modality: str | None, overrides: Mapping | None) -> Any:
+    cfg = build_config(config, modality_defaults.get(modality or "", {}))
+    return override_config(cfg, overrides)
+
+
 @dataclass(frozen=True)
 class Pretrainer:
     """Population pre-training of a method: ``run(scans, cfg, output, *, names, show_progress, checkpoint_dir)``
@@ -76,10 +81,8 @@ class Pretrainer:
     modality_defaults: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     def build(self, modality: str | None = None, overrides: Mapping[str, Any] | None = None) -> Any:
-        """The pre-training config for scans of ``modality``: dataclass defaults, that modality's defaults, then
-        ``overrides``, every value checked."""
-        cfg = build_config(self.config, self.modality_defaults.get(modality or "", {}))
-        return override_config(cfg, overrides)
+        """The pre-training config for scans of ``modality`` (as :meth:`MethodSpec.build`)."""
+        return _build(self.config, self.modality_defaults, modality, overrides)
 
 
 @dataclass(frozen=True)
@@ -126,8 +129,7 @@ class MethodSpec:
     def build(self, modality: str | None = None, overrides: Mapping[str, Any] | None = None) -> Any:
         """The config for a scan of ``modality``: the dataclass defaults, then that modality's defaults, then
         ``overrides`` (dotted keys, flat aliases or nested mappings), every value checked."""
-        cfg = build_config(self.config, self.modality_defaults.get(modality or "", {}))
-        return override_config(cfg, overrides)
+        return _build(self.config, self.modality_defaults, modality, overrides)
 
     def check_available(self) -> None:
         """Raise naming the install command when an optional package the method needs is missing."""
