@@ -1,10 +1,13 @@
 """Population pre-training step time: the step as it is now vs the per-subject reference, in one run.
 
 One pre-training step (DisINR or STRAINER, Algorithm 1 of the DisINR paper) evaluates ``subjects_per_step``
-subjects through their own measurements. The reference step evaluates the shared encoder once per subject
-(what the code did before); the library's step computes the shared features once and lets autograd sum their
-gradients over the subjects. Both run the same seeded subjects and weights, interleaved, and the JSON gives the
-median step time, subjects per second, the ratio, and the largest loss difference over the timed steps.
+subjects through their own measurements. The reference step is the step as it was before issue 11: the paper's
+architecture in float32, the shared encoder evaluated once per subject. The library's step is what `inrecon
+pretrain` runs on the modality (its pre-training defaults: on CT the grid-limited hash, and bf16 products where the
+hardware has them; ``--library-set`` / ``--mlp-dtype`` change it), with the shared features computed once per step
+and their gradients summed by autograd. Both run the same seeded subjects, interleaved, and the JSON gives the
+median step time, subjects per second, the ratio, and -- when the two architectures agree, so that the weights
+can be shared -- the largest loss difference over the timed steps.
 
 Data: simulated body-CT phantoms (``inrecon.data.phantoms.body_ct_phantom``, seeds 0..n-1), DisINR's fan
 geometry scaled to the grid, 60 views, noise-free; or brain phantoms with 8 simulated coils, 1D Cartesian AF 4.
@@ -34,8 +37,10 @@ from inrecon.models.fields import for_grid
 from inrecon.models.population import DisINRNetwork, StrainerNetwork
 from inrecon.physics.simulate.ct import full_scan_angles, simulate_ct
 from inrecon.physics.simulate.mri import simulate_mri
+from inrecon.recon.methods import METHODS
 from inrecon.recon.population.common import PopulationTask, SubjectSet, batch_schedule, to_image
 from inrecon.recon.population.disinr import DisINRPretrainConfig
+from inrecon.runtime import fast_bf16
 
 
 class PerSubjectTask(PopulationTask):
@@ -90,9 +95,9 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds of reference and library steps")
     ap.add_argument(
         "--mlp-dtype",
-        choices=("float32", "bfloat16"),
-        default="float32",
-        help="the library step's arch.mlp_dtype",
+        choices=("default", "auto", "float32", "bfloat16"),
+        default="default",
+        help="the library step's arch.mlp_dtype (default: the modality default; the reference is float32)",
     )
     ap.add_argument(
         "--library-set",
@@ -106,16 +111,22 @@ def main() -> None:
 
     cfg = build_config(DisINRPretrainConfig, {"subjects_per_step": args.per_step, "seed": 0})
     subjects = SubjectSet(scans(args.modality, args.size, args.subjects), cfg.data)
-    arch = for_grid(cfg.arch, subjects.image_shape)
+    arch = replace(for_grid(cfg.arch, subjects.image_shape), mlp_dtype="float32")
     ch = 2 if subjects.complex_output else 1
     make = DisINRNetwork if args.network == "disinr" else StrainerNetwork
     ids = list(range(len(subjects)))
     lib_over = {k: json.loads(v) for k, v in (item.split("=", 1) for item in args.library_set)}
-    lib_cfg = build_config(DisINRPretrainConfig, {"subjects_per_step": args.per_step, "seed": 0, **lib_over})
-    fast = replace(for_grid(lib_cfg.arch, subjects.image_shape), mlp_dtype=args.mlp_dtype)
+    # the library step: what `inrecon pretrain` uses on this modality (its modality defaults), plus --library-set
+    lib_cfg = METHODS["disinr"].pretrain.build(
+        args.modality, {"subjects_per_step": args.per_step, "seed": 0, **lib_over}
+    )
+    fast = for_grid(lib_cfg.arch, subjects.image_shape)
+    if args.mlp_dtype != "default":
+        fast = replace(fast, mlp_dtype=args.mlp_dtype)
     torch.manual_seed(0)
     nets = {"reference": make(2, ch, ids, arch), "library": make(2, ch, ids, fast)}
-    if not lib_over:
+    same_arch = replace(fast, mlp_dtype="float32") == arch
+    if same_arch:
         nets["library"].load_state_dict(nets["reference"].state_dict())
     tasks = {
         "reference": PerSubjectTask(nets["reference"], subjects, cfg, set(ids)),
@@ -137,14 +148,19 @@ def main() -> None:
         "data": f"{args.subjects} simulated {args.modality.upper()} phantoms, {args.size}x{args.size}"
         + (", DisINR fan geometry, 60 views, noise-free" if args.modality == "ct" else ", 8 coils, AF 4"),
         "subjects_per_step": args.per_step,
-        "library_mlp_dtype": args.mlp_dtype,
+        "library_mlp_dtype": fast.mlp_dtype,
+        "library_hash": {
+            "n_levels": fast.hash.n_levels,
+            "per_level_scale": round(fast.hash.per_level_scale, 3),
+        },
+        "fast_bf16": fast_bf16("cpu"),
         "library_overrides": lib_over,
         "timed_steps": args.steps * args.rounds,
         "median_step_ms": {k: round(1000 * v, 1) for k, v in med.items()},
         "subjects_per_second": {k: round(args.per_step / v, 1) for k, v in med.items()},
         "speedup": round(med["reference"] / med["library"], 2),
         "max_loss_difference": None
-        if lib_over
+        if not same_arch
         else max(abs(a - b) for a, b in zip(losses["reference"], losses["library"])),
         "threads": torch.get_num_threads(),
         "machine": f"{platform.machine()} {os.cpu_count()} cores, torch {torch.__version__}, CPU",

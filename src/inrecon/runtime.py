@@ -48,3 +48,29 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
 
         raise InreconError(f"device {device!r} was requested but CUDA is not available", "use --device cpu")
     return dev
+
+
+_FAST_BF16: dict[str, bool] = {}
+
+
+def fast_bf16(device: str | torch.device) -> bool:
+    """Whether ``device`` multiplies bfloat16 matrices in hardware: CUDA GPUs of compute capability 8.0 (Ampere) or
+    newer; x86 CPUs with AVX-512 BF16 or AMX (read once from ``/proc/cpuinfo``, Linux). Elsewhere bf16 products are
+    emulated and slower than float32. ``INRECON_BF16=0`` / ``1`` overrides the detection."""
+    dev = torch.device(device)
+    forced = os.environ.get("INRECON_BF16")
+    if forced in ("0", "1"):
+        return forced == "1"
+    if dev.type not in _FAST_BF16:
+        if dev.type == "cuda":
+            _FAST_BF16[dev.type] = torch.cuda.is_available() and torch.cuda.get_device_capability(dev)[0] >= 8
+        elif dev.type == "cpu" and sys.platform.startswith("linux"):
+            try:
+                with open("/proc/cpuinfo") as f:
+                    flags = f.read()
+            except OSError:
+                flags = ""
+            _FAST_BF16[dev.type] = "avx512_bf16" in flags or "amx_bf16" in flags
+        else:
+            _FAST_BF16[dev.type] = False
+    return _FAST_BF16[dev.type]

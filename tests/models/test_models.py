@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -105,7 +109,7 @@ def test_population_bf16_mlps_are_close_to_float32_and_return_float32(network):
     from inrecon.models.population import DisINRNetwork, PopulationArch, StrainerNetwork
 
     make = DisINRNetwork if network == "disinr" else StrainerNetwork
-    arch = PopulationArch(hash=HashGridConfig(n_levels=4, log2_table_size=10))
+    arch = PopulationArch(hash=HashGridConfig(n_levels=4, log2_table_size=10), mlp_dtype="float32")
     torch.manual_seed(0)
     ref = make(2, 1, 2, arch)
     fast = make(2, 1, 2, replace(arch, mlp_dtype="bfloat16"))
@@ -116,6 +120,30 @@ def test_population_bf16_mlps_are_close_to_float32_and_return_float32(network):
     assert float(((a - b).norm() / a.norm()).detach()) < 0.03
     b.sum().backward()
     assert all(p.grad is None or p.grad.dtype == torch.float32 for p in fast.parameters())
+
+
+def test_auto_precision_follows_the_hardware_and_its_override(monkeypatch):
+    from dataclasses import replace
+
+    from inrecon.models.population import DisINRNetwork, PopulationArch
+    from inrecon.runtime import fast_bf16
+
+    arch = PopulationArch(hash=HashGridConfig(n_levels=4, log2_table_size=10), mlp_dtype="auto")
+    torch.manual_seed(0)
+    nets = {d: DisINRNetwork(2, 1, 1, replace(arch, mlp_dtype=d)) for d in ("auto", "float32", "bfloat16")}
+    for n in nets.values():
+        n.load_state_dict(nets["auto"].state_dict())
+    coords = grid_coords((16, 16))
+    out = {d: n(coords, 0) for d, n in nets.items()}
+    for forced, same_as in (("0", "float32"), ("1", "bfloat16")):
+        monkeypatch.setenv("INRECON_BF16", forced)
+        assert fast_bf16("cpu") is (forced == "1")
+        assert torch.equal(nets["auto"](coords, 0), out[same_as])
+    monkeypatch.delenv("INRECON_BF16")
+    cpuinfo = Path("/proc/cpuinfo").read_text() if os.path.exists("/proc/cpuinfo") else ""
+    assert fast_bf16("cpu") is (
+        sys.platform.startswith("linux") and ("avx512_bf16" in cpuinfo or "amx_bf16" in cpuinfo)
+    )
 
 
 def test_disinr_subject_levels_confine_the_subject_encoders_to_the_coarse_levels():

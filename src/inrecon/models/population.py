@@ -27,6 +27,7 @@ from inrecon.config import PosFloat, PosInt
 from inrecon.models.encodings import FourierFeaturesConfig, HashGridConfig, HashPlan
 from inrecon.models.fields import make_encoding, plan_for
 from inrecon.models.networks import SineLayer, he_init_
+from inrecon.runtime import fast_bf16
 
 __all__ = [
     "DisINRNetwork",
@@ -58,14 +59,17 @@ class PopulationArch:
     subject_levels: PosInt | None = None
     """DisINR, hash backbone: the subject encoders use only the coarsest this many levels of the hash grid (the
     same resolutions as the shared encoder's first levels); None: all levels, as in the paper."""
-    mlp_dtype: Literal["float32", "bfloat16"] = "float32"
+    mlp_dtype: Literal["float32", "bfloat16", "auto"] = "float32"
     """Precision of the fully connected layers' products (bfloat16: autocast, float32 weights and encodings;
-    faster on CPUs and GPUs with bf16 units)."""
+    faster on CPUs and GPUs with bf16 units, its 8-bit mantissa caps a fit near 50 dB). auto: bfloat16 where the
+    device multiplies it in hardware (:func:`inrecon.runtime.fast_bf16`), else float32 -- decided where the network
+    runs, so a model file works alike on every machine."""
 
 
 def mlp_precision(cfg: PopulationArch, x: torch.Tensor):
     """The autocast context of the fully connected layers for ``cfg`` (a no-op for float32)."""
-    return torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=cfg.mlp_dtype == "bfloat16")
+    on = cfg.mlp_dtype == "bfloat16" or (cfg.mlp_dtype == "auto" and fast_bf16(x.device))
+    return torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=on)
 
 
 def _encoding(dim: int, cfg: PopulationArch) -> nn.Module:
