@@ -27,6 +27,7 @@ from dataclasses import replace
 
 import torch
 
+from inrecon.cli.common import parse_sets
 from inrecon.config import build_config
 from inrecon.data.phantoms import body_ct_phantom, brain_phantom
 from inrecon.data.sampling import cartesian_1d
@@ -103,9 +104,9 @@ def main() -> None:
         "--library-set",
         action="append",
         default=[],
-        metavar="KEY=JSON",
+        metavar="KEY=VALUE",
         help="pre-training config of the library step only, e.g. arch.hash.n_levels=8 (the reference keeps the "
-        "defaults; the loss difference is then not reported)",
+        "defaults; with another architecture the loss difference is not reported)",
     )
     args = ap.parse_args()
 
@@ -115,7 +116,7 @@ def main() -> None:
     ch = 2 if subjects.complex_output else 1
     make = DisINRNetwork if args.network == "disinr" else StrainerNetwork
     ids = list(range(len(subjects)))
-    lib_over = {k: json.loads(v) for k, v in (item.split("=", 1) for item in args.library_set)}
+    lib_over = parse_sets(args.library_set)  # as `inrecon pretrain --set` reads them
     # the library step: what `inrecon pretrain` uses on this modality (its modality defaults), plus --library-set
     lib_cfg = METHODS["disinr"].pretrain.build(
         args.modality, {"subjects_per_step": args.per_step, "seed": 0, **lib_over}

@@ -77,7 +77,9 @@ def test_pretraining_has_modality_defaults_too_and_every_path_uses_them(tmp_path
     want = DISINR_PRETRAIN_MODALITY_DEFAULTS["ct"]
     assert pre.build("ct").arch.hash.n_levels == want["arch.hash.n_levels"] == 8
     assert pre.build("ct").arch.mlp_dtype == pre.build("mri").arch.mlp_dtype == "auto"
-    assert pre.build("volume") == DisINRPretrainConfig()  # volumes keep float32 (fits beyond bf16's precision)
+    assert (
+        pre.build("volume") == DisINRPretrainConfig()
+    )  # volumes keep float32 (fits beyond bf16's precision)
     assert pre.build("mri").arch.hash == DisINRPretrainConfig().arch.hash  # MRI keeps the paper's grid
     assert pre.build("ct", {"arch.hash.n_levels": 12}).arch.hash.n_levels == 12  # the user's value wins
     scan = simulate_ct(shepp_logan((32, 32)), disinr_fan_geometry((32, 32)), full_scan_angles(20))

@@ -36,7 +36,13 @@ __all__ = ["AugmentConfig", "augment_scans", "conjugate_mri", "flip_mri", "mirro
 
 
 def _wrap_angles(a: torch.Tensor) -> torch.Tensor:
+    """Angles (radians) wrapped to ``[0, 2 pi)``."""
     return torch.remainder(a.double(), 2 * math.pi).float()
+
+
+def _negated_frequencies(k: torch.Tensor) -> torch.Tensor:
+    """``-k`` wrapped to ``[-pi, pi)`` (trajectory coordinates)."""
+    return _wrap_angles(math.pi - k) - math.pi
 
 
 def _provenance(scan, what: str) -> dict:
@@ -113,7 +119,7 @@ def flip_mri(scan: MRIScan, axis: int) -> MRIScan:
         changes.update(kspace=_centre_flip(scan.kspace, dim), mask=_centre_flip(scan.mask, dim))
     else:
         traj = scan.trajectory.clone()
-        traj[:, axis] = torch.remainder(-traj[:, axis].double() + math.pi, 2 * math.pi).float() - math.pi
+        traj[:, axis] = _negated_frequencies(traj[:, axis])
         changes["trajectory"] = traj
     return dataclasses.replace(scan, **changes)
 
@@ -127,7 +133,7 @@ def conjugate_mri(scan: MRIScan) -> MRIScan:
         for d in range(-nd, 0):
             kspace, mask = _centre_flip(kspace, d), _centre_flip(mask, d)
     else:
-        traj = torch.remainder(-traj.double() + math.pi, 2 * math.pi).float() - math.pi
+        traj = _negated_frequencies(traj)
     maps = None if scan.sens_maps is None else scan.sens_maps.conj().resolve_conj()
     target = scan.target
     if target is not None and target.is_complex():

@@ -12,17 +12,10 @@ from inrecon.config import build_config
 from inrecon.recon.population.common import load_model
 from inrecon.recon.population.disinr import DisINRPretrainConfig, pretrain_disinr
 
+CFG = dict(steps=8, subjects_per_step=4, n_levels=4, log2_table_size=8, encoder_width=16, decoder_width=16)
 # float32 products: the test checks the data-parallel algorithm to float32 accuracy (bf16, where the CPU has it,
 # would amplify the different summation order of the all-reduced gradients beyond that)
-CFG = dict(
-    steps=8,
-    subjects_per_step=4,
-    n_levels=4,
-    log2_table_size=8,
-    encoder_width=16,
-    decoder_width=16,
-    **{"arch.mlp_dtype": "float32"},
-)
+CFG["arch.mlp_dtype"] = "float32"
 
 
 def _subjects():
