@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
 from inrecon.config import build_config
-from inrecon.engine.callbacks import HoldOut
+from inrecon.engine.callbacks import HoldOut, Settle
 from inrecon.engine.regularizers import PriorConfig, make_prior, total_variation, wavelet_l1
 from inrecon.engine.trainer import Callback, OptimConfig, StepOutput, Task, train
 from inrecon.errors import InreconError
@@ -68,6 +70,34 @@ def test_holdout_callback_stops_after_patience():
     # the held-out target of entry 0 is reached, then overshot: the loss stops improving
     run = train(task, OptimConfig(steps=500, lr=0.5, schedule="constant", eps=1e-8), [hold])
     assert hold.stopped_early and run.step < 500 and run.step - 1 - hold.best_step == 5
+
+
+def test_settle_keeps_the_lowest_loss_weights_of_the_last_steps():
+    class Kick(Callback):  # a loss spike: the weights thrown off after the update of step 37
+        def on_step_end(self, run, step, out):
+            if step == 37:
+                run.task.p.data.add_(5.0)
+
+    cfg = OptimConfig(steps=40, lr=0.1, schedule="constant", optimizer="sgd")
+    plain = _Quadratic()
+    train(plain, cfg, [Kick()])
+    assert (plain.image() - plain.target).abs().max() > 1.0  # the run ends on the spike
+    task, settle = _Quadratic(), Settle(from_step=30)
+    run = train(task, cfg, [Kick(), settle])
+    # the weights step 37's forward pass saw (after 37 updates), the last before the kick
+    assert run.history["settled_step"] == 37 == settle.best_step
+    torch.testing.assert_close(task.image(), task.target, atol=1e-3, rtol=0)
+
+
+def test_settle_runs_in_the_final_fit_only():
+    scan = tiny_mri()
+    res = run_method("ngp", scan, {**SMALL, "stop.settle": 0.25})
+    chosen = res.info["chosen_steps"]
+    assert chosen - math.ceil(0.25 * chosen) <= res.info["settled_step"] < chosen
+    assert "settled_step" not in res.info["holdout"]["history"]  # stage 1 keeps its own rule
+    res = run_method("ngp", scan, {**SMALL, "stop": "none", "stop.settle": 0.5})
+    assert 20 <= res.info["settled_step"] < 40
+    assert "settled_step" not in run_method("ngp", scan, {**SMALL, "stop.settle": 0}).info
 
 
 def test_sgd_with_task_gradients_and_linear_schedule():

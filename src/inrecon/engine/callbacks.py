@@ -1,5 +1,6 @@
-"""The callbacks of :func:`inrecon.engine.trainer.train`: hold-out tracking with early stopping, evaluation against
-a reference, progress bars, and the gradient all-reduce of data-parallel pre-training."""
+"""The callbacks of :func:`inrecon.engine.trainer.train`: hold-out tracking with early stopping, keeping the
+lowest-loss weights of a run's last steps, evaluation against a reference, progress bars, and the gradient
+all-reduce of data-parallel pre-training."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from inrecon.engine.losses import data_loss
 from inrecon.engine.trainer import Callback, Run, StepOutput
 from inrecon.progress import progress
 
-__all__ = ["AllReduceShared", "Evaluate", "HoldOut", "Progress"]
+__all__ = ["AllReduceShared", "Evaluate", "HoldOut", "Progress", "Settle"]
 
 
 class HoldOut(Callback):
@@ -95,6 +96,52 @@ class HoldOut(Callback):
     def load_state_dict(self, state: dict) -> None:
         self.best_val, self.best_step, self.best_state = (
             state["best_val"],
+            state["best_step"],
+            state["best_state"],
+        )
+
+
+class Settle(Callback):
+    """Keep the weights of the step with the lowest training loss among the run's steps ``from_step`` onwards
+    and load them at the end.
+
+    Adam on a hash grid has loss spikes: a fit that ends at a fixed step may end on one, a few dB below the
+    iterates just before it. The loss of step ``s`` is that of the weights the step's forward pass used (after
+    ``s`` updates), so the kept weights are the ones whose loss was seen. Syncs (reads the loss back) at every
+    step from ``from_step`` on. History: ``settled_step``.
+    """
+
+    def __init__(self, from_step: int):
+        self.from_step = int(from_step)
+        self.best_loss, self.best_step, self.best_state = math.inf, None, None
+
+    def wants_sync(self, run: Run, step: int) -> bool:
+        return step >= self.from_step
+
+    def on_forward(self, run: Run, step: int, out: StepOutput) -> None:
+        if step < self.from_step:
+            return
+        loss = float((out.log_loss if out.log_loss is not None else out.loss).detach())
+        if loss < self.best_loss:
+            self.best_loss, self.best_step = loss, step
+            state = run.task.module.state_dict()
+            if self.best_state is None:
+                self.best_state = {k: t.detach().clone() for k, t in state.items()}
+            else:
+                for k, t in state.items():
+                    self.best_state[k].copy_(t.detach())
+
+    def on_end(self, run: Run) -> None:
+        if self.best_state is not None:
+            run.task.module.load_state_dict(self.best_state)
+            run.history["settled_step"] = self.best_step
+
+    def state_dict(self) -> dict:
+        return {"best_loss": self.best_loss, "best_step": self.best_step, "best_state": self.best_state}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.best_loss, self.best_step, self.best_state = (
+            state["best_loss"],
             state["best_step"],
             state["best_state"],
         )

@@ -21,13 +21,13 @@ import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Annotated, Literal, Protocol
 
 import torch
 
-from inrecon.config import Fraction, NonNegInt, PosFloat, PosInt, Probability
+from inrecon.config import Fraction, InRange, NonNegInt, PosFloat, PosInt, Probability
 from inrecon.data.atomic import atomic_path
-from inrecon.engine.callbacks import Evaluate, HoldOut, Progress
+from inrecon.engine.callbacks import Evaluate, HoldOut, Progress, Settle
 from inrecon.engine.checkpoint import config_fingerprint
 from inrecon.engine.fit import FitTask, Model, evaluator
 from inrecon.engine.losses import LossConfig, LossKind
@@ -66,6 +66,11 @@ class StopConfig:
     """delta of a self-weighted held-out loss."""
     min_steps: PosInt = 50
     """Never stop stage 1 before this many steps."""
+    settle: Annotated[float, InRange(0.0, 1.0, hi_open=True)] = 0.1
+    """The final fit (refit, or rule none) keeps the weights of its lowest-training-loss step among its last
+    settle of steps instead of the last step's (:class:`~inrecon.engine.callbacks.Settle`: a fit may otherwise end
+    on one of Adam's loss spikes); 0: the last step's weights. Not for volumes (their steps see coordinate
+    batches, whose losses are not comparable)."""
     min_chosen: Probability = 0.05
     """Smallest step count the rule may choose, as a fraction of optim.steps: a held-out minimum within the
     first min_chosen of the budget (a scan too small or too noisy to fit, or a learning rate too high) is
@@ -131,6 +136,7 @@ def fit_model(
     val_idx: torch.Tensor | None = None,
     patience: int = 0,
     restore_best: bool = False,
+    settle: float = 0.0,
     evaluate: bool = True,
     checkpoint: Checkpoint | None = None,
     show_progress: bool | None = None,
@@ -168,6 +174,8 @@ def fit_model(
             restore_best=restore_best,
         )
         callbacks.append(hold)
+    if settle > 0 and not meas.pointwise:
+        callbacks.append(Settle(optim.steps - max(1, math.ceil(settle * optim.steps))))
     ev = evaluator(meas) if evaluate else None
     if ev is not None:
         callbacks.append(Evaluate(ev, cfg.monitor.eval_every))
@@ -307,7 +315,7 @@ def fit_with_holdout(
             )
         stages = _Stages(meas, cfg, ckdir, base, show_progress, desc, batch_size)
         model = build()
-        r, _ = stages.run(model, "fit", cfg.optim.steps)
+        r, _ = stages.run(model, "fit", cfg.optim.steps, settle=cfg.stop.settle)
     else:
         if cfg.prior.is_auto():
             (cfg, stages, chosen, record, model, r), info["prior_scores"] = _choose_prior(
@@ -320,8 +328,10 @@ def fit_with_holdout(
         info.update(holdout=record, chosen_steps=chosen)
         if not (cfg.stop.final == "restore" and model is not None):
             model = build()
-            r, _ = stages.run(model, "refit", chosen)
+            r, _ = stages.run(model, "refit", chosen, settle=cfg.stop.settle)
     info.update(history=r.history, steps_run=r.step, fit_seconds=r.seconds)
+    if "settled_step" in r.history:
+        info["settled_step"] = r.history["settled_step"]
     return meas.finalize(model.image()), info, model
 
 

@@ -65,7 +65,7 @@ _PROFILE_TABLE = {  # field: (quick, full)
     "n_pretrain": (6, 20),
     "n_test": (2, 5),
     "inr_steps": (600, 2000),
-    "patience": (100, 300),
+    "patience": (300, 300),
     "pretrain_steps": (300, 4000),
     "subjects_per_step": (3, 4),
     "extra_methods": (False, True),

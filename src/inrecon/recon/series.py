@@ -108,6 +108,7 @@ def reconstruct_series(scan: SeriesScan, cfg: SeriesConfig, ctx: Context = DEFAU
                 val_idx=split[1],
                 patience=ngp.stop.patience if cfg.frame_stop == "holdout" else 0,
                 restore_best=cfg.frame_stop == "holdout",
+                settle=ngp.stop.settle if cfg.frame_stop == "none" else 0.0,
                 evaluate=False,
                 show_progress=False,
                 desc=f"frame {t}",

@@ -148,4 +148,6 @@ def tune_method(
             "narrow the search space (e.g. a lower learning-rate bound) or check the data",
         )
     hparams = tunable.apply(cfg, res.best_h, res.best_trial["info"])
+    if tuner.oracle:  # the final fit reproduces the image the oracle scored at its best step, unsettled
+        hparams["stop.settle"] = 0.0
     return Tuned(method, hparams, dict(res.best_h), float(res.best_score), bool(tuner.oracle), res)
