@@ -10,7 +10,7 @@ import torch
 from inrecon.config import build_config
 from inrecon.engine.callbacks import HoldOut, Settle
 from inrecon.engine.regularizers import PriorConfig, make_prior, total_variation, wavelet_l1
-from inrecon.engine.trainer import Callback, OptimConfig, StepOutput, Task, train
+from inrecon.engine.trainer import Callback, Checkpoint, OptimConfig, StepOutput, Task, train
 from inrecon.errors import InreconError
 from inrecon.recon.api import run_method
 from tests.inr_fixtures import tiny_mri
@@ -87,6 +87,30 @@ def test_settle_keeps_the_lowest_loss_weights_of_the_last_steps():
     # the weights step 37's forward pass saw (after 37 updates), the last before the kick
     assert run.history["settled_step"] == 37 == settle.best_step
     torch.testing.assert_close(task.image(), task.target, atol=1e-3, rtol=0)
+
+
+def test_settle_state_survives_a_kill(tmp_path):
+    class Kick(Callback):  # a loss spike after step 25's update: the best weights are those step 25 saw
+        def on_step_end(self, run, step, out):
+            if step == 25:
+                run.task.p.data.add_(5.0)
+
+    class Die(Callback):
+        def on_forward(self, run, step, out):
+            if step == 35:  # after the checkpoint at step 30
+                raise KeyboardInterrupt
+
+    cfg = OptimConfig(steps=40, lr=0.1, schedule="constant", optimizer="sgd")
+    ref, ref_settle = _Quadratic(), Settle(from_step=20)
+    train(ref, cfg, [Kick(), ref_settle])
+    assert ref_settle.best_step == 25
+    ck = Checkpoint(tmp_path / "run.pt", "fp", every=10)
+    with pytest.raises(KeyboardInterrupt):
+        train(_Quadratic(), cfg, [Kick(), Settle(from_step=20), Die()], checkpoint=ck)
+    task, settle = _Quadratic(), Settle(from_step=20)
+    train(task, cfg, [Kick(), settle], checkpoint=ck)  # resumes at step 30, past the best step
+    assert settle.best_step == 25
+    torch.testing.assert_close(task.image(), ref.image(), rtol=0, atol=0)
 
 
 def test_settle_runs_in_the_final_fit_only():
