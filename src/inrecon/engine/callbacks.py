@@ -16,7 +16,36 @@ from inrecon.progress import progress
 __all__ = ["AllReduceShared", "Evaluate", "HoldOut", "Progress", "Settle"]
 
 
-class HoldOut(Callback):
+class _BestWeights(Callback):
+    """A best score (attribute ``SCORE``), the step it was seen at and a copy of the weights then, checkpointed
+    with the run: what :class:`HoldOut` (``restore_best``) and :class:`Settle` keep."""
+
+    SCORE: str
+    best_step: int | None
+    best_state: dict | None
+
+    def _keep_weights(self, run: Run) -> None:
+        """Copy the module's current weights (into the buffers of the last copy, after the first)."""
+        state = run.task.module.state_dict()
+        if self.best_state is None:
+            self.best_state = {k: t.detach().clone() for k, t in state.items()}
+        else:
+            for k, t in state.items():
+                self.best_state[k].copy_(t.detach())
+
+    def state_dict(self) -> dict:
+        return {
+            self.SCORE: getattr(self, self.SCORE),
+            "best_step": self.best_step,
+            "best_state": self.best_state,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        setattr(self, self.SCORE, state[self.SCORE])
+        self.best_step, self.best_state = state["best_step"], state["best_state"]
+
+
+class HoldOut(_BestWeights):
     """Score the held-out samples at every step and stop ``patience`` steps after their loss last improved.
 
     The held-out prediction comes from the step's own forward pass (``out.pred[val]``), so it costs nothing
@@ -26,6 +55,8 @@ class HoldOut(Callback):
 
     Attributes after the run: ``best_step``, ``best_val``, ``stopped_early``.
     """
+
+    SCORE = "best_val"
 
     def __init__(
         self,
@@ -56,7 +87,7 @@ class HoldOut(Callback):
         if self.restore_best:
             self._flush(run)
             if self.best_step == step:
-                self.best_state = {k: t.detach().clone() for k, t in run.task.module.state_dict().items()}
+                self._keep_weights(run)
 
     def wants_sync(self, run: Run, step: int) -> bool:
         return self.restore_best
@@ -90,18 +121,8 @@ class HoldOut(Callback):
         if self.restore_best and self.best_state is not None:
             run.task.module.load_state_dict(self.best_state)
 
-    def state_dict(self) -> dict:
-        return {"best_val": self.best_val, "best_step": self.best_step, "best_state": self.best_state}
 
-    def load_state_dict(self, state: dict) -> None:
-        self.best_val, self.best_step, self.best_state = (
-            state["best_val"],
-            state["best_step"],
-            state["best_state"],
-        )
-
-
-class Settle(Callback):
+class Settle(_BestWeights):
     """Keep the weights of the step with the lowest training loss among the run's steps ``from_step`` onwards
     and load them at the end.
 
@@ -110,6 +131,8 @@ class Settle(Callback):
     ``s`` updates), so the kept weights are the ones whose loss was seen. Syncs (reads the loss back) at every
     step from ``from_step`` on. History: ``settled_step``.
     """
+
+    SCORE = "best_loss"
 
     def __init__(self, from_step: int):
         self.from_step = int(from_step)
@@ -124,27 +147,12 @@ class Settle(Callback):
         loss = float((out.log_loss if out.log_loss is not None else out.loss).detach())
         if loss < self.best_loss:
             self.best_loss, self.best_step = loss, step
-            state = run.task.module.state_dict()
-            if self.best_state is None:
-                self.best_state = {k: t.detach().clone() for k, t in state.items()}
-            else:
-                for k, t in state.items():
-                    self.best_state[k].copy_(t.detach())
+            self._keep_weights(run)
 
     def on_end(self, run: Run) -> None:
         if self.best_state is not None:
             run.task.module.load_state_dict(self.best_state)
             run.history["settled_step"] = self.best_step
-
-    def state_dict(self) -> dict:
-        return {"best_loss": self.best_loss, "best_step": self.best_step, "best_state": self.best_state}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.best_loss, self.best_step, self.best_state = (
-            state["best_loss"],
-            state["best_step"],
-            state["best_state"],
-        )
 
 
 class Evaluate(Callback):
