@@ -151,8 +151,26 @@ def test_prior_weight_chosen_by_holdout_and_used_in_the_refit():
     scores = res.info["prior_scores"]
     assert set(scores) == {0.0001, 0.3} and res.info["prior_tv"] == min(scores, key=scores.get)
     assert res.config["prior"]["tv"] == "auto"  # the config as given; the choice is in info
-    with pytest.raises(InreconError, match="hold-out"):
-        run_method("ngp", scan, {**SMALL, "prior.tv": "auto", "stop": "none"})
+
+
+def test_prior_weight_auto_with_a_fixed_step_count_chooses_then_runs_every_step():
+    scan = tiny_mri()
+    over = {**SMALL, "prior.tv": "auto", "prior.tv_candidates": "0,0.3"}
+    res = run_method("ngp", scan, {**over, "stop": "none"})
+    scores = res.info["prior_scores"]
+    assert set(scores) == {0.0, 0.3} and res.info["prior_tv"] == min(scores, key=scores.get)
+    assert res.info["steps_run"] == SMALL["steps"] and "chosen_steps" not in res.info
+    # the weight it chose, given as a number, gives the same image
+    fixed = run_method("ngp", scan, {**SMALL, "prior.tv": res.info["prior_tv"], "stop": "none"})
+    assert torch.equal(fixed.image, res.image)
+
+
+def test_prior_weight_auto_is_refused_for_volumes_before_any_work():
+    from inrecon.data.scans import VolumeScan
+
+    vol = VolumeScan(volume=torch.rand(8, 8, 8))
+    with pytest.raises(InreconError, match="volume"):
+        run_method("ngp", vol, {**SMALL, "prior.tv": "auto"})
 
 
 def test_wavelet_prior_runs_through_every_inr_method():

@@ -18,7 +18,8 @@ def test_modality_defaults_apply_only_to_their_modality_and_user_values_win():
     spec = METHODS["ngp"]
     ct, mri, vol = spec.build("ct"), spec.build("mri"), spec.build("volume")
     assert (
-        ct.prior.tv == NGP_MODALITY_DEFAULTS["ct"]["prior.tv"] > 0 and ct.data.ct_weighting == "ramp+counts"
+        ct.prior.tv == NGP_MODALITY_DEFAULTS["ct"]["prior.tv"] == "auto"
+        and ct.data.ct_weighting == "ramp+counts"
     )
     assert mri == NGPConfig()  # MRI keeps the dataclass defaults
     assert vol.optim.schedule == "linear" and replace(vol, optim=NGPConfig().optim) == NGPConfig()
@@ -57,7 +58,7 @@ def test_methods_command_lists_them(capsys):
 
     assert main(["methods", "ngp"]) == 0
     out = capsys.readouterr().out
-    assert "on ct scans the defaults differ" in out and "prior.tv=0.01" in out
+    assert "on ct scans the defaults differ" in out and "prior.tv='auto'" in out
     assert main(["methods", "ngp", "--json"]) == 0
     assert (
         json.loads(capsys.readouterr().out)["modality_defaults"]["ct"]["data.ct_weighting"] == "ramp+counts"

@@ -64,6 +64,15 @@ def test_residual_starts_from_previous_weights(frames):
     assert {"psnr_mean", "ssim_mean", "seconds_first"} <= set(res)
 
 
+def test_an_auto_prior_weight_is_chosen_on_frame_0_and_kept(frames):
+    two = SeriesScan(frames.frames[:2])
+    _, info = _run(two, steps_frame=5, **{"ngp.prior.tv": "auto", "ngp.prior.tv_candidates": "0,0.01"})
+    chosen = info["frames"][0]["prior_tv"]
+    assert chosen in (0.0, 0.01) and info["frames"][1]["steps"] == 5
+    _, fixed = _run(two, steps_frame=5, **{"ngp.prior.tv": chosen})
+    assert fixed["frames"][1]["psnr"] == pytest.approx(info["frames"][1]["psnr"])
+
+
 def test_holdout_per_frame(frames):
     imgs, info = _run(SeriesScan(frames.frames[:2]), steps_frame=12, frame_stop="holdout", patience=4)
     assert imgs.shape == (2, 32, 32) and info["frames"][1]["best_step"] is not None

@@ -44,6 +44,7 @@ __all__ = [
     "fit_model",
     "fit_with_holdout",
     "measurement_prior",
+    "resolve_prior",
     "score_trial",
 ]
 
@@ -287,6 +288,25 @@ def _choose_prior(meas, build, cfg, ckdir, base, show_progress, desc, batch_size
     return best[1:], table
 
 
+def resolve_prior(
+    meas: Measurement,
+    build: Callable[[], Model],
+    cfg: FitSettings,
+    *,
+    show_progress: bool | None = None,
+    desc: str = "prior",
+) -> tuple[FitSettings, dict]:
+    """``cfg`` with ``prior.tv="auto"`` replaced by the weight the hold-out rule chooses (as in
+    :func:`fit_with_holdout`: the candidate with the lowest held-out loss), and ``{weight: held-out loss}``;
+    ``cfg`` itself and ``{}`` when the weight is already a number. For runs that fix the weight once before many
+    fits (bilevel tuning trials, the frames of a series)."""
+    if not cfg.prior.is_auto():
+        return cfg, {}
+    base = {"run": "resolve_prior", "data": data_identity(meas)}
+    (c, *_), table = _choose_prior(meas, build, cfg, None, base, show_progress, desc, 2**18)
+    return c, table
+
+
 def fit_with_holdout(
     meas: Measurement,
     build: Callable[[], Model],
@@ -300,7 +320,8 @@ def fit_with_holdout(
 ) -> tuple[torch.Tensor, dict, Model]:
     """Fit with the stopping rule of ``cfg.stop`` (module docstring); pointwise measurements (volumes) always
     run ``cfg.optim.steps`` on all samples. ``cfg.prior.tv="auto"`` runs the hold-out stage once per candidate
-    weight and keeps the one with the lowest held-out loss (``info["prior_tv"]``, ``info["prior_scores"]``).
+    weight and keeps the one with the lowest held-out loss (``info["prior_tv"]``, ``info["prior_scores"]``); with
+    ``stop.rule="none"`` those stages choose the weight only, and the fit then runs ``cfg.optim.steps``.
 
     Returns ``(image, info, model)``: the image in the scan's units (``meas.finalize``), what was chosen and
     measured (``chosen_steps``, ``holdout``, ``history``, ``steps_run``, ``fit_seconds``), and the final model.
@@ -308,23 +329,25 @@ def fit_with_holdout(
     ckdir = Path(checkpoint_dir) if checkpoint_dir else None
     base = {"run": run_id, "data": data_identity(meas)}
     info: dict = {}
+    if meas.pointwise and cfg.prior.is_auto():
+        raise InreconError(
+            "prior.tv=auto needs a hold-out split, and a volume fit has none",
+            "give a number for prior.tv (or 0)",
+        )
+    if cfg.prior.is_auto():
+        (cfg, stages, chosen, record, model, r), info["prior_scores"] = _choose_prior(
+            meas, build, cfg, ckdir, base, show_progress, desc, batch_size
+        )
+        info["prior_tv"] = cfg.prior.tv
+    elif cfg.stop.rule == "holdout" and not meas.pointwise:
+        stages = _Stages(meas, cfg, ckdir, base, show_progress, desc, batch_size)
+        chosen, record, model, r = stages.choose_steps(build)
     if cfg.stop.rule == "none" or meas.pointwise:
-        if cfg.prior.is_auto():
-            raise InreconError(
-                "prior.tv=auto needs the hold-out rule", "set stop.rule=holdout or a number for prior.tv"
-            )
+        # with prior.tv=auto the hold-out stages chose the weight only: the fit runs optim.steps on all samples
         stages = _Stages(meas, cfg, ckdir, base, show_progress, desc, batch_size)
         model = build()
         r, _ = stages.run(model, "fit", cfg.optim.steps, settle=cfg.stop.settle)
     else:
-        if cfg.prior.is_auto():
-            (cfg, stages, chosen, record, model, r), info["prior_scores"] = _choose_prior(
-                meas, build, cfg, ckdir, base, show_progress, desc, batch_size
-            )
-            info["prior_tv"] = cfg.prior.tv
-        else:
-            stages = _Stages(meas, cfg, ckdir, base, show_progress, desc, batch_size)
-            chosen, record, model, r = stages.choose_steps(build)
         info.update(holdout=record, chosen_steps=chosen)
         if not (cfg.stop.final == "restore" and model is not None):
             model = build()

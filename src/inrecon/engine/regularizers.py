@@ -28,8 +28,8 @@ class PriorConfig:
     tv: NonNegFloat | Literal["auto"] = 0.0
     """Weight of the isotropic total variation of the rendered image (mean over pixels; complex images use the
     modulus of the complex gradient); 0: none; auto: the candidate with the lowest held-out loss."""
-    tv_candidates: tuple[PosFloat, ...] = (0.001, 0.003, 0.01, 0.03)
-    """Weights tried by tv=auto."""
+    tv_candidates: tuple[NonNegFloat, ...] = (0.001, 0.003, 0.01, 0.03)
+    """Weights tried by tv=auto (0: no prior is one of the candidates)."""
     wavelet: NonNegFloat = 0.0
     """Weight of the L1 norm of the image's orthonormal db4 wavelet coefficients (mean magnitude); 0: none."""
     relative: bool = True

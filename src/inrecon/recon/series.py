@@ -86,7 +86,7 @@ def reconstruct_series(scan: SeriesScan, cfg: SeriesConfig, ctx: Context = DEFAU
         if t == 0 or cfg.mode == "scratch":
             image, info, model = fit_with_holdout(
                 meas,
-                lambda m=meas: field_model(m, ngp),
+                lambda m=meas, c=ngp: field_model(m, c),
                 ngp,
                 run_id={"method": "series", "frame": t, "cfg": config_to_dict(cfg)},
                 show_progress=False,
@@ -94,6 +94,11 @@ def reconstruct_series(scan: SeriesScan, cfg: SeriesConfig, ctx: Context = DEFAU
             )
             hist = info["history"]
             row.update(steps=info["steps_run"], chosen_steps=info.get("chosen_steps"))
+            if (
+                t == 0 and "prior_tv" in info
+            ):  # prior.tv=auto: frame 0 chose the weight every later frame runs
+                ngp = dataclasses.replace(ngp, prior=dataclasses.replace(ngp.prior, tv=info["prior_tv"]))
+                row["prior_tv"] = info["prior_tv"]
         else:
             split = (
                 meas.split(ngp.stop.fraction, ngp.seed + t) if cfg.frame_stop == "holdout" else (None, None)

@@ -204,6 +204,10 @@ def test_ct_runs():
     res = run_method("bilevel", scan, _cfg(n_random=2, n_guided=1, steps=10))
     assert res.image.shape == (32, 32) and not res.image.is_complex()
     assert res.info["n_trials"] == 3 and scan_protocol(scan)["views"] == 20
+    # CT's default prior.tv=auto is chosen once before the search and fixed in the final fit's settings
+    from inrecon.engine.regularizers import PriorConfig
+
+    assert res.info["hparams"]["prior.tv"] in PriorConfig().tv_candidates
     # the CT split is the sinogram-entry split of the measurement
     train, val = build_measurement(scan).split(0.2, 0)
     assert train.numel() + val.numel() == sino.numel() and val.numel() == round(0.2 * sino.numel())

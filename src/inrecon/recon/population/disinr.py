@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from inrecon.config import PosInt, config_from_dict
-from inrecon.engine.holdout import score_trial
+from inrecon.engine.holdout import resolve_prior, score_trial
 from inrecon.errors import InreconError
 from inrecon.models.fields import grid_coords
 from inrecon.models.population import DisINRNetwork, PopulationArch
@@ -161,13 +161,17 @@ def disinr_objective(
         raise InreconError("bilevel tuning needs an MRI or CT scan", "tune on measured data, not a volume")
     net, _ = load_disinr(model, scan, device=meas.y.device)
     split = meas.split(cfg.stop.fraction, cfg.seed)
+    # prior.tv=auto: chosen once, with the defaults, before the search; every trial then runs that weight
+    cfg, _ = resolve_prior(meas, _builder(net, meas, cfg), cfg, show_progress=show_progress)
 
     def objective(h: dict) -> tuple[float, dict]:
         c = apply_h(cfg, h)
         m = _builder(net, meas, c)()
-        return score_trial(
+        score, info = score_trial(
             meas, m, c, oracle=oracle, split=split, show_progress=show_progress, desc="DisINR trial"
         )
+        info["prior_tv"] = c.prior.tv
+        return score, info
 
     return objective
 
