@@ -165,6 +165,22 @@ def test_prior_weight_auto_with_a_fixed_step_count_chooses_then_runs_every_step(
     assert torch.equal(fixed.image, res.image)
 
 
+def test_prior_weight_search_runs_from_the_strongest_weight_and_stops_when_the_loss_rises(monkeypatch):
+    from inrecon.engine import holdout
+
+    losses = {0.03: 3.0, 0.01: 1.0, 0.003: 2.0, 0.001: 0.5}  # 0.001 would win, but lies past a rise
+    tried = []
+
+    def fake_choose(self, build):
+        tried.append(self.cfg.prior.tv)
+        return 5, {"best_val_loss": losses[self.cfg.prior.tv]}, None, None
+
+    monkeypatch.setattr(holdout._Stages, "choose_steps", fake_choose)
+    res = run_method("ngp", tiny_mri(), {**SMALL, "prior.tv": "auto"})
+    assert tried == [0.03, 0.01, 0.003] and res.info["prior_tv"] == 0.01
+    assert res.info["prior_scores"] == {0.03: 3.0, 0.01: 1.0, 0.003: 2.0} and res.info["steps_run"] == 5
+
+
 def test_prior_weight_auto_is_refused_for_volumes_before_any_work():
     from inrecon.data.scans import VolumeScan
 

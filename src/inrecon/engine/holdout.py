@@ -274,9 +274,14 @@ def _floor_chosen(chosen: int, record: dict, cfg: FitSettings) -> tuple[int, dic
 
 def _choose_prior(meas, build, cfg, ckdir, base, show_progress, desc, batch_size):
     """``prior.tv="auto"``: one hold-out stage per candidate weight; the settings with the lowest held-out loss,
-    their stage-1 result, and the table ``{weight: best held-out loss}``."""
+    their stage-1 result, and the table ``{weight: best held-out loss}``.
+
+    Candidates run from the strongest weight down, and the search stops at the first one whose held-out loss is
+    above the best so far: the loss is taken as unimodal in the weight (it was on every scan measured,
+    benchmarks/RESULTS.md), and the weakest weights, whose fits run longest, are skipped where the data do not
+    want them."""
     table, best = {}, None
-    for w in cfg.prior.tv_candidates:
+    for w in sorted(cfg.prior.tv_candidates, reverse=True):
         c = replace(cfg, prior=replace(cfg.prior, tv=float(w)))
         sub = ckdir / f"tv{w:g}" if ckdir else None
         stages = _Stages(meas, c, sub, {**base, "tv": w}, show_progress, f"{desc} tv={w:g}", batch_size)
@@ -285,6 +290,8 @@ def _choose_prior(meas, build, cfg, ckdir, base, show_progress, desc, batch_size
         score = math.inf if record["best_val_loss"] is None else record["best_val_loss"]
         if best is None or score < best[0]:
             best = (score, c, stages, chosen, record, model, run)
+        elif score > best[0]:
+            break
     return best[1:], table
 
 

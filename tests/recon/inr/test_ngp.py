@@ -68,6 +68,33 @@ def test_resume_after_kill_gives_identical_result(tmp_path, monkeypatch):
     torch.testing.assert_close(resumed, ref, rtol=0, atol=0)
 
 
+def test_an_auto_prior_weight_resumes_after_a_kill_in_its_second_candidate(tmp_path, monkeypatch):
+    scan = tiny_mri(seed=2)
+    cfg = build_config(
+        NGPConfig, dict(steps=40, patience=15, **SMALL, **{"prior.tv": "auto", "prior.tv_candidates": "0,0.01"})
+    )
+    ref = reconstruct_ngp(scan, cfg, QUIET)
+
+    real_loss = fitting.data_loss
+    calls = {"n": 0}
+
+    def dying_loss(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == 40 + 25:  # the second candidate's stage 1, after its checkpoint at step 20
+            raise _Killed
+        return real_loss(*a, **k)
+
+    monkeypatch.setattr(fitting, "data_loss", dying_loss)
+    with pytest.raises(_Killed):
+        reconstruct_ngp(scan, cfg, Context(show_progress=False, checkpoint_dir=tmp_path))
+    # candidates run from the strongest weight down: 0.01 finished, 0 was killed after its checkpoint
+    assert (tmp_path / "tv0.01" / "holdout.json").exists() and (tmp_path / "tv0" / "holdout.pt").exists()
+    monkeypatch.setattr(fitting, "data_loss", real_loss)
+    resumed = reconstruct_ngp(scan, cfg, Context(show_progress=False, checkpoint_dir=tmp_path))
+    assert resumed.info["prior_tv"] == ref.info["prior_tv"]
+    torch.testing.assert_close(resumed.image, ref.image, rtol=0, atol=0)
+
+
 def test_checkpoint_of_another_run_is_refused(tmp_path):
     scan = tiny_mri(seed=3)
     cfg = build_config(NGPConfig, dict(steps=30, stop="none", **{**SMALL, "checkpoint_every": 10}))
