@@ -71,7 +71,8 @@ def test_resume_after_kill_gives_identical_result(tmp_path, monkeypatch):
 def test_an_auto_prior_weight_resumes_after_a_kill_in_its_second_candidate(tmp_path, monkeypatch):
     scan = tiny_mri(seed=2)
     cfg = build_config(
-        NGPConfig, dict(steps=40, patience=15, **SMALL, **{"prior.tv": "auto", "prior.tv_candidates": "0,0.01"})
+        NGPConfig,
+        dict(steps=40, patience=15, **SMALL, **{"prior.tv": "auto", "prior.tv_candidates": "0,0.01"}),
     )
     ref = reconstruct_ngp(scan, cfg, QUIET)
 
