@@ -165,10 +165,11 @@ def test_prior_weight_auto_with_a_fixed_step_count_chooses_then_runs_every_step(
     assert torch.equal(fixed.image, res.image)
 
 
-def test_prior_weight_search_runs_from_the_strongest_weight_and_stops_when_the_loss_rises(monkeypatch):
+def test_prior_weight_search_starts_in_the_middle_and_stops_where_the_loss_rises(monkeypatch):
     from inrecon.engine import holdout
 
-    losses = {0.03: 3.0, 0.01: 1.0, 0.003: 2.0, 0.001: 0.5}  # 0.001 would win, but lies past a rise
+    # 0.001 has the lowest loss but lies past a rise: a unimodal search never reaches it
+    losses = {0.1: 3.0, 0.03: 1.0, 0.01: 2.0, 0.003: 2.5, 0.001: 0.5}
     tried = []
 
     def fake_choose(self, build):
@@ -176,9 +177,16 @@ def test_prior_weight_search_runs_from_the_strongest_weight_and_stops_when_the_l
         return 5, {"best_val_loss": losses[self.cfg.prior.tv]}, None, None
 
     monkeypatch.setattr(holdout._Stages, "choose_steps", fake_choose)
-    res = run_method("ngp", tiny_mri(), {**SMALL, "prior.tv": "auto"})
-    assert tried == [0.03, 0.01, 0.003] and res.info["prior_tv"] == 0.01
-    assert res.info["prior_scores"] == {0.03: 3.0, 0.01: 1.0, 0.003: 2.0} and res.info["steps_run"] == 5
+    over = {**SMALL, "prior.tv": "auto", "prior.tv_candidates": "0.001,0.003,0.01,0.03,0.1"}
+    res = run_method("ngp", tiny_mri(), over)
+    # the middle (0.01), one weaker (no better), then stronger until the loss rises
+    assert tried == [0.01, 0.003, 0.03, 0.1] and res.info["prior_tv"] == 0.03
+    assert res.info["prior_scores"] == {0.01: 2.0, 0.003: 2.5, 0.03: 1.0, 0.1: 3.0}
+    assert res.info["steps_run"] == 5
+    losses.update({0.003: 1.5, 0.001: 1.2})  # now weaker is better: walk down and never try stronger
+    tried.clear()
+    res = run_method("ngp", tiny_mri(), over)
+    assert tried == [0.01, 0.003, 0.001] and res.info["prior_tv"] == 0.001
 
 
 def test_prior_weight_auto_is_refused_for_volumes_before_any_work():

@@ -273,26 +273,38 @@ def _floor_chosen(chosen: int, record: dict, cfg: FitSettings) -> tuple[int, dic
 
 
 def _choose_prior(meas, build, cfg, ckdir, base, show_progress, desc, batch_size):
-    """``prior.tv="auto"``: one hold-out stage per candidate weight; the settings with the lowest held-out loss,
-    their stage-1 result, and the table ``{weight: best held-out loss}``.
+    """``prior.tv="auto"``: one hold-out stage per candidate weight tried; the settings with the lowest held-out
+    loss, their stage-1 result, and the table ``{weight: best held-out loss}`` of the candidates tried.
 
-    Candidates run from the strongest weight down, and the search stops at the first one whose held-out loss is
-    above the best so far: the loss is taken as unimodal in the weight (it was on every scan measured,
-    benchmarks/RESULTS.md), and the weakest weights, whose fits run longest, are skipped where the data do not
-    want them."""
-    table, best = {}, None
-    for w in sorted(cfg.prior.tv_candidates, reverse=True):
-        c = replace(cfg, prior=replace(cfg.prior, tv=float(w)))
-        sub = ckdir / f"tv{w:g}" if ckdir else None
-        stages = _Stages(meas, c, sub, {**base, "tv": w}, show_progress, f"{desc} tv={w:g}", batch_size)
-        chosen, record, model, run = stages.choose_steps(build)
-        table[float(w)] = record["best_val_loss"]
-        score = math.inf if record["best_val_loss"] is None else record["best_val_loss"]
-        if best is None or score < best[0]:
-            best = (score, c, stages, chosen, record, model, run)
-        elif score > best[0]:
+    The held-out loss is taken as unimodal in the weight (it was on every scan where all candidates were scored,
+    benchmarks/RESULTS.md), so the search starts at the middle candidate, walks towards weaker weights while the
+    loss falls, and, if the first weaker one is no better, towards stronger ones: it stops at the first rise.
+    Noisy scans then skip the weakest weights' long fits, and noise-free ones the strongest weights'."""
+    order = sorted({float(w) for w in cfg.prior.tv_candidates}, reverse=True)  # strongest first
+    table: dict[float, float | None] = {}
+    tried: dict[int, tuple] = {}
+
+    def score(i: int) -> float:
+        if i not in tried:
+            w = order[i]
+            c = replace(cfg, prior=replace(cfg.prior, tv=w))
+            sub = ckdir / f"tv{w:g}" if ckdir else None
+            stages = _Stages(meas, c, sub, {**base, "tv": w}, show_progress, f"{desc} tv={w:g}", batch_size)
+            chosen, record, model, run = stages.choose_steps(build)
+            table[w] = record["best_val_loss"]
+            loss = math.inf if record["best_val_loss"] is None else record["best_val_loss"]
+            tried[i] = (loss, c, stages, chosen, record, model, run)
+        return tried[i][0]
+
+    best = len(order) // 2
+    score(best)
+    for direction in (1, -1):  # 1: towards weaker weights
+        i = best + direction
+        while 0 <= i < len(order) and score(i) < score(best):
+            best, i = i, i + direction
+        if best != len(order) // 2:
             break
-    return best[1:], table
+    return tried[best][1:], table
 
 
 def resolve_prior(
@@ -302,16 +314,16 @@ def resolve_prior(
     *,
     show_progress: bool | None = None,
     desc: str = "prior",
-) -> tuple[FitSettings, dict]:
+) -> FitSettings:
     """``cfg`` with ``prior.tv="auto"`` replaced by the weight the hold-out rule chooses (as in
-    :func:`fit_with_holdout`: the candidate with the lowest held-out loss), and ``{weight: held-out loss}``;
-    ``cfg`` itself and ``{}`` when the weight is already a number. For runs that fix the weight once before many
-    fits (bilevel tuning trials, the frames of a series)."""
+    :func:`fit_with_holdout`), or ``cfg`` itself when the weight is already a number. For runs that fix the weight
+    once before many fits: the trials of bilevel tuning (not checkpointed: a resumed tuning run chooses again,
+    identically)."""
     if not cfg.prior.is_auto():
-        return cfg, {}
+        return cfg
     base = {"run": "resolve_prior", "data": data_identity(meas)}
-    (c, *_), table = _choose_prior(meas, build, cfg, None, base, show_progress, desc, 2**18)
-    return c, table
+    (c, *_), _ = _choose_prior(meas, build, cfg, None, base, show_progress, desc, 2**18)
+    return c
 
 
 def fit_with_holdout(

@@ -28,8 +28,9 @@ class PriorConfig:
     tv: NonNegFloat | Literal["auto"] = 0.0
     """Weight of the isotropic total variation of the rendered image (mean over pixels; complex images use the
     modulus of the complex gradient); 0: none; auto: the candidate with the lowest held-out loss."""
-    tv_candidates: tuple[NonNegFloat, ...] = (0.001, 0.003, 0.01, 0.03)
-    """Weights tried by tv=auto (0: no prior is one of the candidates)."""
+    tv_candidates: tuple[NonNegFloat, ...] = (0.0003, 0.001, 0.003, 0.01, 0.03)
+    """Weights tv=auto chooses from (0: no prior is one of the candidates); the search starts at the middle one
+    and stops where the held-out loss rises (:func:`~inrecon.engine.holdout.fit_with_holdout`)."""
     wavelet: NonNegFloat = 0.0
     """Weight of the L1 norm of the image's orthonormal db4 wavelet coefficients (mean magnitude); 0: none."""
     relative: bool = True

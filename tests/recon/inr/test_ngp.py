@@ -88,8 +88,8 @@ def test_an_auto_prior_weight_resumes_after_a_kill_in_its_second_candidate(tmp_p
     monkeypatch.setattr(fitting, "data_loss", dying_loss)
     with pytest.raises(_Killed):
         reconstruct_ngp(scan, cfg, Context(show_progress=False, checkpoint_dir=tmp_path))
-    # candidates run from the strongest weight down: 0.01 finished, 0 was killed after its checkpoint
-    assert (tmp_path / "tv0.01" / "holdout.json").exists() and (tmp_path / "tv0" / "holdout.pt").exists()
+    # the search starts at the middle candidate (0 of 0.01 / 0), then 0.01, which was killed after its checkpoint
+    assert (tmp_path / "tv0" / "holdout.json").exists() and (tmp_path / "tv0.01" / "holdout.pt").exists()
     monkeypatch.setattr(fitting, "data_loss", real_loss)
     resumed = reconstruct_ngp(scan, cfg, Context(show_progress=False, checkpoint_dir=tmp_path))
     assert resumed.info["prior_tv"] == ref.info["prior_tv"]

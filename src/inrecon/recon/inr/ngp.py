@@ -95,12 +95,12 @@ confirmation half (``benchmarks/quality_defaults.py``, ``benchmarks/RESULTS.md``
 30, 60 fan views, 1e5 photons): a relative TV prior 0.01 with lr 1e-2 and the counts-weighted, view-held-out data
 term, 27.02 -> 31.84 dB (the TV prior is most of it: 31.10 dB with the old data term); confirmed on A0002 at 60 /
 90 noisy views (24.19 -> 32.05, 26.90 -> 33.94 dB), but it cost 0.9 / 2.6 dB on noise-free data. Since 2026-12 the
-weight is chosen per scan by the hold-out rule (``prior.tv="auto"``: one hold-out stage per candidate 0.001 /
-0.003 / 0.01 / 0.03, the lowest held-out loss wins; quick profile, NGP at most 600 steps): tuning half, noise-free
-A0001 60 / 90 views 34.15 -> 36.93 / 37.18 -> 43.34 dB, noisy 90 views and SCOPE unchanged, noisy 60 views 31.81
--> 30.33 (the one loss: it chose 0.001); confirmation half, noise-free A0002 60 / 90 views 35.18 -> 37.61 / 38.23
--> 41.79 dB, noisy 60 / 90 views unchanged (it chose 0.01); the demo's noise-free phantoms 38.1 -> 41.7 dB. It
-costs one hold-out stage per candidate. A noise-aware
+weight is chosen per scan by the hold-out rule (``prior.tv="auto"``: one hold-out stage per candidate tried,
+0.0003 / 0.001 / 0.003 / 0.01 / 0.03, the lowest held-out loss wins; quick profile, NGP at most 600 steps): tuning
+half, noise-free A0001 60 / 90 views 34.15 -> 37.81 / 37.18 -> 45.28 dB, noisy 90 views and SCOPE unchanged, noisy
+60 views 31.81 -> 30.33 (the one loss: it chose 0.001); confirmation half, noise-free A0002 60 / 90 views 35.18 ->
+37.61 / 38.23 -> 41.79 dB, noisy 60 / 90 views unchanged (it chose 0.01); the demo's noise-free phantoms 38.1 ->
+41.7 dB. It costs three or four hold-out stages (a unimodal search from the middle candidate). A noise-aware
 weight (``prior.noise_reference=0.0052``: 0.01 at the tuning scan's estimated relative noise level,
 :func:`~inrecon.physics.measurement.sinogram_noise`, scaled by each scan's own estimate) wins on lungdx and the
 real SCOPE sinogram (A0002 noise-free 60 / 90 views +2.3 / +2.2 dB, noisy -0.14 / -0.19 dB, SCOPE +0.5 dB) but
@@ -199,7 +199,7 @@ def ngp_objective(scan, cfg: NGPConfig, space: SearchSpace, *, oracle=False, sho
         raise InreconError("bilevel tuning needs an MRI or CT scan", "tune on measured data, not a volume")
     split = meas.split(cfg.stop.fraction, cfg.seed)
     # prior.tv=auto: chosen once, with the defaults, before the search; every trial then runs that weight
-    cfg, _ = resolve_prior(meas, lambda: field_model(meas, cfg), cfg, show_progress=show_progress)
+    cfg = resolve_prior(meas, lambda: field_model(meas, cfg), cfg, show_progress=show_progress)
 
     def objective(h: dict) -> tuple[float, dict]:
         c = apply_h(cfg, explicit_scale(h))

@@ -162,7 +162,7 @@ def disinr_objective(
     net, _ = load_disinr(model, scan, device=meas.y.device)
     split = meas.split(cfg.stop.fraction, cfg.seed)
     # prior.tv=auto: chosen once, with the defaults, before the search; every trial then runs that weight
-    cfg, _ = resolve_prior(meas, _builder(net, meas, cfg), cfg, show_progress=show_progress)
+    cfg = resolve_prior(meas, _builder(net, meas, cfg), cfg, show_progress=show_progress)
 
     def objective(h: dict) -> tuple[float, dict]:
         c = apply_h(cfg, h)
