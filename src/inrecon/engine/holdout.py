@@ -296,13 +296,13 @@ def _choose_prior(meas, build, cfg, ckdir, base, show_progress, desc, batch_size
             tried[i] = (loss, c, stages, chosen, record, model, run)
         return tried[i][0]
 
-    best = len(order) // 2
-    score(best)
+    best = middle = len(order) // 2
+    score(middle)
     for direction in (1, -1):  # 1: towards weaker weights
         i = best + direction
         while 0 <= i < len(order) and score(i) < score(best):
             best, i = i, i + direction
-        if best != len(order) // 2:
+        if best != middle:
             break
     return tried[best][1:], table
 
@@ -393,10 +393,12 @@ def score_trial(
     lowest held-out loss; its best step is the number of steps the final fit runs (``chosen_steps``). Oracle
     mode (evaluation only): train on all samples for ``cfg.optim.steps``, score ``-PSNR`` of the best evaluated
     step against the reference (the final fit then reproduces that image). ``info`` also holds ``best_step``,
-    ``steps_run``, ``seconds`` and, when the scan has a reference, ``psnr``.
+    ``steps_run``, ``seconds``, the trial's ``prior_tv`` and, when the scan has a reference, ``psnr``.
     """
     ev = evaluator(meas)
-    info: dict = {}
+    info: dict = {
+        "prior_tv": cfg.prior.tv
+    }  # the weight every trial of a search runs (fixed in the final fit)
     if oracle:
         run, _ = fit_model(meas, model, cfg, show_progress=show_progress, desc=f"oracle {desc}")
         pairs = [

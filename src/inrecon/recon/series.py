@@ -94,9 +94,8 @@ def reconstruct_series(scan: SeriesScan, cfg: SeriesConfig, ctx: Context = DEFAU
             )
             hist = info["history"]
             row.update(steps=info["steps_run"], chosen_steps=info.get("chosen_steps"))
-            if (
-                t == 0 and "prior_tv" in info
-            ):  # prior.tv=auto: frame 0 chose the weight every later frame runs
+            # prior.tv=auto: frame 0 chooses the weight every later frame runs
+            if t == 0 and "prior_tv" in info:
                 ngp = dataclasses.replace(ngp, prior=dataclasses.replace(ngp.prior, tv=info["prior_tv"]))
                 row["prior_tv"] = info["prior_tv"]
         else:

@@ -213,7 +213,6 @@ def ngp_objective(scan, cfg: NGPConfig, space: SearchSpace, *, oracle=False, sho
             desc="NGP trial",
         )
         info["loss"] = c.loss.kind
-        info["prior_tv"] = c.prior.tv
         return score, info
 
     return objective

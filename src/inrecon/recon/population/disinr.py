@@ -167,11 +167,9 @@ def disinr_objective(
     def objective(h: dict) -> tuple[float, dict]:
         c = apply_h(cfg, h)
         m = _builder(net, meas, c)()
-        score, info = score_trial(
+        return score_trial(
             meas, m, c, oracle=oracle, split=split, show_progress=show_progress, desc="DisINR trial"
         )
-        info["prior_tv"] = c.prior.tv
-        return score, info
 
     return objective
 
