@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -9,9 +10,16 @@ import torch
 
 from inrecon.config import build_config
 from inrecon.engine.callbacks import HoldOut, Settle
-from inrecon.engine.regularizers import PriorConfig, make_prior, total_variation, wavelet_l1
+from inrecon.engine.regularizers import (
+    PriorConfig,
+    make_prior,
+    phase_penalty,
+    total_variation,
+    wavelet_l1,
+)
 from inrecon.engine.trainer import Callback, Checkpoint, OptimConfig, StepOutput, Task, train
 from inrecon.errors import InreconError
+from inrecon.physics.mri import smooth_phase
 from inrecon.recon.api import run_method
 from tests.inr_fixtures import tiny_mri
 
@@ -204,9 +212,45 @@ def test_wavelet_prior_runs_through_every_inr_method():
     assert build_config(PriorConfig, {"wavelet": 0.1}).wavelet == 0.1
 
 
-def test_noise_reference_scales_the_prior_by_the_scans_noise_level():
-    import dataclasses
+def test_phase_prior_is_near_zero_on_smooth_phase_and_large_on_rough_phase():
+    yy, xx = torch.meshgrid(torch.linspace(-1, 1, 32), torch.linspace(-1, 1, 40), indexing="ij")
+    mag = (xx.square() + yy.square() < 0.7).float() * (
+        1 + 0.5 * (xx > 0.2).float()
+    )  # an object inside the FOV
+    smooth = mag * torch.exp(1j * (1.5 * xx + 0.8 * yy.square()))
+    ref = smooth_phase(smooth, 2, 0.0625)
+    assert ref.shape == smooth.shape and torch.allclose(ref.abs(), torch.ones(ref.shape))
+    # the smooth phase is removed: little is left in the imaginary part
+    assert float(phase_penalty(ref)(smooth)) < 0.06 * float(mag.mean())
+    rough = mag * torch.exp(1j * torch.rand(mag.shape, generator=torch.Generator().manual_seed(0)) * 6.28)
+    assert float(phase_penalty(smooth_phase(rough, 2, 0.0625))(rough)) > 0.4 * float(mag.mean())
+    # leading axes (coil images) are low-passed one by one
+    coils = torch.stack([smooth, 2j * smooth])
+    assert torch.allclose(smooth_phase(coils, 2, 0.0625)[1], ref * -1j, atol=1e-5)
+    with pytest.raises(ValueError, match="phase"):
+        make_prior(PriorConfig(phase=0.01))
 
+
+def test_phase_prior_reads_only_the_samples_it_fits_and_refuses_real_images():
+    from inrecon.engine.holdout import measurement_prior
+    from inrecon.physics.measurement import build_measurement
+    from tests.inr_fixtures import tiny_ct
+
+    meas = build_measurement(tiny_mri())
+    image = torch.randn(meas.domain_shape, dtype=torch.complex64, generator=torch.Generator().manual_seed(1))
+    train = torch.arange(0, meas.n_samples, 2)
+    cfg = PriorConfig(phase=0.01, relative=False)  # the weight's scale reads every sample; the phase must not
+    before = float(measurement_prior(meas, cfg, train)(image))
+    y = meas.y.clone()
+    y[1::2] = y[1::2] * torch.exp(torch.tensor(2j))  # rotate the held-out samples' phase
+    scrambled = dataclasses.replace(meas, y=y)
+    assert float(measurement_prior(scrambled, cfg, train)(image)) == pytest.approx(before, rel=1e-5)
+    assert float(measurement_prior(scrambled, cfg)(image)) != pytest.approx(before, rel=1e-3)
+    with pytest.raises(InreconError, match=r"prior\.phase"):
+        measurement_prior(build_measurement(tiny_ct()), cfg)
+
+
+def test_noise_reference_scales_the_prior_by_the_scans_noise_level():
     from inrecon.engine.holdout import measurement_prior
     from inrecon.physics.measurement import build_measurement
     from tests.inr_fixtures import tiny_ct

@@ -21,7 +21,8 @@ def test_modality_defaults_apply_only_to_their_modality_and_user_values_win():
         ct.prior.tv == NGP_MODALITY_DEFAULTS["ct"]["prior.tv"] == "auto"
         and ct.data.ct_weighting == "ramp+counts"
     )
-    assert mri == NGPConfig()  # MRI keeps the dataclass defaults
+    assert mri.prior.phase == NGP_MODALITY_DEFAULTS["mri"]["prior.phase"] > 0 and mri.prior.tv == 0
+    assert replace(mri, prior=NGPConfig().prior) == NGPConfig()  # and MRI differs in the phase prior only
     assert vol.optim.schedule == "linear" and replace(vol, optim=NGPConfig().optim) == NGPConfig()
     mine = spec.build("ct", {"prior": {"tv": 0.0}, "lr": 3e-3})  # nested and flat-alias keys both win
     assert mine.prior.tv == 0.0 and mine.optim.lr == 3e-3 and mine.data.ct_units == "view"
@@ -33,6 +34,13 @@ def test_bilevel_inherits_the_ngp_defaults_under_its_ngp_section():
     cfg = METHODS["bilevel"].build("ct")
     assert cfg.ngp.prior.tv == NGP_MODALITY_DEFAULTS["ct"]["prior.tv"]
     assert cfg.ngp.data.ct_weighting == "ramp+counts"
+
+
+def test_population_adaptation_takes_the_mri_phase_prior():
+    for name in ("disinr", "strainer", "meta"):
+        cfg = METHODS[name].build("mri")
+        assert cfg.prior.phase == NGP_MODALITY_DEFAULTS["mri"]["prior.phase"], name
+        assert METHODS[name].build("ct").prior.phase == 0, name
 
 
 def test_a_bad_modality_default_fails_when_built():

@@ -35,6 +35,7 @@ from inrecon.engine.regularizers import PriorConfig, make_prior, prior_scale
 from inrecon.engine.trainer import Checkpoint, MonitorConfig, OptimConfig, Run, train
 from inrecon.errors import InreconError
 from inrecon.physics.measurement import Measurement, MeasurementConfig
+from inrecon.physics.mri import smooth_phase
 
 __all__ = [
     "FitConfig",
@@ -116,15 +117,32 @@ def data_identity(meas: Measurement) -> list:
     return [list(meas.y.shape), float(meas.y.abs().sum())]
 
 
-def measurement_prior(meas: Measurement, cfg: PriorConfig):
-    """``image -> penalty`` of ``cfg`` with relative weights scaled for ``meas`` (``None`` without a prior)."""
-    if cfg.tv == 0 and cfg.wavelet == 0:
+def measurement_prior(meas: Measurement, cfg: PriorConfig, train_idx: torch.Tensor | None = None):
+    """``image -> penalty`` of ``cfg`` with relative weights scaled for ``meas`` (``None`` without a prior).
+
+    The phase term's smooth phase comes from the zero-filled image ``A^H y`` of the samples being fitted
+    (``train_idx``, default all), so a hold-out stage never sees its held-out samples through it.
+    """
+    if cfg.tv == 0 and cfg.wavelet == 0 and cfg.phase == 0:
         return None
+    if cfg.phase > 0 and not meas.complex_image:
+        raise InreconError(
+            f"prior.phase={cfg.phase} needs a complex image (MRI), but this scan's images are real",
+            "set prior.phase=0 for CT and real-valued volumes",
+        )
+    phase_reference = None
     with torch.no_grad():
-        scale = prior_scale(math.prod(meas.image_shape), meas.n_samples, meas.adjoint(meas.y))
+        aty = meas.adjoint(meas.y)
+        scale = prior_scale(math.prod(meas.image_shape), meas.n_samples, aty)
+        if cfg.phase > 0:
+            if train_idx is not None:
+                keep = torch.zeros_like(meas.y)
+                keep[train_idx] = meas.y[train_idx]
+                aty = meas.adjoint(keep)
+            phase_reference = smooth_phase(aty, len(meas.image_shape), cfg.phase_width)
     if cfg.noise_reference is not None and meas.noise is not None:
         scale *= meas.noise / cfg.noise_reference
-    return make_prior(cfg, meas.image_shape, scale)
+    return make_prior(cfg, meas.image_shape, scale, phase_reference)
 
 
 def fit_model(
@@ -157,7 +175,7 @@ def fit_model(
         meas,
         cfg.loss,
         train=train_idx,
-        prior=measurement_prior(meas, cfg.prior),
+        prior=measurement_prior(meas, cfg.prior, train_idx),
         batch_size=batch_size,
         seed=cfg.seed,
     )

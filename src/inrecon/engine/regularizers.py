@@ -16,9 +16,16 @@ from typing import Literal
 
 import torch
 
-from inrecon.config import NonNegFloat, PosFloat
+from inrecon.config import Fraction, NonNegFloat, PosFloat
 
-__all__ = ["PriorConfig", "make_prior", "prior_scale", "total_variation", "wavelet_l1"]
+__all__ = [
+    "PriorConfig",
+    "make_prior",
+    "phase_penalty",
+    "prior_scale",
+    "total_variation",
+    "wavelet_l1",
+]
 
 
 @dataclass
@@ -33,6 +40,13 @@ class PriorConfig:
     and stops where the held-out loss rises (:func:`~inrecon.engine.holdout.fit_with_holdout`)."""
     wavelet: NonNegFloat = 0.0
     """Weight of the L1 norm of the image's orthonormal db4 wavelet coefficients (mean magnitude); 0: none."""
+    phase: NonNegFloat = 0.0
+    """Weight of the mean modulus of the image's imaginary part after removing the scan's own smooth phase
+    (:func:`~inrecon.physics.mri.smooth_phase` of the zero-filled image of the samples being fitted): MR images have slowly varying
+    phase, so what is left in the imaginary part is mostly noise and aliasing. Complex images (MRI) only; 0: none."""
+    phase_width: Fraction = 0.0625
+    """Width of the Gaussian k-space window that estimates the smooth phase: its standard deviation as a
+    fraction of the matrix size along each image axis."""
     relative: bool = True
     """Weights relative to the data term's gradient at the zero image (module docstring); False: absolute."""
     noise_reference: PosFloat | None = None
@@ -79,13 +93,29 @@ def wavelet_l1(shape: tuple[int, ...]) -> Callable[[torch.Tensor], torch.Tensor]
     return penalty
 
 
+def phase_penalty(reference: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``image -> mean |Im(image * reference)|`` for a unit-modulus ``reference``
+    (:func:`~inrecon.physics.mri.smooth_phase`)."""
+
+    def penalty(image: torch.Tensor) -> torch.Tensor:
+        return (image.reshape(reference.shape) * reference.to(image.device)).imag.abs().mean()
+
+    return penalty
+
+
 def make_prior(
-    cfg: PriorConfig, shape: tuple[int, ...] | None = None, scale: float = 1.0
+    cfg: PriorConfig,
+    shape: tuple[int, ...] | None = None,
+    scale: float = 1.0,
+    phase_reference: torch.Tensor | None = None,
 ) -> Callable[[torch.Tensor], torch.Tensor] | None:
-    """``image -> penalty`` for ``cfg`` (an image ``shape`` is needed for the wavelet term; ``scale`` multiplies
-    relative weights), or ``None`` when every weight is 0. ``tv="auto"`` must have been resolved first."""
+    """``image -> penalty`` for ``cfg`` (an image ``shape`` is needed for the wavelet term, a
+    ``phase_reference`` from :func:`~inrecon.physics.mri.smooth_phase` for the phase term; ``scale`` multiplies relative weights), or
+    ``None`` when every weight is 0. ``tv="auto"`` must have been resolved first."""
     if cfg.is_auto():
         raise ValueError("resolve prior.tv='auto' to a weight before building the prior")
+    if cfg.phase > 0 and phase_reference is None:
+        raise ValueError("prior.phase needs the scan's smooth phase (smooth_phase of its zero-filled image)")
     s = float(scale) if cfg.relative else 1.0
     terms = []
     if cfg.tv > 0:
@@ -94,6 +124,9 @@ def make_prior(
     if cfg.wavelet > 0:
         w_wav, l1 = float(cfg.wavelet) * s, wavelet_l1(tuple(shape))
         terms.append(lambda image: w_wav * l1(image))
+    if cfg.phase > 0:
+        w_ph, ph = float(cfg.phase) * s, phase_penalty(phase_reference)
+        terms.append(lambda image: w_ph * ph(image))
     if not terms:
         return None
     return lambda image: sum(t(image) for t in terms)

@@ -1,4 +1,4 @@
-"""MRI forward models: multi-coil Cartesian SENSE (2D/3D).
+"""MRI forward models: multi-coil Cartesian SENSE (2D/3D), and the smooth phase of an MR image.
 
 The measurement model is ``y_c = M F (S_c x)`` with ``F`` the centred orthonormal FFT, ``S_c`` the coil
 sensitivities and ``M`` the sampling mask; ``y`` lives on the full Cartesian grid and is zero where not
@@ -14,7 +14,7 @@ from inrecon.errors import ShapeError
 from inrecon.physics.fft import checkerboards, fftc, ifftc
 from inrecon.physics.operator import LinearOperator
 
-__all__ = ["SenseOp"]
+__all__ = ["SenseOp", "smooth_phase"]
 
 
 class SenseOp(LinearOperator):
@@ -125,3 +125,23 @@ class SenseOp(LinearOperator):
             xc = ifftc(fftc(xc, self.dims) * w, self.dims)
         xc = self._maps.conj() * xc
         return xc.sum(-len(self.image_shape) - 1) if self.coil_combine else xc
+
+
+def smooth_phase(image: torch.Tensor, ndim: int, width: float) -> torch.Tensor:
+    """``exp(-i phi)``, ``phi`` the phase of ``image`` low-passed over its last ``ndim`` axes.
+
+    The low pass multiplies the centred spectrum by a Gaussian of standard deviation ``width * n`` samples along
+    each axis of length ``n`` (an image-domain Gaussian blur). ``image``: complex, any leading axes (coil images);
+    the result has its shape, complex64, unit modulus (1 where the low-passed image is exactly 0).
+    """
+    axes = tuple(range(image.ndim - ndim, image.ndim))
+    k = torch.fft.fftn(image.detach().to(torch.complex64), dim=axes)
+    window = torch.ones((), device=image.device)
+    for ax in axes:
+        n = image.shape[ax]
+        f = torch.fft.fftfreq(n, device=image.device) * n  # signed sample index of each frequency
+        g = torch.exp(-0.5 * (f / (width * n)) ** 2)
+        window = window * g.reshape([-1 if a == ax else 1 for a in range(image.ndim)])
+    low = torch.fft.ifftn(k * window, dim=axes)
+    mag = low.abs()
+    return torch.where(mag > 0, low.conj() / mag.clamp_min(torch.finfo(mag.dtype).tiny), torch.ones_like(low))
