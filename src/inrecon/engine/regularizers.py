@@ -42,8 +42,9 @@ class PriorConfig:
     """Weight of the L1 norm of the image's orthonormal db4 wavelet coefficients (mean magnitude); 0: none."""
     phase: NonNegFloat = 0.0
     """Weight of the mean modulus of the image's imaginary part after removing the scan's own smooth phase
-    (:func:`~inrecon.physics.mri.smooth_phase` of the zero-filled image of the samples being fitted): MR images have slowly varying
-    phase, so what is left in the imaginary part is mostly noise and aliasing. Complex images (MRI) only; 0: none."""
+    (:func:`~inrecon.physics.mri.smooth_phase` of the zero-filled image of the samples being fitted): MR images
+    have slowly varying phase, so what is left in the imaginary part is mostly noise and aliasing. Complex images
+    (MRI) only; 0: none."""
     phase_width: Fraction = 0.0625
     """Width of the Gaussian k-space window that estimates the smooth phase: its standard deviation as a
     fraction of the matrix size along each image axis."""
@@ -109,9 +110,11 @@ def make_prior(
     scale: float = 1.0,
     phase_reference: torch.Tensor | None = None,
 ) -> Callable[[torch.Tensor], torch.Tensor] | None:
-    """``image -> penalty`` for ``cfg`` (an image ``shape`` is needed for the wavelet term, a
-    ``phase_reference`` from :func:`~inrecon.physics.mri.smooth_phase` for the phase term; ``scale`` multiplies relative weights), or
-    ``None`` when every weight is 0. ``tv="auto"`` must have been resolved first."""
+    """``image -> penalty`` for ``cfg``, or ``None`` when every weight is 0.
+
+    An image ``shape`` is needed for the wavelet term and a ``phase_reference`` (unit modulus, from
+    :func:`~inrecon.physics.mri.smooth_phase`) for the phase term; ``scale`` multiplies relative weights.
+    ``tv="auto"`` must have been resolved first."""
     if cfg.is_auto():
         raise ValueError("resolve prior.tv='auto' to a weight before building the prior")
     if cfg.phase > 0 and phase_reference is None:

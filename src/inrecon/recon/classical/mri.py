@@ -269,7 +269,8 @@ class TVConfig(_WeightedConfig):
     """Relative weight of the smooth-phase prior; 0.0015 is the INR default ``prior.phase=0.003`` in this data
     term's convention (``0.5 ||.||^2`` summed, against the INR's mean squared error); 0: plain TV."""
     phase_width: Fraction = 0.0625
-    """Width of the smooth phase's Gaussian k-space window, a fraction of the matrix size (as ``prior.phase_width``)."""
+    """Width of the smooth phase's Gaussian k-space window, a fraction of the matrix size (as the INR methods'
+    ``prior.phase_width``)."""
 
 
 def _tv(cfg: TVConfig):
