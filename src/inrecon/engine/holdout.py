@@ -414,9 +414,8 @@ def score_trial(
     ``steps_run``, ``seconds``, the trial's ``prior_tv`` and, when the scan has a reference, ``psnr``.
     """
     ev = evaluator(meas)
-    info: dict = {
-        "prior_tv": cfg.prior.tv
-    }  # the weight every trial of a search runs (fixed in the final fit)
+    # the weight every trial of a search runs (the final fit fixes it)
+    info: dict = {"prior_tv": cfg.prior.tv}
     if oracle:
         run, _ = fit_model(meas, model, cfg, show_progress=show_progress, desc=f"oracle {desc}")
         pairs = [

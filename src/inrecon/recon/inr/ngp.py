@@ -106,7 +106,7 @@ weight (``prior.noise_reference=0.0052``: 0.01 at the tuning scan's estimated re
 :func:`~inrecon.physics.measurement.sinogram_noise`, scaled by each scan's own estimate) wins on lungdx and the
 real SCOPE sinogram (A0002 noise-free 60 / 90 views +2.3 / +2.2 dB, noisy -0.14 / -0.19 dB, SCOPE +0.5 dB) but
 loses 3.5 dB on the demo's piecewise-constant noise-free phantoms, where TV is the right prior whatever the noise:
-an option, not a default (benchmarks/RESULTS.md). MRI keeps the dataclass defaults: limiting the hash grid to the
+an option, not a default (benchmarks/RESULTS.md). MRI keeps the dataclass's hash grid: limiting it to the
 image grid (``net.hash.max_resolution="grid"``) won on the tuning half (dipy T1 Cartesian AF 6 30.22 -> 33.03 dB,
 Poisson AF 8 33.09 -> 33.76 dB) and on the simulated confirmation case (AF 8 29.81 -> 30.86 dB), was even on the
 real radial scan (32.50 -> 32.55 dB) but lost 1.5 dB on the real 8-coil brain (33.34 -> 31.84 dB), so it stays an
