@@ -530,3 +530,24 @@ def test_load_real_files(shared_data):
     )
     sino = load_scan(shared_data("ct/scope_parallel/90_sino.nii"))
     assert sino.volume.shape == (90, 367)  # NIfTI (detectors, views) -> (views, detectors)
+
+
+@pytest.mark.realdata
+def test_brain8ch_sigpy_mask_is_the_same_data_on_the_bart_grid(shared_data):
+    """The sigpy tutorial's k-space, mapped back by the loader, agrees with BART's wherever both masks sampled
+    (a transposed or reversed mapping would not), so BART's fully sampled reference scores it too."""
+    from inrecon.data import shared
+
+    shared_data(shared.BRAIN8CH)
+    shared_data(shared.BRAIN8CH_SIGPY)
+    a, b = shared.brain8ch(), shared.brain8ch(mask="sigpy")
+    assert tuple(b.kspace.shape) == (8, 180, 230) and torch.equal(a.target, b.target)
+    both = a.mask & b.mask
+    assert 1000 < int(both.sum()) < int(b.mask.sum()) and not torch.equal(a.mask, b.mask)
+    ka, kb = a.kspace[:, both].to(torch.complex128), b.kspace[:, both].to(torch.complex128)
+    c = (ka.conj() * kb).sum() / ka.abs().square().sum()  # the files' units differ by one real factor
+    assert abs(float(c.imag)) < 1e-6 * abs(float(c.real))
+    assert float((c * ka - kb).abs().norm() / kb.abs().norm()) < 1e-5
+    assert 0.12 < float(b.mask.float().mean()) < 0.13
+    with pytest.raises(InreconError, match="mask"):
+        shared.brain8ch(mask="fastmri")

@@ -20,6 +20,7 @@ from inrecon.errors import InreconError
 
 __all__ = [
     "BRAIN8CH",
+    "BRAIN8CH_SIGPY",
     "DIPY_T1",
     "LUNGDX_A0001",
     "LUNGDX_A0002",
@@ -34,6 +35,7 @@ __all__ = [
 ]
 
 BRAIN8CH = "mri/brain8ch_bart/ksp.cfl"
+BRAIN8CH_SIGPY = "mri/sigpy_cartesian_ksp.npy"
 DIPY_T1 = "images/dipy_t1_coronal_slice.npy"
 LUNGDX_A0001 = "ct/lungdx/lungdx_A0001_5mm_hu.npz"
 LUNGDX_A0002 = "ct/lungdx/lungdx_A0002_B40f_8mm_hu.npz"
@@ -54,25 +56,36 @@ def available(relpath: str) -> bool:
     return find_data(relpath) is not None
 
 
-@functools.lru_cache(maxsize=2)
-def brain8ch(device: str = "cpu") -> MRIScan:
-    """The in-vivo 8-coil brain (BART workshop), 180 x 230, Poisson-disc 12.7 %, with its reference.
+@functools.lru_cache(maxsize=4)
+def brain8ch(device: str = "cpu", mask: str = "bart") -> MRIScan:
+    """The in-vivo 8-coil brain (BART workshop), 180 x 230, with its reference, under one of two masks.
 
-    ``kspace (8, 180, 230)``; ``target`` = root-sum-of-squares of BART's two-map reconstruction of the fully
-    sampled data. No coil maps and no ROI: the Bilevel paper scores inside the support of ESPIRiT maps, which
-    :func:`inrecon.physics.coils.with_espirit_support` attaches (maps and ROI) in one call.
+    ``mask="bart"``: the workshop's Poisson-disc mask (12.7 %, ~22 x 22 fully sampled centre). ``mask="sigpy"``:
+    the sigpy tutorial's copy of the same fully sampled data under another Poisson-disc mask (12.4 %, ~26 x 26
+    centre; stored transposed with one axis reversed, and in other units, and mapped back here: on the samples
+    both masks acquired the two files agree to 1e-6 up to one real factor). ``kspace (8, 180, 230)``; ``target`` = root-sum-of-squares of BART's two-map
+    reconstruction of the fully sampled data. No coil maps and no ROI: the Bilevel paper scores inside the
+    support of ESPIRiT maps, which :func:`inrecon.physics.coils.with_espirit_support` attaches (maps and ROI) in
+    one call.
     """
     from inrecon.data.io.bart import read_cfl
 
-    ksp = np.ascontiguousarray(read_cfl(_need(BRAIN8CH))[0].transpose(2, 0, 1))
+    if mask not in ("bart", "sigpy"):
+        raise InreconError(f"brain8ch mask {mask!r} is not known", "use mask='bart' or mask='sigpy'")
+    if mask == "bart":
+        ksp = np.ascontiguousarray(read_cfl(_need(BRAIN8CH))[0].transpose(2, 0, 1))
+    else:
+        # sigpy's (8, 230, 180) array is the BART grid transposed, with the second BART axis reversed
+        ksp = np.ascontiguousarray(np.load(_need(BRAIN8CH_SIGPY)).transpose(0, 2, 1)[:, :, ::-1])
     img = read_cfl(_need(BRAIN8CH.replace("ksp", "img")))[0, :, :, 0, :]
     ref = np.sqrt((np.abs(img) ** 2).sum(-1)).astype(np.float32)
-    k = torch.from_numpy(ksp).to(device)
+    k = torch.from_numpy(ksp.astype(np.complex64)).to(device)
+    source = BRAIN8CH if mask == "bart" else BRAIN8CH_SIGPY
     return MRIScan(
         kspace=k,
         mask=(k != 0).any(0),
         target=torch.from_numpy(ref).to(device),
-        provenance={"source": BRAIN8CH, "reference": "RSS of bart pics (fully sampled, 2 maps)"},
+        provenance={"source": source, "reference": "RSS of bart pics (fully sampled, 2 maps)"},
     )
 
 

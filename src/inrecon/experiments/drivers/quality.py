@@ -57,6 +57,8 @@ class QualityCase:
     source: Literal["brain8ch", "dipy", "radial", "lungdx", "scope"] = "dipy"
     """brain8ch (real 8-coil brain), dipy (real T1 slice, simulated coils), radial (real radial phantom, 29
     spokes), lungdx (real chest CT slice, simulated fan-beam sinogram), scope (real 90-view parallel sinogram)."""
+    mask: Literal["bart", "sigpy"] = "bart"
+    """brain8ch: the Poisson-disc mask (the BART workshop's, or the sigpy tutorial's on the same data)."""
     pattern: Literal["cartesian", "poisson"] = "cartesian"
     """dipy: the sampling pattern."""
     af: PosFloat = 6.0
@@ -128,7 +130,7 @@ def _radial():
 def build_case(case: QualityCase):
     """The scan of ``case`` with its reference (raises naming the missing file when the data is absent)."""
     if case.source == "brain8ch":
-        return with_espirit_support(shared.brain8ch())
+        return with_espirit_support(shared.brain8ch(mask=case.mask))
     if case.source == "dipy":
         return _dipy(case)
     if case.source == "radial":
