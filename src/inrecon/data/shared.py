@@ -63,10 +63,11 @@ def brain8ch(device: str = "cpu", mask: str = "bart") -> MRIScan:
     ``mask="bart"``: the workshop's Poisson-disc mask (12.7 %, ~22 x 22 fully sampled centre). ``mask="sigpy"``:
     the sigpy tutorial's copy of the same fully sampled data under another Poisson-disc mask (12.4 %, ~26 x 26
     centre; stored transposed with one axis reversed, and in other units, and mapped back here: on the samples
-    both masks acquired the two files agree to 1e-6 up to one real factor). ``kspace (8, 180, 230)``; ``target`` = root-sum-of-squares of BART's two-map
-    reconstruction of the fully sampled data. No coil maps and no ROI: the Bilevel paper scores inside the
-    support of ESPIRiT maps, which :func:`inrecon.physics.coils.with_espirit_support` attaches (maps and ROI) in
-    one call.
+    both masks acquired the two files agree to 1e-6 up to one real factor).
+
+    ``kspace (8, 180, 230)``; ``target`` = root-sum-of-squares of BART's two-map reconstruction of the fully
+    sampled data. No coil maps and no ROI: the Bilevel paper scores inside the support of ESPIRiT maps, which
+    :func:`inrecon.physics.coils.with_espirit_support` attaches (maps and ROI) in one call.
     """
     from inrecon.data.io.bart import read_cfl
 
