@@ -73,15 +73,15 @@ def brain8ch(device: str = "cpu", mask: str = "bart") -> MRIScan:
 
     if mask not in ("bart", "sigpy"):
         raise InreconError(f"brain8ch mask {mask!r} is not known", "use mask='bart' or mask='sigpy'")
+    source = BRAIN8CH if mask == "bart" else BRAIN8CH_SIGPY
     if mask == "bart":
-        ksp = np.ascontiguousarray(read_cfl(_need(BRAIN8CH))[0].transpose(2, 0, 1))
+        ksp = read_cfl(_need(source))[0].transpose(2, 0, 1)
     else:
         # sigpy's (8, 230, 180) array is the BART grid transposed, with the second BART axis reversed
-        ksp = np.ascontiguousarray(np.load(_need(BRAIN8CH_SIGPY)).transpose(0, 2, 1)[:, :, ::-1])
+        ksp = np.load(_need(source)).transpose(0, 2, 1)[:, :, ::-1]
     img = read_cfl(_need(BRAIN8CH.replace("ksp", "img")))[0, :, :, 0, :]
     ref = np.sqrt((np.abs(img) ** 2).sum(-1)).astype(np.float32)
-    k = torch.from_numpy(ksp.astype(np.complex64)).to(device)
-    source = BRAIN8CH if mask == "bart" else BRAIN8CH_SIGPY
+    k = torch.from_numpy(np.ascontiguousarray(ksp, dtype=np.complex64)).to(device)
     return MRIScan(
         kspace=k,
         mask=(k != 0).any(0),
