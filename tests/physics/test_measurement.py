@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 
 from inrecon.errors import InreconError, ShapeError
-from inrecon.physics.measurement import build_measurement, count_weights, robust_scale, sinogram_noise
+from inrecon.physics.measurement import (
+    build_measurement,
+    count_weights,
+    readout_lines,
+    robust_scale,
+    sinogram_noise,
+)
 from tests.inr_fixtures import tiny_ct, tiny_mri
 
 
@@ -16,6 +24,32 @@ def test_ct_units_views_hold_out_whole_views():
     views = torch.unique(meas.sample_unit[va])
     assert meas.n_units == 12 and views.numel() == 3 and va.numel() == 3 * 48
     assert not bool(torch.isin(meas.sample_unit[tr], views).any())
+
+
+def test_mri_readout_units_hold_out_whole_lines():
+    scan = tiny_mri()  # columns acquired: lines along axis 0 (fully sampled), 32 x 32, 4 coils
+    lines = readout_lines(scan.mask)
+    assert (
+        lines is not None
+        and lines.reshape(32, 32)[:, 5].eq(5).all()
+        and lines.reshape(32, 32)[3].eq(torch.arange(32)).all()
+    )
+    loc = build_measurement(scan)
+    meas = build_measurement(scan, mri_units="readout")
+    n_lines = int(scan.mask.any(0).sum())
+    assert meas.n_units == n_lines and loc.n_units == int(scan.mask.sum())
+    torch.testing.assert_close(meas.y, loc.y)  # the same samples in the same order: only the units differ
+    tr, va = meas.split(0.25, 0)
+    held = torch.unique(meas.sample_unit[va])
+    assert held.numel() == round(0.25 * n_lines) and va.numel() == held.numel() * 32 * 4
+    assert not bool(torch.isin(meas.sample_unit[tr], held).any())
+    # a mask with no fully sampled axis (2D Poisson-like) keeps one unit per location
+    mask = torch.rand(32, 32, generator=torch.Generator().manual_seed(0)) < 0.4
+    assert readout_lines(mask) is None
+    p = build_measurement(replace(scan, kspace=scan.kspace * mask, mask=mask), mri_units="readout")
+    assert p.n_units == int(mask.sum())
+    with pytest.raises(InreconError, match="hold-out unit"):
+        build_measurement(scan, mri_units="spoke")
 
 
 def test_count_weights_follow_the_detected_counts():

@@ -38,6 +38,7 @@ from inrecon.physics.measurement import Measurement, MeasurementConfig
 from inrecon.physics.mri import smooth_phase
 
 __all__ = [
+    "Candidate",
     "FitConfig",
     "FitSettings",
     "StopConfig",
@@ -344,6 +345,55 @@ def resolve_prior(
     return c
 
 
+@dataclass
+class Candidate:
+    """One alternative setting of a fit for the hold-out rule to choose between (:func:`fit_with_holdout`'s
+    ``alternatives``): a label, its settings and a builder of its fresh model. Its settings must keep the
+    measurement, the split (``stop.fraction``, ``seed``) and the held-out loss (``stop.val_loss``) of the main
+    settings, so that every candidate is scored on the same held-out samples in the same units."""
+
+    label: str
+    cfg: FitSettings
+    build: Callable[[], Model]
+
+
+def _choose_steps(meas, build, cfg, ckdir, base, show_progress, desc, batch_size, info):
+    """The hold-out stage(s) of one setting: ``prior.tv="auto"``'s search (its choice and scores into ``info``)
+    or one stage. Returns ``(cfg, stages, chosen, record, model, run)``."""
+    if cfg.prior.is_auto():
+        found, info["prior_scores"] = _choose_prior(
+            meas, build, cfg, ckdir, base, show_progress, desc, batch_size
+        )
+        info["prior_tv"] = found[0].prior.tv
+        return found
+    stages = _Stages(meas, cfg, ckdir, base, show_progress, desc, batch_size)
+    return (cfg, stages, *stages.choose_steps(build))
+
+
+def _check_alternatives(meas: Measurement, cfg: FitSettings, alternatives, label: str) -> None:
+    labels = [label] + [c.label for c in alternatives]
+    if len(set(labels)) != len(labels):
+        raise InreconError(f"candidate labels must differ, got {labels}", "label every candidate once")
+    if cfg.stop.rule != "holdout" or meas.pointwise:
+        raise InreconError(
+            f"choosing between {labels} needs the hold-out rule (stop.rule=holdout, a measured scan)",
+            "keep one candidate, or use stop.rule=holdout on an MRI or CT scan",
+        )
+    for c in alternatives:
+        for name in ("fraction", "val_loss", "val_delta", "rule"):
+            if getattr(c.cfg.stop, name) != getattr(cfg.stop, name):
+                raise InreconError(
+                    f"candidate {c.label!r} has stop.{name}={getattr(c.cfg.stop, name)!r}, the main setting "
+                    f"{getattr(cfg.stop, name)!r}: their held-out losses would not be comparable",
+                    f"give every candidate the same stop.{name}",
+                )
+        if c.cfg.seed != cfg.seed:
+            raise InreconError(
+                f"candidate {c.label!r} has seed {c.cfg.seed}, the main setting {cfg.seed}: another hold-out split",
+                "give every candidate the same seed",
+            )
+
+
 def fit_with_holdout(
     meas: Measurement,
     build: Callable[[], Model],
@@ -354,11 +404,18 @@ def fit_with_holdout(
     show_progress: bool | None = None,
     desc: str = "INR",
     batch_size: int = 2**18,
+    alternatives: tuple[Candidate, ...] = (),
+    label: str = "main",
 ) -> tuple[torch.Tensor, dict, Model]:
     """Fit with the stopping rule of ``cfg.stop`` (module docstring); pointwise measurements (volumes) always
     run ``cfg.optim.steps`` on all samples. ``cfg.prior.tv="auto"`` runs the hold-out stage once per candidate
-    weight and keeps the one with the lowest held-out loss (``info["prior_tv"]``, ``info["prior_scores"]``); with
-    ``stop.rule="none"`` those stages choose the weight only, and the fit then runs ``cfg.optim.steps``.
+    weight tried and keeps the one with the lowest held-out loss (``info["prior_tv"]``, ``info["prior_scores"]``);
+    with ``stop.rule="none"`` those stages choose the weight only, and the fit then runs ``cfg.optim.steps``.
+
+    ``alternatives`` (:class:`Candidate`) are other settings and models of the same fit, e.g. other network
+    backbones: each runs its own hold-out stage(s) on the same split, the setting with the lowest held-out loss
+    (``label`` names the main one) is the only one refitted (``info["candidate"]``, ``info["candidate_scores"]``
+    ``{label: best held-out loss}``).
 
     Returns ``(image, info, model)``: the image in the scan's units (``meas.finalize``), what was chosen and
     measured (``chosen_steps``, ``holdout``, ``history``, ``steps_run``, ``fit_seconds``), and the final model.
@@ -371,16 +428,43 @@ def fit_with_holdout(
             "prior.tv=auto needs a hold-out split, and a volume fit has none",
             "give a number for prior.tv (or 0)",
         )
-    if cfg.prior.is_auto():
-        (cfg, stages, chosen, record, model, r), info["prior_scores"] = _choose_prior(
+    if alternatives:
+        _check_alternatives(meas, cfg, alternatives, label)
+        scores: dict[str, float | None] = {}
+        best = None
+        for cand in (Candidate(label, cfg, build), *alternatives):
+            sub = ckdir / cand.label if ckdir else None
+            cinfo: dict = {}
+            found = _choose_steps(
+                meas,
+                cand.build,
+                cand.cfg,
+                sub,
+                {**base, "candidate": cand.label},
+                show_progress,
+                f"{desc} {cand.label}",
+                batch_size,
+                cinfo,
+            )
+            loss = found[3]["best_val_loss"]
+            scores[cand.label] = loss
+            loss = math.inf if loss is None else loss
+            if best is None or loss < best[0]:
+                best = (loss, cand, found, cinfo)
+        _, cand, (cfg, stages, chosen, record, model, r), cinfo = best
+        build = cand.build
+        info.update(cinfo, candidate=cand.label, candidate_scores=scores)
+    elif cfg.stop.rule == "holdout" and not meas.pointwise:
+        cfg, stages, chosen, record, model, r = _choose_steps(
+            meas, build, cfg, ckdir, base, show_progress, desc, batch_size, info
+        )
+    elif cfg.prior.is_auto():
+        # stop.rule=none: the hold-out stages choose the weight only
+        (cfg, *_), info["prior_scores"] = _choose_prior(
             meas, build, cfg, ckdir, base, show_progress, desc, batch_size
         )
         info["prior_tv"] = cfg.prior.tv
-    elif cfg.stop.rule == "holdout" and not meas.pointwise:
-        stages = _Stages(meas, cfg, ckdir, base, show_progress, desc, batch_size)
-        chosen, record, model, r = stages.choose_steps(build)
     if cfg.stop.rule == "none" or meas.pointwise:
-        # with prior.tv=auto the hold-out stages chose the weight only: the fit runs optim.steps on all samples
         stages = _Stages(meas, cfg, ckdir, base, show_progress, desc, batch_size)
         model = build()
         r, _ = stages.run(model, "fit", cfg.optim.steps, settle=cfg.stop.settle)

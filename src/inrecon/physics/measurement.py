@@ -16,7 +16,7 @@ Every reconstruction -- the classical solvers and every INR method -- sees a sca
 - Volume fitting: ``A = Select(all) @ I``.
 
 Samples are ordered unit by unit. A *unit* is what a hold-out split draws as one piece: a k-space location with
-all its coils (Cartesian), a trajectory sample with all its coils (non-Cartesian), a sinogram entry or a whole
+all its coils (Cartesian; or a whole readout line, ``mri_units``), a trajectory sample with all its coils (non-Cartesian), a sinogram entry or a whole
 view (CT, ``ct_units``), a voxel (volumes). :meth:`Measurement.split` is the one seeded hold-out split of the
 library, :meth:`Measurement.subset` restricts the model to some samples (``Select`` composed once more), so the
 training and held-out parts of a split are measurements too.
@@ -43,17 +43,20 @@ __all__ = [
     "CT_UNITS",
     "CT_WEIGHTINGS",
     "SCALES",
+    "MRI_UNITS",
     "Measurement",
     "MeasurementConfig",
     "build_measurement",
     "count_weights",
     "measure",
+    "readout_lines",
     "robust_scale",
     "sinogram_noise",
 ]
 
 CT_WEIGHTINGS = ("ramp", "counts", "ramp+counts", "none")
 CT_UNITS = ("entry", "view")
+MRI_UNITS = ("location", "readout")
 SCALES = ("max", "robust", "coil_rss", "none")
 
 
@@ -68,6 +71,12 @@ class MeasurementConfig:
     expected detected counts when the scan records its photons per ray, else plain), ramp+counts, none."""
     ct_units: Literal["entry", "view"] = "entry"
     """CT hold-out unit: single sinogram entries, or whole views."""
+    mri_units: Literal["location", "readout"] = "location"
+    """Cartesian MRI hold-out unit: single k-space locations (with all coils), or whole readouts (every acquired
+    location on one line along a fully sampled axis of the mask: a held-out line is then predicted from other
+    lines, as the missing ones are; a mask without such an axis, e.g. a 2D-undersampled slice of a 3D scan whose
+    readout runs through the slice, keeps one unit per location). Non-Cartesian scans keep one unit per
+    trajectory sample."""
 
 
 def robust_scale(image: torch.Tensor, q: float = 0.99) -> float:
@@ -208,7 +217,20 @@ def _unit_major(n_units: int, n_per_unit: int, stride_unit: int, stride_inner: i
     return (u + c).reshape(-1)
 
 
-def _mri(scan: MRIScan, maps: str, coil_images: bool):
+def readout_lines(mask: torch.Tensor) -> torch.Tensor | None:
+    """The readout line of every location of a Cartesian ``mask`` (flat, C order) as ``(mask.numel(),)`` line
+    ids, taking the last axis along which the mask is fully sampled or empty on every line as the readout;
+    ``None`` when no axis is (e.g. a 2D Poisson-disc mask)."""
+    m = mask.bool()
+    for axis in reversed(range(m.ndim)):
+        if bool((m.all(axis) | ~m.any(axis)).all()):
+            rest = [n for a, n in enumerate(m.shape) if a != axis]
+            ids = torch.arange(math.prod(rest), device=m.device).reshape(rest).unsqueeze(axis)
+            return ids.expand(m.shape).reshape(-1)
+    return None
+
+
+def _mri(scan: MRIScan, maps: str, coil_images: bool, units: str = "location"):
     from inrecon.physics.coils import coil_maps
 
     s = None if coil_images else coil_maps(scan, maps)
@@ -226,7 +248,12 @@ def _mri(scan: MRIScan, maps: str, coil_images: bool):
         # sample (u, c) = coil c at acquired location pos[u]: flat index c * n_grid + pos[u]
         idx = (pos[:, None] + torch.arange(C, device=pos.device)[None, :] * n_grid).reshape(-1)
         data = scan.kspace.reshape(-1)[idx]
-        n_units = pos.numel()
+        loc_unit = torch.arange(pos.numel(), device=pos.device)
+        lines = readout_lines(scan.mask) if units == "readout" else None
+        if lines is not None:
+            loc_unit = torch.unique(lines[pos], return_inverse=True)[1]
+        n_units = int(loc_unit.max()) + 1 if loc_unit.numel() else 0
+        unit = loc_unit.repeat_interleave(C)
     else:
         from inrecon.physics.nufft import NufftSenseOp
 
@@ -235,7 +262,7 @@ def _mri(scan: MRIScan, maps: str, coil_images: bool):
         idx = _unit_major(K, C, 1, K, scan.kspace.device)  # (C, K) range read as (K, C)
         data = scan.kspace.reshape(-1)[idx]
         n_units = K
-    unit = torch.arange(n_units, device=idx.device).repeat_interleave(C)
+        unit = torch.arange(n_units, device=idx.device).repeat_interleave(C)
     support = None if s is None else (s.abs() > 0).any(0)
     return op, op, idx, data, unit, n_units, support
 
@@ -302,7 +329,14 @@ def _ct(scan: CTScan, weighting: str, units: str):
 
 def measure(scan, cfg: MeasurementConfig, **kw) -> Measurement:
     """:func:`build_measurement` with the settings of ``cfg`` (``kw`` adds ``coil_images`` or ``scale``)."""
-    return build_measurement(scan, maps=cfg.maps, ct_weighting=cfg.ct_weighting, ct_units=cfg.ct_units, **kw)
+    return build_measurement(
+        scan,
+        maps=cfg.maps,
+        ct_weighting=cfg.ct_weighting,
+        ct_units=cfg.ct_units,
+        mri_units=cfg.mri_units,
+        **kw,
+    )
 
 
 def build_measurement(
@@ -312,6 +346,7 @@ def build_measurement(
     coil_images: bool = False,
     ct_weighting: Literal["ramp", "counts", "ramp+counts", "none"] = "ramp",
     ct_units: Literal["entry", "view"] = "entry",
+    mri_units: Literal["location", "readout"] = "location",
     scale: Literal["max", "robust", "coil_rss", "none"] = "max",
 ) -> Measurement:
     """The :class:`Measurement` of ``scan`` (module docstring), on the scan's device.
@@ -327,6 +362,8 @@ def build_measurement(
         MRI: model the coil images (no maps; domain ``(C, *image_shape)``).
     ct_weighting, ct_units
         CT data weighting and hold-out unit (module docstring).
+    mri_units
+        Cartesian MRI hold-out unit (:class:`MeasurementConfig`).
     scale
         Data scale (module docstring).
     """
@@ -334,7 +371,9 @@ def build_measurement(
         raise InreconError(f"data scale {scale!r}", f"use one of {', '.join(SCALES)}")
     pointwise, noise = False, None
     if isinstance(scan, MRIScan):
-        base, physics, idx, data, unit, n_units, support = _mri(scan, maps, coil_images)
+        if mri_units not in MRI_UNITS:
+            raise InreconError(f"MRI hold-out unit {mri_units!r}", f"use one of {', '.join(MRI_UNITS)}")
+        base, physics, idx, data, unit, n_units, support = _mri(scan, maps, coil_images, mri_units)
         complex_image = True
     elif isinstance(scan, CTScan):
         base, physics, idx, data, unit, n_units, support = _ct(scan, ct_weighting, ct_units)

@@ -6,12 +6,22 @@ import pytest
 import torch
 
 import inrecon.engine.fit as fitting
+import inrecon.engine.holdout as holdout
 from inrecon.config import build_config, override_config
 from inrecon.data.scans import VolumeScan
+from inrecon.engine.holdout import Candidate, fit_with_holdout
 from inrecon.errors import InreconError
 from inrecon.metrics import psnr
+from inrecon.physics.measurement import measure
 from inrecon.recon.api import run_method
-from inrecon.recon.inr.ngp import NGPConfig, reconstruct_ngp
+from inrecon.recon.inr.ngp import (
+    NGP_SPACE,
+    NGPConfig,
+    backbone_candidate,
+    field_model,
+    ngp_objective,
+    reconstruct_ngp,
+)
 from inrecon.recon.registry import Context
 from tests.inr_fixtures import tiny_mri
 
@@ -94,6 +104,57 @@ def test_an_auto_prior_weight_resumes_after_a_kill_in_its_second_candidate(tmp_p
     resumed = reconstruct_ngp(scan, cfg, Context(show_progress=False, checkpoint_dir=tmp_path))
     assert resumed.info["prior_tv"] == ref.info["prior_tv"]
     torch.testing.assert_close(resumed.image, ref.image, rtol=0, atol=0)
+
+
+SIREN_SMALL = {"siren_width": 32, "siren_layers": 1}
+
+
+@pytest.mark.parametrize(
+    ("main_lr", "siren_lr", "winner"),
+    [(3e-3, 1e-8, "hash"), (1e-8, 1e-3, "siren")],  # the crippled candidate (lr 1e-8 cannot fit) must lose
+)
+def test_a_backbone_candidate_is_chosen_by_held_out_loss_and_only_it_is_refitted(
+    tmp_path, monkeypatch, main_lr, siren_lr, winner
+):
+    scan = tiny_mri(seed=4)
+    over = dict(steps=30, patience=10, lr=main_lr, **SMALL, **SIREN_SMALL, siren_lr=siren_lr)
+    cfg = build_config(NGPConfig, {**over, "backbone_candidates": "siren"})
+    runs = []
+    real_fit = holdout.fit_model
+    monkeypatch.setattr(holdout, "fit_model", lambda *a, **k: runs.append(k["desc"]) or real_fit(*a, **k))
+    res = reconstruct_ngp(scan, cfg, Context(show_progress=False, checkpoint_dir=tmp_path))
+    scores = res.info["candidate_scores"]
+    assert set(scores) == {"hash", "siren"} and res.info["candidate"] == winner
+    assert scores[winner] == min(scores.values())
+    # each candidate ran its own hold-out stage (the SIREN one on 2.5x the steps) and only the winner a refit
+    assert (tmp_path / "hash" / "holdout.json").exists() and (tmp_path / "siren" / "holdout.json").exists()
+    assert runs == ["NGP hash holdout", "NGP siren holdout", f"NGP {winner} refit"]
+    # the same image as fitting the winner's settings alone
+    alone = reconstruct_ngp(scan, backbone_candidate(build_config(NGPConfig, over), winner), QUIET)
+    assert alone.info["chosen_steps"] == res.info["chosen_steps"]
+    torch.testing.assert_close(res.image, alone.image, rtol=0, atol=0)
+
+
+def test_backbone_candidates_need_the_hold_out_rule_and_are_not_tuned():
+    scan = tiny_mri()
+    with pytest.raises(InreconError, match="hold-out rule"):
+        run_method("ngp", scan, {"backbone_candidates": "siren", "stop": "none", "steps": 5})
+    with pytest.raises(InreconError, match="backbone_candidates"):
+        ngp_objective(scan, build_config(NGPConfig, {"backbone_candidates": "siren"}), NGP_SPACE)
+
+
+def test_candidates_scored_on_another_split_are_refused():
+    scan = tiny_mri()
+    cfg = build_config(NGPConfig, dict(steps=5, **SMALL))
+    meas = measure(scan, cfg.data)
+    other = build_config(NGPConfig, dict(steps=5, holdout_fraction=0.3, **SMALL))
+    alt = Candidate("other", other, lambda: field_model(meas, other))
+    with pytest.raises(InreconError, match=r"stop\.fraction"):
+        fit_with_holdout(meas, lambda: field_model(meas, cfg), cfg, run_id={}, alternatives=(alt,))
+    with pytest.raises(InreconError, match="labels"):
+        fit_with_holdout(
+            meas, lambda: field_model(meas, cfg), cfg, run_id={}, alternatives=(alt,), label="other"
+        )
 
 
 def test_checkpoint_of_another_run_is_refused(tmp_path):
