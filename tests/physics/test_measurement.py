@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 
 import pytest
@@ -14,6 +15,7 @@ from inrecon.physics.measurement import (
     readout_lines,
     robust_scale,
     sinogram_noise,
+    trajectory_readouts,
 )
 from tests.inr_fixtures import tiny_ct, tiny_mri
 
@@ -50,6 +52,17 @@ def test_mri_readout_units_hold_out_whole_lines():
     assert p.n_units == int(mask.sum())
     with pytest.raises(InreconError, match="hold-out unit"):
         build_measurement(scan, mri_units="spoke")
+
+
+def test_trajectory_readouts_are_the_spokes_of_a_radial_trajectory():
+    angles = torch.arange(6) * math.pi / 6
+    r = torch.linspace(-math.pi, math.pi * 31 / 32, 32)
+    traj = torch.stack([r[None] * angles.cos()[:, None], r[None] * angles.sin()[:, None]], -1).reshape(-1, 2)
+    ids = trajectory_readouts(traj)
+    assert ids is not None and torch.equal(ids, torch.arange(6).repeat_interleave(32))
+    g = torch.Generator().manual_seed(0)
+    assert trajectory_readouts(traj[torch.randperm(traj.shape[0], generator=g)]) is None  # no readout order
+    assert trajectory_readouts(traj[:32]) is None  # one spoke: nothing to hold out against
 
 
 def test_count_weights_follow_the_detected_counts():

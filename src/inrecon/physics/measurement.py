@@ -42,8 +42,8 @@ from inrecon.physics.operator import Identity, LinearOperator, Select
 __all__ = [
     "CT_UNITS",
     "CT_WEIGHTINGS",
-    "SCALES",
     "MRI_UNITS",
+    "SCALES",
     "Measurement",
     "MeasurementConfig",
     "build_measurement",
@@ -52,6 +52,7 @@ __all__ = [
     "readout_lines",
     "robust_scale",
     "sinogram_noise",
+    "trajectory_readouts",
 ]
 
 CT_WEIGHTINGS = ("ramp", "counts", "ramp+counts", "none")
@@ -72,11 +73,12 @@ class MeasurementConfig:
     ct_units: Literal["entry", "view"] = "entry"
     """CT hold-out unit: single sinogram entries, or whole views."""
     mri_units: Literal["location", "readout"] = "location"
-    """Cartesian MRI hold-out unit: single k-space locations (with all coils), or whole readouts (every acquired
-    location on one line along a fully sampled axis of the mask: a held-out line is then predicted from other
-    lines, as the missing ones are; a mask without such an axis, e.g. a 2D-undersampled slice of a 3D scan whose
-    readout runs through the slice, keeps one unit per location). Non-Cartesian scans keep one unit per
-    trajectory sample."""
+    """MRI hold-out unit: single k-space locations or trajectory samples (with all coils), or whole readouts, so
+    that a held-out readout is predicted from other readouts, as the missing ones are. Cartesian: every acquired
+    location on one line along a fully sampled axis of the mask (:func:`readout_lines`; a mask without such an
+    axis, e.g. a 2D-undersampled slice of a 3D scan whose readout runs through the slice, keeps one unit per
+    location). Non-Cartesian: runs of consecutive trajectory samples (:func:`trajectory_readouts`: spokes,
+    interleaves)."""
 
 
 def robust_scale(image: torch.Tensor, q: float = 0.99) -> float:
@@ -230,6 +232,21 @@ def readout_lines(mask: torch.Tensor) -> torch.Tensor | None:
     return None
 
 
+def trajectory_readouts(trajectory: torch.Tensor) -> torch.Tensor | None:
+    """The readout of every sample of a non-Cartesian ``trajectory (K, D)`` as ``(K,)`` ids: a new readout starts
+    wherever the step to the next sample is more than 3x the median step (the jump from one spoke or interleave
+    to the next). ``None`` when that finds fewer than 2 readouts or fewer than 16 samples per readout on average
+    (samples not ordered along readouts)."""
+    step = (trajectory[1:] - trajectory[:-1]).norm(dim=1)
+    if step.numel() == 0:
+        return None
+    jump = step > 3 * step.median()
+    n = int(jump.sum()) + 1
+    if n < 2 or trajectory.shape[0] < 16 * n:
+        return None
+    return torch.cat([jump.new_zeros(1, dtype=torch.int64), jump.long().cumsum(0)])
+
+
 def _mri(scan: MRIScan, maps: str, coil_images: bool, units: str = "location"):
     from inrecon.physics.coils import coil_maps
 
@@ -261,8 +278,11 @@ def _mri(scan: MRIScan, maps: str, coil_images: bool, units: str = "location"):
         K = scan.kspace.shape[1]
         idx = _unit_major(K, C, 1, K, scan.kspace.device)  # (C, K) range read as (K, C)
         data = scan.kspace.reshape(-1)[idx]
-        n_units = K
-        unit = torch.arange(n_units, device=idx.device).repeat_interleave(C)
+        readouts = trajectory_readouts(scan.trajectory) if units == "readout" else None
+        if readouts is None:
+            readouts = torch.arange(K)
+        n_units = int(readouts.max()) + 1
+        unit = readouts.to(idx.device).repeat_interleave(C)
     support = None if s is None else (s.abs() > 0).any(0)
     return op, op, idx, data, unit, n_units, support
 

@@ -95,7 +95,7 @@ def zero_filled(scan, cfg: ZeroFilledConfig, ctx: Context) -> ReconResult:
     meas = build_measurement(scan, coil_images=not use_maps, scale="none")
     y = meas.y
     if scan.dcf is not None and not scan.is_cartesian:
-        y = y * scan.dcf.to(y.device)[meas.sample_unit]
+        y = y * scan.dcf.to(y.device)[meas.idx % scan.kspace.shape[1]]  # the trajectory sample of each
     with torch.no_grad():
         img = meas.adjoint(y)
         if not use_maps:
