@@ -168,7 +168,7 @@ def backbone_candidate(cfg: NGPConfig, backbone: str) -> NGPConfig:
     """``cfg`` with another backbone, at that backbone's settings: a SIREN learns slower than a hash grid and
     diverges at its learning rates, so it runs at ``cfg.siren_lr`` for 2.5x the steps with 2x the patience (the
     budget SIREN needed on the quality suite's MRI cases: it chose 686-1363 of 1500 steps, where the hash grid
-    chose 250-510 of 600). Other backbones keep ``cfg``'s optimiser."""
+    chose 251-509 of 600). Other backbones keep ``cfg``'s optimiser."""
     net = replace(cfg.net, backbone=backbone)
     out = replace(cfg, net=net, backbone_candidates=())
     if backbone == "siren" and cfg.net.backbone != "siren":
