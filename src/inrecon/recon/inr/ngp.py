@@ -234,7 +234,7 @@ def ngp_objective(scan, cfg: NGPConfig, space: SearchSpace, *, oracle=False, sho
     if cfg.backbone_candidates:
         raise InreconError(
             f"bilevel tuning searches one backbone's settings, but backbone_candidates={cfg.backbone_candidates}",
-            "set backbone_candidates=[] and choose net.backbone for the tuning",
+            "leave backbone_candidates empty (--set backbone_candidates=) and choose net.backbone for the tuning",
         )
     meas = measure(scan, cfg.data)
     if meas.pointwise:
