@@ -15,8 +15,9 @@ Every reconstruction -- the classical solvers and every INR method -- sees a sca
   data, :func:`count_weights`), both (``"ramp+counts"``), or nothing (``"none"``, classical solvers).
 - Volume fitting: ``A = Select(all) @ I``.
 
-Samples are ordered unit by unit. A *unit* is what a hold-out split draws as one piece: a k-space location with
-all its coils (Cartesian; or a whole readout line, ``mri_units``), a trajectory sample with all its coils (non-Cartesian), a sinogram entry or a whole
+Samples are ordered location by location (MRI: all coils of one k-space location or trajectory sample together),
+view by view (CT) or voxel by voxel. A *unit* is what a hold-out split draws as one piece: a k-space location or a
+trajectory sample with all its coils, or a whole readout (MRI, ``mri_units``), a sinogram entry or a whole
 view (CT, ``ct_units``), a voxel (volumes). :meth:`Measurement.split` is the one seeded hold-out split of the
 library, :meth:`Measurement.subset` restricts the model to some samples (``Select`` composed once more), so the
 training and held-out parts of a split are measurements too.
@@ -383,7 +384,7 @@ def build_measurement(
     ct_weighting, ct_units
         CT data weighting and hold-out unit (module docstring).
     mri_units
-        Cartesian MRI hold-out unit (:class:`MeasurementConfig`).
+        MRI hold-out unit (:class:`MeasurementConfig`).
     scale
         Data scale (module docstring).
     """
