@@ -130,6 +130,14 @@ def test_recon_ngp_with_set_and_metrics_command(mri_file, tmp_path, capsys):
     assert set(m) == {"psnr", "ssim", "nrmse"}
 
 
+def test_recon_summary_says_what_the_hold_out_chose(mri_file, tmp_path, capsys):
+    sets = ["steps=30", "patience=10", "n_levels=6", "backbone_candidates=siren", "siren_width=32"]
+    args = ["recon", "--method", "ngp", str(mri_file), "-o", str(tmp_path / "n.npy"), "-q"]
+    assert main(args + [a for kv in sets for a in ("--set", kv)]) == 0
+    chosen = json.loads(capsys.readouterr().out)["chosen"]
+    assert chosen["candidate"] in ("hash", "siren") and 1 <= chosen["steps"] <= 75  # SIREN: 2.5x the steps
+
+
 @pytest.mark.parametrize("method,suffix", [("fbp", ".png"), ("sart", ".nii.gz"), ("tv", ".h5")])
 def test_recon_ct(ct_file, tmp_path, method, suffix):
     out = tmp_path / f"{method}{suffix}"

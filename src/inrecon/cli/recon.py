@@ -69,6 +69,11 @@ def _overrides(args) -> tuple[dict, dict | None]:
 
 def _summary(scan, image, result, out: Path) -> dict:
     summary = {"output": str(out), "method": result.method, "seconds": result.info.get("seconds")}
+    # what the hold-out rule chose without a reference: the step count, the TV weight, the backbone
+    names = {"chosen_steps": "steps", "prior_tv": "prior.tv", "candidate": "candidate"}
+    chosen = {names[k]: result.info[k] for k in names if result.info.get(k) is not None}
+    if chosen:
+        summary["chosen"] = chosen
     if scan.modality == "mri-series":  # scored frame by frame by the method itself
         keys = ("mode", "seconds_first", "seconds_per_frame", "psnr_mean", "ssim_mean")
         return {**summary, **{k: result.info[k] for k in keys if k in result.info}}
