@@ -454,16 +454,11 @@ def fit_with_holdout(
         _, cand, (cfg, stages, chosen, record, model, r), cinfo = best
         build = cand.build
         info.update(cinfo, candidate=cand.label, candidate_scores=scores)
-    elif cfg.stop.rule == "holdout" and not meas.pointwise:
+    elif (cfg.stop.rule == "holdout" and not meas.pointwise) or cfg.prior.is_auto():
+        # with stop.rule=none, prior.tv=auto's hold-out stages choose the weight only (the fit is below)
         cfg, stages, chosen, record, model, r = _choose_steps(
             meas, build, cfg, ckdir, base, show_progress, desc, batch_size, info
         )
-    elif cfg.prior.is_auto():
-        # stop.rule=none: the hold-out stages choose the weight only
-        (cfg, *_), info["prior_scores"] = _choose_prior(
-            meas, build, cfg, ckdir, base, show_progress, desc, batch_size
-        )
-        info["prior_tv"] = cfg.prior.tv
     if cfg.stop.rule == "none" or meas.pointwise:
         stages = _Stages(meas, cfg, ckdir, base, show_progress, desc, batch_size)
         model = build()
