@@ -266,3 +266,23 @@ def test_noise_reference_scales_the_prior_by_the_scans_noise_level():
     assert float(
         measurement_prior(quiet, PriorConfig(tv=0.01, noise_reference=1e-3))(image)
     ) == pytest.approx(plain)
+
+
+def test_self_weighted_delta_means_the_same_under_every_data_scale():
+    """``delta`` is relative to data whose largest sample is 1: the self-weighted loss of one image is the same
+    whether the data were scaled by their maximum or by the image's magnitude."""
+    from inrecon.engine.fit import FitTask, Model
+    from inrecon.engine.losses import LossConfig
+    from inrecon.physics.measurement import build_measurement
+
+    scan = tiny_mri()
+    x = scan.target.to(torch.complex64) * 0.9
+    losses = []
+    for how in ("max", "image"):
+        meas = build_measurement(scan, scale=how)
+        image = x / meas.scale
+        model = Model(torch.nn.Linear(1, 1), [], render=lambda image=image: image)
+        task = FitTask(model, meas, LossConfig(kind="self_weighted", delta=1e-3))
+        losses.append(float(task.step(0).loss))
+    assert build_measurement(scan, scale="image").peak > 3.0  # the two scales differ a lot here
+    assert losses[1] == pytest.approx(losses[0], rel=1e-4)

@@ -87,7 +87,7 @@ def test_weightings_apply_to_data_and_model_alike():
 
 def test_scales_and_finalize():
     scan = tiny_mri()
-    for how in ("max", "robust", "none"):
+    for how in ("max", "robust", "image", "none"):
         meas = build_measurement(scan, scale=how)
         x = scan.target.to(torch.complex64)
         torch.testing.assert_close(
@@ -115,3 +115,41 @@ def test_sinogram_noise_estimates_white_noise_and_ignores_smooth_structure():
     tr, _ = noisy.split(0.2, 0)
     assert noisy.subset(tr).noise == noisy.noise
     assert build_measurement(tiny_mri(seed=0)).noise is None
+
+
+def test_image_scale_puts_the_image_near_1_for_cartesian_and_radial_data():
+    """``scale="image"`` divides by what the image itself measures, whatever the operator's gain: the zero-filled
+    radial image (no density compensation) overstates the image several times, and the k-space maximum grows
+    with the matrix size, so neither is the image's magnitude."""
+    from inrecon.data.phantoms import brain_phantom
+    from inrecon.data.sampling import radial_trajectory
+    from inrecon.data.scans import MRIScan
+    from inrecon.physics.nufft import NufftSenseOp
+    from tests.inr_fixtures import ring_maps
+
+    cart = tiny_mri()
+    shape = (32, 32)
+    img = torch.tensor(brain_phantom(shape, seed=1), dtype=torch.complex64)
+    maps, traj = ring_maps(shape, 4), radial_trajectory(24, 64)
+    k = NufftSenseOp(maps, traj, shape)(img)
+    radial = MRIScan(kspace=k, trajectory=traj, image_shape=shape, sens_maps=maps, target=img.abs())
+    for scan in (cart, radial):
+        peak = robust_scale(scan.target)
+        image = build_measurement(scan, scale="image").scale
+        # measured: 1.01 (Cartesian), 0.68 (radial: alpha A^H y is a blurred image); robust 1.00 / 22.8
+        assert 0.5 < image / peak < 1.5, (image, peak)
+        # equivariant: data in other units give the same normalised samples
+        big = replace(scan, kspace=scan.kspace * 1000.0)
+        assert build_measurement(big, scale="image").scale == pytest.approx(1000.0 * image, rel=1e-4)
+    assert build_measurement(radial, scale="robust").scale / robust_scale(radial.target) > 3.0
+    assert build_measurement(cart, scale="max").scale / robust_scale(cart.target) > 3.0
+
+
+def test_measurement_config_passes_its_scale():
+    from inrecon.physics.measurement import MeasurementConfig, measure
+
+    scan = tiny_mri()
+    image = build_measurement(scan, scale="image").scale
+    assert measure(scan, MeasurementConfig(scale="image")).scale == image
+    assert measure(scan, MeasurementConfig()).scale == build_measurement(scan, scale="max").scale
+    assert measure(scan, MeasurementConfig(scale="image"), scale="none").scale == 1.0  # a caller's scale wins

@@ -22,7 +22,11 @@ def test_modality_defaults_apply_only_to_their_modality_and_user_values_win():
         and ct.data.ct_weighting == "ramp+counts"
     )
     assert mri.prior.phase == NGP_MODALITY_DEFAULTS["mri"]["prior.phase"] > 0 and mri.prior.tv == 0
-    assert replace(mri, prior=NGPConfig().prior) == NGPConfig()  # and MRI differs in the phase prior only
+    assert mri.data.scale == "image" and (mri.optim.lr, mri.optim.wd_enc) == (1e-2, 1e-5)
+    base = NGPConfig()
+    # MRI differs in the phase prior, the data scale, the learning rate and the hash tables' weight decay only
+    assert replace(mri, prior=base.prior, data=base.data, optim=base.optim) == base
+    assert replace(mri.optim, lr=base.optim.lr, wd_enc=base.optim.wd_enc) == base.optim
     assert vol.optim.schedule == "linear" and replace(vol, optim=NGPConfig().optim) == NGPConfig()
     mine = spec.build("ct", {"prior": {"tv": 0.0}, "lr": 3e-3})  # nested and flat-alias keys both win
     assert mine.prior.tv == 0.0 and mine.optim.lr == 3e-3 and mine.data.ct_units == "view"
@@ -40,6 +44,8 @@ def test_population_adaptation_takes_the_mri_phase_prior():
     for name in ("disinr", "strainer", "meta"):
         cfg = METHODS[name].build("mri")
         assert cfg.prior.phase == NGP_MODALITY_DEFAULTS["mri"]["prior.phase"], name
+        # but not NGP's data scale or optimiser: the shared pair was pre-trained at the population's scale
+        assert cfg.data.scale == "max" and cfg.optim.lr != NGP_MODALITY_DEFAULTS["mri"]["optim.lr"], name
         assert METHODS[name].build("ct").prior.phase == 0, name
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import nn
@@ -91,7 +91,9 @@ class FitTask(Task):
         batch_size: int = 2**18,
         seed: int = 0,
     ):
-        self.model, self.meas, self.loss, self.prior = model, meas, loss, prior
+        self.model, self.meas, self.prior = model, meas, prior
+        # delta is relative to data whose largest sample is 1 (meas.peak under another data scale)
+        self.loss = loss if meas.peak == 1.0 else replace(loss, delta=loss.delta * meas.peak**2)
         self.module = model.module
         self.train = train
         self.y_train = meas.y if train is None else meas.y[train]

@@ -188,7 +188,7 @@ def fit_model(
             val_idx,
             meas.y,
             kind=s.val_loss,
-            delta=s.val_delta,
+            delta=s.val_delta * meas.peak**2,
             patience=patience,
             min_steps=s.min_steps,
             restore_best=restore_best,

@@ -48,12 +48,12 @@ class SeriesConfig:
     """Fine-tuning learning rate (0: ngp's lr)."""
 
 
-def _frame(scan, cfg: NGPConfig, scale: float | None) -> Measurement:
+def _frame(scan, cfg: NGPConfig, first: Measurement | None) -> Measurement:
     """A frame's measurement without its reference (metrics are computed outside the timed fit), optionally
-    on another frame's data scale."""
+    on the ``first`` frame's data scale (and its ``peak``, so a self-weighted ``delta`` means the same)."""
     m = dataclasses.replace(measure(scan, cfg.data), target=None)
-    if scale is not None:
-        m.y, m.scale = m.y * (m.scale / scale), scale
+    if first is not None:
+        m.y, m.scale, m.peak = m.y * (m.scale / first.scale), first.scale, first.peak
     return m
 
 
@@ -74,14 +74,14 @@ def reconstruct_series(scan: SeriesScan, cfg: SeriesConfig, ctx: Context = DEFAU
     maps = coil_maps(scan.frames[0], cfg.ngp.data.maps)
     frames = [dataclasses.replace(fr, sens_maps=maps) for fr in scan.frames]
     ngp = cfg.ngp
-    scale0 = None
+    first = None
     images, rows, model = [], [], None
     bar = progress(range(len(frames)), desc="series", show=ctx.show_progress)
     for t in bar:
         t0 = time.perf_counter()
         # residual frames share frame 0's output units; scratch frames are independent fits (own scaling)
-        meas = _frame(frames[t], ngp, None if (t == 0 or cfg.mode == "scratch") else scale0)
-        scale0 = meas.scale if t == 0 else scale0
+        meas = _frame(frames[t], ngp, None if (t == 0 or cfg.mode == "scratch") else first)
+        first = meas if t == 0 else first
         row: dict = {"frame": t}
         if t == 0 or cfg.mode == "scratch":
             image, info, model = fit_with_holdout(

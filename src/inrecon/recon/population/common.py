@@ -74,7 +74,7 @@ def counts_weighted() -> MeasurementConfig:
 
 ADAPT_MODALITY_DEFAULTS = {
     "ct": {k: v for k, v in NGP_MODALITY_DEFAULTS["ct"].items() if k != "optim.lr"},
-    "mri": dict(NGP_MODALITY_DEFAULTS["mri"]),
+    "mri": {k: v for k, v in NGP_MODALITY_DEFAULTS["mri"].items() if k == "prior.phase"},
 }
 """CT defaults of every population method's test-time fit: NGP's counts-weighted, view-held-out data term and
 relative TV prior (:data:`~inrecon.recon.inr.ngp.NGP_MODALITY_DEFAULTS`, without its learning rate: DisINR's 1e-3
@@ -85,7 +85,8 @@ and Meta share them unmeasured (the same data term and prior for every method of
 prior's weight is NGP's ``auto`` (chosen per scan by the hold-out rule): DisINR on the quick demo's noise-free
 phantoms 38.10 -> 39.96 dB; on the model above, A0001 slice 30 31.16 -> 30.05 dB (it chose 0.001, as NGP does on
 that scan) and A0002 slice 15 31.76 -> 31.76 dB. MRI adaptation takes NGP's smooth-phase prior (``prior.phase``):
-DisINR on the quick demo's MRI phantoms 26.95 -> 31.26 dB."""
+DisINR on the quick demo's MRI phantoms 26.95 -> 31.26 dB. It does not take NGP's MRI data scale, learning rate and
+hash-table weight decay: a frozen shared pair was pre-trained on data at the population's own scale."""
 
 POPULATION_ALIASES = {
     "fourier_frequencies": "arch.fourier.n_frequencies",
