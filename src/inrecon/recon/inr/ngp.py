@@ -126,9 +126,9 @@ AF 6 30.90 -> 31.86 dB, Poisson AF 8 32.92 -> 34.61 dB; confirmation half: the r
 MRI data are scaled so that the image peaks near 1 (``data.scale="image"``; with the k-space maximum it peaked at
 0.04-0.16 on the suite's scans, which changes what a learning rate and a hash-table weight decay do), with lr 1e-2
 and ``wd_enc`` 1e-5, chosen on the tuning half from lr 1e-3 / 3e-3 / 1e-2 x ``wd_enc`` 0 / 1e-6 / 3e-6 / 1e-5 /
-3e-5 / 1e-4 (quick profile): dipy AF 6 31.78 -> 32.21, Poisson AF 8 34.65 -> 35.42 dB; confirmation half: the real
-brain 33.52 -> 34.17 dB, the same brain under sigpy's mask 33.61 -> 34.09, dipy AF 8 30.00 -> 31.44, the real radial
-scan 33.13 -> 33.58 dB (benchmarks/RESULTS.md).
+3e-5 / 1e-4 (quick profile). At the full budget (old -> new): tuning half dipy AF 6 31.78 -> 33.33, Poisson AF 8
+35.12 -> 35.52 dB; confirmation half: the real brain 33.57 -> 34.01 dB, the same brain under sigpy's mask 34.06 ->
+34.01, dipy AF 8 30.00 -> 32.90, the real radial scan 33.55 -> 33.60 dB (benchmarks/RESULTS.md).
 Volume fitting (a fixed number of steps on every voxel, no stopping rule) decays the learning rate linearly
 to 0: with the step schedule Adam oscillates once the fit passes ~60 dB (lungdx 96 x 96 x 8 blocks, 500 steps, 12
 levels, T = 2^15; tuning block A0001[24:32]: peak 62.4 at step 250, then 42-59 dB, 44.2 at the end; linear: 66.5 at
