@@ -129,6 +129,9 @@ and ``wd_enc`` 1e-5, chosen on the tuning half from lr 1e-3 / 3e-3 / 1e-2 x ``wd
 3e-5 / 1e-4 (quick profile). At the full budget (old -> new): tuning half dipy AF 6 31.78 -> 33.33, Poisson AF 8
 35.12 -> 35.52 dB; confirmation half: the real brain 33.57 -> 34.01 dB, the same brain under sigpy's mask 34.06 ->
 34.01, dipy AF 8 30.00 -> 32.90, the real radial scan 33.55 -> 33.60 dB (benchmarks/RESULTS.md).
+Tried on top and not adopted (the confirmation half did not move): a relative TV prior 1e-4 on MRI (mean
++0.05 dB), ``stop.patience=0`` on MRI (-0.02 dB at 1.2-2x the time), and ``data.scale="image"`` on CT (up to +1.5 dB
+on noisy 60 views, -3.7 dB and worse on noise-free ones).
 Volume fitting (a fixed number of steps on every voxel, no stopping rule) decays the learning rate linearly
 to 0: with the step schedule Adam oscillates once the fit passes ~60 dB (lungdx 96 x 96 x 8 blocks, 500 steps, 12
 levels, T = 2^15; tuning block A0001[24:32]: peak 62.4 at step 250, then 42-59 dB, 44.2 at the end; linear: 66.5 at
