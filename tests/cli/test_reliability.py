@@ -76,7 +76,7 @@ def test_checkpoints_are_removed_after_a_successful_run_unless_kept(mri, tmp_pat
         "--method",
         "ngp",
         str(mri),
-        *sets(*SMALL, "steps=6", "stop=none", "checkpoint_every=3"),
+        *sets(*SMALL, "steps=6", "stop=none", "checkpoint_every=3", "prior.phase=0.003"),  # one fit
     ]
     assert main([*base, "-o", str(tmp_path / "a.npy"), "--checkpoint-dir", str(ck)]) == 0
     summary = json.loads(capsys.readouterr().out)

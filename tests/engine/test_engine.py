@@ -155,7 +155,8 @@ def test_priors_are_nonnegative_and_zero_on_constants():
 
 def test_prior_weight_chosen_by_holdout_and_used_in_the_refit():
     scan = tiny_mri()
-    res = run_method("ngp", scan, {**SMALL, "prior.tv": "auto", "prior.tv_candidates": "0.0001,0.3"})
+    over = {**SMALL, "prior.tv": "auto", "prior.tv_candidates": "0.0001,0.3", "prior.phase": 0.003}
+    res = run_method("ngp", scan, over)
     scores = res.info["prior_scores"]
     assert set(scores) == {0.0001, 0.3} and res.info["prior_tv"] == min(scores, key=scores.get)
     assert res.config["prior"]["tv"] == "auto"  # the config as given; the choice is in info
@@ -163,14 +164,39 @@ def test_prior_weight_chosen_by_holdout_and_used_in_the_refit():
 
 def test_prior_weight_auto_with_a_fixed_step_count_chooses_then_runs_every_step():
     scan = tiny_mri()
-    over = {**SMALL, "prior.tv": "auto", "prior.tv_candidates": "0,0.3"}
+    over = {**SMALL, "prior.tv": "auto", "prior.tv_candidates": "0,0.3", "prior.phase": 0.003}
     res = run_method("ngp", scan, {**over, "stop": "none"})
     scores = res.info["prior_scores"]
     assert set(scores) == {0.0, 0.3} and res.info["prior_tv"] == min(scores, key=scores.get)
     assert res.info["steps_run"] == SMALL["steps"] and "chosen_steps" not in res.info
     # the weight it chose, given as a number, gives the same image
-    fixed = run_method("ngp", scan, {**SMALL, "prior.tv": res.info["prior_tv"], "stop": "none"})
+    fixed = run_method("ngp", scan, {**over, "prior.tv": res.info["prior_tv"], "stop": "none"})
     assert torch.equal(fixed.image, res.image)
+
+
+def test_phase_weight_chosen_by_holdout_and_fixed_in_the_refit():
+    scan = tiny_mri()
+    over = {
+        **SMALL,
+        "prior.tv": 0.0,
+        "prior.phase": "auto",
+        "prior.phase_candidates": "0,0.3",
+        "stop": "none",
+    }
+    res = run_method("ngp", scan, over)
+    scores = res.info["prior_scores"]
+    assert set(scores) == {0.0, 0.3} and res.info["prior_phase"] == min(scores, key=scores.get)
+    assert "prior_tv" not in res.info
+    # the weight it chose, given as a number, gives the same image
+    fixed = {**over, "prior.phase": res.info["prior_phase"]}
+    assert torch.equal(run_method("ngp", scan, fixed).image, res.image)
+
+
+def test_only_one_prior_weight_can_be_auto():
+    with pytest.raises(InreconError, match="both auto"):
+        build_config(PriorConfig, {"tv": "auto", "phase": "auto"})
+    with pytest.raises(InreconError, match="no candidates"):
+        build_config(PriorConfig, {"phase": "auto", "phase_candidates": ()})
 
 
 def test_prior_weight_search_starts_in_the_middle_and_stops_where_the_loss_rises(monkeypatch):
@@ -185,7 +211,12 @@ def test_prior_weight_search_starts_in_the_middle_and_stops_where_the_loss_rises
         return 5, {"best_val_loss": losses[self.cfg.prior.tv]}, None, None
 
     monkeypatch.setattr(holdout._Stages, "choose_steps", fake_choose)
-    over = {**SMALL, "prior.tv": "auto", "prior.tv_candidates": "0.001,0.003,0.01,0.03,0.1"}
+    over = {
+        **SMALL,
+        "prior.tv": "auto",
+        "prior.tv_candidates": "0.001,0.003,0.01,0.03,0.1",
+        "prior.phase": 0.003,
+    }
     res = run_method("ngp", tiny_mri(), over)
     # the middle (0.01), one weaker (no better), then stronger until the loss rises
     assert tried == [0.01, 0.003, 0.03, 0.1] and res.info["prior_tv"] == 0.03

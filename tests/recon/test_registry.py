@@ -21,7 +21,7 @@ def test_modality_defaults_apply_only_to_their_modality_and_user_values_win():
         ct.prior.tv == NGP_MODALITY_DEFAULTS["ct"]["prior.tv"] == "auto"
         and ct.data.ct_weighting == "ramp+counts"
     )
-    assert mri.prior.phase == NGP_MODALITY_DEFAULTS["mri"]["prior.phase"] > 0 and mri.prior.tv == 0
+    assert mri.prior.phase == NGP_MODALITY_DEFAULTS["mri"]["prior.phase"] == "auto" and mri.prior.tv == 0
     assert mri.data.scale == "image" and (mri.optim.lr, mri.optim.wd_enc) == (1e-2, 1e-5)
     base = NGPConfig()
     # MRI differs in the phase prior, the data scale, the learning rate and the hash tables' weight decay only

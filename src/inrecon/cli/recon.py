@@ -69,8 +69,13 @@ def _overrides(args) -> tuple[dict, dict | None]:
 
 def _summary(scan, image, result, out: Path) -> dict:
     summary = {"output": str(out), "method": result.method, "seconds": result.info.get("seconds")}
-    # what the hold-out rule chose without a reference: the step count, the TV weight, the backbone
-    names = {"chosen_steps": "steps", "prior_tv": "prior.tv", "candidate": "candidate"}
+    # what the hold-out rule chose without a reference: the step count, a prior weight, the backbone
+    names = {
+        "chosen_steps": "steps",
+        "prior_tv": "prior.tv",
+        "prior_phase": "prior.phase",
+        "candidate": "candidate",
+    }
     chosen = {names[k]: result.info[k] for k in names if result.info.get(k) is not None}
     if chosen:
         summary["chosen"] = chosen

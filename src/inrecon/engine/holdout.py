@@ -292,23 +292,28 @@ def _floor_chosen(chosen: int, record: dict, cfg: FitSettings) -> tuple[int, dic
 
 
 def _choose_prior(meas, build, cfg, ckdir, base, show_progress, desc, batch_size):
-    """``prior.tv="auto"``: one hold-out stage per candidate weight tried; the settings with the lowest held-out
-    loss, their stage-1 result, and the table ``{weight: best held-out loss}`` of the candidates tried.
+    """``prior.tv="auto"`` or ``prior.phase="auto"``: one hold-out stage per candidate weight tried; the settings
+    with the lowest held-out loss, their stage-1 result, and the table ``{weight: best held-out loss}`` of the
+    candidates tried.
 
     The held-out loss is taken as unimodal in the weight (it was on every scan where all candidates were scored,
     benchmarks/RESULTS.md), so the search starts at the middle candidate, walks towards weaker weights while the
     loss falls, and, if the first weaker one is no better, towards stronger ones: it stops at the first rise.
     Noisy scans then skip the weakest weights' long fits, and noise-free ones the strongest weights'."""
-    order = sorted({float(w) for w in cfg.prior.tv_candidates}, reverse=True)  # strongest first
+    term = cfg.prior.auto_term()
+    candidates = getattr(cfg.prior, f"{term}_candidates")
+    order = sorted({float(w) for w in candidates}, reverse=True)  # strongest first
     table: dict[float, float | None] = {}
     tried: dict[int, tuple] = {}
 
     def score(i: int) -> float:
         if i not in tried:
             w = order[i]
-            c = replace(cfg, prior=replace(cfg.prior, tv=w))
-            sub = ckdir / f"tv{w:g}" if ckdir else None
-            stages = _Stages(meas, c, sub, {**base, "tv": w}, show_progress, f"{desc} tv={w:g}", batch_size)
+            c = replace(cfg, prior=replace(cfg.prior, **{term: w}))
+            sub = ckdir / f"{term}{w:g}" if ckdir else None
+            stages = _Stages(
+                meas, c, sub, {**base, term: w}, show_progress, f"{desc} {term}={w:g}", batch_size
+            )
             chosen, record, model, run = stages.choose_steps(build)
             table[w] = record["best_val_loss"]
             loss = math.inf if record["best_val_loss"] is None else record["best_val_loss"]
@@ -334,7 +339,7 @@ def resolve_prior(
     show_progress: bool | None = None,
     desc: str = "prior",
 ) -> FitSettings:
-    """``cfg`` with ``prior.tv="auto"`` replaced by the weight the hold-out rule chooses (as in
+    """``cfg`` with an ``"auto"`` prior weight (``prior.tv`` or ``prior.phase``) replaced by the weight the hold-out rule chooses (as in
     :func:`fit_with_holdout`), or ``cfg`` itself when the weight is already a number. For runs that fix the weight
     once before many fits: the trials of bilevel tuning (not checkpointed: a resumed tuning run chooses again,
     identically)."""
@@ -358,13 +363,14 @@ class Candidate:
 
 
 def _choose_steps(meas, build, cfg, ckdir, base, show_progress, desc, batch_size, info):
-    """The hold-out stage(s) of one setting: ``prior.tv="auto"``'s search (its choice and scores into ``info``)
+    """The hold-out stage(s) of one setting: an ``"auto"`` prior weight's search (its choice and scores into ``info``)
     or one stage. Returns ``(cfg, stages, chosen, record, model, run)``."""
     if cfg.prior.is_auto():
+        term = cfg.prior.auto_term()
         found, info["prior_scores"] = _choose_prior(
             meas, build, cfg, ckdir, base, show_progress, desc, batch_size
         )
-        info["prior_tv"] = found[0].prior.tv
+        info[f"prior_{term}"] = getattr(found[0].prior, term)
         return found
     stages = _Stages(meas, cfg, ckdir, base, show_progress, desc, batch_size)
     return (cfg, stages, *stages.choose_steps(build))
@@ -408,8 +414,9 @@ def fit_with_holdout(
     label: str = "main",
 ) -> tuple[torch.Tensor, dict, Model]:
     """Fit with the stopping rule of ``cfg.stop`` (module docstring); pointwise measurements (volumes) always
-    run ``cfg.optim.steps`` on all samples. ``cfg.prior.tv="auto"`` runs the hold-out stage once per candidate
-    weight tried and keeps the one with the lowest held-out loss (``info["prior_tv"]``, ``info["prior_scores"]``);
+    run ``cfg.optim.steps`` on all samples. ``cfg.prior.tv="auto"`` (or ``prior.phase``) runs the hold-out stage once
+    per candidate weight tried and keeps the one with the lowest held-out loss (``info["prior_tv"]`` or
+    ``info["prior_phase"]``, ``info["prior_scores"]``);
     with ``stop.rule="none"`` those stages choose the weight only, and the fit then runs ``cfg.optim.steps``.
 
     ``alternatives`` (:class:`Candidate`) are other settings and models of the same fit, e.g. other network
@@ -424,9 +431,10 @@ def fit_with_holdout(
     base = {"run": run_id, "data": data_identity(meas)}
     info: dict = {}
     if meas.pointwise and cfg.prior.is_auto():
+        term = cfg.prior.auto_term()
         raise InreconError(
-            "prior.tv=auto needs a hold-out split, and a volume fit has none",
-            "give a number for prior.tv (or 0)",
+            f"prior.{term}=auto needs a hold-out split, and a volume fit has none",
+            f"give a number for prior.{term} (or 0)",
         )
     if alternatives:
         _check_alternatives(meas, cfg, alternatives, label)
@@ -455,7 +463,7 @@ def fit_with_holdout(
         build = cand.build
         info.update(cinfo, candidate=cand.label, candidate_scores=scores)
     elif (cfg.stop.rule == "holdout" and not meas.pointwise) or cfg.prior.is_auto():
-        # with stop.rule=none, prior.tv=auto's hold-out stages choose the weight only (the fit is below)
+        # with stop.rule=none, an auto prior weight's hold-out stages choose the weight only (the fit is below)
         cfg, stages, chosen, record, model, r = _choose_steps(
             meas, build, cfg, ckdir, base, show_progress, desc, batch_size, info
         )
@@ -490,11 +498,12 @@ def score_trial(
     lowest held-out loss; its best step is the number of steps the final fit runs (``chosen_steps``). Oracle
     mode (evaluation only): train on all samples for ``cfg.optim.steps``, score ``-PSNR`` of the best evaluated
     step against the reference (the final fit then reproduces that image). ``info`` also holds ``best_step``,
-    ``steps_run``, ``seconds``, the trial's ``prior_tv`` and, when the scan has a reference, ``psnr``.
+    ``steps_run``, ``seconds``, the trial's ``prior_tv`` and ``prior_phase`` and, when the scan has a reference,
+    ``psnr``.
     """
     ev = evaluator(meas)
     # the weight every trial of a search runs (the final fit fixes it)
-    info: dict = {"prior_tv": cfg.prior.tv}
+    info: dict = {"prior_tv": cfg.prior.tv, "prior_phase": cfg.prior.phase}
     if oracle:
         run, _ = fit_model(meas, model, cfg, show_progress=show_progress, desc=f"oracle {desc}")
         pairs = [

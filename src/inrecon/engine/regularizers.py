@@ -17,6 +17,7 @@ from typing import Literal
 import torch
 
 from inrecon.config import Fraction, NonNegFloat, PosFloat
+from inrecon.errors import InreconError
 
 __all__ = [
     "PriorConfig",
@@ -40,11 +41,15 @@ class PriorConfig:
     and stops where the held-out loss rises (:func:`~inrecon.engine.holdout.fit_with_holdout`)."""
     wavelet: NonNegFloat = 0.0
     """Weight of the L1 norm of the image's orthonormal db4 wavelet coefficients (mean magnitude); 0: none."""
-    phase: NonNegFloat = 0.0
+    phase: NonNegFloat | Literal["auto"] = 0.0
     """Weight of the mean modulus of the image's imaginary part after removing the scan's own smooth phase
     (:func:`~inrecon.physics.mri.smooth_phase` of the zero-filled image of the samples being fitted): MR images
     have slowly varying phase, so what is left in the imaginary part is mostly noise and aliasing. Complex images
-    (MRI) only; 0: none."""
+    (MRI) only; 0: none; auto: the candidate with the lowest held-out loss."""
+    phase_candidates: tuple[NonNegFloat, ...] = (0.0, 0.003)
+    """Weights phase=auto chooses from, searched as ``tv_candidates`` are. A real scan's phase is smooth only in
+    part, and where it is not (in-vivo phase near vessels, sinuses, fat) a fixed weight pulls the image away from
+    it, so with the default candidates the hold-out decides whether the prior applies at all."""
     phase_width: Fraction = 0.0625
     """Width of the Gaussian k-space window that estimates the smooth phase: its standard deviation as a
     fraction of the matrix size along each image axis."""
@@ -56,7 +61,23 @@ class PriorConfig:
     this noise level and a cleaner scan gets a weaker prior; None: the weights as given."""
 
     def is_auto(self) -> bool:
-        return self.tv == "auto"
+        return self.auto_term() is not None
+
+    def auto_term(self) -> Literal["tv", "phase"] | None:
+        """The term whose weight the hold-out chooses (``tv`` or ``phase``), or ``None``."""
+        return "tv" if self.tv == "auto" else "phase" if self.phase == "auto" else None
+
+    def check(self) -> None:
+        if self.tv == "auto" and self.phase == "auto":
+            raise InreconError(
+                "prior.tv and prior.phase are both auto; the hold-out chooses one weight per fit",
+                "give one of them a number (e.g. --set prior.phase=0.003)",
+            )
+        term = self.auto_term()
+        if term is not None and not getattr(self, f"{term}_candidates"):
+            raise InreconError(
+                f"prior.{term}=auto with no candidates", f"list some in prior.{term}_candidates"
+            )
 
 
 def prior_scale(image_pixels: int, n_samples: int, aty: torch.Tensor) -> float:
@@ -114,9 +135,9 @@ def make_prior(
 
     An image ``shape`` is needed for the wavelet term and a ``phase_reference`` (unit modulus, from
     :func:`~inrecon.physics.mri.smooth_phase`) for the phase term; ``scale`` multiplies relative weights.
-    ``tv="auto"`` must have been resolved first."""
+    An ``"auto"`` weight must have been resolved first."""
     if cfg.is_auto():
-        raise ValueError("resolve prior.tv='auto' to a weight before building the prior")
+        raise ValueError(f"resolve prior.{cfg.auto_term()}='auto' to a weight before building the prior")
     if cfg.phase > 0 and phase_reference is None:
         raise ValueError("prior.phase needs the scan's smooth phase (smooth_phase of its zero-filled image)")
     s = float(scale) if cfg.relative else 1.0

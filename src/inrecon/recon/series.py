@@ -94,10 +94,12 @@ def reconstruct_series(scan: SeriesScan, cfg: SeriesConfig, ctx: Context = DEFAU
             )
             hist = info["history"]
             row.update(steps=info["steps_run"], chosen_steps=info.get("chosen_steps"))
-            # prior.tv=auto: frame 0 chooses the weight every later frame runs
-            if t == 0 and "prior_tv" in info:
-                ngp = dataclasses.replace(ngp, prior=dataclasses.replace(ngp.prior, tv=info["prior_tv"]))
-                row["prior_tv"] = info["prior_tv"]
+            # an auto prior weight: frame 0 chooses the weight every later frame runs
+            term = ngp.prior.auto_term()
+            if t == 0 and term is not None:
+                w = info[f"prior_{term}"]
+                ngp = dataclasses.replace(ngp, prior=dataclasses.replace(ngp.prior, **{term: w}))
+                row[f"prior_{term}"] = w
         else:
             split = (
                 meas.split(ngp.stop.fraction, ngp.seed + t) if cfg.frame_stop == "holdout" else (None, None)
