@@ -292,9 +292,9 @@ def _floor_chosen(chosen: int, record: dict, cfg: FitSettings) -> tuple[int, dic
 
 
 def _choose_prior(meas, build, cfg, ckdir, base, show_progress, desc, batch_size):
-    """``prior.tv="auto"`` or ``prior.phase="auto"``: one hold-out stage per candidate weight tried; the settings
-    with the lowest held-out loss, their stage-1 result, and the table ``{weight: best held-out loss}`` of the
-    candidates tried.
+    """``prior.tv="auto"`` or ``prior.phase="auto"``: one hold-out stage per candidate weight tried; the
+    settings with the lowest held-out loss, their stage-1 result, and the table
+    ``{weight: best held-out loss}`` of the candidates tried.
 
     The held-out loss is taken as unimodal in the weight (it was on every scan where all candidates were scored,
     benchmarks/RESULTS.md), so the search starts at the middle candidate, walks towards weaker weights while the
@@ -339,10 +339,10 @@ def resolve_prior(
     show_progress: bool | None = None,
     desc: str = "prior",
 ) -> FitSettings:
-    """``cfg`` with an ``"auto"`` prior weight (``prior.tv`` or ``prior.phase``) replaced by the weight the hold-out rule chooses (as in
-    :func:`fit_with_holdout`), or ``cfg`` itself when the weight is already a number. For runs that fix the weight
-    once before many fits: the trials of bilevel tuning (not checkpointed: a resumed tuning run chooses again,
-    identically)."""
+    """``cfg`` with an ``"auto"`` prior weight (``prior.tv`` or ``prior.phase``) replaced by the weight the
+    hold-out rule chooses (as in :func:`fit_with_holdout`), or ``cfg`` itself when the weight is already a
+    number. For runs that fix the weight once before many fits: the trials of bilevel tuning (not
+    checkpointed: a resumed tuning run chooses again, identically)."""
     if not cfg.prior.is_auto():
         return cfg
     base = {"run": "resolve_prior", "data": data_identity(meas)}
@@ -363,8 +363,8 @@ class Candidate:
 
 
 def _choose_steps(meas, build, cfg, ckdir, base, show_progress, desc, batch_size, info):
-    """The hold-out stage(s) of one setting: an ``"auto"`` prior weight's search (its choice and scores into ``info``)
-    or one stage. Returns ``(cfg, stages, chosen, record, model, run)``."""
+    """The hold-out stage(s) of one setting: an ``"auto"`` prior weight's search (its choice and scores into
+    ``info``) or one stage. Returns ``(cfg, stages, chosen, record, model, run)``."""
     if cfg.prior.is_auto():
         term = cfg.prior.auto_term()
         found, info["prior_scores"] = _choose_prior(
@@ -414,10 +414,10 @@ def fit_with_holdout(
     label: str = "main",
 ) -> tuple[torch.Tensor, dict, Model]:
     """Fit with the stopping rule of ``cfg.stop`` (module docstring); pointwise measurements (volumes) always
-    run ``cfg.optim.steps`` on all samples. ``cfg.prior.tv="auto"`` (or ``prior.phase``) runs the hold-out stage once
-    per candidate weight tried and keeps the one with the lowest held-out loss (``info["prior_tv"]`` or
-    ``info["prior_phase"]``, ``info["prior_scores"]``);
-    with ``stop.rule="none"`` those stages choose the weight only, and the fit then runs ``cfg.optim.steps``.
+    run ``cfg.optim.steps`` on all samples. ``cfg.prior.tv="auto"`` (or ``prior.phase``) runs the hold-out
+    stage once per candidate weight tried and keeps the one with the lowest held-out loss
+    (``info["prior_tv"]`` or ``info["prior_phase"]``, ``info["prior_scores"]``); with ``stop.rule="none"``
+    those stages choose the weight only, and the fit then runs ``cfg.optim.steps``.
 
     ``alternatives`` (:class:`Candidate`) are other settings and models of the same fit, e.g. other network
     backbones: each runs its own hold-out stage(s) on the same split, the setting with the lowest held-out loss
@@ -463,7 +463,7 @@ def fit_with_holdout(
         build = cand.build
         info.update(cinfo, candidate=cand.label, candidate_scores=scores)
     elif (cfg.stop.rule == "holdout" and not meas.pointwise) or cfg.prior.is_auto():
-        # with stop.rule=none, an auto prior weight's hold-out stages choose the weight only (the fit is below)
+        # with stop.rule=none, an auto prior weight's hold-out stages only choose the weight (fit below)
         cfg, stages, chosen, record, model, r = _choose_steps(
             meas, build, cfg, ckdir, base, show_progress, desc, batch_size, info
         )
@@ -498,8 +498,8 @@ def score_trial(
     lowest held-out loss; its best step is the number of steps the final fit runs (``chosen_steps``). Oracle
     mode (evaluation only): train on all samples for ``cfg.optim.steps``, score ``-PSNR`` of the best evaluated
     step against the reference (the final fit then reproduces that image). ``info`` also holds ``best_step``,
-    ``steps_run``, ``seconds``, the trial's ``prior_tv`` and ``prior_phase`` and, when the scan has a reference,
-    ``psnr``.
+    ``steps_run``, ``seconds``, the trial's ``prior_tv`` and ``prior_phase`` and, when the scan has a
+    reference, ``psnr``.
     """
     ev = evaluator(meas)
     # the weight every trial of a search runs (the final fit fixes it)

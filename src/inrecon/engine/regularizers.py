@@ -47,9 +47,9 @@ class PriorConfig:
     have slowly varying phase, so what is left in the imaginary part is mostly noise and aliasing. Complex images
     (MRI) only; 0: none; auto: the candidate with the lowest held-out loss."""
     phase_candidates: tuple[NonNegFloat, ...] = (0.0, 0.003)
-    """Weights phase=auto chooses from, searched as ``tv_candidates`` are. A real scan's phase is smooth only in
-    part, and where it is not (in-vivo phase near vessels, sinuses, fat) a fixed weight pulls the image away from
-    it, so with the default candidates the hold-out decides whether the prior applies at all."""
+    """Weights phase=auto chooses from, searched as ``tv_candidates`` are. A real scan's phase is smooth only
+    in part, and where it is not (in-vivo phase near vessels, sinuses, fat) a fixed weight pulls the image
+    away from it, so with the default candidates the hold-out decides whether the prior applies at all."""
     phase_width: Fraction = 0.0625
     """Width of the Gaussian k-space window that estimates the smooth phase: its standard deviation as a
     fraction of the matrix size along each image axis."""

@@ -45,8 +45,9 @@ def final_overrides(cfg: Any, h: dict, info: dict) -> dict:
     defaults, the tuned ``h``, the chosen step count and ``stop.rule = none`` (the tuned step count replaces
     the hold-out rule: it is what the hold-out chose for ``h``, and transfer to another scan of the same
     protocol keeps it, as the Bilevel paper keeps a fixed iteration count). Applied to the method's defaults,
-    they reproduce the tuned reconstruction exactly. The prior weights the trials ran with (``info["prior_tv"]``,
-    ``info["prior_phase"]``; chosen once before the search when the config says ``"auto"``) are fixed too."""
+    they reproduce the tuned reconstruction exactly. The prior weights the trials ran with
+    (``info["prior_tv"]``, ``info["prior_phase"]``; chosen once before the search when the config says
+    ``"auto"``) are fixed too."""
     if info.get("chosen_steps") is None:
         raise InreconError(
             "the best trial recorded no chosen step count", "re-run the tuning (its log is stale)"

@@ -122,16 +122,17 @@ real radial scan (32.50 -> 32.55 dB) but lost 1.5 dB on the real 8-coil brain (3
 option. MRI penalises the imaginary part left after removing the scan's own smooth phase (``prior.phase=0.003``,
 relative; the weight chosen on the tuning half from 0.001 / 0.003 / 0.01 / 0.1, quick profile): dipy T1 Cartesian
 AF 6 30.90 -> 31.86 dB, Poisson AF 8 32.92 -> 34.61 dB; confirmation half: the real 8-coil brain 33.74 -> 33.85 dB
-(33.35 -> 33.54 at the full budget), dipy Cartesian AF 8 29.36 -> 30.33 dB, the real radial scan 32.45 -> 33.14 dB. Since 2026-12-03 the hold-out
-chooses whether it applies (``prior.phase="auto"`` over 0 / 0.003, two hold-out stages): the suite's simulated
-slices carry a smooth polynomial phase, which the prior fits exactly, but on a Cartesian AF 6 scan of a real
-complex brain image (BART's fully sampled reconstruction, 12 sigpy birdcage coils, 30 dB, written with h5py)
-a fixed 0.003 cost 2.8 dB (29.99 against 32.80 without; 31.17 even with the true image's smooth phase). Full
-budget, fixed 0.003 -> auto (its choice): that scan 29.99 -> 32.80 (0), dipy AF 6 33.33 -> 33.41 (0), Poisson
-AF 8 35.52 (0.003); confirmation: the real brain 34.01 -> 34.09 (0), under sigpy's mask 34.01 -> 34.16 (0), the
-real radial scan 33.60 (0.003), dipy AF 8 32.90 -> 31.94 (0: the one wrong choice, held-out losses 2.7 % apart).
-MRI data are scaled so that the image peaks near 1 (``data.scale="image"``; with the k-space maximum it peaked at
-0.04-0.16 on the suite's scans, which changes what a learning rate and a hash-table weight decay do), with lr 1e-2
+(33.35 -> 33.54 at the full budget), dipy Cartesian AF 8 29.36 -> 30.33 dB, the real radial scan 32.45 -> 33.14 dB.
+Since 2026-12-03 the hold-out chooses whether it applies (``prior.phase="auto"`` over 0 / 0.003, two hold-out
+stages): the suite's simulated slices carry a smooth polynomial phase, which the prior fits exactly, but on a
+Cartesian AF 6 scan of a real complex brain image (BART's fully sampled reconstruction, 12 sigpy birdcage
+coils, 30 dB, written with h5py) a fixed 0.003 cost 2.8 dB (29.99 against 32.80 without; 31.17 even with the
+true image's smooth phase). Full budget, fixed 0.003 -> auto (its choice): that scan 29.99 -> 32.80 (0), dipy
+AF 6 33.33 -> 33.41 (0), Poisson AF 8 35.52 (0.003); confirmation: the real brain 34.01 -> 34.09 (0), under
+sigpy's mask 34.01 -> 34.16 (0), the real radial scan 33.60 (0.003), dipy AF 8 32.90 -> 31.94 (0: the one
+wrong choice, held-out losses 2.7 % apart). MRI data are scaled so that the image peaks near 1
+(``data.scale="image"``; with the k-space maximum it peaked at 0.04-0.16 on the suite's scans, which changes
+what a learning rate and a hash-table weight decay do), with lr 1e-2
 and ``wd_enc`` 1e-5, chosen on the tuning half from lr 1e-3 / 3e-3 / 1e-2 x ``wd_enc`` 0 / 1e-6 / 3e-6 / 1e-5 /
 3e-5 / 1e-4 (quick profile). At the full budget (old -> new): tuning half dipy AF 6 31.78 -> 33.33, Poisson AF 8
 35.12 -> 35.52 dB; confirmation half: the real brain 33.57 -> 34.01 dB, the same brain under sigpy's mask 34.06 ->
