@@ -39,6 +39,13 @@ def test_demo_tiny_profile_writes_report_and_tables(tmp_path):
     assert (tmp_path / "report.html").exists() and (tmp_path / "report.md").exists()
     assert json.loads((tmp_path / "results_ct.json").read_text())["rows"]
     assert any("PSNR" in ln for ln in lines)
+    # DisINR is pre-trained at the profile's width (quick: 64 units instead of the paper's 128)
+    from safetensors import safe_open
+
+    with safe_open(str(tmp_path / "models" / "disinr_mri.safetensors"), "pt") as f:
+        arch = json.loads(f.metadata()["inrecon"])["architecture"]
+    assert arch["encoder_width"] == arch["decoder_width"] == TINY.disinr_width == 64
+    assert PROFILES["quick"].disinr_width == 64 and PROFILES["full"].disinr_width == 128
 
 
 def test_every_bundled_experiment_has_a_driver_and_quick_profile():
