@@ -121,6 +121,16 @@ def test_incompatible_scan_fails_before_work(disinr_model):
         run_method("disinr", tiny_mri(), {}, model="/nonexistent/model.safetensors")
 
 
+def test_adaptation_at_another_data_scale_than_pretraining_fails_before_work(disinr_model, monkeypatch):
+    # a frozen shared pair renders images at the scale it was pre-trained at: a mismatch is refused with the fix
+    import inrecon.recon.population.common as common
+
+    monkeypatch.setattr(common, "adapted_model", lambda *a, **k: pytest.fail("adaptation started"))
+    with pytest.raises(InreconError, match=r"data.scale='max'.*data.scale='image'") as err:
+        run_method("disinr", tiny_mri(), {"data.scale": "image"}, model=str(disinr_model))
+    assert "--set data.scale=max" in str(err.value)
+
+
 def test_pretraining_rejects_mixed_subjects():
     with pytest.raises(InreconError, match="one modality and one matrix size"):
         pretrain_disinr(

@@ -56,6 +56,7 @@ __all__ = [
     "adapted_model",
     "batch_schedule",
     "check_compatible",
+    "check_data_scale",
     "counts_weighted",
     "load_model",
     "pretrain_joint",
@@ -87,7 +88,8 @@ phantoms 38.10 -> 39.96 dB; on the model above, A0001 slice 30 31.16 -> 30.05 dB
 that scan) and A0002 slice 15 31.76 -> 31.76 dB. MRI adaptation takes NGP's smooth-phase prior
 (``prior.phase``; fixed 0.003 at first, DisINR on the quick demo's MRI phantoms 26.95 -> 31.26 dB; since
 2026-12-03 NGP's ``auto``). It does not take NGP's MRI data scale, learning rate and hash-table weight decay:
-a frozen shared pair was pre-trained on data at the population's own scale."""
+a frozen shared pair was pre-trained on data at the population's own scale (an adaptation at another scale than
+the model file records is refused before any work: :func:`check_data_scale`)."""
 
 POPULATION_ALIASES = {
     "fourier_frequencies": "arch.fourier.n_frequencies",
@@ -148,6 +150,19 @@ def save_model(path: str | os.PathLike, module: nn.Module, meta: dict, prefixes:
     with atomic_path(path, suffix=".safetensors") as tmp:
         save_file(state, str(tmp), metadata={"inrecon": json.dumps(meta, default=str)})
     return Path(path)
+
+
+def check_data_scale(meta: dict, data: MeasurementConfig, path: str = "model") -> None:
+    """Raise :class:`InreconError` when an adaptation would normalise the scan's data otherwise than the model's
+    pre-training did (``data.scale``): a frozen shared pair renders images at the scale it was trained at, so a
+    mismatch degrades the fit silently. Models that do not record their data settings are not checked."""
+    trained = (meta.get("config") or {}).get("data", {}).get("scale")
+    if trained is not None and trained != data.scale:
+        raise InreconError(
+            f"{path} was pre-trained on data normalised with data.scale={trained!r}, but the adaptation uses "
+            f"data.scale={data.scale!r}",
+            f"adapt with --set data.scale={trained} (or pre-train with data.scale={data.scale})",
+        )
 
 
 def load_model(path: str | os.PathLike, method: str | None = None, scan=None) -> tuple[dict, dict]:

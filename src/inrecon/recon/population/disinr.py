@@ -116,6 +116,7 @@ def reconstruct_disinr(scan, cfg: DisINRAdaptConfig, ctx: Context) -> ReconResul
     """Adapt a pre-trained DisINR to ``scan`` (model compatibility is checked before any work)."""
     common.require_model(ctx, "disinr")
     net, meta = load_disinr(ctx.model, scan, device=scan.device)  # compatibility checked before any work
+    common.check_data_scale(meta, cfg.data, str(ctx.model))
     meas = measure(scan, cfg.data)
     result = common.adapt("disinr", meas, _builder(net, meas, cfg), cfg, ctx, batch_size=cfg.coord_batch)
     result.info["pretrained_on"] = meta.get("trained_on")
@@ -156,10 +157,11 @@ def disinr_objective(
     if model is None:
         raise InreconError("tuning DisINR's adaptation needs its pre-trained model", "pass --model PATH")
     apply_h(cfg, space.from_unit([0.5] * space.dim))  # names checked before any work
+    net, meta = load_disinr(model, scan, device=scan.device)
+    common.check_data_scale(meta, cfg.data, str(model))
     meas = measure(scan, cfg.data)
     if meas.pointwise:
         raise InreconError("bilevel tuning needs an MRI or CT scan", "tune on measured data, not a volume")
-    net, _ = load_disinr(model, scan, device=meas.y.device)
     split = meas.split(cfg.stop.fraction, cfg.seed)
     # prior.tv=auto: chosen once, with the defaults, before the search; every trial then runs that weight
     cfg = resolve_prior(meas, _builder(net, meas, cfg), cfg, show_progress=show_progress)
