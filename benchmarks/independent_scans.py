@@ -2,8 +2,9 @@
 
 Each case is written to an inrecon HDF5 file (the README's contract) with h5py, numpy and an independent
 forward model, never with inrecon's own simulators or projectors, then read back with ``load_scan`` and
-reconstructed with the library defaults of each method (every weight and stopping step chosen without the
-reference). This is the check that the defaults generalise beyond the quality suite:
+reconstructed with the library defaults of each method, the classical weights chosen by hold-out as in the
+quality suite (no weight or stopping step sees the reference). This is the check that the defaults generalise
+beyond the quality suite:
 
 - ``fan60``: lungdx A0002 slice 10 (another scanner than the tuning slices), 256 x 256 at 1.29 mm, projected
   at the native 512 x 512 (no inverse crime) with ASTRA's ``line_fanflat`` (source 600 mm, detector 400 mm
@@ -41,8 +42,10 @@ import numpy as np
 import torch
 
 from inrecon.data.paths import data_root
+from inrecon.errors import InreconError
+from inrecon.experiments.drivers.quality import CLASSICAL as SUITE_CLASSICAL
 from inrecon.metrics import evaluate
-from inrecon.recon.api import run_method
+from inrecon.recon.api import resolve, run_method
 
 CLASSICAL = {"fbp", "sart", "tv", "zf", "cgsense", "l1wavelet"}
 MU_WATER = 0.0192  # attenuation of water per mm at ~70 keV
@@ -236,12 +239,19 @@ def main() -> None:
             from inrecon import load_scan
 
             scan = load_scan(path)
+            try:
+                resolve(method, scan)
+            except InreconError:  # not a method for this modality (a --methods list spanning both)
+                continue
             t0 = time.perf_counter()
-            res = run_method(method, scan, {} if method in CLASSICAL else over, show_progress=False)
+            # classical weights by hold-out, as in the quality suite (``lam=auto``, ``lam_rel=auto``)
+            suite = {r.method: r.overrides for r in SUITE_CLASSICAL["mri" if mri else "ct"]}
+            extra = suite.get(method, {}) if method in CLASSICAL else over
+            res = run_method(method, scan, dict(extra or {}), show_progress=False)
             m = score(res.image, scan.target, mri)
             keep = {
                 k: res.info[k]
-                for k in ("chosen_steps", "prior_tv", "prior_phase", "lam_rel")
+                for k in ("chosen_steps", "prior_tv", "prior_phase", "lam", "lam_rel")
                 if k in res.info
             }
             row = {"case": case, "method": method, "psnr": round(m["psnr"], 2), "ssim": round(m["ssim"], 3)}
