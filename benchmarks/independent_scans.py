@@ -41,6 +41,8 @@ import h5py
 import numpy as np
 import torch
 
+from inrecon import load_scan
+from inrecon.data.io.bart import read_cfl
 from inrecon.data.paths import data_root
 from inrecon.errors import InreconError
 from inrecon.experiments.drivers.quality import CLASSICAL as SUITE_CLASSICAL
@@ -162,10 +164,8 @@ def write_cartesian(path: Path, source="brain", af=6, acs=24, coils=12, snr_db=3
     import sigpy.mri as smri
 
     root = data_root()
-    if source == "brain":
-        hdr = (root / "mri" / "brain8ch_bart" / "img.hdr").read_text().split("\n")[1].split()
-        raw = np.fromfile(root / "mri" / "brain8ch_bart" / "img.cfl", dtype=np.complex64)
-        x = raw.reshape([int(d) for d in hdr], order="F")[0, :, :, 0, 0].squeeze()
+    if source == "brain":  # the source image only; the scan itself is written below without inrecon
+        x = read_cfl(root / "mri" / "brain8ch_bart" / "img.cfl")[0, :, :, 0, 0]
     else:
         x = np.load(root / "images" / "dipy_t1_coronal_slice.npy")
     x = (x / np.abs(x).max()).astype(np.complex64)
@@ -235,17 +235,15 @@ def main() -> None:
         methods = args.methods or (
             ["cgsense", "l1wavelet", "tv", "ngp"] if mri else ["fbp", "sart", "tv", "ngp"]
         )
+        # classical weights by hold-out, as in the quality suite (``lam=auto``, ``lam_rel=auto``)
+        suite = {r.method: r.overrides for r in SUITE_CLASSICAL["mri" if mri else "ct"]}
         for method in methods:
-            from inrecon import load_scan
-
             scan = load_scan(path)
             try:
                 resolve(method, scan)
             except InreconError:  # not a method for this modality (a --methods list spanning both)
                 continue
             t0 = time.perf_counter()
-            # classical weights by hold-out, as in the quality suite (``lam=auto``, ``lam_rel=auto``)
-            suite = {r.method: r.overrides for r in SUITE_CLASSICAL["mri" if mri else "ct"]}
             extra = suite.get(method, {}) if method in CLASSICAL else over
             res = run_method(method, scan, dict(extra or {}), show_progress=False)
             m = score(res.image, scan.target, mri)
