@@ -3,8 +3,9 @@
 For each scan: the PSNR of TV-CT (PWLS-TV, the library's default data term) on a log grid of ``lam_rel`` (the
 hindsight optimum; the reference is used for scoring only), then three reference-free rules:
 
-- the library's hold-out (``lam_rel=auto``: 20 % of the views held out, the lowest held-out loss wins), on the
-  grid, for split seeds 0..S-1, each split alone and the mean of the held-out losses over all S splits;
+- the library's hold-out (``lam_rel=auto``: ``--fraction`` of the views held out, by default the library's
+  share, the lowest held-out loss wins), on the grid, for split seeds 0..S-1, each split alone and the mean of
+  the held-out losses over all S splits;
 - the discrepancy principle for scans that record their photons per ray: the weight at which the residual of
   the all-view reconstruction, weighted by the inverse Poisson variance of each reading
   (``1 / (mu^2 N0 exp(-mu y))``), has a mean square of 1.
@@ -13,6 +14,7 @@ Cases are quality-suite case names (``inrecon bench quality``; lungdx slices at 
 files (e.g. those of ``benchmarks/independent_scans.py``).
 
     python benchmarks/ct_weight_choice.py --cases A0001-60-noisy A0002-60-noisy A0001-90-noisy A0002-90-noisy
+    python benchmarks/ct_weight_choice.py --fraction 0.2 --cases A0001-60-noisy      # the share before 2026-12-03
     python benchmarks/ct_weight_choice.py --cases independent-scans/fan60.h5 independent-scans/par90.h5
 
 Prints one JSON line per case and a summary: per rule, the weight chosen and its PSNR against the grid's best.
@@ -36,6 +38,7 @@ from inrecon.experiments.drivers.quality import build_case
 from inrecon.metrics import evaluate
 from inrecon.physics.measurement import build_measurement
 from inrecon.recon.api import run_method
+from inrecon.recon.classical.ct import TVConfig
 
 GRID = (0.001, 0.002, 0.003, 0.005, 0.007, 0.01, 0.015, 0.02, 0.03)
 
@@ -76,7 +79,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--cases", nargs="+", required=True)
     ap.add_argument("--splits", type=int, default=5, help="hold-out split seeds 0..S-1")
-    ap.add_argument("--fraction", type=float, default=0.2, help="share of the views held out [0.2]")
+    ap.add_argument(
+        "--fraction",
+        type=float,
+        default=TVConfig().holdout_fraction,
+        help=f"share of the views held out [{TVConfig().holdout_fraction}]",
+    )
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
