@@ -28,6 +28,7 @@ import math
 import os
 import platform
 import time
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -52,18 +53,23 @@ def _scan(name: str):
     return build_case(cases[name])
 
 
-def _chi2(scan, image: torch.Tensor) -> float | None:
-    """Mean square of the raw sinogram residual over the Poisson variance of each reading, or ``None`` when
-    the scan does not record its photons per ray."""
+def _chi2(scan) -> Callable[[torch.Tensor], float] | None:
+    """``image ->`` mean square of the raw sinogram residual over the Poisson variance of each reading, or
+    ``None`` when the scan does not record its photons per ray."""
     prov = scan.provenance or {}
     photons = prov.get("photons")
     if not photons:
         return None
     mu = float(prov.get("mu_per_unit", 1.0))
     raw = build_measurement(scan, ct_weighting="none", scale="none")
-    var = 1.0 / (mu**2 * float(photons) * torch.exp(-mu * raw.y.double()))
-    r = raw.predict(image.to(raw.y.dtype)).double() - raw.y.double()
-    return float((r.square() / var).mean())
+    y = raw.y.double()
+    var = 1.0 / (mu**2 * float(photons) * torch.exp(-mu * y))
+
+    def chi2(image: torch.Tensor) -> float:
+        r = raw.predict(image.to(raw.y.dtype)).double() - y
+        return float((r.square() / var).mean())
+
+    return chi2
 
 
 def _crossing(grid: list[float], chi2: list[float]) -> float | None:
@@ -93,15 +99,20 @@ def main() -> None:
         t0 = time.perf_counter()
         scan = _scan(name)
         roi = getattr(scan, "roi", None)
-        psnr, chi2 = [], []
+        psnr, chi2, residual = [], [], _chi2(scan)
         for v in GRID:
             res = run_method("tv-ct", scan, {"lam_rel": v}, show_progress=False)
             psnr.append(round(evaluate(res.image, scan.target, roi=roi)["psnr"], 2))
-            chi2.append(_chi2(scan, res.image))
+            chi2.append(None if residual is None else residual(res.image))
         losses = []
         for seed in range(args.splits):
-            over = {"lam_rel": "auto", "seed": seed, "refine": False, "lam_candidates": list(GRID)}
-            over["holdout_fraction"] = args.fraction
+            over = {
+                "lam_rel": "auto",
+                "seed": seed,
+                "refine": False,
+                "lam_candidates": list(GRID),
+                "holdout_fraction": args.fraction,
+            }
             res = run_method("tv-ct", scan, over, show_progress=False)
             scores = {float(k): v for k, v in res.info["holdout_scores"].items()}
             losses.append([scores[v] for v in GRID])
