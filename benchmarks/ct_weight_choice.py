@@ -4,7 +4,7 @@ For each scan: the PSNR of TV-CT (PWLS-TV, the library's default data term) on a
 hindsight optimum; the reference is used for scoring only), then three reference-free rules:
 
 - the library's hold-out (``lam_rel=auto``: ``--fraction`` of the views held out, by default the library's
-  share, the lowest held-out loss wins), on the grid, for split seeds 0..S-1, each split alone and the mean of
+  share, chosen as ``--split`` says, by default spread evenly over the angles; the lowest held-out loss wins), on the grid, for split seeds 0..S-1, each split alone and the mean of
   the held-out losses over all S splits;
 - the discrepancy principle for scans that record their photons per ray: the weight at which the residual of
   the all-view reconstruction, weighted by the inverse Poisson variance of each reading
@@ -15,6 +15,7 @@ files (e.g. those of ``benchmarks/independent_scans.py``).
 
     python benchmarks/ct_weight_choice.py --cases A0001-60-noisy A0002-60-noisy A0001-90-noisy A0002-90-noisy
     python benchmarks/ct_weight_choice.py --fraction 0.2 --cases A0001-60-noisy      # the share before 2026-12-03
+    python benchmarks/ct_weight_choice.py --split random --cases A0001-60-noisy      # the split before 2026-12-03
     python benchmarks/ct_weight_choice.py --cases independent-scans/fan60.h5 independent-scans/par90.h5
 
 Prints one JSON line per case and a summary: per rule, the weight chosen and its PSNR against the grid's best.
@@ -91,6 +92,12 @@ def main() -> None:
         default=TVConfig().holdout_fraction,
         help=f"share of the views held out [{TVConfig().holdout_fraction}]",
     )
+    ap.add_argument(
+        "--split",
+        choices=("spread", "random"),
+        default=TVConfig().holdout_split,
+        help=f"which views are held out [{TVConfig().holdout_split}]",
+    )
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -112,6 +119,7 @@ def main() -> None:
                 "refine": False,
                 "lam_candidates": list(GRID),
                 "holdout_fraction": args.fraction,
+                "holdout_split": args.split,
             }
             res = run_method("tv-ct", scan, over, show_progress=False)
             scores = {float(k): v for k, v in res.info["holdout_scores"].items()}
@@ -153,7 +161,9 @@ def main() -> None:
         "machine": platform.machine(),
         "cpus": os.cpu_count(),
     }
-    print(json.dumps({"summary (dB against the grid's best)": summary, "environment": env}, indent=1))
+    held = {"fraction": args.fraction, "split": args.split, "seeds": args.splits}
+    out = {"summary (dB against the grid's best)": summary, "hold-out": held, "environment": env}
+    print(json.dumps(out, indent=1))
 
 
 if __name__ == "__main__":

@@ -28,6 +28,33 @@ def test_ct_units_views_hold_out_whole_views():
     assert not bool(torch.isin(meas.sample_unit[tr], views).any())
 
 
+def test_held_out_views_are_spread_over_the_angles():
+    scan = tiny_ct()  # 12 views
+    perm = torch.randperm(12, generator=torch.Generator().manual_seed(1))
+    shuffled = replace(scan, sinogram=scan.sinogram[perm], angles=scan.angles[perm])
+    for s in (scan, shuffled):
+        meas = build_measurement(s, ct_units="view", ct_split="spread")
+        for seed in range(6):
+            _, va = meas.split(0.25, seed)
+            views = torch.unique(meas.sample_unit[va])
+            # three views, one in each third of the circle, never two neighbours in angle
+            rank = torch.argsort(torch.argsort(s.angles))[views].sort().values
+            gaps = torch.diff(torch.cat([rank, rank[:1] + 12]))
+            assert views.numel() == 3 and int(gaps.min()) >= 3 and int(gaps.max()) <= 5
+    meas = build_measurement(scan, ct_units="view", ct_split="spread")
+    offsets = {
+        tuple(torch.unique(meas.sample_unit[meas.split(0.25, seed)[1]]).tolist()) for seed in range(20)
+    }
+    assert len(offsets) == 4  # the seed moves the offset: every 4-view shift is reachable
+    rnd = build_measurement(scan, ct_units="view")  # the default: a random draw
+    assert rnd.unit_order is None and build_measurement(scan, ct_split="spread").unit_order is None  # entries
+    assert any(
+        torch.diff(torch.unique(rnd.sample_unit[rnd.split(0.25, seed)[1]])).min() == 1 for seed in range(20)
+    )
+    with pytest.raises(InreconError, match="hold-out split"):
+        build_measurement(scan, ct_units="view", ct_split="even")
+
+
 def test_mri_readout_units_hold_out_whole_lines():
     scan = tiny_mri()  # columns acquired: lines along axis 0 (fully sampled), 32 x 32, 4 coils
     lines = readout_lines(scan.mask)

@@ -216,6 +216,14 @@ def test_tv_weight_by_view_holdout_and_counts_weighting():
     )
     scores = res.info["holdout_scores"]
     assert set(scores) == {0.003, 0.03} and res.info["lam_rel"] == min(scores, key=scores.get)
+    # the held-out views are spread over the angles by default; a random draw is another split
+    rnd = run_method(
+        "tv",
+        scan,
+        {"lam_rel": "auto", "lam_candidates": (0.003, 0.03), "refine": False, "iterations": 40}
+        | {"holdout_split": "random"},
+    )
+    assert rnd.info["holdout_scores"] != scores
     # counts weighting (the default) is plain least squares on a scan that records no photon count
     plain = run_method("tv", scan, {"weighting": "none", "iterations": 5}).image
     assert torch.allclose(run_method("tv", scan, {"iterations": 5}).image, plain)

@@ -216,9 +216,14 @@ class TVConfig:
     refine: bool = True
     """With lam_rel=auto: refine half a grid step either side of the winner."""
     holdout_fraction: Fraction = 0.1
-    """Share of the views held out to choose lam_rel. With 20 % held out, noisy sparse-view scans got a weight
-    2-3x weaker than the all-view optimum (the held-out loss is systematically lowest there, whatever the
-    split); with 10 % the choice is near the optimum (benchmarks/RESULTS.md, ``benchmarks/ct_weight_choice.py``)."""
+    """Share of the views held out to choose lam_rel. With 20 % drawn at random, noisy sparse-view scans got a
+    weight 2-3x weaker than the all-view optimum (on every split: neighbouring views held out together); 10 %
+    drawn at random came close, and 10 % or 20 % spread over the angles (``holdout_split``) is at or within one
+    grid step of the optimum on every lungdx scan (benchmarks/RESULTS.md, ``benchmarks/ct_weight_choice.py``)."""
+    holdout_split: Literal["spread", "random"] = "spread"
+    """Which views are held out: evenly spread over the angles from a seeded offset, or a random draw (which
+    holds out neighbouring views together); see :class:`~inrecon.physics.measurement.MeasurementConfig`'s
+    ``ct_split``."""
     seed: int = 0
     """Seed of the hold-out split."""
 
@@ -310,7 +315,9 @@ def _tv_solve(meas: Measurement, lam: float, cfg: TVConfig, show) -> tuple[torch
 def tv_recon(scan: CTScan, cfg: TVConfig, ctx: Context) -> ReconResult:
     """TV reconstruction; ``info``: seconds, lam, its factors, step sizes, operator norms, final objective."""
     t0 = time.perf_counter()
-    meas = build_measurement(scan, ct_weighting=cfg.weighting, ct_units="view", scale="none")
+    meas = build_measurement(
+        scan, ct_weighting=cfg.weighting, ct_units="view", ct_split=cfg.holdout_split, scale="none"
+    )
     info: dict = {}
     if cfg.lam is not None:
         lam, factors = float(cfg.lam), {}
