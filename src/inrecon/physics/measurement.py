@@ -431,6 +431,8 @@ def build_measurement(
     """
     if scale not in SCALES:
         raise InreconError(f"data scale {scale!r}", f"use one of {', '.join(SCALES)}")
+    if ct_split not in CT_SPLITS:
+        raise InreconError(f"CT hold-out split {ct_split!r}", f"use one of {', '.join(CT_SPLITS)}")
     pointwise, noise, order = False, None, None
     if isinstance(scan, MRIScan):
         if mri_units not in MRI_UNITS:
@@ -440,8 +442,6 @@ def build_measurement(
     elif isinstance(scan, CTScan):
         base, physics, idx, data, unit, n_units, support = _ct(scan, ct_weighting, ct_units)
         complex_image, noise = False, sinogram_noise(scan.sinogram)
-        if ct_split not in CT_SPLITS:
-            raise InreconError(f"CT hold-out split {ct_split!r}", f"use one of {', '.join(CT_SPLITS)}")
         if ct_units == "view" and ct_split == "spread":
             order = torch.argsort(
                 torch.remainder(scan.angles.detach().cpu().double(), 2 * math.pi), stable=True
