@@ -4,8 +4,8 @@ For each scan: the PSNR of TV-CT (PWLS-TV, the library's default data term) on a
 hindsight optimum; the reference is used for scoring only), then three reference-free rules:
 
 - the library's hold-out (``lam_rel=auto``: ``--fraction`` of the views held out, by default the library's
-  share, chosen as ``--split`` says, by default spread evenly over the angles; the lowest held-out loss wins), on the grid, for split seeds 0..S-1, each split alone and the mean of
-  the held-out losses over all S splits;
+  share, chosen as ``--split`` says, by default spread evenly over the angles; the lowest held-out loss wins),
+  on the grid, for split seeds 0..S-1, each split alone and the mean of the held-out losses over all S splits;
 - the discrepancy principle for scans that record their photons per ray: the weight at which the residual of
   the all-view reconstruction, weighted by the inverse Poisson variance of each reading
   (``1 / (mu^2 N0 exp(-mu y))``), has a mean square of 1.
@@ -38,7 +38,7 @@ from inrecon import load_scan
 from inrecon.experiments.bench import load_experiment
 from inrecon.experiments.drivers.quality import build_case
 from inrecon.metrics import evaluate
-from inrecon.physics.measurement import build_measurement
+from inrecon.physics.measurement import CT_SPLITS, build_measurement
 from inrecon.recon.api import run_method
 from inrecon.recon.classical.ct import TVConfig
 
@@ -94,7 +94,7 @@ def main() -> None:
     )
     ap.add_argument(
         "--split",
-        choices=("spread", "random"),
+        choices=CT_SPLITS,
         default=TVConfig().holdout_split,
         help=f"which views are held out [{TVConfig().holdout_split}]",
     )

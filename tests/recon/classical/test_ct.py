@@ -220,8 +220,13 @@ def test_tv_weight_by_view_holdout_and_counts_weighting():
     rnd = run_method(
         "tv",
         scan,
-        {"lam_rel": "auto", "lam_candidates": (0.003, 0.03), "refine": False, "iterations": 40}
-        | {"holdout_split": "random"},
+        {
+            "lam_rel": "auto",
+            "lam_candidates": (0.003, 0.03),
+            "refine": False,
+            "iterations": 40,
+            "holdout_split": "random",
+        },
     )
     assert rnd.info["holdout_scores"] != scores
     # counts weighting (the default) is plain least squares on a scan that records no photon count

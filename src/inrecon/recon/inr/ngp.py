@@ -119,9 +119,8 @@ an option, not a default (benchmarks/RESULTS.md). Holding out views spread evenl
 (``data.ct_split="spread"``, TV-CT's default) instead of a random draw (which holds out neighbouring views
 together) won on the suite, noisy A0001 60 views 30.33 -> 31.82 dB (it chose 0.01), A0002 60 views noise-free
 36.85 -> 37.64, the other cases within 0.3 dB, but chose 0.01 on both independent 256^2 files, where the random
-draw's 0.001 / 0.003 were right (``fan60`` 32.54 -> 31.32, ``par90`` 38.60 -> 37.52 dB): an option, not a default. MRI keeps the
-dataclass's hash grid: limiting it to the
-image grid (``net.hash.max_resolution="grid"``) won on the tuning half (dipy T1 Cartesian AF 6 30.22 -> 33.03 dB,
+draw's 0.001 / 0.003 were right (``fan60`` 32.54 -> 31.32, ``par90`` 38.60 -> 37.52 dB): an option, not a default.
+MRI keeps the dataclass's hash grid: limiting it to the image grid (``net.hash.max_resolution="grid"``) won on the tuning half (dipy T1 Cartesian AF 6 30.22 -> 33.03 dB,
 Poisson AF 8 33.09 -> 33.76 dB) and on the simulated confirmation case (AF 8 29.81 -> 30.86 dB), was even on the
 real radial scan (32.50 -> 32.55 dB) but lost 1.5 dB on the real 8-coil brain (33.34 -> 31.84 dB), so it stays an
 option. MRI penalises the imaginary part left after removing the scan's own smooth phase (``prior.phase=0.003``,
