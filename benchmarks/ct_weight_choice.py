@@ -17,6 +17,7 @@ files (e.g. those of ``benchmarks/independent_scans.py``).
     python benchmarks/ct_weight_choice.py --fraction 0.2 --cases A0001-60-noisy      # the share before 2026-12-03
     python benchmarks/ct_weight_choice.py --split random --cases A0001-60-noisy      # the split before 2026-12-03
     python benchmarks/ct_weight_choice.py --cases independent-scans/fan60.h5 independent-scans/par90.h5
+    python benchmarks/ct_weight_choice.py --inverse-crime --cases A0001-60-noisy  # the suite's CT data before 2026-12-03
 
 Prints one JSON line per case and a summary: per rule, the weight chosen and its PSNR against the grid's best.
 """
@@ -24,6 +25,7 @@ Prints one JSON line per case and a summary: per rule, the weight chosen and its
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -45,13 +47,16 @@ from inrecon.recon.classical.ct import TVConfig
 GRID = (0.001, 0.002, 0.003, 0.005, 0.007, 0.01, 0.015, 0.02, 0.03)
 
 
-def _scan(name: str):
+def _scan(name: str, inverse_crime: bool = False):
     if name.endswith((".h5", ".hdf5")):
         return load_scan(name)
     cases = {c.name: c for c in load_experiment("quality").config.cases}
     if name not in cases:
         raise SystemExit(f"unknown case {name!r}: a quality-suite case ({', '.join(cases)}) or an .h5 file")
-    return build_case(cases[name])
+    case = cases[name]
+    if inverse_crime:
+        case = dataclasses.replace(case, object_grid="same", rays_per_detector=1)
+    return build_case(case)
 
 
 def _chi2(scan) -> Callable[[torch.Tensor], float] | None:
@@ -98,13 +103,19 @@ def main() -> None:
         default=TVConfig().holdout_split,
         help=f"which views are held out [{TVConfig().holdout_split}]",
     )
+    ap.add_argument(
+        "--inverse-crime",
+        action="store_true",
+        help="simulate lungdx cases from the reconstruction grid with one ray per detector (the suite before "
+        "2026-12-03) instead of from the native 512 x 512 slice",
+    )
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     summary = {}
     for name in args.cases:
         t0 = time.perf_counter()
-        scan = _scan(name)
+        scan = _scan(name, args.inverse_crime)
         roi = getattr(scan, "roi", None)
         psnr, chi2, residual = [], [], _chi2(scan)
         for v in GRID:

@@ -1,12 +1,13 @@
 """The quality suite: every INR method against the best classical method on realistic scans, reference-free.
 
 Cases come from the shared data (the real 8-coil brain, the real T1 slice simulated with 12 coils at 30 dB, the
-real radial phantom scan, chest CT slices of two subjects simulated with and without Poisson noise, the real
-parallel-beam sinogram), each tagged with a *half*: defaults are chosen on the ``tuning`` half and reported on
-the ``confirmation`` half. Every method chooses its parameters without the reference (classical weights and
-iteration counts by hold-out, INR step counts by the hold-out rule). The table reports, per case, the best
-classical method and each INR method's margin over it, and whether the INR's chosen stopping step landed within
-``peak_tolerance`` dB of the hindsight peak of its final fit.
+real radial phantom scan, chest CT slices of two subjects simulated with and without Poisson noise from the
+scanner's native 512 x 512 grid with detector cells of finite width, the real parallel-beam sinogram), each
+tagged with a *half*: defaults are chosen on the ``tuning`` half and reported on the ``confirmation`` half. Every
+method chooses its parameters without the reference (classical weights and iteration counts by hold-out, INR
+step counts by the hold-out rule). The table reports, per case, the best classical method and each INR method's
+margin over it, and whether the INR's chosen stopping step landed within ``peak_tolerance`` dB of the hindsight
+peak of its final fit.
 
 The real radial phantom has no reference image: its 29-spoke scan is scored against a CG-SENSE reconstruction of
 the 69-spoke scan of the same phantom (least-squares scaled magnitude), which the report states.
@@ -25,6 +26,7 @@ import numpy as np
 from inrecon.config import NonNegInt, PosFloat, PosInt, config_diff
 from inrecon.data import shared
 from inrecon.data.sampling import make_pattern
+from inrecon.errors import InreconError
 from inrecon.experiments.drivers.common import Log, entries, merge, set_environment, write_json
 from inrecon.experiments.runner import Comparison, MethodRun, run_comparison
 from inrecon.physics.coils import with_espirit_support
@@ -44,6 +46,9 @@ CLASSICAL = {
     "ct": (MethodRun("FBP", "fbp"), MethodRun("SART", "sart"), MethodRun("TV", "tv", {"lam_rel": "auto"})),
 }
 """The classical references of each modality, every weight chosen by hold-out."""
+
+LUNGDX_NATIVE = 512
+"""Side of the lungdx files' slices (``shared.lungdx_slices``)."""
 
 
 @dataclass
@@ -79,6 +84,14 @@ class QualityCase:
     """lungdx: fan-beam views over 360 degrees (the DisINR geometry scaled to the grid)."""
     photons: PosFloat | None = None
     """lungdx: incident photons per ray for Poisson noise (unset: noise-free)."""
+    object_grid: Literal["native", "same"] = "native"
+    """lungdx: ``native`` projects the slice on the file's own 512 x 512 grid (``size`` must divide 512), so the
+    sinogram carries the detail a real object has below the reconstruction grid, which no image on that grid
+    explains; ``same`` projects the reconstruction grid itself, the "inverse crime" (data exactly of the kind the
+    reconstruction models, which flatters every method, most of all on noise-free data; the suite's CT cases
+    before 2026-12-03)."""
+    rays_per_detector: PosInt = 4
+    """lungdx: rays averaged over each detector cell's width (``simulate_ct``; 1: one ray through its centre)."""
     seed: int = 0
     """Noise and pattern seed."""
 
@@ -137,9 +150,24 @@ def build_case(case: QualityCase):
         return _radial()
     if case.source == "scope":
         return shared.scope_parallel(90)
-    img = shared.lungdx_slices(case.subject, indices=[case.slice], size=case.size)[0]
+    grid = case.size
+    if case.object_grid == "native":
+        if LUNGDX_NATIVE % case.size:
+            raise InreconError(
+                f"case {case.name!r}: size {case.size} does not divide the lungdx slices' native {LUNGDX_NATIVE}",
+                "use a size that divides 512 (128, 256), or object_grid='same'",
+            )
+        grid = LUNGDX_NATIVE
+    img = shared.lungdx_slices(case.subject, indices=[case.slice], size=grid)[0]
     geom = shared.disinr_fan_geometry((case.size, case.size))
-    return simulate_ct(img, geom, full_scan_angles(case.views), photons=case.photons, seed=case.seed)
+    return simulate_ct(
+        img,
+        geom,
+        full_scan_angles(case.views),
+        photons=case.photons,
+        seed=case.seed,
+        rays_per_detector=case.rays_per_detector,
+    )
 
 
 def _inr_runs(cfg: QualityConfig) -> list[MethodRun]:

@@ -80,7 +80,9 @@ def simulate_ct(
         raise InreconError(f"photons={photons}", "use a positive photon count per ray (e.g. 1e5) or no noise")
     rays = int(rays_per_detector)
     if rays < 1 or rays != rays_per_detector:
-        raise InreconError(f"rays_per_detector={rays_per_detector}", "use a positive integer (1: one ray per cell)")
+        raise InreconError(
+            f"rays_per_detector={rays_per_detector}", "use a positive integer (1: one ray per cell)"
+        )
     k = img.shape[0] // grid[0]
     fine = dataclasses.replace(
         geometry,

@@ -1,0 +1,35 @@
+"""The quality suite's CT cases: simulated from the scanner's native grid, not from the reconstruction grid."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from inrecon.errors import InreconError
+from inrecon.experiments.drivers.quality import QualityCase, build_case
+from inrecon.physics.ct import CTProjector
+
+
+def test_lungdx_cases_project_the_native_slice(shared_data, one_thread):
+    shared_data("ct/lungdx/lungdx_A0002_B40f_8mm_hu.npz")
+    from inrecon.data import shared
+
+    case = QualityCase(name="t", source="lungdx", subject="A0002", slice=3, size=64, views=20)
+    scan = build_case(case)
+    assert scan.geometry.image_shape == (64, 64) and scan.sinogram.shape == (20, scan.geometry.n_detectors)
+    assert scan.provenance["object_grid_factor"] == 8 and scan.provenance["rays_per_detector"] == 4
+    # The reference is the slice on the reconstruction grid (the loader's area average of the native slice) ...
+    ref = torch.as_tensor(shared.lungdx_slices("A0002", indices=[3], size=64)[0])
+    assert torch.allclose(scan.target, ref, atol=1e-5)
+    # ... and the data carry what no image on that grid explains: they are not its projection.
+    model = CTProjector(scan.geometry, scan.angles)(scan.target)
+    assert float((scan.sinogram - model).norm() / model.norm()) > 3e-3
+
+    same = build_case(QualityCase(**{**case.__dict__, "object_grid": "same", "rays_per_detector": 1}))
+    assert torch.allclose(same.sinogram, model, atol=1e-4) and same.provenance["object_grid_factor"] == 1
+
+
+def test_a_size_the_native_grid_is_not_a_multiple_of_is_named():
+    case = QualityCase(name="odd", source="lungdx", size=96)
+    with pytest.raises(InreconError, match="does not divide the lungdx slices' native 512"):
+        build_case(case)
