@@ -144,6 +144,10 @@ and ``wd_enc`` 1e-5, chosen on the tuning half from lr 1e-3 / 3e-3 / 1e-2 x ``wd
 Tried on top and not adopted (the confirmation half did not move): a relative TV prior 1e-4 on MRI (mean
 +0.05 dB), ``stop.patience=0`` on MRI (-0.02 dB at 1.2-2x the time), and ``data.scale="image"`` on CT (up to +1.5 dB
 on noisy 60 views, -3.7 dB and worse on noise-free ones).
+The lungdx numbers above come from sinograms projected from the reconstruction grid itself (the suite before
+2026-12-03, an "inverse crime"); projected from the native 512 x 512 slice, as the suite does now, NGP trails TV-CT
+by 0.9-4.9 dB and the CT weighting without the ramp (``data.ct_weighting="counts"``) won on the tuning half (+1.5 dB
+mean) but not on the confirmation half (-0.3 dB), so the CT defaults stay (benchmarks/RESULTS.md).
 Volume fitting (a fixed number of steps on every voxel, no stopping rule) decays the learning rate linearly
 to 0: with the step schedule Adam oscillates once the fit passes ~60 dB (lungdx 96 x 96 x 8 blocks, 500 steps, 12
 levels, T = 2^15; tuning block A0001[24:32]: peak 62.4 at step 250, then 42-59 dB, 44.2 at the end; linear: 66.5 at
