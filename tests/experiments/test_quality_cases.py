@@ -33,3 +33,14 @@ def test_a_size_the_native_grid_is_not_a_multiple_of_is_named():
     case = QualityCase(name="odd", source="lungdx", size=96)
     with pytest.raises(InreconError, match="does not divide the lungdx slices' native 512"):
         build_case(case)
+
+
+def test_the_suite_refuses_such_a_case_before_any_work():
+    from inrecon.experiments.drivers.quality import QualityConfig
+
+    cfg = QualityConfig(cases=({"name": "odd", "source": "lungdx", "size": 96},))
+    with pytest.raises(InreconError, match="does not divide"):
+        cfg.check()
+    ok = QualityConfig(cases=({"name": "same", "source": "lungdx", "size": 96, "object_grid": "same"},))
+    ok.check()
+    assert ok.cases[0].object_grid == "same"

@@ -89,5 +89,11 @@ def test_bad_inputs_are_named(setup):
         simulate_ct(img, geom, angles, rays_per_detector=0)
     with pytest.raises(InreconError, match="rays_per_detector"):
         simulate_ct(img, geom, angles, rays_per_detector=1.5)
+    with pytest.raises(InreconError, match="rays_per_detector"):
+        simulate_ct(img, geom, angles, rays_per_detector="4")
+    with pytest.raises(InreconError, match="integer number of times finer"):
+        simulate_ct(torch.zeros(12, 12), geom, angles)
+    with pytest.raises(InreconError, match="integer number of times finer"):
+        simulate_ct(torch.zeros(24), geom, angles)
     with pytest.raises(InreconError, match="photons"):
         simulate_ct(img, geom, angles, photons=0)

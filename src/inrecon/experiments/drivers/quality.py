@@ -115,6 +115,17 @@ class QualityConfig:
 
     def check(self) -> None:
         self.cases = entries(QualityCase, self.cases, "cases")
+        for case in self.cases:
+            _check_grid(case)
+
+
+def _check_grid(case: QualityCase) -> None:
+    """A lungdx case projected from the native slice needs a grid that divides it (checked before any work)."""
+    if case.source == "lungdx" and case.object_grid == "native" and LUNGDX_NATIVE % case.size:
+        raise InreconError(
+            f"case {case.name!r}: size {case.size} does not divide the lungdx slices' native {LUNGDX_NATIVE}",
+            "use a size that divides 512 (128, 256), or object_grid='same'",
+        )
 
 
 def _dipy(case: QualityCase):
@@ -150,14 +161,8 @@ def build_case(case: QualityCase):
         return _radial()
     if case.source == "scope":
         return shared.scope_parallel(90)
-    grid = case.size
-    if case.object_grid == "native":
-        if LUNGDX_NATIVE % case.size:
-            raise InreconError(
-                f"case {case.name!r}: size {case.size} does not divide the lungdx slices' native {LUNGDX_NATIVE}",
-                "use a size that divides 512 (128, 256), or object_grid='same'",
-            )
-        grid = LUNGDX_NATIVE
+    _check_grid(case)
+    grid = LUNGDX_NATIVE if case.object_grid == "native" else case.size
     img = shared.lungdx_slices(case.subject, indices=[case.slice], size=grid)[0]
     geom = shared.disinr_fan_geometry((case.size, case.size))
     return simulate_ct(

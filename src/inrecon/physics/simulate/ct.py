@@ -70,7 +70,8 @@ def simulate_ct(
     """
     img = as_tensor(image, torch.float32)
     grid = tuple(int(s) for s in geometry.image_shape)
-    if img.ndim != 2 or img.shape[0] % grid[0] or img.shape[0] // grid[0] != img.shape[1] / grid[1]:
+    k = img.shape[0] // grid[0] if img.ndim == 2 else 0
+    if k < 1 or tuple(img.shape) != (k * grid[0], k * grid[1]):
         raise InreconError(
             f"image has shape {tuple(img.shape)} but the geometry's image_shape is {grid}",
             "pass the object on the geometry's grid or on a grid an integer number of times finer along both "
@@ -78,12 +79,12 @@ def simulate_ct(
         )
     if photons is not None and photons <= 0:
         raise InreconError(f"photons={photons}", "use a positive photon count per ray (e.g. 1e5) or no noise")
-    rays = int(rays_per_detector)
-    if rays < 1 or rays != rays_per_detector:
+    rays = rays_per_detector
+    if isinstance(rays, bool) or not isinstance(rays, (int, np.integer)) or rays < 1:
         raise InreconError(
-            f"rays_per_detector={rays_per_detector}", "use a positive integer (1: one ray per cell)"
+            f"rays_per_detector={rays_per_detector!r}", "use a positive integer (1: one ray per cell)"
         )
-    k = img.shape[0] // grid[0]
+    rays = int(rays)
     fine = dataclasses.replace(
         geometry,
         image_shape=tuple(img.shape),
