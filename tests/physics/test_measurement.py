@@ -112,6 +112,32 @@ def test_weightings_apply_to_data_and_model_alike():
         build_measurement(scan, ct_weighting="hann")
 
 
+def test_an_apodised_ramp_weights_the_highest_detector_frequencies_less():
+    from inrecon.physics.measurement import MeasurementConfig, measure
+
+    scan = tiny_ct()
+    plain = build_measurement(scan, ct_weighting="ramp", scale="none")
+    hann = build_measurement(scan, ct_weighting="ramp", ct_ramp_filter="hann", scale="none")
+    V, N = scan.sinogram.shape
+    # Two residuals, one alternating along the detector (Nyquist) and one slowly varying, through the
+    # weighting alone: the data minus a prediction that differs from them by the residual.
+    u = torch.arange(N, dtype=torch.float32)
+    for name, row, ratio in (
+        ("nyquist", (-1.0) ** u, (0.0, 0.2)),
+        ("smooth", torch.cos(u * math.pi / N), (0.8, 1.01)),
+    ):
+        pert = replace(scan, sinogram=scan.sinogram + 0.01 * row.expand(V, N))
+        d_plain = build_measurement(pert, ct_weighting="ramp", scale="none").y - plain.y
+        d_hann = build_measurement(pert, ct_weighting="ramp", ct_ramp_filter="hann", scale="none").y - hann.y
+        r = float(d_hann.norm() / d_plain.norm())
+        assert ratio[0] <= r <= ratio[1], (name, r)
+    assert measure(scan, MeasurementConfig(ct_weighting="ramp", ct_ramp_filter="hann"), scale="none").y.equal(
+        hann.y
+    )
+    with pytest.raises(InreconError, match="ramp filter"):
+        build_measurement(scan, ct_ramp_filter="hamming")
+
+
 def test_scales_and_finalize():
     scan = tiny_mri()
     for how in ("max", "robust", "image", "none"):

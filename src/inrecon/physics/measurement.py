@@ -42,6 +42,7 @@ import torch
 
 from inrecon.data.scans import CTScan, MRIScan, VolumeScan
 from inrecon.errors import InreconError, ShapeError
+from inrecon.physics.fbp import FILTERS
 from inrecon.physics.operator import Identity, LinearOperator, Select
 
 __all__ = [
@@ -77,6 +78,11 @@ class MeasurementConfig:
     ct_weighting: Literal["ramp", "counts", "ramp+counts", "none"] = "ramp"
     """CT data term: ramp (sinograms compared after the square root of the ramp filter), counts (weighted by the
     expected detected counts when the scan records its photons per ray, else plain), ramp+counts, none."""
+    ct_ramp_filter: Literal["ram-lak", "shepp-logan", "cosine", "hann"] = "ram-lak"
+    """CT: the FBP filter whose square root weights the residual where ``ct_weighting`` has the ramp: the plain
+    ramp (``ram-lak``), or a ramp apodised towards the detector's Nyquist frequency (:func:`~inrecon.physics.fbp.
+    ramp_filter`). A real object's detail below the reconstruction grid puts most of its mismatch with any image
+    on the grid at the highest detector frequencies, which the plain ramp weights most (benchmarks/RESULTS.md)."""
     ct_units: Literal["entry", "view"] = "entry"
     """CT hold-out unit: single sinogram entries, or whole views."""
     ct_split: Literal["random", "spread"] = "random"
@@ -354,7 +360,7 @@ def count_weights(scan: CTScan) -> torch.Tensor | None:
     return w / w.mean()
 
 
-def _ct(scan: CTScan, weighting: str, units: str):
+def _ct(scan: CTScan, weighting: str, units: str, ramp_filter_name: str = "ram-lak"):
     from inrecon.physics.ct import CTProjector
     from inrecon.physics.operator import Diagonal
 
@@ -373,7 +379,9 @@ def _ct(scan: CTScan, weighting: str, units: str):
     if weighting in ("ramp", "ramp+counts"):
         from inrecon.physics.fbp import DetectorFilter, padded_length, ramp_filter
 
-        resp = ramp_filter(padded_length(N), float(scan.geometry.detector_spacing_mm), device=device)
+        resp = ramp_filter(
+            padded_length(N), float(scan.geometry.detector_spacing_mm), ramp_filter_name, device=device
+        )
         weights.append(DetectorFilter(resp.clamp_min(0).sqrt(), V, N).to(device))
     base: LinearOperator = proj
     sino = scan.sinogram
@@ -391,6 +399,7 @@ def measure(scan, cfg: MeasurementConfig, **kw) -> Measurement:
         scan,
         maps=cfg.maps,
         ct_weighting=cfg.ct_weighting,
+        ct_ramp_filter=cfg.ct_ramp_filter,
         ct_units=cfg.ct_units,
         ct_split=cfg.ct_split,
         mri_units=cfg.mri_units,
@@ -405,6 +414,7 @@ def build_measurement(
     maps: str = "auto",
     coil_images: bool = False,
     ct_weighting: Literal["ramp", "counts", "ramp+counts", "none"] = "ramp",
+    ct_ramp_filter: Literal["ram-lak", "shepp-logan", "cosine", "hann"] = "ram-lak",
     ct_units: Literal["entry", "view"] = "entry",
     ct_split: Literal["random", "spread"] = "random",
     mri_units: Literal["location", "readout"] = "location",
@@ -421,9 +431,9 @@ def build_measurement(
         MRI coil maps, see :func:`~inrecon.physics.coils.coil_maps`.
     coil_images
         MRI: model the coil images (no maps; domain ``(C, *image_shape)``).
-    ct_weighting, ct_units, ct_split
-        CT data weighting, hold-out unit and how held-out views are chosen (module docstring,
-        :class:`MeasurementConfig`).
+    ct_weighting, ct_ramp_filter, ct_units, ct_split
+        CT data weighting, the filter of its ramp, hold-out unit and how held-out views are chosen (module
+        docstring, :class:`MeasurementConfig`).
     mri_units
         MRI hold-out unit (:class:`MeasurementConfig`).
     scale
@@ -433,6 +443,8 @@ def build_measurement(
         raise InreconError(f"data scale {scale!r}", f"use one of {', '.join(SCALES)}")
     if ct_split not in CT_SPLITS:
         raise InreconError(f"CT hold-out split {ct_split!r}", f"use one of {', '.join(CT_SPLITS)}")
+    if ct_ramp_filter not in FILTERS:
+        raise InreconError(f"CT ramp filter {ct_ramp_filter!r}", f"use one of {', '.join(FILTERS)}")
     pointwise, noise, order = False, None, None
     if isinstance(scan, MRIScan):
         if mri_units not in MRI_UNITS:
@@ -440,7 +452,7 @@ def build_measurement(
         base, physics, idx, data, unit, n_units, support = _mri(scan, maps, coil_images, mri_units)
         complex_image = True
     elif isinstance(scan, CTScan):
-        base, physics, idx, data, unit, n_units, support = _ct(scan, ct_weighting, ct_units)
+        base, physics, idx, data, unit, n_units, support = _ct(scan, ct_weighting, ct_units, ct_ramp_filter)
         complex_image, noise = False, sinogram_noise(scan.sinogram)
         if ct_units == "view" and ct_split == "spread":
             order = torch.argsort(
