@@ -20,6 +20,7 @@ def test_modality_defaults_apply_only_to_their_modality_and_user_values_win():
     assert (
         ct.prior.tv == NGP_MODALITY_DEFAULTS["ct"]["prior.tv"] == "auto"
         and ct.data.ct_weighting == "ramp+counts"
+        and ct.data.ct_ramp_filter == "hann"
     )
     assert mri.prior.phase == NGP_MODALITY_DEFAULTS["mri"]["prior.phase"] == "auto" and mri.prior.tv == 0
     assert mri.data.scale == "image" and (mri.optim.lr, mri.optim.wd_enc) == (1e-2, 1e-5)
@@ -47,6 +48,8 @@ def test_population_adaptation_takes_the_mri_phase_prior():
         # but not NGP's data scale or optimiser: the shared pair was pre-trained at the population's scale
         assert cfg.data.scale == "max" and cfg.optim.lr != NGP_MODALITY_DEFAULTS["mri"]["optim.lr"], name
         assert METHODS[name].build("ct").prior.phase == 0, name
+        # NGP's apodised ramp was measured for NGP only; the population methods keep the plain ramp
+        assert METHODS[name].build("ct").data.ct_ramp_filter == "ram-lak", name
 
 
 def test_a_bad_modality_default_fails_when_built():
