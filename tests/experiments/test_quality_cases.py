@@ -1,4 +1,5 @@
-"""The quality suite's CT cases: simulated from the scanner's native grid, not from the reconstruction grid."""
+"""The quality suite's CT cases: simulated from the scanner's native grid, not from the reconstruction
+grid."""
 
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ def test_lungdx_cases_project_the_native_slice(shared_data, one_thread):
     scan = build_case(case)
     assert scan.geometry.image_shape == (64, 64) and scan.sinogram.shape == (20, scan.geometry.n_detectors)
     assert scan.provenance["object_grid_factor"] == 8 and scan.provenance["rays_per_detector"] == 4
-    # The reference is the slice on the reconstruction grid (the loader's area average of the native slice) ...
+    # The reference is the slice on the reconstruction grid (the loader's area average of the native slice)
+    ...
     ref = torch.as_tensor(shared.lungdx_slices("A0002", indices=[3], size=64)[0])
     assert torch.allclose(scan.target, ref, atol=1e-5)
     # ... and the data carry what no image on that grid explains: they are not its projection.

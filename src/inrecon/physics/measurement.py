@@ -79,10 +79,11 @@ class MeasurementConfig:
     """CT data term: ramp (sinograms compared after the square root of the ramp filter), counts (weighted by the
     expected detected counts when the scan records its photons per ray, else plain), ramp+counts, none."""
     ct_ramp_filter: Literal["ram-lak", "shepp-logan", "cosine", "hann"] = "ram-lak"
-    """CT: the FBP filter whose square root weights the residual where ``ct_weighting`` has the ramp: the plain
-    ramp (``ram-lak``), or a ramp apodised towards the detector's Nyquist frequency (:func:`~inrecon.physics.fbp.
-    ramp_filter`). A real object's detail below the reconstruction grid puts most of its mismatch with any image
-    on the grid at the highest detector frequencies, which the plain ramp weights most (benchmarks/RESULTS.md)."""
+    """CT: the FBP filter whose square root weights the residual where ``ct_weighting`` has the ramp: the
+    plain ramp (``ram-lak``), or a ramp apodised towards the detector's Nyquist frequency
+    (:func:`~inrecon.physics.fbp. ramp_filter`). A real object's detail below the reconstruction grid puts
+    most of its mismatch with any image on the grid at the highest detector frequencies, which the plain ramp
+    weights most (benchmarks/RESULTS.md)."""
     ct_units: Literal["entry", "view"] = "entry"
     """CT hold-out unit: single sinogram entries, or whole views."""
     ct_split: Literal["random", "spread"] = "random"

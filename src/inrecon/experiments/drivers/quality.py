@@ -1,13 +1,13 @@
 """The quality suite: every INR method against the best classical method on realistic scans, reference-free.
 
-Cases come from the shared data (the real 8-coil brain, the real T1 slice simulated with 12 coils at 30 dB, the
-real radial phantom scan, chest CT slices of two subjects simulated with and without Poisson noise from the
-scanner's native 512 x 512 grid with detector cells of finite width, the real parallel-beam sinogram), each
-tagged with a *half*: defaults are chosen on the ``tuning`` half and reported on the ``confirmation`` half. Every
-method chooses its parameters without the reference (classical weights and iteration counts by hold-out, INR
-step counts by the hold-out rule). The table reports, per case, the best classical method and each INR method's
-margin over it, and whether the INR's chosen stopping step landed within ``peak_tolerance`` dB of the hindsight
-peak of its final fit.
+Cases come from the shared data (the real 8-coil brain, the real T1 slice simulated with 12 coils at 30 dB,
+the real radial phantom scan, chest CT slices of two subjects simulated with and without Poisson noise from
+the scanner's native 512 x 512 grid with detector cells of finite width, the real parallel-beam sinogram),
+each tagged with a *half*: defaults are chosen on the ``tuning`` half and reported on the ``confirmation``
+half. Every method chooses its parameters without the reference (classical weights and iteration counts by
+hold-out, INR step counts by the hold-out rule). The table reports, per case, the best classical method and
+each INR method's margin over it, and whether the INR's chosen stopping step landed within ``peak_tolerance``
+dB of the hindsight peak of its final fit.
 
 The real radial phantom has no reference image: its 29-spoke scan is scored against a CG-SENSE reconstruction of
 the 69-spoke scan of the same phantom (least-squares scaled magnitude), which the report states.
@@ -85,13 +85,14 @@ class QualityCase:
     photons: PosFloat | None = None
     """lungdx: incident photons per ray for Poisson noise (unset: noise-free)."""
     object_grid: Literal["native", "same"] = "native"
-    """lungdx: ``native`` projects the slice on the file's own 512 x 512 grid (``size`` must divide 512), so the
-    sinogram carries the detail a real object has below the reconstruction grid, which no image on that grid
-    explains; ``same`` projects the reconstruction grid itself, the "inverse crime" (data exactly of the kind the
-    reconstruction models, which flatters every method, most of all on noise-free data; the suite's CT cases
-    before 2026-12-03)."""
+    """lungdx: ``native`` projects the slice on the file's own 512 x 512 grid (``size`` must divide 512), so
+    the sinogram carries the detail a real object has below the reconstruction grid, which no image on that
+    grid explains; ``same`` projects the reconstruction grid itself, the "inverse crime" (data exactly of the
+    kind the reconstruction models, which flatters every method, most of all on noise-free data; the suite's
+    CT cases before 2026-12-03)."""
     rays_per_detector: PosInt = 4
-    """lungdx: rays averaged over each detector cell's width (``simulate_ct``; 1: one ray through its centre)."""
+    """lungdx: rays averaged over each detector cell's width (``simulate_ct``; 1: one ray through its
+    centre)."""
     seed: int = 0
     """Noise and pattern seed."""
 
@@ -120,7 +121,8 @@ class QualityConfig:
 
 
 def _check_grid(case: QualityCase) -> None:
-    """A lungdx case projected from the native slice needs a grid that divides it (checked before any work)."""
+    """A lungdx case projected from the native slice needs a grid that divides it (checked before any
+    work)."""
     if case.source == "lungdx" and case.object_grid == "native" and LUNGDX_NATIVE % case.size:
         raise InreconError(
             f"case {case.name!r}: size {case.size} does not divide the lungdx slices' native {LUNGDX_NATIVE}",

@@ -43,11 +43,11 @@ def simulate_ct(
     Parameters
     ----------
     image
-        The object, ``(H, W)`` on the geometry's grid, or ``(k H, k W)`` for an integer ``k > 1``: the object on
-        a ``k`` times finer grid over the same field of view (pixel size ``pixel_size_mm / k``). Data projected
-        from the reconstruction grid itself are exactly what a reconstruction on that grid models (the
-        "inverse crime"), which flatters every method that fits them, most of all on noise-free data; a finer
-        object leaves the detail a real object has below the grid's resolution in the data.
+        The object, ``(H, W)`` on the geometry's grid, or ``(k H, k W)`` for an integer ``k > 1``: the object
+        on a ``k`` times finer grid over the same field of view (pixel size ``pixel_size_mm / k``). Data
+        projected from the reconstruction grid itself are exactly what a reconstruction on that grid models
+        (the "inverse crime"), which flatters every method that fits them, most of all on noise-free data; a
+        finer object leaves the detail a real object has below the grid's resolution in the data.
     geometry, angles
         The acquisition (the geometry's ``image_shape`` is the reconstruction grid) and the view angles
         (radians).

@@ -146,13 +146,13 @@ Tried on top and not adopted (the confirmation half did not move): a relative TV
 +0.05 dB), ``stop.patience=0`` on MRI (-0.02 dB at 1.2-2x the time), and ``data.scale="image"`` on CT (up to +1.5 dB
 on noisy 60 views, -3.7 dB and worse on noise-free ones).
 The lungdx numbers above come from sinograms projected from the reconstruction grid itself (the suite before
-2026-12-03, an "inverse crime"). Projected from the native 512 x 512 slice, as the suite does now, NGP trailed TV-CT
-by 0.9-4.9 dB: a real object's detail below the grid puts most of its mismatch at the highest detector frequencies,
-which the plain ramp weights most. Since 2026-12-03 the ramp is apodised with a Hann window
-(``data.ct_ramp_filter="hann"``): lungdx tuning cases (A0001 60 / 90 views, noisy and noise-free) +1.77 dB mean
-(every case), SCOPE 35.87 -> 35.09; confirmation (A0002) +0.35 dB mean (+0.83 / +0.65 / +0.56 / -0.64); the
-independent ``fan60`` file 32.54 -> 34.01 dB, ahead of TV-CT (33.76). Without the ramp (``"counts"``) won on the
-tuning half (+1.5 dB) but not on the confirmation half (-0.3 dB) (benchmarks/RESULTS.md).
+2026-12-03, an "inverse crime"). Projected from the native 512 x 512 slice, as the suite does now, NGP trailed
+TV-CT by 0.9-4.9 dB: a real object's detail below the grid puts most of its mismatch at the highest detector
+frequencies, which the plain ramp weights most. Since 2026-12-03 the ramp is apodised with a Hann window
+(``data.ct_ramp_filter="hann"``): lungdx tuning cases (A0001 60 / 90 views, noisy and noise-free) +1.77 dB
+mean (every case), SCOPE 35.87 -> 35.09; confirmation (A0002) +0.35 dB mean (+0.83 / +0.65 / +0.56 / -0.64);
+the independent ``fan60`` file 32.54 -> 34.01 dB, ahead of TV-CT (33.76). Without the ramp (``"counts"``) won
+on the tuning half (+1.5 dB) but not on the confirmation half (-0.3 dB) (benchmarks/RESULTS.md).
 Volume fitting (a fixed number of steps on every voxel, no stopping rule) decays the learning rate linearly
 to 0: with the step schedule Adam oscillates once the fit passes ~60 dB (lungdx 96 x 96 x 8 blocks, 500 steps, 12
 levels, T = 2^15; tuning block A0001[24:32]: peak 62.4 at step 250, then 42-59 dB, 44.2 at the end; linear: 66.5 at

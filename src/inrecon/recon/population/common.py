@@ -90,12 +90,13 @@ phantoms 38.10 -> 39.96 dB; on the model above, A0001 slice 30 31.16 -> 30.05 dB
 that scan) and A0002 slice 15 31.76 -> 31.76 dB; with held-out views spread over the angles
 (``--set data.ct_split=spread``, not a default: NGP's choice with it failed on independent files) 29.01 -> 31.10 dB
 in domain, 31.69 -> 31.72 out of domain (the 64-unit model of benchmarks/RESULTS.md). NGP's Hann-apodised ramp
-(``data.ct_ramp_filter="hann"``, 2026-12-03) is not taken over: it was measured for NGP only, and the population
-methods pre-train with the plain ramp; ``--set data.ct_ramp_filter=hann`` applies it to an adaptation. MRI adaptation takes NGP's
-smooth-phase prior (``prior.phase``; fixed 0.003 at first, DisINR on the quick demo's MRI phantoms 26.95 -> 31.26 dB; since
-2026-12-03 NGP's ``auto``). It does not take NGP's MRI data scale, learning rate and hash-table weight decay:
-a frozen shared pair was pre-trained on data at the population's own scale (an adaptation at another scale than
-the model file records is refused before any work: :func:`check_data_scale`)."""
+(``data.ct_ramp_filter="hann"``, 2026-12-03) is not taken over: it was measured for NGP only, and the
+population methods pre-train with the plain ramp; ``--set data.ct_ramp_filter=hann`` applies it to an
+adaptation. MRI adaptation takes NGP's smooth-phase prior (``prior.phase``; fixed 0.003 at first, DisINR on
+the quick demo's MRI phantoms 26.95 -> 31.26 dB; since 2026-12-03 NGP's ``auto``). It does not take NGP's MRI
+data scale, learning rate and hash-table weight decay: a frozen shared pair was pre-trained on data at the
+population's own scale (an adaptation at another scale than the model file records is refused before any work:
+:func:`check_data_scale`)."""
 
 POPULATION_ALIASES = {
     "fourier_frequencies": "arch.fourier.n_frequencies",
