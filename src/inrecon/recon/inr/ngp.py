@@ -151,8 +151,9 @@ TV-CT by 0.9-4.9 dB: a real object's detail below the grid puts most of its mism
 frequencies, which the plain ramp weights most. Since 2026-12-03 the ramp is apodised with a Hann window
 (``data.ct_ramp_filter="hann"``): lungdx tuning cases (A0001 60 / 90 views, noisy and noise-free) +1.77 dB
 mean (every case), SCOPE 35.87 -> 35.09; confirmation (A0002) +0.35 dB mean (+0.83 / +0.65 / +0.56 / -0.64);
-the independent ``fan60`` file 32.54 -> 34.01 dB, ahead of TV-CT (33.76). Without the ramp (``"counts"``) won
-on the tuning half (+1.5 dB) but not on the confirmation half (-0.3 dB) (benchmarks/RESULTS.md).
+independent files ``fan60`` 32.54 -> 34.01 dB and ``par90`` 38.60 -> 39.52 dB, both ahead of the best TV-CT
+(33.76 / 38.72), ``fan60-clean`` level (35.69 / 35.79). Without the ramp (``"counts"``) won on the tuning half
+(+1.5 dB) but not on the confirmation half (-0.3 dB) (benchmarks/RESULTS.md).
 Volume fitting (a fixed number of steps on every voxel, no stopping rule) decays the learning rate linearly
 to 0: with the step schedule Adam oscillates once the fit passes ~60 dB (lungdx 96 x 96 x 8 blocks, 500 steps, 12
 levels, T = 2^15; tuning block A0001[24:32]: peak 62.4 at step 250, then 42-59 dB, 44.2 at the end; linear: 66.5 at
