@@ -17,7 +17,7 @@ files (e.g. those of ``benchmarks/independent_scans.py``).
     python benchmarks/ct_weight_choice.py --fraction 0.2 --cases A0001-60-noisy      # the share before 2026-12-03
     python benchmarks/ct_weight_choice.py --split random --cases A0001-60-noisy      # the split before 2026-12-03
     python benchmarks/ct_weight_choice.py --cases independent-scans/fan60.h5 independent-scans/par90.h5
-    python benchmarks/ct_weight_choice.py --inverse-crime --cases A0001-60-noisy  # the suite's CT data before 2026-12-03
+    python benchmarks/ct_weight_choice.py --inverse-crime --cases A0001-60-noisy     # the CT data before 2026-12-03
 
 Prints one JSON line per case and a summary: per rule, the weight chosen and its PSNR against the grid's best.
 """

@@ -81,8 +81,8 @@ class MeasurementConfig:
     ct_ramp_filter: Literal["ram-lak", "shepp-logan", "cosine", "hann"] = "ram-lak"
     """CT: the FBP filter whose square root weights the residual where ``ct_weighting`` has the ramp: the
     plain ramp (``ram-lak``), or a ramp apodised towards the detector's Nyquist frequency
-    (:func:`~inrecon.physics.fbp. ramp_filter`). A real object's detail below the reconstruction grid puts
-    most of its mismatch with any image on the grid at the highest detector frequencies, which the plain ramp
+    (:func:`~inrecon.physics.fbp.ramp_filter`). A real object's detail below the reconstruction grid puts most
+    of its mismatch with any image on the grid at the highest detector frequencies, which the plain ramp
     weights most (benchmarks/RESULTS.md)."""
     ct_units: Literal["entry", "view"] = "entry"
     """CT hold-out unit: single sinogram entries, or whole views."""
