@@ -7,6 +7,7 @@ import json
 from importlib import resources
 
 import pytest
+import torch
 
 from inrecon.errors import InreconError
 from inrecon.experiments.bench import available_experiments, load_experiment, run_bench
@@ -185,3 +186,23 @@ def test_mri_bench_scores_the_real_brain_with_a_model_pretrained_on_its_grid(tmp
     assert methods == {"ZF", "DisINR"}
     zf = next(row for row in section["rows"] if row["method"] == "ZF")
     assert 20 < zf["psnr"]["mean"] < 30  # the real scan's zero-filled PSNR in the coil-map support (~24 dB)
+
+
+def test_ct_populations_are_projected_from_a_finer_object():
+    from dataclasses import replace
+
+    from inrecon.data import shared
+    from inrecon.experiments.drivers.populations import Subjects, ct_images, ct_scans
+
+    p = Subjects(size=16, n_pretrain=1, n_test=1, real=False)
+    pre, _test, _ood, note = ct_images(p, lambda *_: None)
+    assert pre[0].shape == (64, 64) and "4x finer" in note
+    scan = ct_scans(pre, 12, size=16)[0]
+    assert scan.image_shape == (16, 16) and scan.provenance["rays_per_detector"] == 4
+    block = torch.as_tensor(pre[0]).reshape(16, 4, 16, 4).mean((1, 3))
+    torch.testing.assert_close(scan.target, block)
+    same = ct_images(replace(p, ct_object_grid="same"), lambda *_: None)[0]
+    assert same[0].shape == (16, 16) and ct_scans(same, 12)[0].provenance["rays_per_detector"] == 1
+    if shared.available(shared.LUNGDX_A0001) and shared.available(shared.LUNGDX_A0002):
+        with pytest.raises(InreconError, match="does not divide"):
+            ct_images(Subjects(size=100), lambda *_: None)

@@ -9,12 +9,16 @@ import pytest
 import torch
 
 from inrecon.errors import InreconError, ShapeError
+from inrecon.physics.ct import CTProjector
 from inrecon.physics.measurement import (
+    MeasurementConfig,
     build_measurement,
     count_weights,
+    measure,
     readout_lines,
     robust_scale,
     sinogram_noise,
+    supersampled_geometry,
     trajectory_readouts,
 )
 from tests.inr_fixtures import tiny_ct, tiny_mri
@@ -113,7 +117,6 @@ def test_weightings_apply_to_data_and_model_alike():
 
 
 def test_an_apodised_ramp_weights_the_highest_detector_frequencies_less():
-    from inrecon.physics.measurement import MeasurementConfig, measure
 
     scan = tiny_ct()
     plain = build_measurement(scan, ct_weighting="ramp", scale="none")
@@ -136,6 +139,32 @@ def test_an_apodised_ramp_weights_the_highest_detector_frequencies_less():
     )
     with pytest.raises(InreconError, match="ramp filter"):
         build_measurement(scan, ct_ramp_filter="hamming")
+
+
+def test_ct_supersampling_models_a_finer_grid_and_returns_its_block_mean():
+    scan = tiny_ct()
+    coarse = build_measurement(scan, ct_weighting="ramp", scale="none")
+    fine = build_measurement(scan, ct_weighting="ramp", ct_supersample=2, scale="none")
+    assert fine.image_shape == fine.domain_shape == (64, 64) and fine.output_shape == (32, 32)
+    assert coarse.output_shape == coarse.image_shape == (32, 32) and fine.y.equal(coarse.y)
+    # the same field of view: an image copied onto the finer grid predicts the same data
+    x = scan.target
+    x2 = x.repeat_interleave(2, 0).repeat_interleave(2, 1)
+    torch.testing.assert_close(fine.predict(x2), coarse.predict(x), rtol=1e-4, atol=1e-4 * float(x.max()))
+    # finalize returns the 2 x 2 block mean, on the scan's grid
+    z = torch.rand(64, 64, generator=torch.Generator().manual_seed(0))
+    out = fine.finalize(z)
+    assert out.shape == (32, 32)
+    assert float(out[3, 5]) == pytest.approx(float(z[6:8, 10:12].mean()), rel=1e-6)
+    # its physics is the projector of the finer geometry (adjoint test)
+    P = fine.physics
+    assert isinstance(P, CTProjector) and P.geometry == supersampled_geometry(scan.geometry, 2)
+    s = torch.rand(P.range_shape, generator=torch.Generator().manual_seed(1))
+    assert float((P(z) * s).sum()) == pytest.approx(float((z * P.adjoint(s)).sum()), rel=1e-5)
+    assert measure(scan, MeasurementConfig(ct_supersample=2)).image_shape == (64, 64)
+    for bad in (0, 1.5, True):
+        with pytest.raises(InreconError, match="supersampling"):
+            build_measurement(scan, ct_supersample=bad)
 
 
 def test_scales_and_finalize():
@@ -199,8 +228,6 @@ def test_image_scale_puts_the_image_near_1_for_cartesian_and_radial_data():
 
 
 def test_measurement_config_passes_its_scale():
-    from inrecon.physics.measurement import MeasurementConfig, measure
-
     scan = tiny_mri()
     image = build_measurement(scan, scale="image").scale
     assert measure(scan, MeasurementConfig(scale="image")).scale == image

@@ -40,6 +40,7 @@ from typing import Literal
 
 import torch
 
+from inrecon.config import PosInt
 from inrecon.data.scans import CTScan, MRIScan, VolumeScan
 from inrecon.errors import InreconError, ShapeError
 from inrecon.physics.fbp import FILTERS
@@ -59,6 +60,7 @@ __all__ = [
     "readout_lines",
     "robust_scale",
     "sinogram_noise",
+    "supersampled_geometry",
     "trajectory_readouts",
 ]
 
@@ -84,6 +86,11 @@ class MeasurementConfig:
     (:func:`~inrecon.physics.fbp.ramp_filter`). A real object's detail below the reconstruction grid puts most
     of its mismatch with any image on the grid at the highest detector frequencies, which the plain ramp
     weights most (benchmarks/RESULTS.md)."""
+    ct_supersample: PosInt = 1
+    """CT: model the image on a grid this many times finer than the scan's (the same field of view) and
+    reconstruct its block mean. A real object has detail below the reconstruction grid, which its sinogram
+    carries and no image on that grid explains; on a finer grid the model can explain it, at ``k^2`` times the
+    pixels to render and project (benchmarks/RESULTS.md)."""
     ct_units: Literal["entry", "view"] = "entry"
     """CT hold-out unit: single sinogram entries, or whole views."""
     ct_split: Literal["random", "spread"] = "random"
@@ -135,7 +142,8 @@ class Measurement:
     sample_unit
         ``(M,)`` long: the hold-out unit of each sample; ``n_units`` units in all.
     image_shape, complex_image
-        The reconstruction grid and whether images are complex (MRI) or real (CT, volumes).
+        The grid the image is modelled on (the operator's domain) and whether images are complex (MRI) or real
+        (CT, volumes).
     target, roi
         The scan's reference and region of interest (or ``None``).
     support
@@ -153,6 +161,9 @@ class Measurement:
     unit_order
         ``(n_units,)`` long on the CPU: the units in acquisition order along a circle (CT views by angle), along
         which :meth:`split` spreads the held-out units evenly; ``None``: :meth:`split` draws them at random.
+    supersample
+        CT: ``image_shape`` is this many times finer than the scan's grid (the same field of view); the
+        reconstruction is the block mean of the modelled image (:meth:`finalize`, :attr:`output_shape`).
     """
 
     base: LinearOperator
@@ -171,6 +182,12 @@ class Measurement:
     noise: float | None = None
     peak: float = 1.0
     unit_order: torch.Tensor | None = None
+    supersample: int = 1
+
+    @property
+    def output_shape(self) -> tuple[int, ...]:
+        """The scan's grid: the shape of :meth:`finalize`'s image."""
+        return tuple(n // self.supersample for n in self.image_shape)
 
     @property
     def n_samples(self) -> int:
@@ -250,7 +267,12 @@ class Measurement:
         )
 
     def finalize(self, image: torch.Tensor) -> torch.Tensor:
-        """An image fitted to the scaled data, in the scan's units (zero outside the coil support)."""
+        """An image fitted to the scaled data, in the scan's units on the scan's grid (zero outside the coil
+        support; the ``supersample x supersample`` block mean of a supersampled image)."""
+        if self.supersample > 1:
+            k = self.supersample
+            image = image.reshape(*self.output_shape[:-2], self.output_shape[-2], k, self.output_shape[-1], k)
+            image = image.mean(dim=(-3, -1))
         if self.support is not None:
             image = image * self.support.to(image.dtype)
         return image * self.scale
@@ -361,7 +383,15 @@ def count_weights(scan: CTScan) -> torch.Tensor | None:
     return w / w.mean()
 
 
-def _ct(scan: CTScan, weighting: str, units: str, ramp_filter_name: str = "ram-lak"):
+def supersampled_geometry(geometry, k: int):
+    """``geometry`` on a grid ``k`` times finer over the same field of view (pixels ``k`` times smaller)."""
+    if k == 1:
+        return geometry
+    H, W = geometry.image_shape
+    return replace(geometry, image_shape=(H * k, W * k), pixel_size_mm=geometry.pixel_size_mm / k)
+
+
+def _ct(scan: CTScan, weighting: str, units: str, ramp_filter_name: str = "ram-lak", supersample: int = 1):
     from inrecon.physics.ct import CTProjector
     from inrecon.physics.operator import Diagonal
 
@@ -370,7 +400,7 @@ def _ct(scan: CTScan, weighting: str, units: str, ramp_filter_name: str = "ram-l
     if units not in CT_UNITS:
         raise InreconError(f"CT hold-out unit {units!r}", f"use one of {', '.join(CT_UNITS)}")
     device = scan.sinogram.device
-    proj = CTProjector(scan.geometry, scan.angles).to(device)
+    proj = CTProjector(supersampled_geometry(scan.geometry, supersample), scan.angles).to(device)
     V, N = scan.sinogram.shape
     weights: list[LinearOperator] = []  # applied in order to the sinogram (model and data alike)
     if weighting in ("counts", "ramp+counts"):
@@ -401,6 +431,7 @@ def measure(scan, cfg: MeasurementConfig, **kw) -> Measurement:
         maps=cfg.maps,
         ct_weighting=cfg.ct_weighting,
         ct_ramp_filter=cfg.ct_ramp_filter,
+        ct_supersample=cfg.ct_supersample,
         ct_units=cfg.ct_units,
         ct_split=cfg.ct_split,
         mri_units=cfg.mri_units,
@@ -416,6 +447,7 @@ def build_measurement(
     coil_images: bool = False,
     ct_weighting: Literal["ramp", "counts", "ramp+counts", "none"] = "ramp",
     ct_ramp_filter: Literal["ram-lak", "shepp-logan", "cosine", "hann"] = "ram-lak",
+    ct_supersample: int = 1,
     ct_units: Literal["entry", "view"] = "entry",
     ct_split: Literal["random", "spread"] = "random",
     mri_units: Literal["location", "readout"] = "location",
@@ -432,9 +464,9 @@ def build_measurement(
         MRI coil maps, see :func:`~inrecon.physics.coils.coil_maps`.
     coil_images
         MRI: model the coil images (no maps; domain ``(C, *image_shape)``).
-    ct_weighting, ct_ramp_filter, ct_units, ct_split
-        CT data weighting, the filter of its ramp, hold-out unit and how held-out views are chosen (module
-        docstring, :class:`MeasurementConfig`).
+    ct_weighting, ct_ramp_filter, ct_supersample, ct_units, ct_split
+        CT data weighting, the filter of its ramp, how much finer than the scan's grid the image is modelled,
+        hold-out unit and how held-out views are chosen (module docstring, :class:`MeasurementConfig`).
     mri_units
         MRI hold-out unit (:class:`MeasurementConfig`).
     scale
@@ -446,6 +478,10 @@ def build_measurement(
         raise InreconError(f"CT hold-out split {ct_split!r}", f"use one of {', '.join(CT_SPLITS)}")
     if ct_ramp_filter not in FILTERS:
         raise InreconError(f"CT ramp filter {ct_ramp_filter!r}", f"use one of {', '.join(FILTERS)}")
+    if isinstance(ct_supersample, bool) or not isinstance(ct_supersample, int) or ct_supersample < 1:
+        raise InreconError(
+            f"CT supersampling {ct_supersample!r}", "give a whole number >= 1 (1: model the scan's own grid)"
+        )
     pointwise, noise, order = False, None, None
     if isinstance(scan, MRIScan):
         if mri_units not in MRI_UNITS:
@@ -453,7 +489,9 @@ def build_measurement(
         base, physics, idx, data, unit, n_units, support = _mri(scan, maps, coil_images, mri_units)
         complex_image = True
     elif isinstance(scan, CTScan):
-        base, physics, idx, data, unit, n_units, support = _ct(scan, ct_weighting, ct_units, ct_ramp_filter)
+        base, physics, idx, data, unit, n_units, support = _ct(
+            scan, ct_weighting, ct_units, ct_ramp_filter, ct_supersample
+        )
         complex_image, noise = False, sinogram_noise(scan.sinogram)
         if ct_units == "view" and ct_split == "spread":
             order = torch.argsort(
@@ -475,7 +513,7 @@ def build_measurement(
         scale=1.0,
         sample_unit=unit,
         n_units=int(n_units),
-        image_shape=tuple(scan.image_shape),
+        image_shape=tuple(base.domain_shape) if isinstance(scan, CTScan) else tuple(scan.image_shape),
         complex_image=complex_image,
         target=scan.target,
         roi=scan.roi,
@@ -484,6 +522,7 @@ def build_measurement(
         pointwise=pointwise,
         noise=noise,
         unit_order=order,
+        supersample=ct_supersample if isinstance(scan, CTScan) else 1,
     )
     s = _scale(meas, scale)
     if s == 0.0:

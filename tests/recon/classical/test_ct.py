@@ -125,6 +125,24 @@ def test_tv_weight_scales_with_image_and_geometry():
     assert len(obj) == 2 and obj[1] < obj[0]
 
 
+def test_tv_on_a_finer_grid_explains_detail_below_the_scan_grid():
+    from dataclasses import replace
+
+    from inrecon.physics.simulate.ct import full_scan_angles, simulate_ct
+
+    # a piecewise-constant object whose edges do not fall on the 48 x 48 grid, projected from 4x finer
+    geometry = CTGeometry("fan", 100, 2.0, (48, 48), 2.0, 300.0, 300.0)
+    scan = simulate_ct(0.5 * ellipse_phantom(192, 192), geometry, full_scan_angles(30), rays_per_detector=4)
+    ctx = replace(CTX, show_progress=False)
+    plain = tv_recon(scan, TVConfig(lam_rel=0.01), ctx)
+    fine = tv_recon(scan, TVConfig(lam_rel=0.01, supersample=2), ctx)
+    assert fine.image.shape == plain.image.shape == (48, 48)
+    # measured 30.29 -> 38.12 dB
+    assert psnr(fine.image, scan.target) > psnr(plain.image, scan.target) + 4.0
+    # lam_rel keeps its meaning: the absolute weight of the finer grid's (k times larger) TV is 1/k as large
+    assert fine.info["lam"] == pytest.approx(plain.info["lam"] / 2, rel=0.02)
+
+
 def test_sart_without_nonnegativity_and_subsets():
     geometry, arc = GEOMETRIES["parallel"]
     image = 0.5 * ellipse_phantom(128, 128)

@@ -89,7 +89,7 @@ def ct_sparse_view(cfg: CTSparseViewConfig, out: Path, show_progress, log: Log) 
     settings = [
         (
             (f"ct {v} views{_noise(p)}", f"{v} views{_noise(p)}", f"ct{v}" + (f"_p{p:g}" if p else "")),
-            lambda imgs, seed0, v=v, p=p: ct_scans(imgs, v, p, seed0),
+            lambda imgs, seed0, v=v, p=p: ct_scans(imgs, v, p, seed0, cfg.size),
         )
         for v in cfg.views
         for p in cfg.photons
@@ -339,7 +339,7 @@ def ablation_freezing(cfg: AblationFreezingConfig, out: Path, show_progress, log
     rep = new_report("Effect of weight freezing (DisINR Table 4)", note)
     views = cfg.views
     models = Pretrainer(cfg, out, show_progress).all(
-        ("disinr", "strainer"), ct_scans(pre_img, views), f"ct{views}"
+        ("disinr", "strainer"), ct_scans(pre_img, views, size=cfg.size), f"ct{views}"
     )
     inr = cfg.inr_overrides()
     strainer, disinr = str(models["strainer"]), str(models["disinr"])
@@ -350,7 +350,7 @@ def ablation_freezing(cfg: AblationFreezingConfig, out: Path, show_progress, log
         MethodRun("DisINR (w/o frozen)", "disinr", {**inr, "freeze": False}, model=disinr),
         MethodRun("DisINR (frozen pair)", "disinr", inr, model=disinr),
     ]
-    cases = [(f"in-domain-{i + 1}", s) for i, s in enumerate(ct_scans(test_img, views))]
+    cases = [(f"in-domain-{i + 1}", s) for i, s in enumerate(ct_scans(test_img, views, size=cfg.size))]
     comp = run_comparison(cases, runs, show_progress=show_progress, log=log)
     section(rep, f"{views} views, in-domain", comp)
     return rep

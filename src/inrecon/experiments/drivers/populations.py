@@ -20,6 +20,7 @@ from inrecon.config import InRange, NonNegInt, PosInt, config_to_dict
 from inrecon.data import shared
 from inrecon.data.phantoms import body_ct_phantom, brain_phantom
 from inrecon.data.sampling import make_pattern
+from inrecon.errors import InreconError
 from inrecon.experiments.drivers.common import QUALITY_BEST, Log, set_environment
 from inrecon.experiments.runner import Comparison, MethodRun, run_comparison
 from inrecon.physics.simulate.ct import full_scan_angles, simulate_ct
@@ -101,6 +102,12 @@ class Subjects:
     """Test subjects per domain."""
     real: bool = True
     """Use real data from INRECON_DATA when present (false: phantoms only)."""
+    ct_object_grid: Literal["native", "same"] = "native"
+    """CT: the grid the sinograms are projected from. ``native``: the lungdx slices on their own 512 x 512 grid
+    (``size`` must divide 512; phantoms are drawn 4x finer than ``size``), four rays per detector cell, so the
+    data carry the detail a real object has below the reconstruction grid; ``same``: the reconstruction grid
+    itself, the "inverse crime" of the CT benchmarks before 2026-12-03 (data exactly of the kind every method
+    models, which flatters them all, most of all on noise-free data)."""
 
 
 @dataclass
@@ -153,12 +160,28 @@ class MRISimulation:
 
 
 # --- populations ----------------------------------------------------------------------------------------
+LUNGDX_NATIVE = 512
+"""Side of the lungdx files' slices (``shared.lungdx_slices``)."""
+PHANTOM_OBJECT_FACTOR = 4
+"""How much finer than the reconstruction grid phantoms are drawn with ``ct_object_grid="native"``."""
+CT_RAYS_PER_DETECTOR = 4
+"""Rays averaged over each detector cell when the object is finer than the grid (``simulate_ct``)."""
+
+
 def ct_images(p: Subjects, log: Log) -> tuple[list, list, list, str]:
-    """(pre-train images, in-domain test images, out-of-domain test images, data note)."""
+    """(pre-train images, in-domain test images, out-of-domain test images, data note); the images are on the
+    object grid of ``p.ct_object_grid`` (:func:`ct_scans` projects them onto the ``p.size`` grid)."""
     n = p.size
+    native = p.ct_object_grid == "native"
     if p.real and shared.available(shared.LUNGDX_A0001) and shared.available(shared.LUNGDX_A0002):
-        a = shared.lungdx_slices("A0001", size=n)
-        b = shared.lungdx_slices("A0002", size=n)
+        if native and LUNGDX_NATIVE % n:
+            raise InreconError(
+                f"size {n} does not divide the lungdx slices' native {LUNGDX_NATIVE}",
+                "use a size that divides 512 (128, 256), or ct_object_grid='same'",
+            )
+        grid = LUNGDX_NATIVE if native else n
+        a = shared.lungdx_slices("A0001", size=grid)
+        b = shared.lungdx_slices("A0002", size=grid)
         pre_idx = np.linspace(0, len(a) - 1, p.n_pretrain + p.n_test).round().astype(int)
         test_pos = np.linspace(1, len(pre_idx) - 2, p.n_test).round().astype(int)
         test_idx = pre_idx[test_pos]
@@ -167,25 +190,39 @@ def ct_images(p: Subjects, log: Log) -> tuple[list, list, list, str]:
         note = (
             f"Data: real chest CT (TCIA Lung-PET-CT-Dx). Pre-training: {len(pre_idx)} slices of A0001 "
             f"(Philips); in-domain test: {len(test_idx)} other A0001 slices; out-of-domain: {len(ood_idx)} "
-            f"slices of A0002 (Siemens B40f). HU window [-800, 400] -> [0, 1], {n}x{n}, 1 mm pixels."
+            f"slices of A0002 (Siemens B40f). HU window [-800, 400] -> [0, 1], {n}x{n}, 1 mm pixels; "
+            + (
+                "sinograms projected from the native 512x512 slices."
+                if native
+                else "sinograms projected from the reconstruction grid (the inverse crime)."
+            )
         )
         return list(a[pre_idx]), list(a[test_idx]), list(b[ood_idx]), note
     log("  real CT data not found: using chest phantoms")
-    pre = [body_ct_phantom((n, n), seed=s) for s in range(p.n_pretrain)]
-    test = [body_ct_phantom((n, n), seed=500 + s) for s in range(p.n_test)]
-    ood = [np.clip(body_ct_phantom((n, n), seed=900 + s) * 1.08 - 0.03, 0, 1) for s in range(p.n_test)]
-    note = "Data: chest phantoms (no real CT found); out-of-domain = phantoms with shifted contrast."
+    m = n * PHANTOM_OBJECT_FACTOR if native else n
+    pre = [body_ct_phantom((m, m), seed=s) for s in range(p.n_pretrain)]
+    test = [body_ct_phantom((m, m), seed=500 + s) for s in range(p.n_test)]
+    ood = [np.clip(body_ct_phantom((m, m), seed=900 + s) * 1.08 - 0.03, 0, 1) for s in range(p.n_test)]
+    note = "Data: chest phantoms (no real CT found); out-of-domain = phantoms with shifted contrast" + (
+        f"; sinograms projected from phantoms drawn {PHANTOM_OBJECT_FACTOR}x finer than the grid."
+        if native
+        else "."
+    )
     return pre, test, ood, note
 
 
-def ct_scans(images, views: int, photons: float = 0.0, seed0: int = 0) -> list:
-    """Sparse-view fan-beam sinograms of ``images`` (the DisINR geometry, ``views`` over a full turn); with
-    ``photons`` > 0, Poisson noise at that many photons per ray (image ``i`` seeded ``seed0 + i``, recorded in the
-    scan so that the counts-weighted data terms can use it)."""
-    geom = shared.disinr_fan_geometry(images[0].shape)
+def ct_scans(images, views: int, photons: float = 0.0, seed0: int = 0, size: int | None = None) -> list:
+    """Sparse-view fan-beam sinograms of ``images`` on the ``size x size`` grid (default: the images' own; the
+    DisINR geometry, ``views`` over a full turn). Images finer than the grid are projected as the object
+    (``simulate_ct``, with :data:`CT_RAYS_PER_DETECTOR` rays per detector cell; the scans' references are their
+    block means). With ``photons`` > 0, Poisson noise at that many photons per ray (image ``i`` seeded ``seed0 +
+    i``, recorded in the scan so that the counts-weighted data terms can use it)."""
+    n = size or images[0].shape[0]
+    geom = shared.disinr_fan_geometry((n, n))
     angles = full_scan_angles(views)
+    rays = CT_RAYS_PER_DETECTOR if images[0].shape[0] > n else 1
     return [
-        simulate_ct(img, geom, angles, photons=photons or None, seed=seed0 + i)
+        simulate_ct(img, geom, angles, photons=photons or None, seed=seed0 + i, rays_per_detector=rays)
         for i, img in enumerate(images)
     ]
 

@@ -215,6 +215,11 @@ class TVConfig:
     """Log grid of lam_rel searched by lam_rel=auto."""
     refine: bool = True
     """With lam_rel=auto: refine half a grid step either side of the winner."""
+    supersample: PosInt = 1
+    """Reconstruct on a grid this many times finer than the scan's and return its block mean
+    (:class:`~inrecon.physics.measurement.MeasurementConfig`'s ``ct_supersample``); lam_rel keeps its meaning
+    (the weight is scaled by ``supersample^2``, which keeps the objective of an image copied onto the finer grid,
+    whose TV grows ``supersample`` times while ``d`` falls ``supersample^3`` times)."""
     holdout_fraction: Fraction = 0.1
     """Share of the views held out to choose lam_rel. With 20 % drawn at random, noisy sparse-view scans got a
     weight 2-3x weaker than the all-view optimum (on every split: neighbouring views held out together); 10 %
@@ -257,10 +262,11 @@ def _image_scale(scan: CTScan) -> float:
 
 
 def tv_weight(scan: CTScan, lam_rel: float, meas: Measurement | None = None) -> tuple[float, dict]:
-    """The absolute TV weight ``lam_rel * mean(diag(A^T A)) * percentile99.5(FBP)`` and its factors."""
+    """The absolute TV weight ``lam_rel * mean(diag(A^T A)) * percentile99.5(FBP) * k^2`` and its factors
+    (``k``: the measurement's supersampling, :class:`TVConfig`)."""
     meas = build_measurement(scan, ct_weighting="none", scale="none") if meas is None else meas
     d, s = _diag_mean(meas), _image_scale(scan)
-    return lam_rel * d * s, {"diag_mean": d, "image_scale": s}
+    return lam_rel * d * s * meas.supersample**2, {"diag_mean": d, "image_scale": s}
 
 
 def _tv_solve(meas: Measurement, lam: float, cfg: TVConfig, show) -> tuple[torch.Tensor, dict]:
@@ -316,7 +322,12 @@ def tv_recon(scan: CTScan, cfg: TVConfig, ctx: Context) -> ReconResult:
     """TV reconstruction; ``info``: seconds, lam, its factors, step sizes, operator norms, final objective."""
     t0 = time.perf_counter()
     meas = build_measurement(
-        scan, ct_weighting=cfg.weighting, ct_units="view", ct_split=cfg.holdout_split, scale="none"
+        scan,
+        ct_weighting=cfg.weighting,
+        ct_units="view",
+        ct_split=cfg.holdout_split,
+        ct_supersample=cfg.supersample,
+        scale="none",
     )
     info: dict = {}
     if cfg.lam is not None:
@@ -327,7 +338,7 @@ def tv_recon(scan: CTScan, cfg: TVConfig, ctx: Context) -> ReconResult:
             s = _image_scale(scan)
 
             def recon(train: Measurement, v: float) -> torch.Tensor:
-                return _tv_solve(train, v * _diag_mean(train) * s, cfg, False)[0]
+                return _tv_solve(train, v * _diag_mean(train) * s * train.supersample**2, cfg, False)[0]
 
             cands = sorted(float(c) for c in cfg.lam_candidates)
             lam_rel, info["holdout_scores"] = refine_weight(
@@ -337,7 +348,7 @@ def tv_recon(scan: CTScan, cfg: TVConfig, ctx: Context) -> ReconResult:
         info["lam_rel"] = lam_rel
     x, extra = _tv_solve(meas, lam, cfg, ctx.show_progress)
     info.update(extra, seconds=time.perf_counter() - t0, lam=lam, iterations=cfg.iterations, **factors)
-    return ReconResult(x.to(torch.float32), "tv-ct", asdict(cfg), info)
+    return ReconResult(meas.finalize(x).to(torch.float32), "tv-ct", asdict(cfg), info)
 
 
 FBP = MethodSpec(
