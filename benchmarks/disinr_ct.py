@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from inrecon.data import shared
-from inrecon.experiments.drivers.populations import LUNGDX_NATIVE, ct_scans
+from inrecon.experiments.drivers.populations import ct_scans
 from inrecon.metrics import evaluate
 from inrecon.recon.api import pretrain, run_method
 
@@ -56,7 +56,7 @@ def pretrain_indices(n: int, held_out: list[int]) -> list[int]:
 def slices(subject: str, indices: list[int], args) -> np.ndarray:
     """lungdx slices on the object grid of ``--object-grid``."""
     return shared.lungdx_slices(
-        subject, indices=indices, size=LUNGDX_NATIVE if args.object_grid == "native" else args.size
+        subject, indices=indices, size=shared.LUNGDX_NATIVE if args.object_grid == "native" else args.size
     )
 
 

@@ -24,6 +24,7 @@ __all__ = [
     "DIPY_T1",
     "LUNGDX_A0001",
     "LUNGDX_A0002",
+    "LUNGDX_NATIVE",
     "available",
     "brain8ch",
     "dipy_t1",
@@ -93,6 +94,10 @@ def brain8ch(device: str = "cpu", mask: str = "bart") -> MRIScan:
 def dipy_t1() -> np.ndarray:
     """The real T1-weighted brain slice (256 x 256, magnitude in [0, 1])."""
     return np.load(_need(DIPY_T1)).astype(np.float32)
+
+
+LUNGDX_NATIVE = 512
+"""Side of the lungdx files' slices: :func:`lungdx_slices` at this size is the scanner's own grid."""
 
 
 def lungdx_slices(which: str = "A0001", indices=None, size: int = 256) -> np.ndarray:

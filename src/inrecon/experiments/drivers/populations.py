@@ -160,8 +160,6 @@ class MRISimulation:
 
 
 # --- populations ----------------------------------------------------------------------------------------
-LUNGDX_NATIVE = 512
-"""Side of the lungdx files' slices (``shared.lungdx_slices``)."""
 PHANTOM_OBJECT_FACTOR = 4
 """How much finer than the reconstruction grid phantoms are drawn with ``ct_object_grid="native"``."""
 CT_RAYS_PER_DETECTOR = 4
@@ -174,12 +172,12 @@ def ct_images(p: Subjects, log: Log) -> tuple[list, list, list, str]:
     n = p.size
     native = p.ct_object_grid == "native"
     if p.real and shared.available(shared.LUNGDX_A0001) and shared.available(shared.LUNGDX_A0002):
-        if native and LUNGDX_NATIVE % n:
+        if native and shared.LUNGDX_NATIVE % n:
             raise InreconError(
-                f"size {n} does not divide the lungdx slices' native {LUNGDX_NATIVE}",
+                f"size {n} does not divide the lungdx slices' native {shared.LUNGDX_NATIVE}",
                 "use a size that divides 512 (128, 256), or ct_object_grid='same'",
             )
-        grid = LUNGDX_NATIVE if native else n
+        grid = shared.LUNGDX_NATIVE if native else n
         a = shared.lungdx_slices("A0001", size=grid)
         b = shared.lungdx_slices("A0002", size=grid)
         pre_idx = np.linspace(0, len(a) - 1, p.n_pretrain + p.n_test).round().astype(int)

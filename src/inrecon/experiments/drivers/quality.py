@@ -47,9 +47,6 @@ CLASSICAL = {
 }
 """The classical references of each modality, every weight chosen by hold-out."""
 
-LUNGDX_NATIVE = 512
-"""Side of the lungdx files' slices (``shared.lungdx_slices``)."""
-
 
 @dataclass
 class QualityCase:
@@ -123,9 +120,9 @@ class QualityConfig:
 def _check_grid(case: QualityCase) -> None:
     """A lungdx case projected from the native slice needs a grid that divides it (checked before any
     work)."""
-    if case.source == "lungdx" and case.object_grid == "native" and LUNGDX_NATIVE % case.size:
+    if case.source == "lungdx" and case.object_grid == "native" and shared.LUNGDX_NATIVE % case.size:
         raise InreconError(
-            f"case {case.name!r}: size {case.size} does not divide the lungdx slices' native {LUNGDX_NATIVE}",
+            f"case {case.name!r}: size {case.size} does not divide the lungdx slices' native {shared.LUNGDX_NATIVE}",
             "use a size that divides 512 (128, 256), or object_grid='same'",
         )
 
@@ -164,7 +161,7 @@ def build_case(case: QualityCase):
     if case.source == "scope":
         return shared.scope_parallel(90)
     _check_grid(case)
-    grid = LUNGDX_NATIVE if case.object_grid == "native" else case.size
+    grid = shared.LUNGDX_NATIVE if case.object_grid == "native" else case.size
     img = shared.lungdx_slices(case.subject, indices=[case.slice], size=grid)[0]
     geom = shared.disinr_fan_geometry((case.size, case.size))
     return simulate_ct(
