@@ -26,9 +26,8 @@ from inrecon import __version__
 from inrecon.data.atomic import atomic_path
 from inrecon.data.phantoms import body_ct_phantom, brain_phantom
 from inrecon.data.sampling import cartesian_1d
-from inrecon.data.shared import disinr_fan_geometry
+from inrecon.experiments.drivers.populations import ct_scans, phantom_object_factor
 from inrecon.experiments.runner import Comparison, MethodRun, run_comparison
-from inrecon.physics.simulate.ct import full_scan_angles, simulate_ct
 from inrecon.physics.simulate.mri import simulate_mri
 
 __all__ = ["PROFILES", "DemoProfile", "run_demo"]
@@ -92,9 +91,12 @@ def _mri_population(p: DemoProfile, seeds, device):
 
 
 def _ct_population(p: DemoProfile, seeds, device):
-    geom = disinr_fan_geometry(p.ct_shape)
-    angles = full_scan_angles(p.views)
-    return [simulate_ct(body_ct_phantom(p.ct_shape, seed=s), geom, angles).to(device) for s in seeds]
+    """Chest phantoms drawn finer than the grid and projected from there (no inverse crime: a real object has
+    detail below any reconstruction grid, see ``populations.ct_scans``)."""
+    n = p.ct_shape[0]
+    f = phantom_object_factor(n)
+    images = [body_ct_phantom((f * n, f * p.ct_shape[1]), seed=s) for s in seeds]
+    return [scan.to(device) for scan in ct_scans(images, p.views, size=n)]
 
 
 def _inr_overrides(p: DemoProfile) -> dict:
@@ -195,7 +197,8 @@ def _what_was_run(prof: DemoProfile) -> str:
         f"MRI: {prof.n_pretrain} pre-training and {prof.n_test} test brain phantoms, {prof.mri_shape[0]}x"
         f"{prof.mri_shape[1]}, {prof.coils} simulated coils, 1D Cartesian AF {prof.af} with {prof.acs} ACS lines, "
         f"SNR {prof.snr_db:g} dB. CT: the same numbers of chest phantoms, {prof.ct_shape[0]}x{prof.ct_shape[1]}, "
-        f"fan beam, {prof.views} views over 360 degrees. DisINR is pre-trained on the measurements only and adapted "
+        f"fan beam, {prof.views} views over 360 degrees, projected from phantoms drawn "
+        f"{phantom_object_factor(prof.ct_shape[0])}x finer than the grid. DisINR is pre-trained on the measurements only and adapted "
         "to each test subject with its shared encoder-decoder frozen; every INR method stops by the same hold-out "
         "rule (no reference). Classical weights are defaults or chosen by k-space hold-out. DisINR's encoders "
         f"and decoder have {prof.disinr_width} units."

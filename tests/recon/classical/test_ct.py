@@ -73,7 +73,10 @@ def test_sart_and_tv_beat_fbp_on_sparse_views(name):
     image = 0.5 * ellipse_phantom(128, 128)
     scan = simulate(geometry, 60, image, arc)
     scores = {}
-    for method, overrides in (("fbp", {}), ("sart", {}), ("tv-ct", {"iterations": 150})):
+    # the phantom is projected from the reconstruction grid itself, so TV-CT models it on that grid
+    # (supersample=1); on such data its default finer grid gives 45.5 (fan) / 36.5 (parallel) dB
+    tv = {"iterations": 150, "supersample": 1}
+    for method, overrides in (("fbp", {}), ("sart", {}), ("tv-ct", tv)):
         res = run_method(method, scan, overrides)
         assert res.image.shape == (128, 128) and res.image.dtype == torch.float32
         assert res.method == method and "seconds" in res.info
@@ -134,7 +137,7 @@ def test_tv_on_a_finer_grid_explains_detail_below_the_scan_grid():
     geometry = CTGeometry("fan", 100, 2.0, (48, 48), 2.0, 300.0, 300.0)
     scan = simulate_ct(0.5 * ellipse_phantom(192, 192), geometry, full_scan_angles(30), rays_per_detector=4)
     ctx = replace(CTX, show_progress=False)
-    plain = tv_recon(scan, TVConfig(lam_rel=0.01), ctx)
+    plain = tv_recon(scan, TVConfig(lam_rel=0.01, supersample=1), ctx)
     fine = tv_recon(scan, TVConfig(lam_rel=0.01, supersample=2), ctx)
     assert fine.image.shape == plain.image.shape == (48, 48)
     # measured 30.29 -> 38.12 dB

@@ -46,6 +46,7 @@ __all__ = [
     "mri_images",
     "mri_scans",
     "new_report",
+    "phantom_object_factor",
     "pretrain_and_compare",
     "section",
 ]
@@ -104,9 +105,9 @@ class Subjects:
     """Use real data from INRECON_DATA when present (false: phantoms only)."""
     ct_object_grid: Literal["native", "same"] = "native"
     """CT: the grid the sinograms are projected from. ``native``: the lungdx slices on their own 512 x 512 grid
-    (``size`` must divide 512; phantoms are drawn 4x finer than ``size``), four rays per detector cell, so the
-    data carry the detail a real object has below the reconstruction grid; ``same``: the reconstruction grid
-    itself, the "inverse crime" of the CT benchmarks before 2026-12-03 (data exactly of the kind every method
+    (``size`` must divide 512; phantoms are drawn up to 4x finer, :func:`phantom_object_factor`), four rays per
+    detector cell, so the data carry the detail a real object has below the reconstruction grid; ``same``: the
+    reconstruction grid itself, the "inverse crime" of the CT benchmarks before 2026-12-03 (data exactly of the kind every method
     models, which flatters them all, most of all on noise-free data)."""
 
 
@@ -160,8 +161,12 @@ class MRISimulation:
 
 
 # --- populations ----------------------------------------------------------------------------------------
-PHANTOM_OBJECT_FACTOR = 4
-"""How much finer than the reconstruction grid phantoms are drawn with ``ct_object_grid="native"``."""
+def phantom_object_factor(n: int) -> int:
+    """How much finer than an ``n x n`` reconstruction grid CT phantoms are drawn to be projected (as lungdx
+    slices are from their 512 x 512 grid): 4, or less where that would pass 512 (256: 2)."""
+    return max(1, min(4, shared.LUNGDX_NATIVE // n))
+
+
 CT_RAYS_PER_DETECTOR = 4
 """Rays averaged over each detector cell when the object is finer than the grid (``simulate_ct``)."""
 
@@ -197,14 +202,12 @@ def ct_images(p: Subjects, log: Log) -> tuple[list, list, list, str]:
         )
         return list(a[pre_idx]), list(a[test_idx]), list(b[ood_idx]), note
     log("  real CT data not found: using chest phantoms")
-    m = n * PHANTOM_OBJECT_FACTOR if native else n
+    m = n * phantom_object_factor(n) if native else n
     pre = [body_ct_phantom((m, m), seed=s) for s in range(p.n_pretrain)]
     test = [body_ct_phantom((m, m), seed=500 + s) for s in range(p.n_test)]
     ood = [np.clip(body_ct_phantom((m, m), seed=900 + s) * 1.08 - 0.03, 0, 1) for s in range(p.n_test)]
     note = "Data: chest phantoms (no real CT found); out-of-domain = phantoms with shifted contrast" + (
-        f"; sinograms projected from phantoms drawn {PHANTOM_OBJECT_FACTOR}x finer than the grid."
-        if native
-        else "."
+        f"; sinograms projected from phantoms drawn {m // n}x finer than the grid." if native else "."
     )
     return pre, test, ood, note
 
