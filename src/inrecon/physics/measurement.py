@@ -13,6 +13,8 @@ Every reconstruction -- the classical solvers and every INR method -- sees a sca
   ``||P x - y||^2`` has the ``1/|w|`` spectrum of ``P^T P``), the square root of statistical weights
   proportional to the detected counts (``"counts"``: penalised-weighted-least-squares weighting of Poisson
   data, :func:`count_weights`), both (``"ramp+counts"``), or nothing (``"none"``, classical solvers).
+  With ``ct_supersample=k`` the projector acts on a grid ``k`` times finer over the same field of view, and
+  :meth:`Measurement.finalize` returns the ``k x k`` block mean on the scan's grid.
 - Volume fitting: ``A = Select(all) @ I``.
 
 Samples are ordered location by location (MRI: all coils of one k-space location or trajectory sample together),

@@ -138,6 +138,12 @@ def test_pretraining_rejects_mixed_subjects():
             build_config(DisINRPretrainConfig, dict(steps=1, **ARCH)),
             "/tmp/x",
         )
+    with pytest.raises(InreconError, match=r"data\.ct_supersample=1"):
+        pretrain_disinr(
+            [tiny_mri()],
+            build_config(DisINRPretrainConfig, {"steps": 1, "data.ct_supersample": 2, **ARCH}),
+            "/tmp/x",
+        )
 
 
 def test_pretraining_resumes_after_kill(tmp_path, subjects, monkeypatch):

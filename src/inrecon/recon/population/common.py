@@ -211,6 +211,11 @@ class SubjectSet:
     def __init__(self, scans: Sequence, data: MeasurementConfig, names: Sequence[str] | None = None):
         if len(scans) == 0:
             raise InreconError("no pre-training scans were given", "pass at least one scan with --data")
+        if data.ct_supersample != 1:
+            raise InreconError(
+                f"pre-training models each scan on its own grid, but data.ct_supersample is {data.ct_supersample}",
+                "pre-train with data.ct_supersample=1 (an adaptation may still set it)",
+            )
         sig0 = scan_signature(scans[0])
         for i, s in enumerate(scans):
             sig = scan_signature(s)
