@@ -198,8 +198,8 @@ def _what_was_run(prof: DemoProfile) -> str:
         f"{prof.mri_shape[1]}, {prof.coils} simulated coils, 1D Cartesian AF {prof.af} with {prof.acs} ACS lines, "
         f"SNR {prof.snr_db:g} dB. CT: the same numbers of chest phantoms, {prof.ct_shape[0]}x{prof.ct_shape[1]}, "
         f"fan beam, {prof.views} views over 360 degrees, projected from phantoms drawn "
-        f"{phantom_object_factor(prof.ct_shape[0])}x finer than the grid. DisINR is pre-trained on the measurements only and adapted "
-        "to each test subject with its shared encoder-decoder frozen; every INR method stops by the same hold-out "
+        f"{phantom_object_factor(prof.ct_shape[0])}x finer than the grid. DisINR is pre-trained on the "
+        "measurements only and adapted to each test subject with its shared encoder-decoder frozen; every INR method stops by the same hold-out "
         "rule (no reference). Classical weights are defaults or chosen by k-space hold-out. DisINR's encoders "
         f"and decoder have {prof.disinr_width} units."
     )

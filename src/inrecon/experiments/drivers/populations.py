@@ -107,8 +107,8 @@ class Subjects:
     """CT: the grid the sinograms are projected from. ``native``: the lungdx slices on their own 512 x 512 grid
     (``size`` must divide 512; phantoms are drawn up to 4x finer, :func:`phantom_object_factor`), four rays per
     detector cell, so the data carry the detail a real object has below the reconstruction grid; ``same``: the
-    reconstruction grid itself, the "inverse crime" of the CT benchmarks before 2026-12-03 (data exactly of the kind every method
-    models, which flatters them all, most of all on noise-free data)."""
+    reconstruction grid itself, the "inverse crime" of the CT benchmarks before 2026-12-03 (data exactly of the
+    kind every method models, which flatters them all, most of all on noise-free data)."""
 
 
 @dataclass
