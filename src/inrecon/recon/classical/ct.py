@@ -273,7 +273,12 @@ def tv_weight(scan: CTScan, lam_rel: float, meas: Measurement | None = None) -> 
     (``k``: the measurement's supersampling, :class:`TVConfig`)."""
     meas = build_measurement(scan, ct_weighting="none", scale="none") if meas is None else meas
     d, s = _diag_mean(meas), _image_scale(scan)
-    return lam_rel * d * s * meas.supersample**2, {"diag_mean": d, "image_scale": s}
+    return _absolute_weight(lam_rel, d, s, meas), {"diag_mean": d, "image_scale": s}
+
+
+def _absolute_weight(lam_rel: float, diag_mean: float, image_scale: float, meas: Measurement) -> float:
+    """``lam_rel * diag_mean * image_scale * k^2`` (:func:`tv_weight`)."""
+    return lam_rel * diag_mean * image_scale * meas.supersample**2
 
 
 def _tv_solve(meas: Measurement, lam: float, cfg: TVConfig, show) -> tuple[torch.Tensor, dict]:
@@ -345,7 +350,7 @@ def tv_recon(scan: CTScan, cfg: TVConfig, ctx: Context) -> ReconResult:
             s = _image_scale(scan)
 
             def recon(train: Measurement, v: float) -> torch.Tensor:
-                return _tv_solve(train, v * _diag_mean(train) * s * train.supersample**2, cfg, False)[0]
+                return _tv_solve(train, _absolute_weight(v, _diag_mean(train), s, train), cfg, False)[0]
 
             cands = sorted(float(c) for c in cfg.lam_candidates)
             lam_rel, info["holdout_scores"] = refine_weight(
