@@ -74,29 +74,28 @@ def counts_weighted() -> MeasurementConfig:
 
 
 ADAPT_MODALITY_DEFAULTS = {
-    "ct": {
-        k: v for k, v in NGP_MODALITY_DEFAULTS["ct"].items() if k not in ("optim.lr", "data.ct_ramp_filter")
-    },
+    "ct": {k: v for k, v in NGP_MODALITY_DEFAULTS["ct"].items() if k != "optim.lr"},
     "mri": {k: v for k, v in NGP_MODALITY_DEFAULTS["mri"].items() if k == "prior.phase"},
 }
-"""CT defaults of every population method's test-time fit: NGP's counts-weighted, view-held-out data term and
-relative TV prior (:data:`~inrecon.recon.inr.ngp.NGP_MODALITY_DEFAULTS`, without its learning rate: DisINR's 1e-3
-and 1e-2 gave the same curve). Measured for DisINR (``benchmarks/disinr_ct.py``, lungdx 128^2, 60 fan views, 1e5
-photons, pre-trained on 16 noisy A0001 slices): A0001 slice 30 (tuning) 23.69 -> 30.64 dB; prior weight 0.003 /
-0.01 / 0.03 -> 30.06 / 30.64 / 30.58 dB; A0002 slice 15 (confirmation, other scanner) 22.78 -> 31.31 dB. STRAINER
-and Meta share them unmeasured (the same data term and prior for every method of a comparison). Since 2026-12 the
-prior's weight is NGP's ``auto`` (chosen per scan by the hold-out rule): DisINR on the quick demo's noise-free
-phantoms 38.10 -> 39.96 dB; on the model above, A0001 slice 30 31.16 -> 30.05 dB (it chose 0.001, as NGP does on
-that scan) and A0002 slice 15 31.76 -> 31.76 dB; with held-out views spread over the angles
-(``--set data.ct_split=spread``, not a default: NGP's choice with it failed on independent files) 29.01 -> 31.10 dB
-in domain, 31.69 -> 31.72 out of domain (the 64-unit model of benchmarks/RESULTS.md). NGP's Hann-apodised ramp
-(``data.ct_ramp_filter="hann"``, 2026-12-03) is not taken over: it was measured for NGP only, and the
-population methods pre-train with the plain ramp; ``--set data.ct_ramp_filter=hann`` applies it to an
-adaptation. MRI adaptation takes NGP's smooth-phase prior (``prior.phase``; fixed 0.003 at first, DisINR on
-the quick demo's MRI phantoms 26.95 -> 31.26 dB; since 2026-12-03 NGP's ``auto``). It does not take NGP's MRI
-data scale, learning rate and hash-table weight decay: a frozen shared pair was pre-trained on data at the
-population's own scale (an adaptation at another scale than the model file records is refused before any work:
-:func:`check_data_scale`)."""
+"""CT defaults of every population method's test-time fit: NGP's counts-weighted, view-held-out data term and relative
+TV prior (:data:`~inrecon.recon.inr.ngp.NGP_MODALITY_DEFAULTS`, without its learning rate: DisINR's 1e-3 and 1e-2
+gave the same curve). Measured for DisINR (``benchmarks/disinr_ct.py``, lungdx 128^2, 60 fan views, 1e5 photons,
+pre-trained on 16 noisy A0001 slices): A0001 slice 30 (tuning) 23.69 -> 30.64 dB; prior weight 0.003 / 0.01 / 0.03
+-> 30.06 / 30.64 / 30.58 dB; A0002 slice 15 (confirmation, other scanner) 22.78 -> 31.31 dB. STRAINER and Meta share
+them unmeasured (the same data term and prior for every method of a comparison). Since 2026-12 the prior's weight is
+NGP's ``auto`` (chosen per scan by the hold-out rule): DisINR on the quick demo's noise-free phantoms 38.10 -> 39.96
+dB; on the model above, A0001 slice 30 31.16 -> 30.05 dB (it chose 0.001, as NGP does on that scan) and A0002 slice
+15 31.76 -> 31.76 dB; with held-out views spread over the angles (``--set data.ct_split=spread``, not a default:
+NGP's choice with it failed on independent files) 29.01 -> 31.10 dB in domain, 31.69 -> 31.72 out of domain (the
+64-unit model of benchmarks/RESULTS.md). NGP's Hann-apodised ramp (``data.ct_ramp_filter="hann"``) is taken over
+since 2026-12-04 (the pre-training keeps the plain ramp; a model pre-trained with Hann gained nothing): DisINR on
+the native-grid populations, tuning slices A0001[30] / A0002[15] +0.26 / +0.72 dB (8-level CT default) and +2.47 /
++0.58 (paper architecture); confirmation slices A0001[45] / A0002[5] / A0002[25] +2.47 / +0.97 / +0.37 and +1.34 /
++0.71 / +0.48 dB. STRAINER and Meta share it unmeasured. MRI adaptation takes NGP's smooth-phase prior
+(``prior.phase``; fixed 0.003 at first, DisINR on the quick demo's MRI phantoms 26.95 -> 31.26 dB; since 2026-12-03
+NGP's ``auto``). It does not take NGP's MRI data scale, learning rate and hash-table weight decay: a frozen shared
+pair was pre-trained on data at the population's own scale (an adaptation at another scale than the model file
+records is refused before any work: :func:`check_data_scale`)."""
 
 POPULATION_ALIASES = {
     "fourier_frequencies": "arch.fourier.n_frequencies",
