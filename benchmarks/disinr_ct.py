@@ -105,17 +105,20 @@ def main() -> None:
     ap.add_argument("--out-domain", type=int, nargs="*", default=[15], help="A0002 slices")
     ap.add_argument("--methods", nargs="*", default=["fbp", "tv", "ngp", "disinr"])
     ap.add_argument("--set", action="append", default=[], help="DisINR adaptation key=value")
+    ap.add_argument("--ngp-set", action="append", default=[], help="NGP config key=value")
     ap.add_argument("--curve", default="25,50,100,200", help="adaptation steps of the convergence curve; ''")
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     adapt_over = parse_sets(args.set)
+    ngp_over = parse_sets(args.ngp_set)
     out = {
         "data": f"lungdx, {args.size}^2, {args.views} fan views, photons {args.photons or 'none'}, "
         f"projected from the {args.object_grid} grid",
         "threads": args.threads,
         "machine": f"{platform.machine()} {os.cpu_count()} cores, torch {torch.__version__}, CPU",
         "adaptation_overrides": adapt_over,
+        "ngp_overrides": ngp_over,
     }
     model = args.model
     if model is None and "disinr" in args.methods:
@@ -134,7 +137,7 @@ def main() -> None:
     for subject, i, domain in cases:
         scan = simulate(slices(subject, [i], args), args, seed0=i)[0]
         for method in args.methods:
-            over = adapt_over if method == "disinr" else {}
+            over = {"disinr": adapt_over, "ngp": ngp_over}.get(method, {})
             t0 = time.perf_counter()
             res = run_method(
                 method, scan, over, show_progress=False, model=model if method == "disinr" else None
