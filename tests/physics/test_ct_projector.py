@@ -160,6 +160,27 @@ def test_cache_reuses_matrices():
     assert CTProjector(geometry, torch.linspace(0, 3, 20)).matrix is not a.matrix
 
 
+def test_live_projectors_share_matrices_beyond_the_cache_size():
+    # augmented pre-training builds more angle sets per scan than the LRU holds, one scan after the other
+    import gc
+    import weakref
+
+    ct.clear_cache()
+    geometry = CTGeometry("parallel", 40, 1.0, (30, 30), 1.0)
+    size = ct.cache_info()["maxsize"]
+    sets = [torch.linspace(0, 3, 20) + 0.1 * k for k in range(size + 2)]
+    first = [CTProjector(geometry, a) for a in sets]
+    second = [CTProjector(geometry, a) for a in sets]
+    assert all(p.matrix is q.matrix and p.matrix_t is q.matrix_t for p, q in zip(first, second, strict=True))
+    assert ct.cache_info()["live"] == size + 2
+    oldest = weakref.ref(first[0].matrix)
+    del first, second
+    gc.collect()
+    assert ct.cache_info()["entries"] == ct.cache_info()["live"] == size  # nothing pinned beyond the LRU
+    assert oldest() is None  # evicted from the LRU and held by no projector: freed
+    ct.clear_cache()
+
+
 def test_select_views_equals_projector_on_those_angles(gen):
     op = _small_op()
     idx = [7, 2, 11]

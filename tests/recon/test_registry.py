@@ -103,6 +103,14 @@ def test_pretraining_has_modality_defaults_too_and_every_path_uses_them(tmp_path
     )  # volumes keep float32 (fits beyond bf16's precision)
     assert pre.build("mri").arch.hash == DisINRPretrainConfig().arch.hash  # MRI keeps the paper's grid
     assert pre.build("ct", {"arch.hash.n_levels": 12}).arch.hash.n_levels == 12  # the user's value wins
+    ct_aug, mri_aug = pre.build("ct").augment, pre.build("mri").augment
+    assert (ct_aug.rotations, ct_aug.mirror) == (4, True)  # CT pre-trains on rotated and mirrored scans
+    assert (mri_aug.rotations, mri_aug.mirror, mri_aug.conjugate) == (1, False, False)
+    assert pre.build("ct", {"augment.rotations": 1, "augment.mirror": False}).augment.rotations == 1
+    adapt = METHODS["disinr"]
+    assert adapt.build("ct").stop.min_chosen == 0.02  # DisINR's CT hold-out floor
+    assert adapt.build("ct").data == METHODS["strainer"].build("ct").data  # the shared adaptation data term
+    assert adapt.build("mri").stop.min_chosen == METHODS["strainer"].build("mri").stop.min_chosen == 0.05
     scan = simulate_ct(shepp_logan((32, 32)), disinr_fan_geometry((32, 32)), full_scan_angles(20))
     out = pretrain("disinr", [scan], tmp_path / "m.safetensors", {"steps": 1}, show_progress=False)
     assert load_model(out)[1]["architecture"]["hash"]["n_levels"] == 8  # the API applied the CT default

@@ -19,6 +19,7 @@ free.
 from __future__ import annotations
 
 import warnings
+import weakref
 from collections import OrderedDict
 from collections.abc import Sequence
 
@@ -40,6 +41,11 @@ _MAX_NNZ = 1_000_000_000
 _CHUNK_ENTRIES = 3_000_000
 _CACHE_SIZE = 6
 _CACHE: OrderedDict[tuple, tuple[torch.Tensor, torch.Tensor]] = OrderedDict()
+# Every matrix a live projector still holds, by (key, 0 forward / 1 transpose): projectors of one geometry and one
+# angle set share their matrices however many others were built since (e.g. the 8 rotated and mirrored variants
+# of each of 16 augmented pre-training scans: 8 matrices, not 128). Weak references: an entry goes with the last
+# projector that holds it, so this pins nothing beyond the LRU above.
+_LIVE: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
 
 
 def detector_positions(geometry: CTGeometry) -> np.ndarray:
@@ -166,16 +172,19 @@ def _cache_key(geometry: CTGeometry, angles: np.ndarray) -> tuple:
 
 
 def clear_cache() -> None:
-    """Forget every cached system matrix."""
+    """Forget every cached system matrix (projectors built later build their own, shared with none built before)."""
     _CACHE.clear()
+    _LIVE.clear()
 
 
 def cache_info() -> dict:
-    """Entries in the system-matrix cache and their total number of non-zeros."""
+    """Entries in the system-matrix cache (LRU) and their total number of non-zeros; ``live``: the angle sets whose
+    matrices some projector still holds (shared with any projector built for them later)."""
     return {
         "entries": len(_CACHE),
         "maxsize": _CACHE_SIZE,
         "nnz": sum(int(a.values().numel()) for a, _ in _CACHE.values()),
+        "live": len({key for key, _ in _LIVE.keys()}),
     }
 
 
@@ -240,6 +249,9 @@ class CTProjector(LinearOperator):
         if key in _CACHE:
             _CACHE.move_to_end(key)
             return _CACHE[key]
+        live = _LIVE.get((key, 0)), _LIVE.get((key, 1))
+        if live[0] is not None and live[1] is not None:
+            return CTProjector._remember(key, live)
         est = _estimated_nnz(geometry, ang.size)
         if est > _MAX_NNZ:
             raise InreconError(
@@ -253,12 +265,15 @@ class CTProjector(LinearOperator):
                 "no ray of this CT geometry crosses the image (the detector misses the field of view)",
                 "check n_detectors, detector_spacing_mm, pixel_size_mm and the source/detector distances",
             )
-        fwd = _to_torch_csr(mat)
-        adj = _to_torch_csr(mat.T.tocsr())
-        _CACHE[key] = (fwd, adj)
+        return CTProjector._remember(key, (_to_torch_csr(mat), _to_torch_csr(mat.T.tocsr())))
+
+    @staticmethod
+    def _remember(key: tuple, pair: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        _CACHE[key] = pair
+        _LIVE[(key, 0)], _LIVE[(key, 1)] = pair
         while len(_CACHE) > _CACHE_SIZE:
             _CACHE.popitem(last=False)
-        return fwd, adj
+        return pair
 
     def select_views(self, index: torch.Tensor | np.ndarray | Sequence[int]) -> CTProjector:
         """A projector for a subset of this one's views (rows sliced from the matrix, nothing rebuilt).
