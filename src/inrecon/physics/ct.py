@@ -41,10 +41,10 @@ _MAX_NNZ = 1_000_000_000
 _CHUNK_ENTRIES = 3_000_000
 _CACHE_SIZE = 6
 _CACHE: OrderedDict[tuple, tuple[torch.Tensor, torch.Tensor]] = OrderedDict()
-# Every matrix a live projector still holds, by (key, 0 forward / 1 transpose): projectors of one geometry and one
-# angle set share their matrices however many others were built since (e.g. the 8 rotated and mirrored variants
-# of each of 16 augmented pre-training scans: 8 matrices, not 128). Weak references: an entry goes with the last
-# projector that holds it, so this pins nothing beyond the LRU above.
+# Every matrix a live projector still holds, by (key, 0 forward / 1 transpose): projectors of one geometry and
+# one angle set share their matrices however many others were built since (e.g. the 8 rotated and mirrored
+# variants of each of 16 augmented pre-training scans: 8 matrices, not 128). Weak references: an entry goes
+# with the last projector that holds it, so this pins nothing beyond the LRU above.
 _LIVE: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
 
 
@@ -172,14 +172,15 @@ def _cache_key(geometry: CTGeometry, angles: np.ndarray) -> tuple:
 
 
 def clear_cache() -> None:
-    """Forget every cached system matrix (projectors built later build their own, shared with none built before)."""
+    """Forget every cached system matrix (projectors built later build their own, shared with none built
+    before)."""
     _CACHE.clear()
     _LIVE.clear()
 
 
 def cache_info() -> dict:
-    """Entries in the system-matrix cache (LRU) and their total number of non-zeros; ``live``: the angle sets whose
-    matrices some projector still holds (shared with any projector built for them later)."""
+    """Entries in the system-matrix cache (LRU) and their total number of non-zeros; ``live``: the angle sets
+    whose matrices some projector still holds (shared with any projector built for them later)."""
     return {
         "entries": len(_CACHE),
         "maxsize": _CACHE_SIZE,

@@ -68,33 +68,35 @@ DISINR_PRETRAIN_MODALITY_DEFAULTS = {
     },
     "mri": {"arch.mlp_dtype": "auto"},
 }
-"""Where DisINR's pre-training defaults differ by modality (the model file records them, so adaptation uses the
-same). CT: both encoders on 8 hash levels, none finer than the image grid (instead of 16 levels growing by 1.5).
-Measured with ``benchmarks/disinr_ct.py`` (lungdx 128^2, 60 fan views, 1e5 photons; pre-trained on 16 noisy A0001
-slices): chosen on A0001 slice 30 / A0002 slice 15, 30.64 / 31.31 dB (2000 steps) -> 31.14 / 31.74 dB (1000
-steps); confirmed on A0001 slice 45 / A0002 slices 5 and 25 (RESULTS.md); a pre-training step 1.39x faster. MRI
-keeps the paper's grid (unmeasured for DisINR; for NGP the grid-limited hash lost 1.5 dB on the real brain). CT and
-MRI: bfloat16 products where the hardware has them (``auto``): the same images (31.16 / 31.76 dB on the case above;
-the demo's MRI 26.97 vs 26.99 dB) from a pre-training step 1.7x faster again. Volumes keep float32: their fits pass
-60 dB, beyond bf16's precision. Re-checked on slices projected from their native 512^2 grid (no inverse crime),
-adapted with the Hann ramp: the paper's 16 levels against these 8, tuning slices +1.92 / -0.11 dB, confirmation
-slices A0001[45] / A0002[5] / A0002[25] +0.09 / -0.46 / -0.08 dB, so the 8 levels stay. CT also pre-trains on
-every scan at 4 rotations and their mirrors (exact measurement-domain augmentation, :mod:`inrecon.data.augment`;
-8 subjects per scan, the same steps, a pre-training 1.1x slower): on those native-grid slices, two pre-training
-seeds each, tuning +1.18 / +0.15 dB and confirmation +1.11 / +0.29 / +0.15 dB (means), every slice better under
-both seeds (RESULTS.md)."""
+"""Where DisINR's pre-training defaults differ by modality (the model file records them, so adaptation uses
+the same). CT: both encoders on 8 hash levels, none finer than the image grid (instead of 16 levels growing by
+1.5). Measured with ``benchmarks/disinr_ct.py`` (lungdx 128^2, 60 fan views, 1e5 photons; pre-trained on 16
+noisy A0001 slices): chosen on A0001 slice 30 / A0002 slice 15, 30.64 / 31.31 dB (2000 steps) -> 31.14 / 31.74
+dB (1000 steps); confirmed on A0001 slice 45 / A0002 slices 5 and 25 (RESULTS.md); a pre-training step 1.39x
+faster. MRI keeps the paper's grid (unmeasured for DisINR; for NGP the grid-limited hash lost 1.5 dB on the
+real brain). CT and MRI: bfloat16 products where the hardware has them (``auto``): the same images (31.16 /
+31.76 dB on the case above; the demo's MRI 26.97 vs 26.99 dB) from a pre-training step 1.7x faster again.
+Volumes keep float32: their fits pass 60 dB, beyond bf16's precision. Re-checked on slices projected from
+their native 512^2 grid (no inverse crime), adapted with the Hann ramp: the paper's 16 levels against these 8,
+tuning slices +1.92 / -0.11 dB, confirmation slices A0001[45] / A0002[5] / A0002[25] +0.09 / -0.46 / -0.08 dB,
+so the 8 levels stay. CT also pre-trains on every scan at 4 rotations and their mirrors (exact
+measurement-domain augmentation, :mod:`inrecon.data.augment`; 8 subjects per scan, the same steps, a
+pre-training 1.1x slower): on those native-grid slices, two pre-training seeds each, tuning +1.18 / +0.15 dB
+and confirmation +1.11 / +0.29 / +0.15 dB (means), every slice better under both seeds (RESULTS.md)."""
 
 
 DISINR_ADAPT_MODALITY_DEFAULTS = {
     **common.ADAPT_MODALITY_DEFAULTS,
     "ct": {**common.ADAPT_MODALITY_DEFAULTS["ct"], "stop.min_chosen": 0.02},
 }
-"""DisINR's test-time fit: the population methods' defaults (:data:`~inrecon.recon.population.common.
-ADAPT_MODALITY_DEFAULTS`) and, on CT, a hold-out floor of 2 % of the budget (80 of 4000 steps) instead of 5 %: with the
-shared pair frozen a subject encoder fits the noisy sinogram's anatomy within 100-160 steps, and the 200-step floor
-ran it into the noise. On the native-grid lungdx slices (RESULTS.md), with the augmented pre-training, two seeds:
-tuning A0001[30] / A0002[15] +0.30 / 0.00 and +0.15 / 0.00 dB, confirmation A0001[45] / A0002[5] / A0002[25] +0.27 /
-+0.16 / 0.00 and 0.00 / +0.26 / 0.00 dB; no slice worse; the rule chose 100-361 steps. MRI keeps 5 % (unmeasured)."""
+"""DisINR's test-time fit: the population methods' defaults
+(:data:`~inrecon.recon.population.common.ADAPT_MODALITY_DEFAULTS`) and, on CT, a hold-out floor of 2 % of the
+budget (80 of 4000 steps) instead of 5 %: with the shared pair frozen a subject encoder fits the noisy
+sinogram's anatomy within 100-160 steps, and the 200-step floor ran it into the noise. On the native-grid
+lungdx slices (RESULTS.md), with the augmented pre-training, two seeds: tuning A0001[30] / A0002[15] +0.30 /
+0.00 and +0.15 / 0.00 dB, confirmation A0001[45] / A0002[5] / A0002[25] +0.27 / +0.16 / 0.00 and 0.00 / +0.26
+/ 0.00 dB; no slice worse; the rule chose 100-361 steps. MRI keeps 5 % (on the real 8-coil brain 2 % gained
++0.19 dB, one case)."""
 
 
 def pretrain_disinr(scans, cfg: DisINRPretrainConfig, output, **run) -> Path:
