@@ -31,6 +31,7 @@ from inrecon.data import shared
 from inrecon.experiments.drivers.populations import ct_scans
 from inrecon.metrics import evaluate
 from inrecon.recon.api import pretrain, run_method
+from inrecon.runtime import resolve_device
 
 A0001_SLICES = 64
 
@@ -45,6 +46,12 @@ def parse_sets(items) -> dict:
         except json.JSONDecodeError:
             out[key] = value
     return out
+
+
+def machine(dev: torch.device) -> str:
+    """The hardware in words: the CPU, and the GPU where the run used one."""
+    where = torch.cuda.get_device_name(dev) if dev.type == "cuda" else "CPU"
+    return f"{platform.machine()} {os.cpu_count()} cores, torch {torch.__version__}, {where}"
 
 
 def pretrain_indices(n: int, held_out: list[int]) -> list[int]:
@@ -108,7 +115,9 @@ def main() -> None:
     ap.add_argument("--ngp-set", action="append", default=[], help="NGP config key=value")
     ap.add_argument("--curve", default="25,50,100,200", help="adaptation steps of the convergence curve; ''")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--device", default="cpu", help="cpu, cuda or auto: where the scans and networks live")
     args = ap.parse_args()
+    dev = resolve_device(args.device)
     torch.set_num_threads(args.threads)
     adapt_over = parse_sets(args.set)
     ngp_over = parse_sets(args.ngp_set)
@@ -116,14 +125,14 @@ def main() -> None:
         "data": f"lungdx, {args.size}^2, {args.views} fan views, photons {args.photons or 'none'}, "
         f"projected from the {args.object_grid} grid",
         "threads": args.threads,
-        "machine": f"{platform.machine()} {os.cpu_count()} cores, torch {torch.__version__}, CPU",
+        "machine": machine(dev),
         "adaptation_overrides": adapt_over,
         "ngp_overrides": ngp_over,
     }
     model = args.model
     if model is None and "disinr" in args.methods:
         idx = pretrain_indices(args.n_pretrain, args.in_domain)
-        scans = simulate(slices("A0001", idx, args), args, seed0=1000)
+        scans = [s.to(dev) for s in simulate(slices("A0001", idx, args), args, seed0=1000)]
         over = {"optim.steps": args.pretrain_steps, **parse_sets(args.pretrain_set)}
         t0 = time.perf_counter()
         model = pretrain("disinr", scans, args.output, over, names=[f"A0001[{i}]" for i in idx])
@@ -135,7 +144,7 @@ def main() -> None:
     steps = [int(s) for s in args.curve.split(",") if s]
     rows = []
     for subject, i, domain in cases:
-        scan = simulate(slices(subject, [i], args), args, seed0=i)[0]
+        scan = simulate(slices(subject, [i], args), args, seed0=i)[0].to(dev)
         for method in args.methods:
             over = {"disinr": adapt_over, "ngp": ngp_over}.get(method, {})
             t0 = time.perf_counter()

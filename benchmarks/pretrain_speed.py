@@ -41,7 +41,7 @@ from inrecon.physics.simulate.mri import simulate_mri
 from inrecon.recon.methods import METHODS
 from inrecon.recon.population.common import PopulationTask, SubjectSet, batch_schedule, to_image
 from inrecon.recon.population.disinr import DisINRPretrainConfig
-from inrecon.runtime import fast_bf16
+from inrecon.runtime import fast_bf16, resolve_device
 
 
 class PerSubjectTask(PopulationTask):
@@ -108,10 +108,12 @@ def main() -> None:
         help="pre-training config of the library step only, e.g. arch.hash.n_levels=8 (the reference keeps the "
         "defaults; with another architecture the loss difference is not reported)",
     )
+    ap.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     args = ap.parse_args()
+    dev = resolve_device(args.device)
 
     cfg = build_config(DisINRPretrainConfig, {"subjects_per_step": args.per_step, "seed": 0})
-    subjects = SubjectSet(scans(args.modality, args.size, args.subjects), cfg.data)
+    subjects = SubjectSet([s.to(dev) for s in scans(args.modality, args.size, args.subjects)], cfg.data)
     arch = replace(for_grid(cfg.arch, subjects.image_shape), mlp_dtype="float32")
     ch = 2 if subjects.complex_output else 1
     make = DisINRNetwork if args.network == "disinr" else StrainerNetwork
@@ -125,7 +127,7 @@ def main() -> None:
     if args.mlp_dtype != "default":
         fast = replace(fast, mlp_dtype=args.mlp_dtype)
     torch.manual_seed(0)
-    nets = {"reference": make(2, ch, ids, arch), "library": make(2, ch, ids, fast)}
+    nets = {"reference": make(2, ch, ids, arch).to(dev), "library": make(2, ch, ids, fast).to(dev)}
     same_arch = replace(fast, mlp_dtype="float32") == arch
     if same_arch:
         nets["library"].load_state_dict(nets["reference"].state_dict())
@@ -154,7 +156,7 @@ def main() -> None:
             "n_levels": fast.hash.n_levels,
             "per_level_scale": round(fast.hash.per_level_scale, 3),
         },
-        "fast_bf16": fast_bf16("cpu"),
+        "fast_bf16": fast_bf16(dev),
         "library_overrides": lib_over,
         "timed_steps": args.steps * args.rounds,
         "median_step_ms": {k: round(1000 * v, 1) for k, v in med.items()},
@@ -164,7 +166,8 @@ def main() -> None:
         if not same_arch
         else max(abs(a - b) for a, b in zip(losses["reference"], losses["library"])),
         "threads": torch.get_num_threads(),
-        "machine": f"{platform.machine()} {os.cpu_count()} cores, torch {torch.__version__}, CPU",
+        "machine": f"{platform.machine()} {os.cpu_count()} cores, torch {torch.__version__}, "
+        + (torch.cuda.get_device_name(dev) if dev.type == "cuda" else "CPU"),
     }
     print(json.dumps(out, indent=1))
 

@@ -243,7 +243,9 @@ class HashGridEncoding(nn.Module):
             check_invariants=False,
         ).coalesce()
         with warnings.catch_warnings():
+            # "CSR support is in beta"; torch >= 2.11 on CUDA also says once that invariant checks are off
             warnings.filterwarnings("ignore", message=".*Sparse CSR tensor support is in beta.*")
+            warnings.filterwarnings("ignore", message=".*Sparse invariant checks are implicitly disabled.*")
             fwd = coo.to_sparse_csr()
             bwd = coo.t().coalesce().to_sparse_csr()
         return HashPlan(n, fwd, bwd)

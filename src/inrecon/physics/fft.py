@@ -31,18 +31,18 @@ def ifftc(k: torch.Tensor, dims: Sequence[int] = (-2, -1)) -> torch.Tensor:
     )
 
 
-def checkerboards(shape: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor] | None:
+def checkerboards(shape: Sequence[int], device=None) -> tuple[torch.Tensor, torch.Tensor] | None:
     """Image-side and k-space-side sign arrays for a grid ``shape`` whose every axis has even length.
 
-    Returns ``(c_img, c_k)`` (float32, shape ``shape``) such that
+    Returns ``(c_img, c_k)`` (float32, shape ``shape``, on ``device``) such that
     ``fftc(x) == c_k * fft(c_img * x, norm="ortho")``, or ``None`` when an axis is odd.
     """
     if any(n % 2 for n in shape):
         return None
-    c = torch.ones((), dtype=torch.float32)
+    c = torch.ones((), dtype=torch.float32, device=device)
     sign = 1.0
     for ax, n in enumerate(shape):
-        v = 1.0 - 2.0 * (torch.arange(n) % 2).float()
+        v = 1.0 - 2.0 * (torch.arange(n, device=device) % 2).float()
         view = [1] * len(shape)
         view[ax] = n
         c = c * v.view(view)

@@ -62,9 +62,10 @@ class SenseOp(LinearOperator):
         self.n_coils = int(n_coils)
         self.dims = tuple(range(-len(image_shape), 0))
         self.coil_combine = maps is not None
-        cb = checkerboards(image_shape)
+        device = maps.device if maps is not None else mask.device if mask is not None else None
+        cb = checkerboards(image_shape, device)
         self.use_checkerboard = cb is not None
-        kmask = torch.ones(image_shape) if mask is None else mask.to(torch.float32)
+        kmask = torch.ones(image_shape, device=device) if mask is None else mask.to(device, torch.float32)
         self.register_buffer("mask", kmask)
         cplx = maps.dtype if maps is not None else torch.complex64
         if cb is not None:
@@ -72,12 +73,14 @@ class SenseOp(LinearOperator):
             # Fold the signs into the arrays we multiply by anyway (see physics.fft).
             self.register_buffer("_kmul", kmask * c_k)
             if maps is not None:
-                self.register_buffer("_maps", maps * c_img.to(maps.device))
+                self.register_buffer("_maps", maps * c_img)
             else:
                 self.register_buffer("_maps", c_img.to(cplx))
         else:
             self.register_buffer("_kmul", kmask)
-            self.register_buffer("_maps", maps if maps is not None else torch.ones((), dtype=cplx))
+            self.register_buffer(
+                "_maps", maps if maps is not None else torch.ones((), dtype=cplx, device=device)
+            )
 
     @property
     def maps(self) -> torch.Tensor | None:
@@ -85,8 +88,8 @@ class SenseOp(LinearOperator):
         if not self.coil_combine:
             return None
         if self.use_checkerboard:
-            c_img, _ = checkerboards(self.image_shape)
-            return self._maps * c_img.to(self._maps.device)
+            c_img, _ = checkerboards(self.image_shape, self._maps.device)
+            return self._maps * c_img
         return self._maps
 
     def _coil_images(self, x: torch.Tensor) -> torch.Tensor:

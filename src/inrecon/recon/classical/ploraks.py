@@ -151,11 +151,11 @@ def _idft(x: torch.Tensor) -> torch.Tensor:
     return torch.fft.fftshift(torch.fft.ifft2(x, norm="ortho"), dim=(-2, -1))
 
 
-def _phases(n: int, radius: int, sign: float, dtype) -> torch.Tensor:
+def _phases(n: int, radius: int, sign: float, dtype, device=None) -> torch.Tensor:
     """``exp(sign 2 pi i d m / n)`` ``(2 radius + 1, n)`` for ``d = -radius..radius``: a DFT pruned to small
     offsets (cheaper than full FFTs when only ``|d| <= 2R`` matters)."""
-    d = torch.arange(-radius, radius + 1, dtype=torch.float64)[:, None]
-    m = torch.arange(n, dtype=torch.float64)[None]
+    d = torch.arange(-radius, radius + 1, dtype=torch.float64, device=device)[:, None]
+    m = torch.arange(n, dtype=torch.float64, device=device)[None]
     return torch.exp(sign * 2j * math.pi * d * m / n).to(dtype)
 
 
@@ -167,7 +167,8 @@ def s_gram(kspace: torch.Tensor, radius: float) -> torch.Tensor:
     offs = neighbourhood(radius)
     k, r2 = len(offs), 2 * int(math.floor(radius))
     xh = torch.fft.fft2(torch.fft.ifftshift(xp, dim=(-2, -1)))  # unnormalised: exact correlation sums
-    e1, e2 = _phases(h, r2, 1.0, xh.dtype) / h, _phases(w, r2, 1.0, xh.dtype) / w  # inverse DFT at |d| <= 2R
+    e1 = _phases(h, r2, 1.0, xh.dtype, xh.device) / h  # inverse DFT at |d| <= 2R
+    e2 = _phases(w, r2, 1.0, xh.dtype, xh.device) / w
 
     def small(z):  # (C, C, H, W) spectra -> (C, C, 4R+1, 4R+1) correlation values at offsets -2R..2R
         return e1 @ z @ e2.T
@@ -199,7 +200,9 @@ def calibration_rank(
         )
     ev = torch.linalg.eigvalsh(s @ s.T).flip(0).clamp_min(0)
     frac = torch.cumsum(ev, 0) / ev.sum().clamp_min(1e-300)
-    rank = int(torch.searchsorted(frac, torch.tensor(energy, dtype=frac.dtype)).item()) + 1
+    rank = (
+        int(torch.searchsorted(frac, torch.tensor(energy, dtype=frac.dtype, device=frac.device)).item()) + 1
+    )
     return min(rank, s.shape[0] - 1), {
         "calibration": list(calib.shape[1:]),
         "calibration_windows": s.shape[1] // 2,
@@ -213,7 +216,7 @@ class _Projector:
 
     def __init__(self, gram: torch.Tensor, rank: int, radius: float, shape: tuple[int, ...]):
         c, h, w = shape
-        offs = torch.as_tensor(neighbourhood(radius))
+        offs = torch.as_tensor(neighbourhood(radius), device=gram.device)
         k = len(offs)
         _, vec = torch.linalg.eigh(gram)
         u = vec[:, -rank:].T  # (r, 2 C K): rows of the signal subspace
@@ -225,14 +228,14 @@ class _Projector:
         diff = (offs[None, :] - offs[:, None] + r2).reshape(-1, 2)  # [k, l] = o_l - o_k, as indices
         summ = (offs[:, None] + offs[None, :] + r2).reshape(-1, 2)
         n = 2 * r2 + 1
-        kp = torch.zeros(c * c, n * n, dtype=torch.complex128).index_add_(
+        kp = torch.zeros(c * c, n * n, dtype=torch.complex128, device=gram.device).index_add_(
             1, diff[:, 0] * n + diff[:, 1], mp.reshape(c * c, -1)
         )
-        kq = torch.zeros(c * c, n * n, dtype=torch.complex128).index_add_(
+        kq = torch.zeros(c * c, n * n, dtype=torch.complex128, device=gram.device).index_add_(
             1, summ[:, 0] * n + summ[:, 1], mq.reshape(c * c, -1)
         )
         # P(w) = sum_delta kp(delta) e^{i w delta}, Q(w) = sum_sigma kq(sigma) e^{-i w sigma}: pruned DFTs
-        e1p, e2p = _phases(h, r2, 1.0, kp.dtype), _phases(w, r2, 1.0, kp.dtype)
+        e1p, e2p = _phases(h, r2, 1.0, kp.dtype, gram.device), _phases(w, r2, 1.0, kp.dtype, gram.device)
         self.p = (e1p.T @ kp.reshape(c, c, n, n) @ e2p).to(torch.complex64)
         self.q = (e1p.conj().T @ kq.reshape(c, c, n, n) @ e2p.conj()).to(torch.complex64)
         self.scale = 4 * k  # diag(S^* S) on the padded grid

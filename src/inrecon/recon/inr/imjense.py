@@ -99,7 +99,7 @@ class PolynomialCoils(nn.Module):
         terms = [(i, j) for i in range(order + 1) for j in range(order + 1 - i)]
         basis = torch.stack([ly[i][:, None] * lx[j][None, :] for i, j in terms]).reshape(len(terms), H * W)
         self.register_buffer("basis", basis.to(torch.float32))
-        self.coef = nn.Parameter(torch.zeros(n_coils, len(terms), 2))
+        self.coef = nn.Parameter(torch.zeros(n_coils, len(terms), 2, device=device))
         self.image_shape = (H, W)
 
     def raw(self) -> torch.Tensor:
