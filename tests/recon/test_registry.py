@@ -45,8 +45,8 @@ def test_population_adaptation_takes_the_mri_phase_prior():
     for name in ("disinr", "strainer", "meta"):
         cfg = METHODS[name].build("mri")
         assert cfg.prior.phase == NGP_MODALITY_DEFAULTS["mri"]["prior.phase"], name
-        # but not NGP's data scale or optimiser: the shared pair was pre-trained at the population's scale
-        assert cfg.data.scale == "max" and cfg.optim.lr != NGP_MODALITY_DEFAULTS["mri"]["optim.lr"], name
+        # but not NGP's data scale or optimiser: the data are scaled as the model's pre-training scaled them
+        assert cfg.data.scale == "model" and cfg.optim.lr != NGP_MODALITY_DEFAULTS["mri"]["optim.lr"], name
         assert METHODS[name].build("ct").prior.phase == 0, name
         # and NGP's Hann-apodised CT ramp (confirmed for DisINR on held-out slices)
         assert (

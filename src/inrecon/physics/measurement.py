@@ -109,12 +109,13 @@ class MeasurementConfig:
     axis, e.g. a 2D-undersampled slice of a 3D scan whose readout runs through the slice, keeps one unit per
     location). Non-Cartesian: runs of consecutive trajectory samples (:func:`trajectory_readouts`: spokes,
     interleaves)."""
-    scale: Literal["max", "image"] = "max"
+    scale: Literal["max", "image", "model"] = "max"
     """How the data are normalised before fitting: by their largest sample magnitude (``max``), or so that the
     image peaks near 1 (``image``: the 99th percentile of ``alpha A^H y``, module docstring). With ``max`` the
     image's own magnitude depends on the matrix size, the FFT or NUFFT normalisation and the sampling density
     (0.04-0.16 on the quality suite's MRI scans), so a learning rate or weight decay means something different on
-    each scan; with ``image`` it means the same."""
+    each scan; with ``image`` it means the same. ``model`` (the population methods' adaptation default): as
+    the pre-trained model's file records its pre-training did, ``max`` for a file that records none."""
 
 
 def robust_scale(image: torch.Tensor, q: float = 0.99) -> float:
@@ -428,6 +429,11 @@ def _ct(scan: CTScan, weighting: str, units: str, ramp_filter_name: str = "ram-l
 def measure(scan, cfg: MeasurementConfig, **kw) -> Measurement:
     """:func:`build_measurement` with the settings of ``cfg`` (``kw`` adds ``coil_images`` or overrides
     ``scale``)."""
+    if kw.get("scale", cfg.scale) == "model":
+        raise InreconError(
+            "data.scale='model' means 'as the pre-trained model was', and only a population method has one",
+            "use data.scale=max or data.scale=image; disinr, strainer and meta resolve 'model' themselves",
+        )
     return build_measurement(
         scan,
         maps=cfg.maps,

@@ -10,6 +10,7 @@ from inrecon.config import build_config
 from inrecon.errors import FileFormatError, InreconError
 from inrecon.metrics import psnr
 from inrecon.recon.api import run_method
+from inrecon.recon.methods import METHODS
 from inrecon.recon.population.common import load_model
 from inrecon.recon.population.disinr import DisINRPretrainConfig, load_disinr, pretrain_disinr
 from inrecon.recon.population.meta import MetaPretrainConfig, pretrain_meta
@@ -128,7 +129,27 @@ def test_adaptation_at_another_data_scale_than_pretraining_fails_before_work(dis
     monkeypatch.setattr(common, "adapted_model", lambda *a, **k: pytest.fail("adaptation started"))
     with pytest.raises(InreconError, match=r"data.scale='max'.*data.scale='image'") as err:
         run_method("disinr", tiny_mri(), {"data.scale": "image"}, model=str(disinr_model))
-    assert "--set data.scale=max" in str(err.value)
+    assert "leave data.scale unset" in str(err.value)
+
+
+def test_adaptation_normalises_the_data_as_the_model_was_pretrained(subjects, tmp_path):
+    # by default (data.scale="model") the adaptation follows the scale the model file records, with no flag
+    out = tmp_path / "image_scale.safetensors"
+    pretrain_disinr(
+        subjects[:2],
+        build_config(
+            DisINRPretrainConfig, {"steps": 5, "subjects_per_step": 2, "data.scale": "image", **ARCH}
+        ),
+        out,
+        show_progress=False,
+    )
+    res = run_method("disinr", tiny_mri(), {"steps": 3, "stop": "none"}, model=str(out), show_progress=False)
+    assert res.info["data_scale"] == "image" and res.config["data"]["scale"] == "model"
+    cfg = population.resolve_data_scale(METHODS["disinr"].build("mri"), {})  # a file that records none
+    assert cfg.data.scale == "max"
+    # "model" means nothing to a method without a model: refused with the fix
+    with pytest.raises(InreconError, match="only a population method"):
+        run_method("ngp", tiny_mri(), {"data.scale": "model", "steps": 1})
 
 
 def test_pretraining_rejects_mixed_subjects():

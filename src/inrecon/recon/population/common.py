@@ -21,7 +21,7 @@ import math
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import ClassVar
 
@@ -56,12 +56,12 @@ __all__ = [
     "adapted_model",
     "batch_schedule",
     "check_compatible",
-    "check_data_scale",
     "counts_weighted",
     "load_model",
     "pretrain_joint",
     "rank_world",
     "require_model",
+    "resolve_data_scale",
     "save_model",
     "scan_signature",
 ]
@@ -94,8 +94,8 @@ the native-grid populations, tuning slices A0001[30] / A0002[15] +0.26 / +0.72 d
 +0.71 / +0.48 dB. STRAINER and Meta share it unmeasured. MRI adaptation takes NGP's smooth-phase prior
 (``prior.phase``; fixed 0.003 at first, DisINR on the quick demo's MRI phantoms 26.95 -> 31.26 dB; since 2026-12-03
 NGP's ``auto``). It does not take NGP's MRI data scale, learning rate and hash-table weight decay: a frozen shared
-pair was pre-trained on data at the population's own scale (an adaptation at another scale than the model file
-records is refused before any work: :func:`check_data_scale`)."""
+pair was pre-trained on data at the population's own scale: the adaptation normalises the scan as the model
+file records its pre-training did (``data.scale="model"``, :func:`resolve_data_scale`)."""
 
 POPULATION_ALIASES = {
     "fourier_frequencies": "arch.fourier.n_frequencies",
@@ -158,17 +158,21 @@ def save_model(path: str | os.PathLike, module: nn.Module, meta: dict, prefixes:
     return Path(path)
 
 
-def check_data_scale(meta: dict, data: MeasurementConfig, path: str = "model") -> None:
-    """Raise :class:`InreconError` when an adaptation would normalise the scan's data otherwise than the model's
-    pre-training did (``data.scale``): a frozen shared pair renders images at the scale it was trained at, so a
-    mismatch degrades the fit silently. Models that do not record their data settings are not checked."""
+def resolve_data_scale(cfg, meta: dict, path: str = "model"):
+    """``cfg`` with ``data.scale`` as the adaptation must normalise the scan's data: ``model`` (the default)
+    becomes the scale the model's pre-training used (``max`` for files that record none). An explicit scale
+    that differs from a recorded one raises :class:`InreconError`: a frozen shared pair renders images at the
+    scale it was trained at, so a mismatch would degrade the fit silently."""
     trained = (meta.get("config") or {}).get("data", {}).get("scale")
-    if trained is not None and trained != data.scale:
+    if cfg.data.scale == "model":
+        return replace(cfg, data=replace(cfg.data, scale=trained or "max"))
+    if trained is not None and trained != cfg.data.scale:
         raise InreconError(
             f"{path} was pre-trained on data normalised with data.scale={trained!r}, but the adaptation uses "
-            f"data.scale={data.scale!r}",
-            f"adapt with --set data.scale={trained} (or pre-train with data.scale={data.scale})",
+            f"data.scale={cfg.data.scale!r}",
+            f"leave data.scale unset (it follows the model) or pre-train with data.scale={cfg.data.scale}",
         )
+    return cfg
 
 
 def load_model(path: str | os.PathLike, method: str | None = None, scan=None) -> tuple[dict, dict]:
@@ -432,6 +436,9 @@ class AdaptConfig(FitConfig):
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(steps=4000, lr=1e-3))
     """Adam (instant-NGP's beta2 0.99, eps 1e-15), lr halved every 1000 steps; wd_enc / wd_mlp are the weight
     decays of the subject-specific and of the shared weights."""
+    data: MeasurementConfig = field(default_factory=lambda: MeasurementConfig(scale="model"))
+    """Coil maps (MRI), the data weighting and the hold-out unit (CT); the data are normalised as the model's
+    pre-training normalised its subjects' (``scale="model"``, :func:`resolve_data_scale`)."""
     monitor: MonitorConfig = field(default_factory=lambda: MonitorConfig(eval_every=25))
     """Evaluation, checkpoint and sync intervals."""
 
@@ -511,4 +518,5 @@ def adapt(method: str, meas: Measurement, build, cfg: AdaptConfig, ctx: Context,
         batch_size=batch_size,
     )
     info["n_parameters_trainable"] = sum(p.numel() for g in model.groups for p in g["params"])
+    info["data_scale"] = cfg.data.scale  # what data.scale="model" resolved to
     return ReconResult(image=image, method=method, config=config_to_dict(cfg), info=info)

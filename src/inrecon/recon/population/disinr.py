@@ -143,7 +143,7 @@ def reconstruct_disinr(scan, cfg: DisINRAdaptConfig, ctx: Context) -> ReconResul
     """Adapt a pre-trained DisINR to ``scan`` (model compatibility is checked before any work)."""
     common.require_model(ctx, "disinr")
     net, meta = load_disinr(ctx.model, scan, device=scan.device)  # compatibility checked before any work
-    common.check_data_scale(meta, cfg.data, str(ctx.model))
+    cfg = common.resolve_data_scale(cfg, meta, str(ctx.model))
     meas = measure(scan, cfg.data)
     result = common.adapt("disinr", meas, _builder(net, meas, cfg), cfg, ctx, batch_size=cfg.coord_batch)
     result.info["pretrained_on"] = meta.get("trained_on")
@@ -185,7 +185,7 @@ def disinr_objective(
         raise InreconError("tuning DisINR's adaptation needs its pre-trained model", "pass --model PATH")
     apply_h(cfg, space.from_unit([0.5] * space.dim))  # names checked before any work
     net, meta = load_disinr(model, scan, device=scan.device)
-    common.check_data_scale(meta, cfg.data, str(model))
+    cfg = common.resolve_data_scale(cfg, meta, str(model))
     meas = measure(scan, cfg.data)
     if meas.pointwise:
         raise InreconError("bilevel tuning needs an MRI or CT scan", "tune on measured data, not a volume")

@@ -34,10 +34,10 @@ from inrecon.recon.population.common import (
     SubjectSet,
     adapt,
     batch_schedule,
-    check_data_scale,
     counts_weighted,
     load_model,
     require_model,
+    resolve_data_scale,
     save_model,
 )
 from inrecon.recon.registry import Context, MethodSpec, Pretrainer, ReconResult
@@ -169,7 +169,7 @@ def reconstruct_meta(scan, cfg: MetaAdaptConfig, ctx: Context) -> ReconResult:
     """Fine-tune NGP from the learned initialisation on ``scan`` (compatibility checked before any work)."""
     require_model(ctx, "meta")
     state, meta = load_model(ctx.model, "meta", scan)  # compatibility checked before any work
-    check_data_scale(meta, cfg.data, str(ctx.model))
+    cfg = resolve_data_scale(cfg, meta, str(ctx.model))
     meas = measure(scan, cfg.data)
     ngp = NGPConfig(net=config_from_dict(FieldConfig, meta["architecture"]), optim=cfg.optim, seed=cfg.seed)
     return adapt("meta", meas, lambda: field_model(meas, ngp, state=state), cfg, ctx)

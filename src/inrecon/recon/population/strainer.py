@@ -66,7 +66,7 @@ def reconstruct_strainer(scan, cfg: StrainerAdaptConfig, ctx: Context) -> ReconR
     """Fine-tune a STRAINER trunk with a fresh head on ``scan`` (compatibility checked before any work)."""
     common.require_model(ctx, "strainer")
     state, meta = common.load_model(ctx.model, "strainer", scan)  # compatibility checked before any work
-    common.check_data_scale(meta, cfg.data, str(ctx.model))
+    cfg = common.resolve_data_scale(cfg, meta, str(ctx.model))
     meas = measure(scan, cfg.data)
     pc, sig = meta["config"], meta["signature"]
     make = _net_factory(pc["width"], pc["n_shared"], pc["n_head"])
