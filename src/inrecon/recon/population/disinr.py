@@ -66,7 +66,7 @@ DISINR_PRETRAIN_MODALITY_DEFAULTS = {
         "augment.rotations": 4,
         "augment.mirror": True,
     },
-    "mri": {"arch.mlp_dtype": "auto"},
+    "mri": {"arch.mlp_dtype": "auto", "data.scale": "image"},
 }
 """Where DisINR's pre-training defaults differ by modality (the model file records them, so adaptation uses
 the same). CT: both encoders on 8 hash levels, none finer than the image grid (instead of 16 levels growing by
@@ -82,12 +82,15 @@ tuning slices +1.92 / -0.11 dB, confirmation slices A0001[45] / A0002[5] / A0002
 so the 8 levels stay. CT also pre-trains on every scan at 4 rotations and their mirrors (exact
 measurement-domain augmentation, :mod:`inrecon.data.augment`; 8 subjects per scan, the same steps, a
 pre-training 1.1x slower): on those native-grid slices, two pre-training seeds each, tuning +1.18 / +0.15 dB
-and confirmation +1.11 / +0.29 / +0.15 dB (means), every slice better under both seeds (RESULTS.md)."""
+and confirmation +1.11 / +0.29 / +0.15 dB (means), every slice better under both seeds (RESULTS.md). MRI
+pre-trains at NGP's image scale (``data.scale="image"``: the image peaks near 1 whatever the scan's size and
+sampling) and adapts at 3e-3 (:data:`DISINR_ADAPT_MODALITY_DEFAULTS`)."""
 
 
 DISINR_ADAPT_MODALITY_DEFAULTS = {
     **common.ADAPT_MODALITY_DEFAULTS,
     "ct": {**common.ADAPT_MODALITY_DEFAULTS["ct"], "stop.min_chosen": 0.02},
+    "mri": {**common.ADAPT_MODALITY_DEFAULTS["mri"], "optim.lr": 3e-3},
 }
 """DisINR's test-time fit: the population methods' defaults
 (:data:`~inrecon.recon.population.common.ADAPT_MODALITY_DEFAULTS`) and, on CT, a hold-out floor of 2 % of the
@@ -96,7 +99,12 @@ sinogram's anatomy within 100-160 steps, and the 200-step floor ran it into the 
 lungdx slices (RESULTS.md), with the augmented pre-training, two seeds: tuning A0001[30] / A0002[15] +0.30 /
 0.00 and +0.15 / 0.00 dB, confirmation A0001[45] / A0002[5] / A0002[25] +0.27 / +0.16 / 0.00 and 0.00 / +0.26
 / 0.00 dB; no slice worse; the rule chose 100-361 steps. MRI keeps 5 % (on the real 8-coil brain 2 % gained
-+0.19 dB, one case)."""
++0.19 dB, one case). MRI adapts at lr 3e-3 instead of 1e-3, with the image-scale pre-training
+(:data:`DISINR_PRETRAIN_MODALITY_DEFAULTS`; the data scale follows the model file): the real 8-coil brain
+(``benchmarks/disinr_mri_brain.py``, 12 phantoms x 1000 steps) 30.30 -> 31.32 dB (lr 1e-2: 30.18); the dipy T1
+slice at 128^2, 12 coils, Cartesian AF 6 (12 phantoms) 30.76 -> 31.52 dB (max scale at 3e-3: 31.07; image
+scale at 1e-3: 30.57). The image scale came from the quick demo's phantoms (+0.4-0.6 dB), the rate from the
+brain; the dipy slice confirms the pair. NGP stays ahead on both (34.15 / 34.86 dB; RESULTS.md)."""
 
 
 def pretrain_disinr(scans, cfg: DisINRPretrainConfig, output, **run) -> Path:
