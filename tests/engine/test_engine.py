@@ -132,6 +132,28 @@ def test_settle_runs_in_the_final_fit_only():
     assert "settled_step" not in run_method("ngp", scan, {**SMALL, "stop.settle": 0}).info
 
 
+def test_linear_schedule_holds_the_rate_until_decay_start():
+    from inrecon.engine.trainer import make_optimizer
+
+    w = torch.nn.Parameter(torch.zeros(3))
+    cfg = OptimConfig(steps=100, lr=0.1, schedule="linear", decay_start=0.8)
+    opt, sched = make_optimizer([{"params": [w]}], cfg, cfg.steps)
+    rates = []
+    for _ in range(100):
+        rates.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert rates[:80] == [0.1] * 80  # the full rate for the first 80 % of the steps
+    assert rates[90] == pytest.approx(0.05) and rates[99] == pytest.approx(0.005)  # then linear to 0
+    plain = OptimConfig(steps=100, lr=0.1, schedule="linear")
+    opt, sched = make_optimizer([{"params": [w]}], plain, plain.steps)
+    opt.step()
+    sched.step()
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.099)  # decay_start=0: from the first step
+    with pytest.raises(InreconError):
+        build_config(OptimConfig, {"decay_start": 1.0})
+
+
 def test_sgd_with_task_gradients_and_linear_schedule():
     class Filled(_Quadratic):
         def step(self, step):

@@ -28,7 +28,8 @@ def test_modality_defaults_apply_only_to_their_modality_and_user_values_win():
     # MRI differs in the phase prior, the data scale, the learning rate and the hash tables' weight decay only
     assert replace(mri, prior=base.prior, data=base.data, optim=base.optim) == base
     assert replace(mri.optim, lr=base.optim.lr, wd_enc=base.optim.wd_enc) == base.optim
-    assert vol.optim.schedule == "linear" and replace(vol, optim=NGPConfig().optim) == NGPConfig()
+    assert vol.optim.schedule == "linear" and vol.optim.decay_start == 0.8
+    assert replace(vol, optim=NGPConfig().optim) == NGPConfig()
     mine = spec.build("ct", {"prior": {"tv": 0.0}, "lr": 3e-3})  # nested and flat-alias keys both win
     assert mine.prior.tv == 0.0 and mine.optim.lr == 3e-3 and mine.data.ct_units == "view"
     with pytest.raises(InreconError, match="unknown"):

@@ -75,6 +75,9 @@ class OptimConfig:
     """adam, or sgd (plain steps along the gradient; Reptile's outer update)."""
     schedule: Literal["step", "linear", "constant"] = "step"
     """step (decay every lr_decay_every), linear (to 0 at the last step) or constant."""
+    decay_start: Annotated[float, InRange(0.0, 1.0, hi_open=True)] = 0.0
+    """Linear schedule: the fraction of the steps run at the full rate before the linear decay to 0 begins
+    (0: decay from the first step)."""
 
 
 @dataclass
@@ -189,7 +192,10 @@ def make_optimizer(groups: list[dict], cfg: OptimConfig, total_steps: int):
     if cfg.schedule == "step":
         sched = torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.lr_decay_every, gamma=cfg.lr_decay)
     elif cfg.schedule == "linear":
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: max(0.0, 1.0 - s / total_steps))
+        start = cfg.decay_start * total_steps
+        sched = torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda s: 1.0 if s < start else max(0.0, (total_steps - s) / (total_steps - start))
+        )
     else:
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
     return opt, sched
