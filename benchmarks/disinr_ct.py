@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import time
 
 import numpy as np
@@ -31,6 +29,7 @@ from inrecon.data import shared
 from inrecon.experiments.drivers.populations import ct_scans
 from inrecon.metrics import evaluate
 from inrecon.recon.api import pretrain, run_method
+from inrecon.report.core import collect_environment
 from inrecon.runtime import resolve_device
 
 A0001_SLICES = 64
@@ -46,12 +45,6 @@ def parse_sets(items) -> dict:
         except json.JSONDecodeError:
             out[key] = value
     return out
-
-
-def machine(dev: torch.device) -> str:
-    """The hardware in words: the CPU, and the GPU where the run used one."""
-    where = torch.cuda.get_device_name(dev) if dev.type == "cuda" else "CPU"
-    return f"{platform.machine()} {os.cpu_count()} cores, torch {torch.__version__}, {where}"
 
 
 def pretrain_indices(n: int, held_out: list[int]) -> list[int]:
@@ -125,7 +118,7 @@ def main() -> None:
         "data": f"lungdx, {args.size}^2, {args.views} fan views, photons {args.photons or 'none'}, "
         f"projected from the {args.object_grid} grid",
         "threads": args.threads,
-        "machine": machine(dev),
+        "machine": collect_environment(device=str(dev)),
         "adaptation_overrides": adapt_over,
         "ngp_overrides": ngp_over,
     }

@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import time
 from dataclasses import replace
@@ -41,6 +39,7 @@ from inrecon.physics.simulate.mri import simulate_mri
 from inrecon.recon.methods import METHODS
 from inrecon.recon.population.common import PopulationTask, SubjectSet, batch_schedule, to_image
 from inrecon.recon.population.disinr import DisINRPretrainConfig
+from inrecon.report.core import collect_environment
 from inrecon.runtime import fast_bf16, resolve_device
 
 
@@ -166,8 +165,7 @@ def main() -> None:
         if not same_arch
         else max(abs(a - b) for a, b in zip(losses["reference"], losses["library"])),
         "threads": torch.get_num_threads(),
-        "machine": f"{platform.machine()} {os.cpu_count()} cores, torch {torch.__version__}, "
-        + (torch.cuda.get_device_name(dev) if dev.type == "cuda" else "CPU"),
+        "machine": collect_environment(device=str(dev)),
     }
     print(json.dumps(out, indent=1))
 
