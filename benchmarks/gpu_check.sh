@@ -49,13 +49,18 @@ step tests 170 $PY -m pytest -m gpu -q -p no:cacheprovider --durations=15 \
 # 2. Speed: the 2000-step scan-specific fit (Bilevel paper: < 6 s on an A40; our target: < 2 s on an H100),
 #    and a DisINR pre-training step (reference vs library, 128^2 CT).
 step scan_recon 90 $PY benchmarks/scan_recon.py --device cuda --steps 2000
+step scan_recon_eager 90 $PY benchmarks/scan_recon.py --device cuda --steps 2000 --set monitor.cuda_graph=false
+step scan_recon_profile 60 $PY benchmarks/scan_recon.py --device cuda --steps 300 --profile
 step pretrain_speed 60 $PY benchmarks/pretrain_speed.py --device cuda --modality ct --size 128 --steps 20
 step pretrain_speed_mri 60 $PY benchmarks/pretrain_speed.py --device cuda --modality mri --size 128 --steps 20
-# 3. Quality at the paper's pre-training budget (4000 steps, 62 augmented A0001 slices), TV and NGP beside.
+# 3. NGP on CT with the image on the scan's grid and a 2x finer one (four times the pixels), TV-CT beside.
+# shellcheck disable=SC2086  # CT_CASES: case names separated by spaces
+step ct_supersample 200 $PY benchmarks/ct_supersample.py --device cuda --cases ${CT_CASES:-A0001-60-noisy A0002-60-noisy scope-90}
+# 4. Quality at the paper's pre-training budget (4000 steps, 62 augmented A0001 slices), TV and NGP beside.
 step disinr_ct_4000 240 $PY benchmarks/disinr_ct.py --device cuda --n-pretrain 62 --pretrain-steps 4000 \
     --output /tmp/disinr_ct_4000.safetensors --methods tv ngp disinr --in-domain 30 45 --out-domain 15 5 25 \
     --curve ''
-# 4. The demo, quick (what a CPU user runs in a few minutes) and its default profile (256^2, 20 pre-training
+# 5. The demo, quick (what a CPU user runs in a few minutes) and its default profile (256^2, 20 pre-training
 #    subjects), the one meant for a GPU.
 step demo_quick 200 $PY -m inrecon.cli demo --quick --device cuda -q --output /tmp/demo-quick
 step demo 400 $PY -m inrecon.cli demo --device cuda -q --output /tmp/demo-gpu

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import sys
 import time
 
 import torch
@@ -54,6 +55,11 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=2000)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--compile", action="store_true", help="torch.compile the decoder (GPU)")
+    ap.add_argument(
+        "--profile",
+        action="store_true",
+        help="print the 15 costliest kernels of the run (torch.profiler) to stderr",
+    )
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="ngp config overrides")
     args = ap.parse_args()
     dev = resolve_device(args.device)
@@ -65,7 +71,24 @@ def main() -> None:
     model = field_model(meas, cfg)
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     clock = _Clock(sync)
-    train(FitTask(model, meas, cfg.loss), cfg.optim, [clock], sync_every=cfg.monitor.sync_every)
+    prof = None
+    if args.profile:
+        acts = [torch.profiler.ProfilerActivity.CPU]
+        acts += [torch.profiler.ProfilerActivity.CUDA] if dev.type == "cuda" else []
+        prof = torch.profiler.profile(activities=acts)
+        prof.__enter__()
+    run = train(
+        FitTask(model, meas, cfg.loss),
+        cfg.optim,
+        [clock],
+        sync_every=cfg.monitor.sync_every,
+        cuda_graph=cfg.monitor.cuda_graph,
+    )
+    if prof is not None:
+        sync()
+        prof.__exit__(None, None, None)
+        key = "self_cuda_time_total" if dev.type == "cuda" else "self_cpu_time_total"
+        print(prof.key_averages().table(sort_by=key, row_limit=15), file=sys.stderr)
     sync()
     t1 = time.perf_counter()
     rec = meas.finalize(model.image())
@@ -88,6 +111,7 @@ def main() -> None:
                 "threads": torch.get_num_threads(),
                 "torch": torch.__version__,
                 "compile": args.compile,
+                "cuda_graph": run.graphed,
             },
             indent=2,
         )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 
 import numpy as np
 import pytest
@@ -18,6 +19,8 @@ import torch
 from inrecon.data.phantoms import brain_phantom
 from inrecon.data.sampling import radial_trajectory
 from inrecon.data.scans import VolumeScan
+from inrecon.engine.callbacks import HoldOut
+from inrecon.engine.trainer import OptimConfig, StepOutput, Task, train
 from inrecon.metrics import psnr
 from inrecon.physics.simulate.mri import simulate_mri
 from inrecon.physics.simulate.series import simulate_series
@@ -150,3 +153,86 @@ def test_cli_recon_on_cuda_writes_the_same_kind_of_output(tmp_path):
     assert a.shape == b.shape and np.isfinite(b).all()
     # the same fit on either device: the two images agree far better than either agrees with the phantom
     assert _score(b, a) > 20.0
+
+
+# --- CUDA graphs: the fits' steps replayed from a recording (monitor.cuda_graph, on by default) ---
+
+needs_cuda_graphs = pytest.mark.skipif(
+    not DEVICE.startswith("cuda"), reason="CUDA graphs need a CUDA device (no CPU stand-in)"
+)
+
+
+class _Regression(Task):
+    """A least-squares fit of a linear layer with two Adam groups (the bias at a tenth of the rate);
+    ``host_sync`` reads the loss back inside the step, which no CUDA graph can record."""
+
+    capturable = True
+
+    def __init__(self, host_sync: bool = False):
+        g = torch.Generator().manual_seed(0)
+        self.x = torch.randn(256, 16, generator=g).to(DEVICE)
+        self.y = torch.randn(256, 4, generator=g).to(DEVICE)
+        torch.manual_seed(0)
+        self.module = torch.nn.Linear(16, 4).to(DEVICE)
+        self.host_sync = host_sync
+
+    def param_groups(self):
+        return [{"params": [self.module.weight]}, {"params": [self.module.bias], "lr": 1e-3}]
+
+    def step(self, step):
+        pred = self.module(self.x)
+        loss = ((pred - self.y) ** 2).mean()
+        if self.host_sync:
+            float(loss.detach())
+        return StepOutput(loss, pred=pred)
+
+
+def _train_regression(graph: bool, cfg: OptimConfig, host_sync: bool = False):
+    task = _Regression(host_sync)
+    hold = HoldOut(torch.arange(0, 256, 4, device=DEVICE), task.y)
+    run = train(task, cfg, [hold], cuda_graph=graph, sync_every=7)
+    return run, [p.detach().clone() for p in task.module.parameters()]
+
+
+@needs_cuda_graphs
+@pytest.mark.parametrize("schedule", ["step", "linear"])
+def test_cuda_graph_steps_are_the_eager_steps(schedule):
+    """Replayed steps compute what eager steps compute: the weights, the logged losses and the callbacks'
+    held-out losses, with a learning rate that changes during the run (both schedules, two groups)."""
+    cfg = OptimConfig(steps=60, lr=1e-2, schedule=schedule, lr_decay_every=20, decay_start=0.5)
+    (eager, w_eager), (graphed, w_graph) = (_train_regression(g, cfg) for g in (False, True))
+    assert graphed.graphed and not eager.graphed
+    for a, b in zip(w_eager, w_graph):
+        torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-6)
+    for key in ("loss", "val_loss"):
+        assert graphed.history[key] == pytest.approx(eager.history[key], rel=1e-5), key
+    assert graphed.history["val_step"] == list(range(60))
+
+
+@needs_cuda_graphs
+def test_a_step_that_cannot_be_recorded_runs_eagerly_with_a_warning():
+    cfg = OptimConfig(steps=12, lr=1e-2)
+    with pytest.warns(RuntimeWarning, match="could not be recorded as a CUDA graph"):
+        fallback, w = _train_regression(True, cfg, host_sync=True)
+    _, w_eager = _train_regression(False, cfg, host_sync=True)
+    assert not fallback.graphed and fallback.step == 12
+    for a, b in zip(w_eager, w):
+        torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-6)
+
+
+@needs_cuda_graphs
+@pytest.mark.parametrize("case", ["mri", "ct"])
+def test_ngp_fits_replay_cuda_graphs_as_well_as_eager_steps(case):
+    """The library's own fit (hold-out stage, refit) replays graphs by default and ends where the eager fit
+    does (hash-table gradients are summed in another order between runs on a GPU: close, not identical)."""
+    scan = SCANS[case].to(DEVICE)
+    over = {**INR, "steps": 120, "stop": "holdout"}
+    res = {}
+    for graph in (True, False):
+        torch.manual_seed(0)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", RuntimeWarning)  # a fallback to eager steps fails the test
+            res[graph] = run_method("ngp", scan, {**over, "monitor.cuda_graph": graph}, show_progress=False)
+    assert res[True].info["cuda_graph"] and not res[False].info["cuda_graph"]
+    a, b = (_score(res[g].image, scan.target) for g in (False, True))
+    assert abs(a - b) < 0.5, f"eager {a:.2f} dB, graphed {b:.2f} dB"

@@ -98,6 +98,8 @@ class FitTask(Task):
         self.train = train
         self.y_train = meas.y if train is None else meas.y[train]
         self.batched = meas.pointwise and model.at is not None and meas.n_samples > batch_size
+        # a full-image step is the same every time; a CUDA graph can record it when the physics allows
+        self.capturable = not self.batched and meas.base.capturable
         if self.batched:
             from inrecon.models.fields import grid_coords
 

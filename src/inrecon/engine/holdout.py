@@ -200,7 +200,14 @@ def fit_model(
     if ev is not None:
         callbacks.append(Evaluate(ev, cfg.monitor.eval_every))
     callbacks.append(Progress(desc, show_progress))
-    run = train(task, optim, callbacks, checkpoint=checkpoint, sync_every=cfg.monitor.sync_every)
+    run = train(
+        task,
+        optim,
+        callbacks,
+        checkpoint=checkpoint,
+        sync_every=cfg.monitor.sync_every,
+        cuda_graph=cfg.monitor.cuda_graph,
+    )
     return run, hold
 
 
@@ -476,7 +483,7 @@ def fit_with_holdout(
         if not (cfg.stop.final == "restore" and model is not None):
             model = build()
             r, _ = stages.run(model, "refit", chosen, settle=cfg.stop.settle)
-    info.update(history=r.history, steps_run=r.step, fit_seconds=r.seconds)
+    info.update(history=r.history, steps_run=r.step, fit_seconds=r.seconds, cuda_graph=r.graphed)
     if "settled_step" in r.history:
         info["settled_step"] = r.history["settled_step"]
     return meas.finalize(model.image()), info, model

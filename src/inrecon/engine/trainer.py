@@ -18,11 +18,20 @@ the CPU); ``INRECON_MALLOPT=0`` leaves the allocator alone. Importing inrecon ch
 
 Host syncs: on the CPU every step reads its numbers back; on a GPU losses stay on the device and are read every
 ``sync_every`` steps (and whenever a callback asks, e.g. to evaluate or to snapshot the best weights).
+
+CUDA graphs: a task whose step has fixed shapes and no host synchronisation (``Task.capturable``: every
+full-image fit) can be replayed as two CUDA graphs on a GPU (``train(..., cuda_graph=True)``; the fits' default,
+``monitor.cuda_graph``): one records the forward pass and the backward pass, the other the optimiser update, so
+the callbacks still run between them and see the weights that produced the step's output. Small fits are bound
+by the launch of a few hundred small kernels per step, which a replay issues at once. The first
+``_CudaGraphStep.WARMUP`` steps run eagerly (on a side stream, as capture requires); a step that cannot be
+captured falls back to eager steps with a warning that names the reason.
 """
 
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Annotated, Literal
@@ -90,6 +99,9 @@ class MonitorConfig:
     """With a checkpoint directory: save every this many steps (a killed run resumes identically)."""
     sync_every: PosInt = 25
     """GPU only: read losses back every this many steps (no host sync in between)."""
+    cuda_graph: bool = True
+    """GPU only: replay each step as CUDA graphs (much less launch overhead; the same arithmetic). A step that
+    cannot be captured runs eagerly, with a warning."""
 
 
 @dataclass
@@ -108,6 +120,9 @@ class Task:
     :meth:`param_groups`, :meth:`step` and :meth:`image`."""
 
     module: nn.Module
+    capturable: bool = False
+    """Whether :meth:`step` may be recorded once as a CUDA graph and replayed: the same tensors, shapes and
+    arithmetic at every step (no dependence on ``step``, no host synchronisation), gradients by backward."""
 
     def param_groups(self) -> list[dict]:
         return [{"params": [p for p in self.module.parameters() if p.requires_grad]}]
@@ -140,6 +155,8 @@ class Run:
     seconds: float = 0.0
     start: int = 0
     """Step the run started (or resumed) at."""
+    graphed: bool = False
+    """Whether the steps after the warm-up were replayed from CUDA graphs."""
 
 
 class Callback:
@@ -209,7 +226,9 @@ class _LossLog:
 
     def add(self, run: Run, step: int, out: StepOutput) -> None:
         if step % 10 == 0 or step + 1 == run.cfg.steps:
-            self.pending.append((step, (out.log_loss if out.log_loss is not None else out.loss).detach()))
+            # a copy: a replayed CUDA graph writes every step's loss into the same tensor
+            loss = out.log_loss if out.log_loss is not None else out.loss
+            self.pending.append((step, loss.detach().clone()))
 
     def flush(self, run: Run) -> None:
         if not self.pending:
@@ -219,6 +238,105 @@ class _LossLog:
         run.history["loss"] += vals
         run.logs["loss"] = vals[-1]
         self.pending.clear()
+
+
+class _CudaGraphStep:
+    """A task's step as two CUDA graphs: forward + backward, and the optimiser update.
+
+    The first :attr:`WARMUP` steps run eagerly on a side stream (kernels, cuBLAS/cuFFT plans and the
+    optimiser's state are created outside any capture); the next step records both graphs and every later
+    step replays them. The optimiser reads its learning rates from device tensors that are refreshed from the
+    scheduler's values before each update. If recording fails (an operation that synchronises with the host,
+    say), the run goes on with eager steps and a warning names the reason.
+    """
+
+    WARMUP = 3
+
+    def __init__(self, task: Task, opt: torch.optim.Optimizer):
+        self.task, self.opt = task, opt
+        self.stream = torch.cuda.Stream()
+        self.eager_steps = 0
+        self.fwd: torch.cuda.CUDAGraph | None = None
+        self.update_graph: torch.cuda.CUDAGraph | None = None
+        self.out: StepOutput | None = None
+        self.lr: list[torch.Tensor] = []
+        self.lr_set: list[float] = []
+        self.failed = False
+
+    def _eager(self, step: int) -> StepOutput:
+        self.stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(self.stream):
+            self.opt.zero_grad(set_to_none=True)
+            out = self.task.step(step)
+            if out.loss.requires_grad:
+                out.loss.backward()
+        torch.cuda.current_stream().wait_stream(self.stream)
+        self.eager_steps += 1
+        return out
+
+    def _capture(self, step: int) -> None:
+        opt = self.opt
+        floats = [g["lr"] for g in opt.param_groups]
+        dev = next(iter(self.task.module.parameters())).device
+        self.lr = [torch.tensor(float(v), dtype=torch.float32, device=dev) for v in floats]
+        self.lr_set = [float(v) for v in floats]
+        torch.cuda.synchronize()
+        opt.zero_grad(set_to_none=True)  # the gradients are allocated inside the graph and stay there
+        fwd = torch.cuda.CUDAGraph()
+        try:
+            # recorded on the warm-up's stream: autograd's gradient accumulators belong to that stream
+            with torch.cuda.graph(fwd, stream=self.stream):
+                out = self.task.step(step)
+                if out.loss.requires_grad:
+                    out.loss.backward()
+            for g, t in zip(opt.param_groups, self.lr):
+                g["capturable"], g["lr"] = True, t
+            update = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(update, pool=fwd.pool(), stream=self.stream):
+                opt.step()
+        except RuntimeError as err:  # recording refused: go on eagerly
+            self.failed = True
+            self.fwd = self.update_graph = self.out = None
+            try:  # a capture that ended in an error leaves the allocator recording into its pool
+                torch._C._cuda_endAllocateToPool(dev.index, fwd.pool())
+            except (RuntimeError, AttributeError):
+                pass  # it had already stopped
+            warnings.warn(
+                f"this step could not be recorded as a CUDA graph ({str(err).splitlines()[0]}); "
+                "running it eagerly (set monitor.cuda_graph=false to skip the attempt)",
+                RuntimeWarning,
+                stacklevel=4,
+            )
+            torch.cuda.synchronize()
+            opt.zero_grad(set_to_none=True)
+        finally:
+            for g, v in zip(opt.param_groups, floats):
+                g["capturable"], g["lr"] = False, v  # the scheduler and checkpoints see plain numbers
+        if not self.failed:
+            self.fwd, self.update_graph, self.out = fwd, update, out
+
+    def forward_backward(self, step: int) -> StepOutput | None:
+        """The step's output with the gradients filled, or ``None`` when the caller must run it eagerly."""
+        if self.failed:
+            return None
+        if self.eager_steps < self.WARMUP:
+            return self._eager(step)
+        if self.fwd is None:
+            self._capture(step)
+            if self.failed:
+                return None
+        self.fwd.replay()
+        return self.out
+
+    def update(self) -> None:
+        if self.update_graph is None:
+            self.opt.step()
+            return
+        for i, g in enumerate(self.opt.param_groups):
+            if g["lr"] != self.lr_set[i]:
+                self.lr[i].fill_(g["lr"])
+                self.lr_set[i] = g["lr"]
+        self.update_graph.replay()
 
 
 def _resume(run: Run, ck: Checkpoint, callbacks) -> None:
@@ -257,6 +375,7 @@ def train(
     *,
     checkpoint: Checkpoint | None = None,
     sync_every: int = 25,
+    cuda_graph: bool = False,
 ) -> Run:
     """Run ``cfg.steps`` steps of ``task`` (fewer when a callback stops it); returns the finished :class:`Run`.
 
@@ -272,6 +391,8 @@ def train(
         Save every ``checkpoint.every`` steps and resume from an existing checkpoint of the same run.
     sync_every
         GPU: read numbers back every this many steps (CPU: every step).
+    cuda_graph
+        GPU and a :attr:`Task.capturable` task: replay the step as CUDA graphs (see the module's docstring).
     """
     tune_allocator()  # once per process, on the first training run (INRECON_MALLOPT=0 leaves it alone)
     callbacks = list(callbacks)
@@ -283,18 +404,29 @@ def train(
     t0 = time.perf_counter() - run.seconds
     losses = _LossLog()
     on_cpu = next(iter(task.module.parameters()), torch.empty(0)).device.type == "cpu"
+    graphed = _CudaGraphStep(task, opt) if cuda_graph and task.capturable and not on_cpu else None
     for cb in callbacks:
         cb.on_start(run)
     for step in range(run.step, cfg.steps):
-        opt.zero_grad(set_to_none=True)
-        out = task.step(step)  # may fill gradients itself (then its loss does not require grad)
-        for cb in callbacks:
-            cb.on_forward(run, step, out)
-        if out.loss.requires_grad:
-            out.loss.backward()
-        for cb in callbacks:
-            cb.after_backward(run, step, out)
-        opt.step()
+        out = None  # the last step's autograd graph is released before a recording starts
+        if graphed is not None:
+            out = graphed.forward_backward(step)
+        if out is not None:  # forward and backward done (recorded or warm-up)
+            for cb in callbacks:
+                cb.on_forward(run, step, out)
+            for cb in callbacks:
+                cb.after_backward(run, step, out)
+            graphed.update()
+        else:
+            opt.zero_grad(set_to_none=True)
+            out = task.step(step)  # may fill gradients itself (then its loss does not require grad)
+            for cb in callbacks:
+                cb.on_forward(run, step, out)
+            if out.loss.requires_grad:
+                out.loss.backward()
+            for cb in callbacks:
+                cb.after_backward(run, step, out)
+            opt.step()
         sched.step()
         run.step = step + 1
         losses.add(run, step, out)
@@ -315,6 +447,7 @@ def train(
         if run.stop:
             break
     losses.flush(run)
+    run.graphed = graphed is not None and graphed.fwd is not None
     run.seconds = time.perf_counter() - t0
     for cb in callbacks:
         cb.on_end(run)

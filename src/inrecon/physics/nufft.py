@@ -89,6 +89,8 @@ def _grid_size(image_shape: Sequence[int], oversampling: float) -> tuple[int, ..
 class NufftSenseOp(LinearOperator):
     """Non-Cartesian multi-coil SENSE operator ``x -> F_traj (S x)`` with a Kaiser-Bessel NUFFT.
 
+    Not :attr:`capturable`: torchkbnufft reads grid sizes back from the device on every call.
+
     Parameters
     ----------
     maps
@@ -129,6 +131,7 @@ class NufftSenseOp(LinearOperator):
     """
 
     adjoint_as_backward = True
+    capturable = False
 
     def __init__(
         self,

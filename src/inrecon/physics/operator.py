@@ -62,6 +62,8 @@ class LinearOperator(nn.Module):
     """
 
     adjoint_as_backward: bool = False
+    capturable: bool = True
+    """Whether forward and adjoint issue no host synchronisation, so that a CUDA graph can record them."""
 
     def __init__(
         self,
@@ -149,6 +151,10 @@ class _Adjoint(LinearOperator):
         self.op = op
         self.adjoint_as_backward = op.adjoint_as_backward
 
+    @property
+    def capturable(self) -> bool:
+        return self.op.capturable
+
     def _forward(self, x):
         return self.op._adjoint(x)
 
@@ -166,6 +172,10 @@ class Composition(LinearOperator):
     def __init__(self, a: LinearOperator, b: LinearOperator):
         super().__init__(b.domain_shape, a.range_shape)
         self.a, self.b = a, b
+
+    @property
+    def capturable(self) -> bool:
+        return self.a.capturable and self.b.capturable
 
     def forward(self, x):
         return self.a(self.b(x))
@@ -186,6 +196,10 @@ class Sum(LinearOperator):
     def __init__(self, a: LinearOperator, b: LinearOperator):
         super().__init__(a.domain_shape, a.range_shape)
         self.a, self.b = a, b
+
+    @property
+    def capturable(self) -> bool:
+        return self.a.capturable and self.b.capturable
 
     def forward(self, x):
         return self.a(x) + self.b(x)
