@@ -236,3 +236,12 @@ def test_ngp_fits_replay_cuda_graphs_as_well_as_eager_steps(case):
     assert res[True].info["cuda_graph"] and not res[False].info["cuda_graph"]
     a, b = (_score(res[g].image, scan.target) for g in (False, True))
     assert abs(a - b) < 0.5, f"eager {a:.2f} dB, graphed {b:.2f} dB"
+
+
+@needs_cuda_graphs
+def test_ngp_models_ct_on_a_finer_grid_on_a_gpu():
+    """NGP's CT default ``data.ct_supersample="auto"`` is 2 on a GPU (1 on the CPU: tests/recon/inr)."""
+    scan = SCANS["ct"]
+    res = {dev: run_method("ngp", scan.to(dev), INR, show_progress=False) for dev in (DEVICE, "cpu")}
+    assert res[DEVICE].info["ct_supersample"] == 2 and res["cpu"].info["ct_supersample"] == 1
+    assert tuple(res[DEVICE].image.shape) == tuple(res["cpu"].image.shape) == tuple(scan.target.shape)

@@ -16,6 +16,7 @@ from inrecon.physics.measurement import (
     count_weights,
     measure,
     readout_lines,
+    resolve_ct_supersample,
     robust_scale,
     sinogram_noise,
     supersampled_geometry,
@@ -165,6 +166,10 @@ def test_ct_supersampling_models_a_finer_grid_and_returns_its_block_mean():
     for bad in (0, 1.5, True):
         with pytest.raises(InreconError, match="supersampling"):
             build_measurement(scan, ct_supersample=bad)
+    # "auto": the scan's own grid on the CPU (2x finer on a GPU, tests/test_cuda.py); a number as given
+    assert measure(scan, MeasurementConfig(ct_supersample="auto")).image_shape == (32, 32)
+    assert [resolve_ct_supersample(v, scan) for v in ("auto", 1, 3)] == [1, 1, 3]
+    assert resolve_ct_supersample("auto", tiny_mri()) == 1
 
 
 def test_scales_and_finalize():
