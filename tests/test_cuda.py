@@ -245,3 +245,17 @@ def test_ngp_models_ct_on_a_finer_grid_on_a_gpu():
     res = {dev: run_method("ngp", scan.to(dev), INR, show_progress=False) for dev in (DEVICE, "cpu")}
     assert res[DEVICE].info["ct_supersample"] == 2 and res["cpu"].info["ct_supersample"] == 1
     assert tuple(res[DEVICE].image.shape) == tuple(res["cpu"].image.shape) == tuple(scan.target.shape)
+
+
+@needs_cuda_graphs
+def test_gathered_hash_lookup_fits_as_the_sparse_one_on_a_gpu():
+    """``net.hash.lookup="gather"`` (a gather and an ``index_add_`` instead of cuSPARSE products) records into
+    CUDA graphs and reaches the sparse plan's image."""
+    scan = SCANS["mri"].to(DEVICE)
+    res = {
+        how: run_method("ngp", scan, {**INR, "net.hash.lookup": how}, show_progress=False)
+        for how in ("sparse", "gather")
+    }
+    assert res["gather"].info["cuda_graph"]
+    a, b = (_score(res[h].image, scan.target) for h in ("sparse", "gather"))
+    assert abs(a - b) < 0.5, f"sparse {a:.2f} dB, gather {b:.2f} dB"

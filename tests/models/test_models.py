@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -32,17 +33,25 @@ def test_hash_grid_matches_reference_values_and_gradients(dim, cfg, gen):
     ref.load_from_flat(enc.table.detach())
     x = torch.rand(500, dim, generator=gen)
     g = torch.randn(500, enc.out_dim, generator=gen)
-    for inputs in (x, enc.plan(x)):
+    gathered = HashGridEncoding(dim, replace(cfg, lookup="gather"))
+    gathered.table = enc.table  # the same table, planned as corner indices and weights
+    plans = {
+        "coordinates": (enc, x),
+        "sparse plan": (enc, enc.plan(x)),
+        "gather plan": (gathered, gathered.plan(x)),
+    }
+    for how, (encoder, inputs) in plans.items():
         enc.table.grad = None
+        out = encoder(inputs)
         out = enc(inputs)
         (out * g).sum().backward()
         for t in ref.tables:
             t.grad = None
         r = ref(x)
         (r * g).sum().backward()
-        torch.testing.assert_close(out, r, atol=1e-6, rtol=1e-5)
+        torch.testing.assert_close(out, r, atol=1e-6, rtol=1e-5, msg=how)
         torch.testing.assert_close(
-            enc.table.grad, torch.cat([t.grad for t in ref.tables]), atol=1e-6, rtol=1e-5
+            enc.table.grad, torch.cat([t.grad for t in ref.tables]), atol=1e-6, rtol=1e-5, msg=how
         )
 
 

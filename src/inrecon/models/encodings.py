@@ -11,8 +11,12 @@ primes (1, 2654435761, 805459861) modulo ``T``; the ``2**D`` corners are (bi/tri
 Speed: the coordinates of a reconstruction grid never change, so the corner indices and weights of every level
 form a fixed sparse matrix ``S`` of shape ``(n*L, rows)``. :meth:`HashGridEncoding.plan` builds ``S`` and its
 transpose once (CSR); the forward pass is then ``S @ table`` and the backward pass ``S^T @ grad`` (a custom
-autograd function), about 4x faster than gathering on the CPU. Arbitrary coordinates (e.g. random 3D batches)
-take the generic path: one fused ``embedding_bag`` forward and an ``index_add_`` backward.
+autograd function), about 4x faster than gathering on the CPU. ``HashGridConfig.lookup="gather"`` plans the
+same interpolation as corner indices and weights instead (forward: one gather and a weighted sum; backward: one
+``index_add_``), for a GPU, where cuSPARSE's product with the table's two columns took 57 % of a replayed 256^2
+fitting step on an H200 (benchmarks/RESULTS.md; the gather path itself is not yet measured there). Arbitrary
+coordinates (e.g. random 3D batches) take the generic path: one fused ``embedding_bag`` forward and per-level
+``bincount`` scatters backward.
 """
 
 from __future__ import annotations
@@ -63,18 +67,47 @@ class HashGridConfig:
     """Smoothstep instead of linear interpolation weights."""
     init_range: PosFloat = 1e-4
     """Features start uniform in [-init_range, init_range]."""
+    lookup: Literal["sparse", "gather"] = "sparse"
+    """How a fixed coordinate set's interpolation is precomputed (:meth:`HashGridEncoding.plan`): a sparse
+    matrix (CSR products; fastest on the CPU), or corner indices and weights (a gather forward and an
+    ``index_add_`` backward; meant for a GPU). The same features either way."""
 
 
 @dataclass
 class HashPlan:
-    """Precomputed interpolation of one fixed coordinate set: ``features = (S @ table).reshape(n, L*F)``."""
+    """Precomputed interpolation of one fixed coordinate set: ``features = (S @ table).reshape(n, L*F)``, with
+    ``S`` stored as CSR matrices (``fwd``, ``bwd = S^T``) or as corner rows and weights (``idx``, ``w``)."""
 
     n: int
-    fwd: torch.Tensor  # sparse CSR (n*L, rows)
-    bwd: torch.Tensor  # sparse CSR (rows, n*L)
+    fwd: torch.Tensor | None = None  # sparse CSR (n*L, rows)
+    bwd: torch.Tensor | None = None  # sparse CSR (rows, n*L)
+    idx: torch.Tensor | None = None  # int64 (n*L, 2**D), point-major rows of the table
+    w: torch.Tensor | None = None  # float32 (n*L, 2**D)
 
     def to(self, device) -> HashPlan:
-        return HashPlan(self.n, self.fwd.to(device), self.bwd.to(device))
+        def move(t):
+            return None if t is None else t.to(device)
+
+        return HashPlan(self.n, move(self.fwd), move(self.bwd), move(self.idx), move(self.w))
+
+
+class _GatheredLookup(torch.autograd.Function):
+    """``features (m, F) = sum_c w[:, c] * table[idx[:, c]]``; backward: one ``index_add_`` into the table's
+    gradient (no host synchronisation, so a CUDA graph can record it)."""
+
+    @staticmethod
+    def forward(ctx, table, idx, w):  # type: ignore[override]
+        ctx.save_for_backward(idx, w)
+        ctx.rows = table.shape[0]
+        corners = table.index_select(0, idx.reshape(-1)).view(*idx.shape, table.shape[1])
+        return (corners * w.unsqueeze(-1)).sum(1)
+
+    @staticmethod
+    def backward(ctx, grad):  # type: ignore[override]
+        idx, w = ctx.saved_tensors
+        contrib = (grad.unsqueeze(1) * w.unsqueeze(-1)).reshape(-1, grad.shape[-1])
+        out = torch.zeros(ctx.rows, grad.shape[-1], dtype=grad.dtype, device=grad.device)
+        return out.index_add_(0, idx.reshape(-1), contrib), None, None
 
 
 class _PlannedLookup(torch.autograd.Function):
@@ -230,11 +263,15 @@ class HashGridEncoding(nn.Module):
 
     @torch.no_grad()
     def plan(self, x: torch.Tensor) -> HashPlan:
-        """Precompute the sparse interpolation matrices for a fixed coordinate set ``x (n, D)``."""
+        """Precompute the interpolation of a fixed coordinate set ``x (n, D)`` (as ``cfg.lookup`` says)."""
         n = x.shape[0]
         idx, w = self.lookup(x)  # (L, n, C)
         idx, w = idx.permute(1, 0, 2), w.permute(1, 0, 2)  # point-major: row = point * L + level
         n_lv, n_c = idx.shape[1], idx.shape[2]
+        if self.cfg.lookup == "gather":
+            return HashPlan(
+                n, idx=idx.reshape(n * n_lv, n_c).contiguous(), w=w.reshape(n * n_lv, n_c).contiguous()
+            )
         rows = torch.arange(n * n_lv, device=x.device).repeat_interleave(n_c)
         coo = torch.sparse_coo_tensor(
             torch.stack([rows, idx.reshape(-1)]),
@@ -255,7 +292,10 @@ class HashGridEncoding(nn.Module):
         """Encode coordinates ``(n, D)`` (generic path) or a precomputed :class:`HashPlan` (fast path)."""
         table = self.table
         if isinstance(x, HashPlan):
-            out = _PlannedLookup.apply(table, x.fwd, x.bwd)
+            if x.idx is not None:
+                out = _GatheredLookup.apply(table, x.idx, x.w.to(table.dtype))
+            else:
+                out = _PlannedLookup.apply(table, x.fwd, x.bwd)
             return out.reshape(x.n, self.out_dim)
         idx, w = self.lookup(x)
         return _BagLookup.apply(table, idx, w.to(table.dtype), self._offset_list, self.level_sizes)

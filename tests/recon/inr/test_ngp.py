@@ -261,3 +261,16 @@ def test_ct_ramp_weighting_equalises_the_normal_operator():
     assert ratio("ramp") < 5
     with pytest.raises(InreconError, match="weighting"):
         build_measurement(scan, ct_weighting="hann")
+
+
+def test_ngp_gathered_hash_lookup_is_the_sparse_one():
+    """``net.hash.lookup="gather"`` (meant for a GPU) fits exactly what the sparse plan fits."""
+    scan = tiny_mri(seed=0)
+    over = {"n_levels": 8, "log2_table_size": 12, "steps": 30, "stop": "none"}
+    a, b = (
+        run_method("ngp", scan, {**over, "net.hash.lookup": how}, show_progress=False)
+        for how in ("sparse", "gather")
+    )
+    assert float(psnr(b.image.abs(), scan.target.abs())) == pytest.approx(
+        float(psnr(a.image.abs(), scan.target.abs())), abs=1e-3
+    )
