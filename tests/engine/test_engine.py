@@ -72,6 +72,32 @@ def test_train_converges_and_calls_every_hook():
     )  # every 10th and the last
 
 
+def test_which_fits_a_cuda_graph_may_record():
+    """Full-image fits through graph-safe operators are capturable; the torchkbnufft NUFFT (it reads sizes back
+    from the device) and coordinate-batched volume fits (a different batch every step) are not; on the CPU the
+    flag changes nothing."""
+    from inrecon.data.sampling import radial_trajectory
+    from inrecon.data.scans import VolumeScan
+    from inrecon.engine.fit import FitTask, Model
+    from inrecon.engine.losses import LossConfig
+    from inrecon.physics.measurement import build_measurement
+    from inrecon.physics.simulate.mri import simulate_mri
+    from tests.inr_fixtures import tiny_ct
+
+    def task(scan, **kw):
+        meas = build_measurement(scan)
+        model = Model(torch.nn.Linear(1, 1), [], render=lambda: None, at=lambda c: c[:, 0])
+        return FitTask(model, meas, LossConfig(), **kw)
+
+    radial = simulate_mri(torch.rand(16, 16).numpy(), n_coils=2, trajectory=radial_trajectory(8, 32), seed=0)
+    volume = VolumeScan(volume=torch.rand(4, 8, 8))
+    assert task(tiny_mri(seed=0)).capturable and task(tiny_ct(photons=None, views=12)).capturable
+    assert not task(radial).capturable
+    assert task(volume).capturable and not task(volume, batch_size=64).capturable
+    runs = [train(_Quadratic(), OptimConfig(steps=20, lr=0.05), cuda_graph=g) for g in (False, True)]
+    assert not runs[1].graphed and runs[1].history["loss"] == runs[0].history["loss"]
+
+
 def test_holdout_callback_stops_after_patience():
     task = _Quadratic()
     hold = HoldOut(torch.tensor([0]), torch.tensor([1.0, 0.0, 0.0]), patience=5, min_steps=1)

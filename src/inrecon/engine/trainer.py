@@ -403,8 +403,9 @@ def train(
     run.start = run.step
     t0 = time.perf_counter() - run.seconds
     losses = _LossLog()
-    on_cpu = next(iter(task.module.parameters()), torch.empty(0)).device.type == "cpu"
-    graphed = _CudaGraphStep(task, opt) if cuda_graph and task.capturable and not on_cpu else None
+    device = next(iter(task.module.parameters()), torch.empty(0)).device
+    on_cpu = device.type == "cpu"
+    graphed = _CudaGraphStep(task, opt) if cuda_graph and task.capturable and device.type == "cuda" else None
     for cb in callbacks:
         cb.on_start(run)
     for step in range(run.step, cfg.steps):
