@@ -19,13 +19,13 @@ the CPU); ``INRECON_MALLOPT=0`` leaves the allocator alone. Importing inrecon ch
 Host syncs: on the CPU every step reads its numbers back; on a GPU losses stay on the device and are read every
 ``sync_every`` steps (and whenever a callback asks, e.g. to evaluate or to snapshot the best weights).
 
-CUDA graphs: a task whose step has fixed shapes and no host synchronisation (``Task.capturable``: every
-full-image fit) can be replayed as two CUDA graphs on a GPU (``train(..., cuda_graph=True)``; the fits' default,
-``monitor.cuda_graph``): one records the forward pass and the backward pass, the other the optimiser update, so
-the callbacks still run between them and see the weights that produced the step's output. Small fits are bound
-by the launch of a few hundred small kernels per step, which a replay issues at once. The first
-``_CudaGraphStep.WARMUP`` steps run eagerly (on a side stream, as capture requires); a step that cannot be
-captured falls back to eager steps with a warning that names the reason.
+CUDA graphs: a task whose step has fixed shapes and no host synchronisation (``Task.capturable``: a
+full-image fit through a capturable operator) can be replayed as two CUDA graphs on a GPU (``train(...,
+cuda_graph=True)``; the fits' default, ``monitor.cuda_graph``): one records the forward pass and the backward
+pass, the other the optimiser update, so the callbacks still run between them and see the weights that
+produced the step's output. Small fits are bound by the launch of a few hundred small kernels per step, which a
+replay issues at once. The first ``_CudaGraphStep.WARMUP`` steps run eagerly (on a side stream, as capture
+requires); a step that cannot be captured falls back to eager steps with a warning that names the reason.
 """
 
 from __future__ import annotations
