@@ -1,13 +1,16 @@
 """DisINR's MRI data scale and adaptation rate on the dipy T1 slice, with NGP, TV and L1-wavelet beside it.
 
-The scan: the real T1 slice (``images/dipy_t1_coronal_slice.npy``) block-averaged to 128 x 128, 12 simulated
-coils, 1D Cartesian AF 6 with 12 ACS lines, 30 dB (noise seed 100). DisINR is pre-trained on 12 simulated T2-like
-brain phantoms with the same acquisition (1000 steps, seed 0) at the data scale ``--scale``, then adapted at each
-learning rate of ``--lrs`` (the data scale follows the model file). PSNR of the magnitude against the slice's
-magnitude (``inrecon.metrics.evaluate``, no rescaling); 1 thread.
+The scan: the real T1 slice (``images/dipy_t1_coronal_slice.npy``, 256 x 256) block-averaged to 128 x 128
+(``--size 256``: as stored), 12 simulated coils, 1D Cartesian AF 6 with 12 ACS lines (24 at 256), 30 dB (noise
+seed 100). DisINR is pre-trained on 12 simulated T2-like brain phantoms with the same acquisition (1000 steps,
+seed 0) at the data scale ``--scale``, then adapted at each learning rate of ``--lrs`` (the data scale follows
+the model file). PSNR of the magnitude against the slice's magnitude (``inrecon.metrics.evaluate``, no
+rescaling); 1 thread.
 
     python benchmarks/disinr_mri_dipy.py --scale max      # also runs NGP, TV and L1-wavelet
     python benchmarks/disinr_mri_dipy.py --scale image --no-references
+    python benchmarks/disinr_mri_dipy.py --size 256 --lrs 3e-3 --pretrain-set arch.encoder_width=64 \
+        --pretrain-set arch.decoder_width=64
 
 Prints one JSON line per result.
 """
@@ -21,6 +24,7 @@ import time
 import numpy as np
 import torch
 
+from inrecon.cli.common import parse_sets
 from inrecon.data import shared
 from inrecon.data.paths import data_root
 from inrecon.data.phantoms import brain_phantom
@@ -37,19 +41,39 @@ def main() -> None:
     ap.add_argument("--pretrain-steps", type=int, default=1000)
     ap.add_argument("--output", default="disinr_dipy.safetensors")
     ap.add_argument("--no-references", action="store_true", help="skip NGP, TV and L1-wavelet")
+    ap.add_argument(
+        "--size", type=int, choices=(128, 256), default=128, help="image side (256: not averaged)"
+    )
+    ap.add_argument("--pretrain-set", action="append", default=[], help="pre-training config key=value")
     args = ap.parse_args()
     torch.set_num_threads(1)
     if not shared.available(shared.DIPY_T1):
         raise SystemExit(f"the dipy T1 slice is not in {data_root()} (set INRECON_DATA)")
-    n = 128
-    img = np.asarray(shared.dipy_t1(), dtype=np.float64).reshape(n, 2, n, 2).mean((1, 3))
-    sim = MRISimulation(coils=12, acs=12, snr_db=30.0)
+    n, full = args.size, np.asarray(shared.dipy_t1(), dtype=np.float64)
+    f = full.shape[0] // n
+    img = full.reshape(n, f, n, f).mean((1, 3))
+    sim = MRISimulation(coils=12, acs=12 * n // 128, snr_db=30.0)  # 12 ACS lines at 128^2, 24 at 256^2
     scan = mri_scans([img], sim, 6, seed0=100)[0]
     phantoms = [brain_phantom((n, n), seed=s, contrast="t2") for s in range(args.n_pretrain)]
     t0 = time.perf_counter()
-    over = {"steps": args.pretrain_steps, "seed": 0, "data.scale": args.scale}
+    over = {
+        "steps": args.pretrain_steps,
+        "seed": 0,
+        "data.scale": args.scale,
+        **parse_sets(args.pretrain_set),
+    }
     model = str(pretrain("disinr", mri_scans(phantoms, sim, 6), args.output, over))
-    print(json.dumps({"scale": args.scale, "pretrain_s": round(time.perf_counter() - t0, 1)}), flush=True)
+    print(
+        json.dumps(
+            {
+                "scale": args.scale,
+                "size": n,
+                "pretrain": over,
+                "pretrain_s": round(time.perf_counter() - t0, 1),
+            }
+        ),
+        flush=True,
+    )
 
     def psnr(res) -> float:
         return round(evaluate(res.image.abs().cpu(), scan.target.abs().cpu())["psnr"], 2)

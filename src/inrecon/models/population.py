@@ -172,6 +172,11 @@ class SubjectNetwork(nn.Module):
     def subject_parameters(self, subject: int) -> list[nn.Parameter]:
         return list(self.subjects[str(subject)].parameters())
 
+    def table_parameters(self) -> list[nn.Parameter]:
+        """Every positional encoding's parameters (the hash tables), shared and per subject: adaptation decays
+        them apart from the layers' weights, as NGP does."""
+        return [p for n, p in self.named_parameters() if "encoding" in n.split(".")]
+
     def drop_subjects_except(self, keep) -> None:
         """Delete the subject modules whose ids are not in ``keep`` (data-parallel ranks keep their own)."""
         for k in [k for k in self.subjects if int(k) not in set(keep)]:

@@ -9,6 +9,7 @@ import inrecon.recon.population.common as population
 from inrecon.config import build_config
 from inrecon.errors import FileFormatError, InreconError
 from inrecon.metrics import psnr
+from inrecon.physics.measurement import MeasurementConfig, measure
 from inrecon.recon.api import run_method
 from inrecon.recon.methods import METHODS
 from inrecon.recon.population.common import load_model
@@ -110,6 +111,36 @@ def test_unfrozen_ablation_trains_everything(disinr_model):
     net, _ = load_disinr(disinr_model, scan)
     total = sum(p.numel() for p in net.parameters()) + sum(p.numel() for p in net.shared_encoder.parameters())
     assert res.info["n_parameters_trainable"] == total
+
+
+def test_adaptation_decays_the_hash_tables_by_wd_enc_and_the_layers_by_wd_mlp(disinr_model):
+    # as NGP's groups: wd_enc on every trained hash table, wd_mlp on every other trained weight
+    scan = tiny_mri(seed=7)
+    net, _ = load_disinr(disinr_model, scan)
+    meas = measure(scan, MeasurementConfig())
+    state = net.state_dict()
+
+    def groups(freeze):
+        m = population.adapted_model(
+            lambda: type(net)(net.dim, net.out_channels, [], net.cfg),
+            state,
+            meas,
+            freeze=freeze,
+            seed=0,
+            wd_enc=1e-5,
+            wd_mlp=1e-8,
+        )
+        sub = m.module.subjects["0"]
+        by_wd = {g["weight_decay"]: {id(p) for p in g["params"]} for g in m.groups}
+        return m.module, sub, by_wd
+
+    mod, sub, by_wd = groups(freeze=True)
+    assert by_wd[1e-5] == {id(p) for p in sub.encoding.parameters()}
+    assert by_wd[1e-8] == {id(p) for p in sub.layers.parameters()}
+    mod, sub, by_wd = groups(freeze=False)
+    tables = {id(p) for p in [*sub.encoding.parameters(), *mod.shared_encoder.encoding.parameters()]}
+    assert by_wd[1e-5] == tables
+    assert by_wd[1e-8] == {id(p) for p in mod.parameters()} - tables
 
 
 def test_incompatible_scan_fails_before_work(disinr_model):

@@ -436,8 +436,8 @@ class AdaptConfig(FitConfig):
     """Test-time fitting of a pre-trained model to one scan, with the one hold-out stopping rule."""
 
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(steps=4000, lr=1e-3))
-    """Adam (instant-NGP's beta2 0.99, eps 1e-15), lr halved every 1000 steps; wd_enc / wd_mlp are the weight
-    decays of the subject-specific and of the shared weights."""
+    """Adam (instant-NGP's beta2 0.99, eps 1e-15), lr halved every 1000 steps; wd_enc is the weight decay of the
+    trained hash tables (as NGP's), wd_mlp that of every other trained weight."""
     data: MeasurementConfig = field(default_factory=lambda: MeasurementConfig(scale="model"))
     """Coil maps (MRI), the data weighting and the hold-out unit (CT); the data are normalised as the model's
     pre-training normalised its subjects' (``scale="model"``, :func:`resolve_data_scale`)."""
@@ -454,13 +454,14 @@ def adapted_model(
     *,
     freeze: bool,
     seed: int,
-    wd_subject: float,
-    wd_shared: float,
+    wd_enc: float,
+    wd_mlp: float,
     batch_size: int = 2**18,
 ) -> Model:
     """A pre-trained network with a freshly initialised (seeded) subject part for ``meas``, as a
     :class:`Model`. With ``freeze`` the shared part is fixed and its features on the grid are computed once
-    (unless the grid is a volume fitted in coordinate batches of ``batch_size``)."""
+    (unless the grid is a volume fitted in coordinate batches of ``batch_size``). Weight decay: ``wd_enc`` on the
+    trained positional encodings (hash tables), ``wd_mlp`` on every other trained weight."""
     device = meas.y.device
     torch.manual_seed(seed)
     net = make_net().to(device)
@@ -475,9 +476,11 @@ def adapted_model(
         if not (meas.pointwise and meas.n_samples > batch_size):
             with torch.no_grad():
                 shared = net.shared_features(plan)
-    groups = [{"params": net.subject_parameters(sid), "weight_decay": wd_subject}]
-    if not freeze:
-        groups.append({"params": net.shared_parameters(), "weight_decay": wd_shared})
+    trained = net.subject_parameters(sid) + ([] if freeze else net.shared_parameters())
+    is_table = {id(p) for p in net.table_parameters()}
+    tables = [p for p in trained if id(p) in is_table]
+    layers = [p for p in trained if id(p) not in is_table]
+    groups = [{"params": ps, "weight_decay": wd} for ps, wd in ((tables, wd_enc), (layers, wd_mlp)) if ps]
 
     def render():
         return to_image(net(plan, sid, shared), meas.image_shape, meas.complex_image)

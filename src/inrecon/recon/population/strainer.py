@@ -79,8 +79,8 @@ def reconstruct_strainer(scan, cfg: StrainerAdaptConfig, ctx: Context) -> ReconR
             meas,
             freeze=cfg.freeze_trunk,
             seed=cfg.seed,
-            wd_subject=cfg.optim.wd_enc,
-            wd_shared=cfg.optim.wd_mlp,
+            wd_enc=cfg.optim.wd_enc,
+            wd_mlp=cfg.optim.wd_mlp,
         )
 
     return common.adapt("strainer", meas, build, cfg, ctx)
