@@ -84,7 +84,7 @@ measurement-domain augmentation, :mod:`inrecon.data.augment`; 8 subjects per sca
 pre-training 1.1x slower): on those native-grid slices, two pre-training seeds each, tuning +1.18 / +0.15 dB
 and confirmation +1.11 / +0.29 / +0.15 dB (means), every slice better under both seeds (RESULTS.md). MRI
 pre-trains at NGP's image scale (``data.scale="image"``: the image peaks near 1 whatever the scan's size and
-sampling) and adapts at 3e-3 (:data:`DISINR_ADAPT_MODALITY_DEFAULTS`)."""
+sampling) and adapts with NGP's MRI optimiser (:data:`DISINR_ADAPT_MODALITY_DEFAULTS`)."""
 
 
 DISINR_ADAPT_MODALITY_DEFAULTS = {
@@ -99,18 +99,20 @@ sinogram's anatomy within 100-160 steps, and the 200-step floor ran it into the 
 lungdx slices (RESULTS.md), with the augmented pre-training, two seeds: tuning A0001[30] / A0002[15] +0.30 /
 0.00 and +0.15 / 0.00 dB, confirmation A0001[45] / A0002[5] / A0002[25] +0.27 / +0.16 / 0.00 and 0.00 / +0.26
 / 0.00 dB; no slice worse; the rule chose 100-361 steps. MRI keeps 5 % (on the real 8-coil brain 2 % gained
-+0.19 dB, one case). MRI adapts at lr 3e-3 instead of 1e-3, with the image-scale pre-training
++0.19 dB, one case). MRI adapted at lr 3e-3 instead of 1e-3 (stop 36), with the image-scale pre-training
 (:data:`DISINR_PRETRAIN_MODALITY_DEFAULTS`; the data scale follows the model file): the real 8-coil brain
 (``benchmarks/disinr_mri_brain.py``, 12 phantoms x 1000 steps) 30.30 -> 31.32 dB (lr 1e-2: 30.18); the dipy T1
 slice at 128^2, 12 coils, Cartesian AF 6 (12 phantoms) 30.76 -> 31.52 dB (max scale at 3e-3: 31.07; image
 scale at 1e-3: 30.57). The image scale came from the quick demo's phantoms (+0.4-0.6 dB), the rate from the
 brain; the dipy slice confirms the pair, as do the cases of ``inrecon bench mri_undersampled --quick`` (+0.01
-to +1.52 dB, none worse). Since 2026-12-05 MRI adapts with NGP's MRI optimiser, lr 1e-2 and a weight decay of
-1e-5 on the subject's hash tables only (``optim.wd_enc``; the subject's layers take ``optim.wd_mlp``, 0): an
-undecayed subject table fits the aliasing within ~200 steps. The dipy T1 slice at 256^2 (12 phantoms x 1000
-steps): 35.75 -> 39.21 dB (lr 3e-3: 39.14; decay 3e-5: 38.28; the same decay on the whole subject encoder
-stopped at the 200-step floor); the real brain 31.34 -> 33.74 dB (lr 3e-3: 32.60; 3e-5: 33.33). NGP 41.11 / 34.15
-dB on the two (RESULTS.md)."""
+to +1.52 dB, none worse). Since 2026-12-04 (stop 38) MRI adapts with NGP's MRI optimiser, lr 1e-2 and a weight
+decay of 1e-5 on the subject's hash tables only (``optim.wd_enc``; the subject's layers take ``optim.wd_mlp``,
+0): an undecayed subject table fits the aliasing within ~200 steps. The dipy T1 slice at 256^2 (12 phantoms x
+1000 steps): 35.75 -> 39.21 dB (lr 3e-3: 39.14; decay 3e-5: 38.28; the same decay on the whole subject encoder
+stopped at the 200-step floor); the real brain 31.34 -> 33.74 dB (lr 3e-3: 32.60; 3e-5: 33.33). NGP 41.11 /
+34.15 dB on the two (RESULTS.md). Confirmed where nothing was chosen: ``inrecon bench mri_undersampled
+--quick`` in domain +1.86, out of domain +0.33, Poisson AF 12 +1.21, the real brain +1.72 dB (phantoms: means
+of two subjects); the full demo profile's 256^2 phantom 22.73 -> 30.47 dB (NGP 30.96)."""
 
 
 def pretrain_disinr(scans, cfg: DisINRPretrainConfig, output, **run) -> Path:
