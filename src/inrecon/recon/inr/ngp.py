@@ -35,6 +35,7 @@ __all__ = [
     "NGP_MODALITY_DEFAULTS",
     "NGP_SPACE",
     "NGPConfig",
+    "decay_groups",
     "field_model",
     "ngp_objective",
     "param_groups",
@@ -173,16 +174,17 @@ linear 42.18 / 54.73 / 65.64, step 51.26 / 62.33 / 62.56, decay from 80 % 49.41 
 (RESULTS.md)."""
 
 
+def decay_groups(tables: list, layers: list, wd_enc: float, wd_mlp: float) -> list[dict]:
+    """Adam groups with coupled L2 weight decay: ``wd_enc`` on the hash tables, ``wd_mlp`` on the layers' weights
+    (an empty group is left out)."""
+    return [{"params": ps, "weight_decay": wd} for ps, wd in ((tables, wd_enc), (layers, wd_mlp)) if ps]
+
+
 def param_groups(field_: NeuralField, wd_enc: float, wd_mlp: float) -> list[dict]:
     """Two Adam groups with coupled L2 weight decay: encoder (hash tables) and decoder (MLP)."""
-    groups = []
     enc = [p for p in field_.encoder_parameters() if p.requires_grad]
     dec = [p for p in field_.decoder_parameters() if p.requires_grad]
-    if enc:
-        groups.append({"params": enc, "weight_decay": wd_enc})
-    if dec:
-        groups.append({"params": dec, "weight_decay": wd_mlp})
-    return groups
+    return decay_groups(enc, dec, wd_enc, wd_mlp)
 
 
 def field_model(meas: Measurement, cfg: NGPConfig, state: dict | None = None) -> Model:

@@ -43,7 +43,7 @@ from inrecon.errors import FileFormatError, InreconError
 from inrecon.models.fields import for_grid, grid_coords
 from inrecon.models.population import PopulationArch
 from inrecon.physics.measurement import Measurement, MeasurementConfig, measure
-from inrecon.recon.inr.ngp import NGP_MODALITY_DEFAULTS
+from inrecon.recon.inr.ngp import NGP_MODALITY_DEFAULTS, decay_groups
 from inrecon.recon.registry import Context, ReconResult
 
 __all__ = [
@@ -82,7 +82,8 @@ ADAPT_MODALITY_DEFAULTS = {
 """CT defaults of every population method's test-time fit: NGP's counts-weighted, view-held-out data term and relative
 TV prior (:data:`~inrecon.recon.inr.ngp.NGP_MODALITY_DEFAULTS`, without its learning rate: DisINR's 1e-3 and 1e-2
 gave the same curve, and without its finer image grid on a GPU, not measured for the pre-trained models).
-Measured for DisINR (``benchmarks/disinr_ct.py``, lungdx 128^2, 60 fan views, 1e5 photons, pre-trained on 16 noisy A0001 slices): A0001 slice 30 (tuning) 23.69 -> 30.64 dB; prior weight 0.003 / 0.01 / 0.03
+Measured for DisINR (``benchmarks/disinr_ct.py``, lungdx 128^2, 60 fan views, 1e5 photons, pre-trained on 16
+noisy A0001 slices): A0001 slice 30 (tuning) 23.69 -> 30.64 dB; prior weight 0.003 / 0.01 / 0.03
 -> 30.06 / 30.64 / 30.58 dB; A0002 slice 15 (confirmation, other scanner) 22.78 -> 31.31 dB. STRAINER and Meta share
 them unmeasured (the same data term and prior for every method of a comparison). Since 2026-12 the prior's weight is
 NGP's ``auto`` (chosen per scan by the hold-out rule): DisINR on the quick demo's noise-free phantoms 38.10 -> 39.96
@@ -480,7 +481,7 @@ def adapted_model(
     is_table = {id(p) for p in net.table_parameters()}
     tables = [p for p in trained if id(p) in is_table]
     layers = [p for p in trained if id(p) not in is_table]
-    groups = [{"params": ps, "weight_decay": wd} for ps, wd in ((tables, wd_enc), (layers, wd_mlp)) if ps]
+    groups = decay_groups(tables, layers, wd_enc, wd_mlp)
 
     def render():
         return to_image(net(plan, sid, shared), meas.image_shape, meas.complex_image)

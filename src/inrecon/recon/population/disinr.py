@@ -23,6 +23,7 @@ from inrecon.errors import InreconError
 from inrecon.models.fields import grid_coords
 from inrecon.models.population import DisINRNetwork, PopulationArch
 from inrecon.physics.measurement import measure
+from inrecon.recon.inr.ngp import NGP_MODALITY_DEFAULTS
 from inrecon.recon.population import common
 from inrecon.recon.registry import Context, MethodSpec, Pretrainer, ReconResult
 from inrecon.tuning.bo import Param, SearchSpace
@@ -90,7 +91,10 @@ sampling) and adapts with NGP's MRI optimiser (:data:`DISINR_ADAPT_MODALITY_DEFA
 DISINR_ADAPT_MODALITY_DEFAULTS = {
     **common.ADAPT_MODALITY_DEFAULTS,
     "ct": {**common.ADAPT_MODALITY_DEFAULTS["ct"], "stop.min_chosen": 0.02},
-    "mri": {**common.ADAPT_MODALITY_DEFAULTS["mri"], "optim.lr": 1e-2, "optim.wd_enc": 1e-5},
+    "mri": {
+        **common.ADAPT_MODALITY_DEFAULTS["mri"],
+        **{k: NGP_MODALITY_DEFAULTS["mri"][k] for k in ("optim.lr", "optim.wd_enc")},  # NGP's MRI optimiser
+    },
 }
 """DisINR's test-time fit: the population methods' defaults
 (:data:`~inrecon.recon.population.common.ADAPT_MODALITY_DEFAULTS`) and, on CT, a hold-out floor of 2 % of the
