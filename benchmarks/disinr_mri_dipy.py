@@ -9,6 +9,7 @@ rescaling); 1 thread.
 
     python benchmarks/disinr_mri_dipy.py --scale max      # also runs NGP, TV and L1-wavelet
     python benchmarks/disinr_mri_dipy.py --scale image --no-references
+    python benchmarks/disinr_mri_dipy.py --model disinr_dipy.safetensors --lrs 1e-2 --set optim.wd_enc=3e-5
     python benchmarks/disinr_mri_dipy.py --size 256 --lrs 3e-3 --pretrain-set arch.encoder_width=64 \
         --pretrain-set arch.decoder_width=64
 
@@ -40,6 +41,8 @@ def main() -> None:
     ap.add_argument("--n-pretrain", type=int, default=12)
     ap.add_argument("--pretrain-steps", type=int, default=1000)
     ap.add_argument("--output", default="disinr_dipy.safetensors")
+    ap.add_argument("--model", help="reuse this pre-trained model (else pre-train and write --output)")
+    ap.add_argument("--set", action="append", default=[], help="DisINR adaptation config key=value")
     ap.add_argument("--no-references", action="store_true", help="skip NGP, TV and L1-wavelet")
     ap.add_argument(
         "--size", type=int, choices=(128, 256), default=128, help="image side (256: not averaged)"
@@ -55,32 +58,36 @@ def main() -> None:
     sim = MRISimulation(coils=12, acs=12 * n // 128, snr_db=30.0)  # 12 ACS lines at 128^2, 24 at 256^2
     scan = mri_scans([img], sim, 6, seed0=100)[0]
     phantoms = [brain_phantom((n, n), seed=s, contrast="t2") for s in range(args.n_pretrain)]
-    t0 = time.perf_counter()
-    over = {
-        "steps": args.pretrain_steps,
-        "seed": 0,
-        "data.scale": args.scale,
-        **parse_sets(args.pretrain_set),
-    }
-    model = str(pretrain("disinr", mri_scans(phantoms, sim, 6), args.output, over))
-    print(
-        json.dumps(
-            {
-                "scale": args.scale,
-                "size": n,
-                "pretrain": over,
-                "pretrain_s": round(time.perf_counter() - t0, 1),
-            }
-        ),
-        flush=True,
-    )
+    if args.model:
+        model = args.model
+    else:
+        t0 = time.perf_counter()
+        over = {
+            "steps": args.pretrain_steps,
+            "seed": 0,
+            "data.scale": args.scale,
+            **parse_sets(args.pretrain_set),
+        }
+        model = str(pretrain("disinr", mri_scans(phantoms, sim, 6), args.output, over))
+        print(
+            json.dumps(
+                {
+                    "scale": args.scale,
+                    "size": n,
+                    "pretrain": over,
+                    "pretrain_s": round(time.perf_counter() - t0, 1),
+                }
+            ),
+            flush=True,
+        )
+    adapt = parse_sets(args.set)
 
     def psnr(res) -> float:
         return round(evaluate(res.image.abs().cpu(), scan.target.abs().cpu())["psnr"], 2)
 
     for lr in args.lrs:
-        res = run_method("disinr", scan, {"optim.lr": lr}, model=model, show_progress=False)
-        row = {"method": "disinr", "scale": res.info["data_scale"], "lr": lr, "psnr": psnr(res)}
+        res = run_method("disinr", scan, {"optim.lr": lr, **adapt}, model=model, show_progress=False)
+        row = {"method": "disinr", "scale": res.info["data_scale"], "lr": lr, **adapt, "psnr": psnr(res)}
         print(json.dumps({**row, "steps": res.info.get("chosen_steps")}), flush=True)
     if not args.no_references:
         for m in ("ngp", "tv", "l1wavelet"):

@@ -7,9 +7,12 @@ import torch
 
 import inrecon.recon.population.common as population
 from inrecon.config import build_config
+from inrecon.data.phantoms import shepp_logan
+from inrecon.data.scans import CTGeometry
 from inrecon.errors import FileFormatError, InreconError
 from inrecon.metrics import psnr
 from inrecon.physics.measurement import MeasurementConfig, measure
+from inrecon.physics.simulate.ct import full_scan_angles, simulate_ct
 from inrecon.recon.api import run_method
 from inrecon.recon.methods import METHODS
 from inrecon.recon.population.common import load_model
@@ -308,3 +311,21 @@ def test_disinr_adaptation_is_tunable_by_the_bilevel_machinery(disinr_model, tmp
     assert res.info["steps_run"] == tuned.hparams["optim.steps"]
     with pytest.raises(InreconError, match="pre-trained model"):
         tune(scan, "disinr", over, {"n_random": 1, "n_guided": 0})
+
+
+def test_disinr_adapts_a_ct_scan_on_a_finer_grid_when_asked(tmp_path):
+    # the CT default "auto" is the scan's own grid on the CPU (2x finer on a GPU, as NGP: tests/test_cuda.py)
+    geometry = CTGeometry("fan", 50, 2.0, (24, 24), 2.0, 300.0, 300.0)
+    objects = [shepp_logan((96, 96)), shepp_logan((96, 96))[:, ::-1].copy()]  # drawn 4x finer than the grid
+    scans = [simulate_ct(0.5 * o, geometry, full_scan_angles(20)) for o in objects]
+    cfg = build_config(DisINRPretrainConfig, dict(steps=5, **ARCH))
+    model = pretrain_disinr(scans, cfg, tmp_path / "ct.safetensors", show_progress=False)
+    over = {"steps": 6, "stop": "none"}
+    plain = run_method("disinr", scans[0], over, model=str(model), show_progress=False)
+    fine = run_method(
+        "disinr", scans[0], {**over, "data.ct_supersample": 2}, model=str(model), show_progress=False
+    )
+    assert (plain.info["supersample"], fine.info["supersample"]) == (1, 2)
+    # the block mean, on the scan's grid
+    assert fine.image.shape == plain.image.shape == scans[0].target.shape
+    assert torch.isfinite(fine.image).all()

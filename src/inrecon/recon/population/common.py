@@ -517,7 +517,12 @@ def adapt(method: str, meas: Measurement, build, cfg: AdaptConfig, ctx: Context,
         meas,
         build,
         cfg,
-        run_id={"method": method, "cfg": config_to_dict(cfg), "model": str(ctx.model)},
+        run_id={
+            "method": method,
+            "cfg": config_to_dict(cfg),
+            "model": str(ctx.model),
+            "supersample": meas.supersample,  # what data.ct_supersample="auto" resolved to
+        },
         checkpoint_dir=ctx.checkpoint_dir,
         show_progress=ctx.show_progress,
         desc=method,
@@ -525,4 +530,5 @@ def adapt(method: str, meas: Measurement, build, cfg: AdaptConfig, ctx: Context,
     )
     info["n_parameters_trainable"] = sum(p.numel() for g in model.groups for p in g["params"])
     info["data_scale"] = cfg.data.scale  # what data.scale="model" resolved to
+    info["supersample"] = meas.supersample  # CT: what data.ct_supersample resolved to (1 for MRI and volumes)
     return ReconResult(image=image, method=method, config=config_to_dict(cfg), info=info)

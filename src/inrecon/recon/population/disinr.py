@@ -90,7 +90,12 @@ sampling) and adapts with NGP's MRI optimiser (:data:`DISINR_ADAPT_MODALITY_DEFA
 
 DISINR_ADAPT_MODALITY_DEFAULTS = {
     **common.ADAPT_MODALITY_DEFAULTS,
-    "ct": {**common.ADAPT_MODALITY_DEFAULTS["ct"], "stop.min_chosen": 0.02},
+    "ct": {
+        **common.ADAPT_MODALITY_DEFAULTS["ct"],
+        "stop.min_chosen": 0.02,
+        # NGP's finer image grid where the scan is on a GPU
+        "data.ct_supersample": NGP_MODALITY_DEFAULTS["ct"]["data.ct_supersample"],
+    },
     "mri": {
         **common.ADAPT_MODALITY_DEFAULTS["mri"],
         **{k: NGP_MODALITY_DEFAULTS["mri"][k] for k in ("optim.lr", "optim.wd_enc")},  # NGP's MRI optimiser
