@@ -108,7 +108,8 @@ def test_pretraining_has_modality_defaults_too_and_every_path_uses_them(tmp_path
     assert (
         pre.build("volume") == DisINRPretrainConfig()
     )  # volumes keep float32 (fits beyond bf16's precision)
-    assert pre.build("mri").arch.hash == DisINRPretrainConfig().arch.hash  # MRI keeps the paper's grid
+    # CT and MRI: 8 levels, none finer than the image grid (volumes keep the paper's grid)
+    assert pre.build("mri").arch.hash == pre.build("ct").arch.hash != DisINRPretrainConfig().arch.hash
     assert pre.build("ct", {"arch.hash.n_levels": 12}).arch.hash.n_levels == 12  # the user's value wins
     ct_aug, mri_aug = pre.build("ct").augment, pre.build("mri").augment
     assert (ct_aug.rotations, ct_aug.mirror) == (4, True)  # CT pre-trains on rotated and mirrored scans

@@ -81,7 +81,7 @@ ADAPT_MODALITY_DEFAULTS = {
 }
 """CT defaults of every population method's test-time fit: NGP's counts-weighted, view-held-out data term and relative
 TV prior (:data:`~inrecon.recon.inr.ngp.NGP_MODALITY_DEFAULTS`, without its learning rate: DisINR's 1e-3 and 1e-2
-gave the same curve, and without its finer image grid on a GPU, not measured for the pre-trained models).
+gave the same curve, and without its finer image grid on a GPU, which DisINR alone takes: unmeasured for the others).
 Measured for DisINR (``benchmarks/disinr_ct.py``, lungdx 128^2, 60 fan views, 1e5 photons, pre-trained on 16
 noisy A0001 slices): A0001 slice 30 (tuning) 23.69 -> 30.64 dB; prior weight 0.003 / 0.01 / 0.03
 -> 30.06 / 30.64 / 30.58 dB; A0002 slice 15 (confirmation, other scanner) 22.78 -> 31.31 dB. STRAINER and Meta share

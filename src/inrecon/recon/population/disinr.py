@@ -67,15 +67,26 @@ DISINR_PRETRAIN_MODALITY_DEFAULTS = {
         "augment.rotations": 4,
         "augment.mirror": True,
     },
-    "mri": {"arch.mlp_dtype": "auto", "data.scale": "image"},
+    "mri": {
+        "arch.hash.n_levels": 8,
+        "arch.hash.max_resolution": "grid",
+        "arch.mlp_dtype": "auto",
+        "data.scale": "image",
+    },
 }
 """Where DisINR's pre-training defaults differ by modality (the model file records them, so adaptation uses
 the same). CT: both encoders on 8 hash levels, none finer than the image grid (instead of 16 levels growing by
 1.5). Measured with ``benchmarks/disinr_ct.py`` (lungdx 128^2, 60 fan views, 1e5 photons; pre-trained on 16
 noisy A0001 slices): chosen on A0001 slice 30 / A0002 slice 15, 30.64 / 31.31 dB (2000 steps) -> 31.14 / 31.74
 dB (1000 steps); confirmed on A0001 slice 45 / A0002 slices 5 and 25 (RESULTS.md); a pre-training step 1.39x
-faster. MRI keeps the paper's grid (unmeasured for DisINR; for NGP the grid-limited hash lost 1.5 dB on the
-real brain). CT and MRI: bfloat16 products where the hardware has them (``auto``): the same images (31.16 /
+faster. MRI takes the same 8 grid-limited levels since 2026-12-04 (stop 39; with the image-scale pre-training
+and NGP's MRI optimiser): chosen on the dipy T1 slice at 128^2, AF 6 (``benchmarks/disinr_mri_dipy.py``) 32.85
+-> 33.19 dB and the real 8-coil brain (``benchmarks/disinr_mri_brain.py``, 12 phantoms x 1000 steps) 33.66 ->
+33.88 dB, pre-training 1.2x faster; confirmed by ``inrecon bench mri_undersampled --quick --set 'arch={}'``
+(every method's own architecture), means of two subjects: AF 6 in domain +0.86, out of domain +0.09, unseen
+Poisson AF 12 +1.01, the real brain +0.20 dB (one subject -0.04). For NGP the grid-limited hash lost 1.5 dB on
+the real brain; NGP keeps the paper's grid.
+CT and MRI: bfloat16 products where the hardware has them (``auto``): the same images (31.16 /
 31.76 dB on the case above; the demo's MRI 26.97 vs 26.99 dB) from a pre-training step 1.7x faster again.
 Volumes keep float32: their fits pass 60 dB, beyond bf16's precision. Re-checked on slices projected from
 their native 512^2 grid (no inverse crime), adapted with the Hann ramp: the paper's 16 levels against these 8,
@@ -121,7 +132,14 @@ decay of 1e-5 on the subject's hash tables only (``optim.wd_enc``; the subject's
 stopped at the 200-step floor); the real brain 31.34 -> 33.74 dB (lr 3e-3: 32.60; 3e-5: 33.33). NGP 41.11 /
 34.15 dB on the two (RESULTS.md). Confirmed where nothing was chosen: ``inrecon bench mri_undersampled
 --quick`` in domain +1.86, out of domain +0.33, Poisson AF 12 +1.21, the real brain +1.72 dB (phantoms: means
-of two subjects); the full demo profile's 256^2 phantom 22.73 -> 30.47 dB (NGP 30.96)."""
+of two subjects); the full demo profile's 256^2 phantom 22.73 -> 30.47 dB (NGP 30.96). Since 2026-12-04 (stop
+39) a CT adaptation models the image on NGP's grid (``data.ct_supersample="auto"``: 2x finer where the scan is on
+a GPU, the scan's own grid on the CPU, where it costs 3-4x the time). Measured on the CPU with the 62-slice
+augmented model (RESULTS.md, stop 35): 2x finer against the scan's grid +0.67 / +0.57 dB on the tuning slices
+A0001[30] / A0002[15] and +0.75 / +1.37 / +0.48 on the confirmation slices, as NGP gains there; with it DisINR and
+NGP are compared on the same grid on every device. A CT weight decay on the subject's hash tables (``optim.wd_enc``
+1e-5 / 1e-4 / 1e-3) changed nothing or lost (stop 39: tuning slices 27.58 / 29.77, 27.55 / 29.83, 26.22 / 29.77
+against 27.60 / 29.77 dB), so CT keeps none."""
 
 
 def pretrain_disinr(scans, cfg: DisINRPretrainConfig, output, **run) -> Path:
