@@ -244,7 +244,7 @@ def test_ngp_models_ct_on_a_finer_grid_on_a_gpu():
     """NGP's CT default ``data.ct_supersample="auto"`` is 2 on a GPU (1 on the CPU: tests/recon/inr)."""
     scan = SCANS["ct"]
     res = {dev: run_method("ngp", scan.to(dev), INR, show_progress=False) for dev in (DEVICE, "cpu")}
-    assert res[DEVICE].info["ct_supersample"] == 2 and res["cpu"].info["ct_supersample"] == 1
+    assert res[DEVICE].info["supersample"] == 2 and res["cpu"].info["supersample"] == 1
     assert tuple(res[DEVICE].image.shape) == tuple(res["cpu"].image.shape) == tuple(scan.target.shape)
 
 

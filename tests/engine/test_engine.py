@@ -180,6 +180,19 @@ def test_linear_schedule_holds_the_rate_until_decay_start():
         build_config(OptimConfig, {"decay_start": 1.0})
 
 
+def test_a_group_with_lr_scale_follows_the_schedule_at_its_fraction_of_the_rate():
+    from inrecon.engine.trainer import make_optimizer
+
+    a, b = torch.nn.Parameter(torch.zeros(3)), torch.nn.Parameter(torch.zeros(3))
+    cfg = OptimConfig(steps=100, lr=0.1, lr_decay_every=50)
+    opt, sched = make_optimizer([{"params": [a]}, {"params": [b], "lr_scale": 0.25}], cfg, cfg.steps)
+    assert [g["lr"] for g in opt.param_groups] == pytest.approx([0.1, 0.025])
+    for _ in range(50):
+        opt.step()
+        sched.step()
+    assert [g["lr"] for g in opt.param_groups] == pytest.approx([0.05, 0.0125])  # both halved
+
+
 def test_sgd_with_task_gradients_and_linear_schedule():
     class Filled(_Quadratic):
         def step(self, step):

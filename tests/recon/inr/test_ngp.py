@@ -231,7 +231,7 @@ def test_ngp_on_a_finer_grid_explains_detail_below_the_scan_grid():
     fine = run_method("ngp", scan, {**over, "data.ct_supersample": 2}, show_progress=False)
     assert fine.image.shape == plain.image.shape == (48, 48)
     # the CT default "auto" models the scan's own grid on the CPU (a 2x finer one on a GPU: tests/test_cuda.py)
-    assert (plain.info["ct_supersample"], fine.info["ct_supersample"]) == (1, 2)
+    assert (plain.info["supersample"], fine.info["supersample"]) == (1, 2)
     # the monitor scores the block mean against the scan's reference
     assert fine.info["history"]["psnr"][-1] == pytest.approx(float(psnr(fine.image, scan.target)), abs=0.05)
     assert psnr(fine.image, scan.target) > psnr(plain.image, scan.target) + 2.0

@@ -134,7 +134,9 @@ def test_adaptation_decays_the_hash_tables_by_wd_enc_and_the_layers_by_wd_mlp(di
             wd_mlp=1e-8,
         )
         sub = m.module.subjects["0"]
-        by_wd = {g["weight_decay"]: {id(p) for p in g["params"]} for g in m.groups}
+        by_wd = {}
+        for g in m.groups:
+            by_wd.setdefault(g["weight_decay"], set()).update(id(p) for p in g["params"])
         return m.module, sub, by_wd
 
     mod, sub, by_wd = groups(freeze=True)
@@ -144,6 +146,44 @@ def test_adaptation_decays_the_hash_tables_by_wd_enc_and_the_layers_by_wd_mlp(di
     tables = {id(p) for p in [*sub.encoding.parameters(), *mod.shared_encoder.encoding.parameters()]}
     assert by_wd[1e-5] == tables
     assert by_wd[1e-8] == {id(p) for p in mod.parameters()} - tables
+
+
+def test_unfrozen_shared_pair_trains_at_its_own_fraction_of_the_rate(disinr_model):
+    from inrecon.engine.trainer import make_optimizer
+    from inrecon.recon.population.disinr import DisINRAdaptConfig
+
+    scan = tiny_mri(seed=7)
+    net, _ = load_disinr(disinr_model, scan)
+    meas = measure(scan, MeasurementConfig())
+    optim = build_config(DisINRAdaptConfig, {"lr": 1e-2}).optim
+
+    def shared_move(scale):  # the shared pair's largest change in three Adam steps
+        m = population.adapted_model(
+            lambda: type(net)(net.dim, net.out_channels, [], net.cfg),
+            net.state_dict(),
+            meas,
+            freeze=False,
+            seed=0,
+            wd_enc=0.0,
+            wd_mlp=0.0,
+            shared_lr_scale=scale,
+        )
+        shared = {id(p) for p in m.module.shared_parameters()}
+        for g in m.groups:  # the shared pair's groups, and only they, carry the scale
+            ids = {id(p) for p in g["params"]}
+            assert (ids <= shared) if g.get("lr_scale", 1.0) != 1.0 else (scale == 1.0 or not ids & shared)
+        before = torch.cat([p.detach().flatten().clone() for p in m.module.shared_parameters()])
+        opt, _ = make_optimizer(m.groups, optim, 3)
+        for _ in range(3):
+            opt.zero_grad()
+            m.render().abs().square().mean().backward()
+            opt.step()
+        after = torch.cat([p.detach().flatten() for p in m.module.shared_parameters()])
+        return float((after - before).abs().max())
+
+    full, slow = shared_move(1.0), shared_move(0.1)
+    assert full == pytest.approx(3e-2, rel=0.2)  # Adam moves a weight by about lr per step
+    assert slow == pytest.approx(0.1 * full, rel=0.2)
 
 
 def test_incompatible_scan_fails_before_work(disinr_model):

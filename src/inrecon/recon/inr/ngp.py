@@ -246,8 +246,7 @@ def reconstruct_ngp(scan, cfg: NGPConfig, ctx: Context = DEFAULT_CONTEXT) -> Rec
         label=cfg.net.backbone,
     )
     info["n_parameters"] = count_parameters(model.module)
-    if scan.modality == "ct":
-        info["ct_supersample"] = meas.supersample
+    info["supersample"] = meas.supersample  # CT: what data.ct_supersample resolved to (1 for MRI and volumes)
     return ReconResult(image=image, method="ngp", config=config_to_dict(cfg), info=info)
 
 

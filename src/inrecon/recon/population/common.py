@@ -458,11 +458,13 @@ def adapted_model(
     wd_enc: float,
     wd_mlp: float,
     batch_size: int = 2**18,
+    shared_lr_scale: float = 1.0,
 ) -> Model:
     """A pre-trained network with a freshly initialised (seeded) subject part for ``meas``, as a
     :class:`Model`. With ``freeze`` the shared part is fixed and its features on the grid are computed once
-    (unless the grid is a volume fitted in coordinate batches of ``batch_size``). Weight decay: ``wd_enc`` on the
-    trained positional encodings (hash tables), ``wd_mlp`` on every other trained weight."""
+    (unless the grid is a volume fitted in coordinate batches of ``batch_size``); without, it is trained at
+    ``shared_lr_scale`` times the subject part's learning rate. Weight decay: ``wd_enc`` on the trained
+    positional encodings (hash tables), ``wd_mlp`` on every other trained weight."""
     device = meas.y.device
     torch.manual_seed(seed)
     net = make_net().to(device)
@@ -477,11 +479,17 @@ def adapted_model(
         if not (meas.pointwise and meas.n_samples > batch_size):
             with torch.no_grad():
                 shared = net.shared_features(plan)
-    trained = net.subject_parameters(sid) + ([] if freeze else net.shared_parameters())
     is_table = {id(p) for p in net.table_parameters()}
-    tables = [p for p in trained if id(p) in is_table]
-    layers = [p for p in trained if id(p) not in is_table]
-    groups = decay_groups(tables, layers, wd_enc, wd_mlp)
+
+    def groups_of(params: list, lr_scale: float) -> list[dict]:
+        tables = [p for p in params if id(p) in is_table]
+        layers = [p for p in params if id(p) not in is_table]
+        groups = decay_groups(tables, layers, wd_enc, wd_mlp)
+        return groups if lr_scale == 1.0 else [{**g, "lr_scale": lr_scale} for g in groups]
+
+    groups = groups_of(net.subject_parameters(sid), 1.0)
+    if not freeze:
+        groups += groups_of(net.shared_parameters(), shared_lr_scale)
 
     def render():
         return to_image(net(plan, sid, shared), meas.image_shape, meas.complex_image)

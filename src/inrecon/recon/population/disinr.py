@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from inrecon.config import PosInt, config_from_dict
+from inrecon.config import PosFloat, PosInt, config_from_dict
 from inrecon.engine.holdout import resolve_prior, score_trial
 from inrecon.errors import InreconError
 from inrecon.models.fields import grid_coords
@@ -55,6 +55,10 @@ class DisINRAdaptConfig(common.AdaptConfig):
 
     freeze: bool = True
     """Keep the shared pair fixed (False: the ablation that also trains it)."""
+    shared_lr_scale: PosFloat = 1.0
+    """With ``freeze=False``: the shared pair's learning rate as a fraction of ``optim.lr`` (1: the paper's
+    ablation, every weight at one rate; below 1 the pre-trained pair moves more slowly than the new subject
+    encoder)."""
     coord_batch: PosInt = 2**18
     """Volumes larger than this: coordinates per step."""
 
@@ -177,6 +181,7 @@ def _builder(net: DisINRNetwork, meas, cfg: DisINRAdaptConfig):
             wd_enc=cfg.optim.wd_enc,
             wd_mlp=cfg.optim.wd_mlp,
             batch_size=cfg.coord_batch,
+            shared_lr_scale=cfg.shared_lr_scale,
         )
 
     return build
