@@ -91,6 +91,8 @@ def main(argv=None) -> dict:
                 k: v for k, v in (r.info.get("holdout") or {}).items() if k in ("best_step", "steps_run")
             },
         }
+        if "candidate" in r.info:  # freeze=auto: the way the held-out loss chose, and every way's loss
+            row["candidate"], row["candidate_scores"] = r.info["candidate"], r.info["candidate_scores"]
         out["results"].append(row)
         print(json.dumps(row), flush=True)
     print(json.dumps(out, indent=1))

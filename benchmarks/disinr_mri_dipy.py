@@ -88,7 +88,8 @@ def main() -> None:
     for lr in args.lrs:
         res = run_method("disinr", scan, {"optim.lr": lr, **adapt}, model=model, show_progress=False)
         row = {"method": "disinr", "scale": res.info["data_scale"], "lr": lr, **adapt, "psnr": psnr(res)}
-        print(json.dumps({**row, "steps": res.info.get("chosen_steps")}), flush=True)
+        chosen = {k: res.info[k] for k in ("candidate", "candidate_scores") if k in res.info}  # freeze=auto
+        print(json.dumps({**row, "steps": res.info.get("chosen_steps"), **chosen}), flush=True)
     if not args.no_references:
         for m in ("ngp", "tv", "l1wavelet"):
             print(

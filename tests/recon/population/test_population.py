@@ -16,7 +16,14 @@ from inrecon.physics.simulate.ct import full_scan_angles, simulate_ct
 from inrecon.recon.api import run_method
 from inrecon.recon.methods import METHODS
 from inrecon.recon.population.common import load_model
-from inrecon.recon.population.disinr import DisINRPretrainConfig, load_disinr, pretrain_disinr
+from inrecon.recon.population.disinr import (
+    DISINR_SPACE,
+    DisINRAdaptConfig,
+    DisINRPretrainConfig,
+    disinr_objective,
+    load_disinr,
+    pretrain_disinr,
+)
 from inrecon.recon.population.meta import MetaPretrainConfig, pretrain_meta
 from inrecon.recon.population.strainer import StrainerPretrainConfig, pretrain_strainer
 from tests.inr_fixtures import tiny_mri
@@ -148,9 +155,28 @@ def test_adaptation_decays_the_hash_tables_by_wd_enc_and_the_layers_by_wd_mlp(di
     assert by_wd[1e-8] == {id(p) for p in mod.parameters()} - tables
 
 
+def test_freeze_auto_keeps_the_way_with_the_lower_held_out_loss(disinr_model, tmp_path):
+    scan = tiny_mri(seed=7)
+    over = {"steps": 30, "patience": 10, "eval_every": 10}
+    res = run_method(
+        "disinr", scan, {**over, "freeze": "auto"}, model=str(disinr_model), checkpoint_dir=tmp_path
+    )
+    scores, winner = res.info["candidate_scores"], res.info["candidate"]
+    assert set(scores) == {"frozen", "unfrozen"} and scores[winner] == min(scores.values())
+    assert all(any((tmp_path / way).rglob("holdout.json")) for way in scores)  # each its own stage
+    alone = run_method("disinr", scan, {**over, "freeze": winner == "frozen"}, model=str(disinr_model))
+    assert alone.info["chosen_steps"] == res.info["chosen_steps"]
+    assert alone.info["n_parameters_trainable"] == res.info["n_parameters_trainable"]
+    torch.testing.assert_close(res.image, alone.image, rtol=0, atol=0)
+    assert res.config["freeze"] == "auto"
+    with pytest.raises(InreconError, match="freeze=auto"):  # tuning takes one way, before any work
+        disinr_objective(
+            scan, build_config(DisINRAdaptConfig, {"freeze": "auto"}), DISINR_SPACE, model=disinr_model
+        )
+
+
 def test_unfrozen_shared_pair_trains_at_its_own_fraction_of_the_rate(disinr_model):
     from inrecon.engine.trainer import make_optimizer
-    from inrecon.recon.population.disinr import DisINRAdaptConfig
 
     scan = tiny_mri(seed=7)
     net, _ = load_disinr(disinr_model, scan)

@@ -514,9 +514,19 @@ def require_model(ctx: Context, method: str) -> str:
     return str(ctx.model)
 
 
-def adapt(method: str, meas: Measurement, build, cfg: AdaptConfig, ctx: Context, batch_size: int = 2**18):
+def adapt(
+    method: str,
+    meas: Measurement,
+    build,
+    cfg: AdaptConfig,
+    ctx: Context,
+    batch_size: int = 2**18,
+    alternatives: tuple = (),
+    label: str = "main",
+):
     """Test-time fit of a pre-trained model (``build() -> Model``) to ``meas`` with the one stopping rule; the
-    result records the number of trainable parameters."""
+    result records the number of trainable parameters. ``alternatives`` (:class:`~inrecon.engine.holdout.
+    Candidate`, labelled against ``label``) are other ways to adapt, chosen between by the held-out loss."""
     if ctx.model is None:
         raise InreconError(
             f"{method} needs a pre-trained model", "pass --model MODEL (from inrecon pretrain)"
@@ -535,6 +545,8 @@ def adapt(method: str, meas: Measurement, build, cfg: AdaptConfig, ctx: Context,
         show_progress=ctx.show_progress,
         desc=method,
         batch_size=batch_size,
+        alternatives=alternatives,
+        label=label,
     )
     info["n_parameters_trainable"] = sum(p.numel() for g in model.groups for p in g["params"])
     info["data_scale"] = cfg.data.scale  # what data.scale="model" resolved to

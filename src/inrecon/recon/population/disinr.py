@@ -11,14 +11,15 @@ rate and subject-encoder weight decay, :data:`DISINR_SPACE`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
 
 from inrecon.config import PosFloat, PosInt, config_from_dict
-from inrecon.engine.holdout import resolve_prior, score_trial
+from inrecon.engine.holdout import Candidate, resolve_prior, score_trial
 from inrecon.errors import InreconError
 from inrecon.models.fields import grid_coords
 from inrecon.models.population import DisINRNetwork, PopulationArch
@@ -53,8 +54,10 @@ class DisINRAdaptConfig(common.AdaptConfig):
     """Test-time adaptation (Algorithm 2): Adam lr 1e-3 halved every 1000 steps, up to 4000 steps, stopped by the
     hold-out rule."""
 
-    freeze: bool = True
-    """Keep the shared pair fixed (False: the ablation that also trains it)."""
+    freeze: bool | Literal["auto"] = True
+    """Keep the shared pair fixed (False: the ablation that also trains it; "auto": adapt both ways on the
+    hold-out split and keep the one with the lower held-out loss, ``info["candidate"]`` -- about twice the
+    hold-out stage's time)."""
     shared_lr_scale: PosFloat = 1.0
     """With ``freeze=False``: the shared pair's learning rate as a fraction of ``optim.lr`` (1: the paper's
     ablation, every weight at one rate; below 1 the pre-trained pair moves more slowly than the new subject
@@ -169,6 +172,8 @@ def load_disinr(model: str | Path, scan=None, device=None) -> tuple[DisINRNetwor
 
 
 def _builder(net: DisINRNetwork, meas, cfg: DisINRAdaptConfig):
+    if not isinstance(cfg.freeze, bool):
+        raise ValueError(f"one adaptation freezes or not, got freeze={cfg.freeze!r}")  # auto: resolved first
     state = {k: v.detach().clone() for k, v in net.state_dict().items()}
 
     def build():
@@ -193,7 +198,20 @@ def reconstruct_disinr(scan, cfg: DisINRAdaptConfig, ctx: Context) -> ReconResul
     net, meta = load_disinr(ctx.model, scan, device=scan.device)  # compatibility checked before any work
     cfg = common.resolve_data_scale(cfg, meta, str(ctx.model))
     meas = measure(scan, cfg.data)
-    result = common.adapt("disinr", meas, _builder(net, meas, cfg), cfg, ctx, batch_size=cfg.coord_batch)
+    if cfg.freeze == "auto":  # both ways on the hold-out split; the lower held-out loss is refitted
+        frozen, unfrozen = replace(cfg, freeze=True), replace(cfg, freeze=False)
+        result = common.adapt(
+            "disinr",
+            meas,
+            _builder(net, meas, frozen),
+            frozen,
+            ctx,
+            batch_size=cfg.coord_batch,
+            alternatives=(Candidate("unfrozen", unfrozen, _builder(net, meas, unfrozen)),),
+            label="frozen",
+        )
+    else:
+        result = common.adapt("disinr", meas, _builder(net, meas, cfg), cfg, ctx, batch_size=cfg.coord_batch)
     result.info["pretrained_on"] = meta.get("trained_on")
     return result
 
@@ -232,6 +250,11 @@ def disinr_objective(
     training part of the hold-out split and is scored by its best held-out loss (``-PSNR`` in oracle mode)."""
     if model is None:
         raise InreconError("tuning DisINR's adaptation needs its pre-trained model", "pass --model PATH")
+    if cfg.freeze == "auto":
+        raise InreconError(
+            "tuning DisINR's adaptation needs one freezing choice, got freeze=auto",
+            "tune with --set freeze=true (or false)",
+        )
     apply_h(cfg, space.from_unit([0.5] * space.dim))  # names checked before any work
     net, meta = load_disinr(model, scan, device=scan.device)
     cfg = common.resolve_data_scale(cfg, meta, str(model))
