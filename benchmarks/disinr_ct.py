@@ -148,6 +148,11 @@ def main() -> None:
             row["seconds"] = round(time.perf_counter() - t0, 1)
             if "chosen_steps" in res.info:
                 row["steps"] = res.info["chosen_steps"]
+            if "candidate" in res.info:  # freeze=auto: the way the held-out loss chose, and every way's loss
+                row["candidate"], row["candidate_scores"] = (
+                    res.info["candidate"],
+                    res.info["candidate_scores"],
+                )
             if steps and method in ("ngp", "disinr"):
                 row["curve"] = curve(scan, method, steps, over, model if method == "disinr" else None)
             rows.append(row)
