@@ -91,8 +91,8 @@ def main(argv=None) -> dict:
                 k: v for k, v in (r.info.get("holdout") or {}).items() if k in ("best_step", "steps_run")
             },
         }
-        if "candidate" in r.info:  # freeze=auto: the way the held-out loss chose, and every way's loss
-            row["candidate"], row["candidate_scores"] = r.info["candidate"], r.info["candidate_scores"]
+        # freeze=auto: the way the held-out loss chose, and every way's loss (where the comparison kept them)
+        row.update({k: r.info[k] for k in ("candidate", "candidate_scores") if k in r.info})
         out["results"].append(row)
         print(json.dumps(row), flush=True)
     print(json.dumps(out, indent=1))
