@@ -148,11 +148,8 @@ def main() -> None:
             row["seconds"] = round(time.perf_counter() - t0, 1)
             if "chosen_steps" in res.info:
                 row["steps"] = res.info["chosen_steps"]
-            if "candidate" in res.info:  # freeze=auto: the way the held-out loss chose, and every way's loss
-                row["candidate"], row["candidate_scores"] = (
-                    res.info["candidate"],
-                    res.info["candidate_scores"],
-                )
+            # freeze=auto: the way the held-out loss chose, and every way's loss
+            row.update({k: res.info[k] for k in ("candidate", "candidate_scores") if k in res.info})
             if steps and method in ("ngp", "disinr"):
                 row["curve"] = curve(scan, method, steps, over, model if method == "disinr" else None)
             rows.append(row)

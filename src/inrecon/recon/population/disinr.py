@@ -198,20 +198,20 @@ def reconstruct_disinr(scan, cfg: DisINRAdaptConfig, ctx: Context) -> ReconResul
     net, meta = load_disinr(ctx.model, scan, device=scan.device)  # compatibility checked before any work
     cfg = common.resolve_data_scale(cfg, meta, str(ctx.model))
     meas = measure(scan, cfg.data)
+    main, alternatives, label = cfg, (), "main"
     if cfg.freeze == "auto":  # both ways on the hold-out split; the lower held-out loss is refitted
-        frozen, unfrozen = replace(cfg, freeze=True), replace(cfg, freeze=False)
-        result = common.adapt(
-            "disinr",
-            meas,
-            _builder(net, meas, frozen),
-            frozen,
-            ctx,
-            batch_size=cfg.coord_batch,
-            alternatives=(Candidate("unfrozen", unfrozen, _builder(net, meas, unfrozen)),),
-            label="frozen",
-        )
-    else:
-        result = common.adapt("disinr", meas, _builder(net, meas, cfg), cfg, ctx, batch_size=cfg.coord_batch)
+        main, unfrozen = replace(cfg, freeze=True), replace(cfg, freeze=False)
+        alternatives, label = (Candidate("unfrozen", unfrozen, _builder(net, meas, unfrozen)),), "frozen"
+    result = common.adapt(
+        "disinr",
+        meas,
+        _builder(net, meas, main),
+        main,
+        ctx,
+        batch_size=cfg.coord_batch,
+        alternatives=alternatives,
+        label=label,
+    )
     result.info["pretrained_on"] = meta.get("trained_on")
     return result
 
