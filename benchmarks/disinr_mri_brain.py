@@ -19,6 +19,7 @@ import argparse
 import json
 import time
 
+import numpy as np
 import torch
 
 from inrecon.cli.common import parse_sets
@@ -36,6 +37,10 @@ def main(argv=None) -> dict:
     ap.add_argument("--n-pretrain", type=int, default=12, help="simulated phantoms pre-trained on")
     ap.add_argument("--pretrain-steps", type=int, default=1000)
     ap.add_argument("--pretrain-set", action="append", default=[], help="pre-training config key=value")
+    ap.add_argument(
+        "--pretrain-images",
+        help="pre-train on these images instead of the phantoms: a .npy stack (N, 180, 230), magnitudes",
+    )
     ap.add_argument("--model", help="reuse this pre-trained model (else pre-train and write --output)")
     ap.add_argument("--output", default="disinr_brain.safetensors")
     ap.add_argument("--methods", nargs="*", default=["l1wavelet", "tv", "ngp", "disinr"])
@@ -56,7 +61,12 @@ def main(argv=None) -> dict:
     if model is None and "disinr" in args.methods:
         shape = tuple(scan.kspace.shape[-2:])
         af = float(scan.mask.numel() / scan.mask.sum())
-        phantoms = [brain_phantom(shape, seed=s, contrast="t2") for s in range(args.n_pretrain)]
+        if args.pretrain_images:
+            phantoms = list(np.load(args.pretrain_images).astype(np.float64))
+            if any(p.shape != shape for p in phantoms):
+                raise SystemExit(f"--pretrain-images: every image must be {shape[0]} x {shape[1]}")
+        else:
+            phantoms = [brain_phantom(shape, seed=s, contrast="t2") for s in range(args.n_pretrain)]
         scans = mri_scans(
             phantoms, MRISimulation(), af, pattern="poisson", coils=scan.kspace.shape[0], acs=24
         )
@@ -68,7 +78,7 @@ def main(argv=None) -> dict:
         t0 = time.perf_counter()
         model = str(pretrain("disinr", scans, args.output, over))
         out["pretrain"] = {
-            "phantoms": args.n_pretrain,
+            "phantoms": args.pretrain_images or args.n_pretrain,
             "overrides": over,
             "seconds": round(time.perf_counter() - t0, 1),
         }

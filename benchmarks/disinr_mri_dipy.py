@@ -2,9 +2,10 @@
 
 The scan: the real T1 slice (``images/dipy_t1_coronal_slice.npy``, 256 x 256) block-averaged to 128 x 128
 (``--size 256``: as stored), 12 simulated coils, 1D Cartesian AF 6 with 12 ACS lines (24 at 256), 30 dB (noise
-seed 100). DisINR is pre-trained on 12 simulated T2-like brain phantoms with the same acquisition (1000 steps,
-seed 0) at the data scale ``--scale``, then adapted at each learning rate of ``--lrs`` (the data scale follows
-the model file). PSNR of the magnitude against the slice's magnitude (``inrecon.metrics.evaluate``, no
+seed 100; ``--af`` / ``--pattern`` change the test scan's sampling, not the pre-training's). DisINR is
+pre-trained on 12 simulated T2-like brain phantoms (or the images of ``--pretrain-images``, e.g. slices of a T1
+template written by ``volume_slices.py``) with the AF 6 Cartesian acquisition (1000 steps, seed 0) at the data
+scale ``--scale``, then adapted at each learning rate of ``--lrs`` (the data scale follows the model file). PSNR of the magnitude against the slice's magnitude (``inrecon.metrics.evaluate``, no
 rescaling); 1 thread.
 
     python benchmarks/disinr_mri_dipy.py --scale max      # also runs NGP, TV and L1-wavelet
@@ -48,6 +49,14 @@ def main() -> None:
         "--size", type=int, choices=(128, 256), default=128, help="image side (256: not averaged)"
     )
     ap.add_argument("--pretrain-set", action="append", default=[], help="pre-training config key=value")
+    ap.add_argument(
+        "--pretrain-images",
+        help="pre-train on these images instead of the phantoms: a .npy stack (N, size, size), magnitudes",
+    )
+    ap.add_argument("--af", type=float, default=6.0, help="the test scan's acceleration (pre-training: AF 6)")
+    ap.add_argument(
+        "--pattern", choices=("cartesian", "poisson", "radial"), default="cartesian", help="the test scan's"
+    )
     args = ap.parse_args()
     torch.set_num_threads(1)
     if not shared.available(shared.DIPY_T1):
@@ -56,8 +65,13 @@ def main() -> None:
     f = full.shape[0] // n
     img = full.reshape(n, f, n, f).mean((1, 3))
     sim = MRISimulation(coils=12, acs=12 * n // 128, snr_db=30.0)  # 12 ACS lines at 128^2, 24 at 256^2
-    scan = mri_scans([img], sim, 6, seed0=100)[0]
-    phantoms = [brain_phantom((n, n), seed=s, contrast="t2") for s in range(args.n_pretrain)]
+    scan = mri_scans([img], sim, args.af, seed0=100, pattern=args.pattern)[0]
+    if args.pretrain_images:
+        phantoms = list(np.load(args.pretrain_images).astype(np.float64))
+        if any(p.shape != (n, n) for p in phantoms):
+            raise SystemExit(f"--pretrain-images: every image must be {n} x {n} (--size {n})")
+    else:
+        phantoms = [brain_phantom((n, n), seed=s, contrast="t2") for s in range(args.n_pretrain)]
     if args.model:
         model = args.model
     else:

@@ -1,0 +1,99 @@
+"""benchmarks/volume_slices.py: slices of a NIfTI volume come out in the documented orientation whatever the
+file's voxel order, and the stack is the command line's canvas, block and scale."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "volume_slices.py"
+
+
+def _module():
+    spec = importlib.util.spec_from_file_location("volume_slices", SCRIPT)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _run(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, check=check)
+
+
+def _ras_volume() -> np.ndarray:
+    """(x, y, z) = (10, 12, 14) in RAS+: a marker at the superior end of z and at the right end of x."""
+    vol = np.ones((10, 12, 14), dtype=np.float32)
+    vol[:, :, -2:] = 5.0  # superior
+    vol[-1, :, :] = 3.0  # right (x grows to the right in RAS+)
+    return vol
+
+
+@pytest.mark.parametrize("lps", [False, True])
+def test_coronal_slice_has_superior_up_in_either_voxel_order(tmp_path, lps):
+    vol, affine = _ras_volume(), np.eye(4)
+    if lps:  # the same object stored with x and y reversed (an LPS voxel order)
+        vol, affine = vol[::-1, ::-1, :].copy(), np.diag([-1.0, -1.0, 1.0, 1.0])
+    path = tmp_path / "v.nii.gz"
+    nib.save(nib.Nifti1Image(vol, affine), str(path))
+    out = tmp_path / "s.npy"
+    res = _run(
+        str(path),
+        "--axis",
+        "coronal",
+        "--range",
+        "3",
+        "8",
+        "--count",
+        "2",
+        "--canvas",
+        "16",
+        "12",
+        "--block",
+        "2",
+        "--output",
+        str(out),
+    )
+    info = json.loads(res.stdout)
+    stack = np.load(out)
+    assert info["slices"] == [3, 8] and stack.shape == (2, 8, 6) == tuple(info["shape"])
+    assert stack.dtype == np.float32 and np.allclose(stack.max((1, 2)), 1.0)
+    img = stack[0]
+    # rows: superior first (the canvas pads 1 row of zeros above the 14 z-rows; block 2 averages it in)
+    assert img[0].mean() > img[3].mean() > 0
+    # columns: x across, the right marker (3.0) in the last column with content, left side plain (1.0)
+    assert img[3, -1] > img[3, 1]
+
+
+def test_fit_canvas_pads_and_crops_about_the_centre():
+    mod = _module()
+    img = np.arange(6.0).reshape(2, 3)
+    out = mod.fit_canvas(img, (4, 1))
+    assert out.shape == (4, 1) and out[:, 0].tolist() == [0.0, 1.0, 4.0, 0.0]
+
+
+def test_an_out_of_range_index_is_refused_before_writing(tmp_path):
+    path = tmp_path / "v.nii.gz"
+    nib.save(nib.Nifti1Image(_ras_volume(), np.eye(4)), str(path))
+    out = tmp_path / "s.npy"
+    res = _run(
+        str(path),
+        "--axis",
+        "axial",
+        "--range",
+        "0",
+        "14",
+        "--canvas",
+        "10",
+        "12",
+        "--output",
+        str(out),
+        check=False,
+    )
+    assert res.returncode != 0 and "outside 0..13" in res.stderr and not out.exists()
