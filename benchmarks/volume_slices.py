@@ -66,7 +66,9 @@ def main() -> None:
     vol = np.asarray(nib.as_closest_canonical(nib.load(args.volume)).get_fdata(), dtype=np.float64)
     size = vol.shape[{"sagittal": 0, "coronal": 1, "axial": 2}[args.axis]]
     if not 0 <= args.range[0] <= args.range[1] < size:
-        raise SystemExit(f"--range {args.range[0]} {args.range[1]} is outside 0..{size - 1} along {args.axis}")
+        raise SystemExit(
+            f"--range {args.range[0]} {args.range[1]} is outside 0..{size - 1} along {args.axis}"
+        )
     idx = np.linspace(*args.range, args.count).round().astype(int)
     b = args.block
     out = []
