@@ -5,14 +5,15 @@ The scan: the real T1 slice (``images/dipy_t1_coronal_slice.npy``, 256 x 256) bl
 seed 100; ``--af`` / ``--pattern`` change the test scan's sampling, not the pre-training's). DisINR is
 pre-trained on 12 simulated T2-like brain phantoms (or the images of ``--pretrain-images``, e.g. slices of a T1
 template written by ``volume_slices.py``) with the AF 6 Cartesian acquisition (1000 steps, seed 0) at the data
-scale ``--scale``, then adapted at each learning rate of ``--lrs`` (the data scale follows the model file). PSNR of the magnitude against the slice's magnitude (``inrecon.metrics.evaluate``, no
-rescaling); 1 thread.
+scale ``--scale``, then adapted at each learning rate of ``--lrs`` (the data scale follows the model file).
+PSNR of the magnitude against the slice's magnitude (``inrecon.metrics.evaluate``, no rescaling); 1 thread.
 
     python benchmarks/disinr_mri_dipy.py --scale max      # also runs NGP, TV and L1-wavelet
     python benchmarks/disinr_mri_dipy.py --scale image --no-references
     python benchmarks/disinr_mri_dipy.py --model disinr_dipy.safetensors --lrs 1e-2 --set optim.wd_enc=3e-5
     python benchmarks/disinr_mri_dipy.py --size 256 --lrs 3e-3 --pretrain-set arch.encoder_width=64 \
         --pretrain-set arch.decoder_width=64
+    python benchmarks/disinr_mri_dipy.py --lrs 1e-2 --pretrain-images mni_cor128.npy --af 8 --pattern poisson
 
 Prints one JSON line per result.
 """
@@ -55,7 +56,10 @@ def main() -> None:
     )
     ap.add_argument("--af", type=float, default=6.0, help="the test scan's acceleration (pre-training: AF 6)")
     ap.add_argument(
-        "--pattern", choices=("cartesian", "poisson", "radial"), default="cartesian", help="the test scan's"
+        "--pattern",
+        choices=("cartesian", "poisson", "radial"),
+        default="cartesian",
+        help="the test scan's sampling",
     )
     args = ap.parse_args()
     torch.set_num_threads(1)
