@@ -5,7 +5,7 @@ phantoms; this writes real anatomy instead, e.g. the ICBM 2009a T1 template that
 (``pip download nilearn==0.14.1 --no-deps``; unzip
 ``nilearn/datasets/data/mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz``). The volume is read with nibabel and
 turned to RAS+; a slice is taken at ``--count`` evenly spaced indices of ``--range`` along ``--axis``, oriented
-(coronal: superior up, the left-right axis across; axial: the first voxel axis down, anterior-posterior across),
+(coronal: superior up, left-right across; axial: left-right down, posterior-to-anterior across),
 centre-padded or -cropped to ``--canvas`` voxels, block-averaged by ``--block`` and scaled to a maximum of 1.
 
     # the dipy T1 slice's grid (128 x 128, 2 mm on a 256 mm field of view)
