@@ -19,14 +19,12 @@ import argparse
 import json
 import time
 
-import numpy as np
 import torch
 
 from inrecon.cli.common import parse_sets
 from inrecon.data import shared
 from inrecon.data.paths import data_root
-from inrecon.data.phantoms import brain_phantom
-from inrecon.experiments.drivers.populations import MRISimulation, mri_scans
+from inrecon.experiments.drivers.populations import MRISimulation, mri_pretrain_images, mri_scans
 from inrecon.experiments.runner import MethodRun, run_comparison
 from inrecon.physics.coils import with_espirit_support
 from inrecon.recon.api import pretrain
@@ -61,12 +59,7 @@ def main(argv=None) -> dict:
     if model is None and "disinr" in args.methods:
         shape = tuple(scan.kspace.shape[-2:])
         af = float(scan.mask.numel() / scan.mask.sum())
-        if args.pretrain_images:
-            phantoms = list(np.load(args.pretrain_images).astype(np.float64))
-            if any(p.shape != shape for p in phantoms):
-                raise SystemExit(f"--pretrain-images: every image must be {shape[0]} x {shape[1]}")
-        else:
-            phantoms = [brain_phantom(shape, seed=s, contrast="t2") for s in range(args.n_pretrain)]
+        phantoms = mri_pretrain_images(shape, args.n_pretrain, args.pretrain_images)
         scans = mri_scans(
             phantoms, MRISimulation(), af, pattern="poisson", coils=scan.kspace.shape[0], acs=24
         )

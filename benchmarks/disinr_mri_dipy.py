@@ -30,8 +30,7 @@ import torch
 from inrecon.cli.common import parse_sets
 from inrecon.data import shared
 from inrecon.data.paths import data_root
-from inrecon.data.phantoms import brain_phantom
-from inrecon.experiments.drivers.populations import MRISimulation, mri_scans
+from inrecon.experiments.drivers.populations import MRISimulation, mri_pretrain_images, mri_scans
 from inrecon.metrics import evaluate
 from inrecon.recon.api import pretrain, run_method
 
@@ -70,12 +69,7 @@ def main() -> None:
     img = full.reshape(n, f, n, f).mean((1, 3))
     sim = MRISimulation(coils=12, acs=12 * n // 128, snr_db=30.0)  # 12 ACS lines at 128^2, 24 at 256^2
     scan = mri_scans([img], sim, args.af, seed0=100, pattern=args.pattern)[0]
-    if args.pretrain_images:
-        phantoms = list(np.load(args.pretrain_images).astype(np.float64))
-        if any(p.shape != (n, n) for p in phantoms):
-            raise SystemExit(f"--pretrain-images: every image must be {n} x {n} (--size {n})")
-    else:
-        phantoms = [brain_phantom((n, n), seed=s, contrast="t2") for s in range(args.n_pretrain)]
+    phantoms = mri_pretrain_images((n, n), args.n_pretrain, args.pretrain_images)
     if args.model:
         model = args.model
     else:

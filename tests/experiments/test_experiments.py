@@ -212,3 +212,24 @@ def test_ct_populations_are_projected_from_a_finer_object():
     if shared.available(shared.LUNGDX_A0001) and shared.available(shared.LUNGDX_A0002):
         with pytest.raises(InreconError, match="does not divide"):
             ct_images(Subjects(size=100), lambda *_: None)
+
+
+def test_mri_pretrain_images_are_phantoms_or_a_checked_stack(tmp_path):
+    import numpy as np
+
+    from inrecon.data.phantoms import brain_phantom
+    from inrecon.experiments.drivers.populations import mri_pretrain_images
+
+    phantoms = mri_pretrain_images((16, 20), 2)
+    assert len(phantoms) == 2 and np.array_equal(phantoms[1], brain_phantom((16, 20), seed=1, contrast="t2"))
+    stack = np.random.default_rng(0).random((3, 16, 20)).astype(np.float32)
+    np.save(tmp_path / "ok.npy", stack)
+    images = mri_pretrain_images((16, 20), 5, tmp_path / "ok.npy")
+    assert len(images) == 3 and images[0].dtype == np.float64 and np.allclose(images[2], stack[2])
+    np.save(tmp_path / "wrong.npy", stack[:, :, :16])
+    with pytest.raises(InreconError, match=r"not \(N, 16, 20\)"):
+        mri_pretrain_images((16, 20), 5, tmp_path / "wrong.npy")
+    stack[0, 0, 0] = np.nan
+    np.save(tmp_path / "nan.npy", stack)
+    with pytest.raises(InreconError, match="NaN"):
+        mri_pretrain_images((16, 20), 5, tmp_path / "nan.npy")

@@ -44,6 +44,7 @@ __all__ = [
     "domain_sections",
     "method_runs",
     "mri_images",
+    "mri_pretrain_images",
     "mri_scans",
     "new_report",
     "phantom_object_factor",
@@ -248,6 +249,24 @@ def mri_scans(
         )
         out.append(scan)
     return out
+
+
+def mri_pretrain_images(shape: tuple[int, int], n: int, stack: str | Path | None = None) -> list[np.ndarray]:
+    """DisINR's MRI pre-training images: ``n`` T2-like brain phantoms of ``shape``, or, with ``stack``, the
+    magnitude images of that ``.npy`` file ``(N, *shape)`` (e.g. slices of a T1 template written by
+    ``benchmarks/volume_slices.py``) as float64. Raises before any work for a stack of another shape or with
+    non-finite values."""
+    if stack is None:
+        return [brain_phantom(shape, seed=s, contrast="t2") for s in range(n)]
+    arr = np.load(stack)
+    if arr.ndim != 3 or tuple(arr.shape[1:]) != tuple(shape):
+        raise InreconError(
+            f"{stack}: an image stack of shape {tuple(arr.shape)}, not (N, {shape[0]}, {shape[1]})",
+            f"write {shape[0]} x {shape[1]} images (volume_slices.py --canvas / --block)",
+        )
+    if not np.isfinite(arr).all():
+        raise InreconError(f"{stack}: the image stack has NaN or infinite values", "write finite images")
+    return list(np.abs(arr).astype(np.float64))
 
 
 def mri_images(p: Subjects, log: Log) -> tuple[list, list, list, str]:
