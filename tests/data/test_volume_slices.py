@@ -97,3 +97,41 @@ def test_an_out_of_range_index_is_refused_before_writing(tmp_path):
         check=False,
     )
     assert res.returncode != 0 and "outside 0..13" in res.stderr and not out.exists()
+
+
+def test_randomised_variant_is_seeded_bounded_and_the_identity_at_zero_strength():
+    mod = _module()
+    yy, xx = np.mgrid[:160, :128]
+    img = 3.0 * (((yy - 80) / 60.0) ** 2 + ((xx - 64) / 45.0) ** 2 < 1)  # an ellipse, maximum 3
+    same = mod.randomised_variant(
+        img, np.random.default_rng(0), rotate=0, scale=0, deform=0, gamma=1.0, bias=0
+    )
+    assert np.allclose(same, img / 3.0)
+    a = mod.randomised_variant(img, np.random.default_rng(5))
+    b = mod.randomised_variant(img, np.random.default_rng(5))
+    c = mod.randomised_variant(img, np.random.default_rng(6))
+    assert np.array_equal(a, b) and not np.allclose(a, c)
+    assert a.shape == img.shape and a.min() >= 0 and a.max() <= 1.0 + 0.15 + 1e-9
+    # a deformation of at most a few pixels: the ellipse stays where it was, not smeared over the canvas
+    inside, moved = img > 0, a > 0.3
+    dice = 2 * (inside & moved).sum() / (inside.sum() + moved.sum())
+    assert 0.85 < dice < 0.999 and not np.allclose(a, img / 3.0, atol=0.05)
+    with pytest.raises(ValueError, match="empty"):
+        mod.randomised_variant(np.zeros((4, 4)), np.random.default_rng(0))
+
+
+def test_variants_follow_each_slice_in_the_stack(tmp_path):
+    path = tmp_path / "v.nii.gz"
+    nib.save(nib.Nifti1Image(_ras_volume(), np.eye(4)), str(path))
+    out = tmp_path / "s.npy"
+    common = [str(path), "--axis", "axial", "--range", "2", "9", "--count", "2", "--canvas", "10", "12"]
+    res = _run(*common, "--variants", "2", "--seed", "3", "--output", str(out))
+    stack = np.load(out)
+    assert json.loads(res.stdout)["variants"] == 2 and stack.shape == (6, 10, 12)
+    plain = tmp_path / "p.npy"
+    _run(*common, "--output", str(plain))
+    base = np.load(plain)
+    assert np.array_equal(stack[0], base[0]) and np.array_equal(stack[3], base[1])
+    assert not np.allclose(stack[1], stack[0]) and np.allclose(stack.max((1, 2)), 1.0)
+    bad = _run(*common, "--gamma", "0.5", "--output", str(tmp_path / "b.npy"), check=False)
+    assert bad.returncode != 0 and "--gamma" in bad.stderr and not (tmp_path / "b.npy").exists()
