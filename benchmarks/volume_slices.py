@@ -24,7 +24,7 @@ copies are resampled with linear interpolation on the canvas, before the block a
     python benchmarks/volume_slices.py T1.nii.gz --axis coronal --range 50 180 --canvas 256 256 --block 2 \\
         --variants 2 --output mni_cor128_var.npy
 
-Prints one JSON line: the output's shape and the slice indices.
+Prints one JSON line: the output's shape, the slice indices and the number of copies per slice.
 """
 
 from __future__ import annotations
