@@ -120,7 +120,8 @@ def main() -> None:
             print(
                 json.dumps(
                     {"method": "ngp", "seeds": args.ngp_seeds, "mean_psnr": round(sum(ngp) / len(ngp), 2)}
-                )
+                ),
+                flush=True,
             )
         for m in ("tv", "l1wavelet"):
             print(
