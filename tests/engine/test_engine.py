@@ -106,6 +106,71 @@ def test_holdout_callback_stops_after_patience():
     assert hold.stopped_early and run.step < 500 and run.step - 1 - hold.best_step == 5
 
 
+class _Scripted(Task):
+    """A task whose held-out loss (entry 0 of ``pred`` against 0, mse) follows ``losses`` step by step."""
+
+    def __init__(self, losses):
+        self.p = torch.nn.Parameter(torch.zeros(1))
+        self.module = torch.nn.ParameterList([self.p])
+        self.losses = losses
+
+    def step(self, step):
+        pred = torch.tensor([math.sqrt(self.losses[step]), 0.0]) + 0.0 * self.p
+        return StepOutput((self.p**2).sum(), image=pred.detach(), pred=pred)
+
+
+def _scripted_run(losses, **kw):
+    hold = HoldOut(torch.tensor([0]), torch.zeros(2), min_steps=1, **kw)
+    run = train(_Scripted(losses), OptimConfig(steps=len(losses), lr=0.1), [hold])
+    return hold, run
+
+
+def test_smoothed_holdout_is_not_ended_by_one_lucky_low():
+    # a slowly falling held-out loss with one low outlier at step 3 that the raw curve first beats at step 50
+    losses = [1.0 - 0.01 * s for s in range(60)]
+    losses[3] = 0.5
+    raw, run = _scripted_run(losses, patience=10)
+    assert raw.best_step == 3 and raw.stopped_early and run.step == 14
+    smooth, run = _scripted_run(losses, patience=10, smooth=0.9)
+    assert not smooth.stopped_early and run.step == 60 and smooth.best_step == 59
+    assert len(run.history["val_smooth"]) == 60 and run.history["val_loss"][3] == pytest.approx(0.5)
+    assert smooth.best_val == pytest.approx(run.history["val_smooth"][-1])
+
+
+def test_smoothed_holdout_survives_a_non_finite_loss():
+    losses = [1.0 - 0.01 * s for s in range(30)]
+    losses[5] = math.inf
+    hold, run = _scripted_run(losses, patience=10, smooth=0.9)
+    assert hold.best_step == 29 and math.isinf(run.history["val_smooth"][5])
+    assert run.history["val_smooth"][6] < run.history["val_smooth"][4]  # the average went on from step 4's
+    with pytest.raises(ValueError, match="smooth"):
+        HoldOut(torch.tensor([0]), torch.zeros(2), smooth=1.0)
+
+
+def test_smoothed_holdout_resumes_after_a_kill(tmp_path):
+    losses = [1.0 + 0.3 * math.sin(s) - 0.01 * s for s in range(40)]
+
+    class Die(Callback):
+        def on_forward(self, run, step, out):
+            if step == 25:  # after the checkpoint at step 20
+                raise KeyboardInterrupt
+
+    ref, ref_run = _scripted_run(losses, smooth=0.8)
+    cfg = OptimConfig(steps=40, lr=0.1)
+    ck = Checkpoint(tmp_path / "run.pt", "fp", every=10)
+    with pytest.raises(KeyboardInterrupt):
+        train(
+            _Scripted(losses),
+            cfg,
+            [HoldOut(torch.tensor([0]), torch.zeros(2), smooth=0.8), Die()],
+            checkpoint=ck,
+        )
+    hold = HoldOut(torch.tensor([0]), torch.zeros(2), smooth=0.8)
+    run = train(_Scripted(losses), cfg, [hold], checkpoint=ck)
+    assert run.history["val_smooth"] == pytest.approx(ref_run.history["val_smooth"])
+    assert (hold.best_step, hold.best_val) == (ref.best_step, pytest.approx(ref.best_val))
+
+
 def test_settle_keeps_the_lowest_loss_weights_of_the_last_steps():
     class Kick(Callback):  # a loss spike: the weights thrown off after the update of step 37
         def on_step_end(self, run, step, out):

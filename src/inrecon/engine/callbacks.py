@@ -50,8 +50,14 @@ class HoldOut(_BestWeights):
 
     The held-out prediction comes from the step's own forward pass (``out.pred[val]``), so it costs nothing
     extra, and it is scored before the update: the loss of step ``s`` belongs to the weights after ``s``
-    updates. History: ``val_step``, ``val_loss``. ``restore_best`` snapshots the weights of the best step (and
-    syncs every step to do so) and loads them at the end.
+    updates. History: ``val_step``, ``val_loss`` (as measured). ``restore_best`` snapshots the weights of the
+    best step (and syncs every step to do so) and loads them at the end.
+
+    ``smooth`` > 0 reads the best step and the patience off an exponential moving average of the held-out
+    losses, ``m_s = smooth * m_(s-1) + (1 - smooth) * v_s`` (``m_0 = v_0``; a non-finite loss leaves ``m``
+    as it was and never counts as an improvement): at a high learning rate Adam's iterates oscillate, and one
+    lucky low of the raw curve would otherwise have to be beaten within ``patience`` steps while the average
+    is still falling. ``best_val`` is then the lowest average (history ``val_smooth``).
 
     Attributes after the run: ``best_step``, ``best_val``, ``stopped_early``.
     """
@@ -68,10 +74,14 @@ class HoldOut(_BestWeights):
         patience: int = 0,
         min_steps: int = 50,
         restore_best: bool = False,
+        smooth: float = 0.0,
     ):
+        if not 0.0 <= smooth < 1.0:
+            raise ValueError(f"smooth must be in [0, 1), got {smooth}")
         self.val, self.y_val = val, y[val]
         self.kind, self.delta = kind, delta
         self.patience, self.min_steps, self.restore_best = patience, min_steps, restore_best
+        self.smooth, self.average = smooth, None
         self.best_val, self.best_step, self.best_state = math.inf, None, None
         self.stopped_early = False
         self.pending: list[tuple[int, torch.Tensor]] = []
@@ -79,6 +89,8 @@ class HoldOut(_BestWeights):
     def on_start(self, run: Run) -> None:
         run.history.setdefault("val_step", [])
         run.history.setdefault("val_loss", [])
+        if self.smooth > 0:
+            run.history.setdefault("val_smooth", [])
 
     def on_forward(self, run: Run, step: int, out: StepOutput) -> None:
         with torch.no_grad():
@@ -99,6 +111,12 @@ class HoldOut(_BestWeights):
         for (s, _), v in zip(self.pending, vals):
             run.history["val_step"].append(s)
             run.history["val_loss"].append(v)
+            if self.smooth > 0:
+                if math.isfinite(v):
+                    a = self.average
+                    self.average = v if a is None else self.smooth * a + (1.0 - self.smooth) * v
+                v = math.inf if self.average is None or not math.isfinite(v) else self.average
+                run.history["val_smooth"].append(v)
             if v < self.best_val:
                 self.best_val, self.best_step = v, s
         run.logs["val"] = vals[-1]
@@ -120,6 +138,13 @@ class HoldOut(_BestWeights):
         self._flush(run)
         if self.restore_best and self.best_state is not None:
             run.task.module.load_state_dict(self.best_state)
+
+    def state_dict(self) -> dict:
+        return {**super().state_dict(), "average": self.average}
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        self.average = state.get("average")
 
 
 class Settle(_BestWeights):

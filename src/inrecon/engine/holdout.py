@@ -69,6 +69,13 @@ class StopConfig:
     """delta of a self-weighted held-out loss."""
     min_steps: PosInt = 50
     """Never stop stage 1 before this many steps."""
+    smooth: Annotated[float, InRange(0.0, 1.0, hi_open=True)] = 0.0
+    """Read the best step and the patience off an exponential moving average of the per-step held-out losses
+    with this factor (:class:`~inrecon.engine.callbacks.HoldOut`; 0.9: a memory of about 10 steps) instead of the
+    raw losses (0), so that one lucky low of a curve that oscillates at a high learning rate cannot end stage 1;
+    the candidates' scores (prior weights, backbones, bilevel trials) are then the lowest average too. Not the
+    default: on MRI it chose worse (benchmarks/RESULTS.md, stop 43) -- where the held-out loss is flat while the
+    image still improves, the raw curve's lucky lows are what carry the rule on."""
     settle: Annotated[float, InRange(0.0, 1.0, hi_open=True)] = 0.1
     """The final fit (refit, or rule none) keeps the weights of its lowest-training-loss step among its last
     settle of steps instead of the last step's (:class:`~inrecon.engine.callbacks.Settle`: a fit may otherwise end
@@ -192,6 +199,7 @@ def fit_model(
             patience=patience,
             min_steps=s.min_steps,
             restore_best=restore_best,
+            smooth=s.smooth,
         )
         callbacks.append(hold)
     if settle > 0 and not meas.pointwise:
@@ -393,7 +401,7 @@ def _check_alternatives(meas: Measurement, cfg: FitSettings, alternatives, label
             "keep one candidate, or use stop.rule=holdout on an MRI or CT scan",
         )
     for c in alternatives:
-        for name in ("fraction", "val_loss", "val_delta", "rule"):
+        for name in ("fraction", "val_loss", "val_delta", "smooth", "rule"):
             if getattr(c.cfg.stop, name) != getattr(cfg.stop, name):
                 raise InreconError(
                     f"candidate {c.label!r} has stop.{name}={getattr(c.cfg.stop, name)!r}, the main setting "
