@@ -4,7 +4,7 @@ the hold-out rule chose, and how close its step came to the hindsight peak.
 The scan is ``dipy128`` (the DisINR MRI benchmark's: the dipy T1 slice block-averaged to 128 x 128, 12 simulated
 coils, 12 ACS lines, 30 dB, noise seed 100, ``--af`` / ``--pattern``; PSNR of the magnitude against the slice's
 magnitude, as ``disinr_mri_dipy.py`` reports it) or a case of the quality suite by name
-(``src/inrecon/configs/bench/quality.json``; PSNR the papers' way, through ``run_comparison``). ``--set`` overrides
+(``src/inrecon/configs/bench/quality.json``; PSNR the papers' way, as ``run_comparison`` scores the suite). ``--set`` overrides
 NGP's config for every seed (``stop.smooth=0.9``, ``stop.patience=0``, ``prior.phase=0.003``, ...).
 
 One JSON line per seed: the PSNR, the chosen step count, the prior weights the hold-out chose and their scores,
@@ -31,7 +31,6 @@ from inrecon.data.paths import data_root
 from inrecon.experiments.bench import load_experiment
 from inrecon.experiments.drivers.populations import MRISimulation, mri_scans
 from inrecon.experiments.drivers.quality import build_case
-from inrecon.experiments.runner import MethodRun, run_comparison
 from inrecon.metrics import evaluate
 from inrecon.recon.api import run_method
 
@@ -79,18 +78,15 @@ def main() -> None:
         scan = build_case(cases[args.scan])
     psnrs = []
     for seed in args.seeds:
+        res = run_method("ngp", scan, {**over, "seed": seed}, show_progress=False)
+        info, img = res.info, res.image.detach().cpu()
         if args.scan == "dipy128":
-            res = run_method("ngp", scan, {**over, "seed": seed}, show_progress=False)
-            psnr, info, seconds = (
-                evaluate(res.image.abs().cpu(), scan.target.abs().cpu())["psnr"],
-                res.info,
-                res.info["seconds"],
-            )
-        else:
-            run = MethodRun("ngp", "ngp", {**over, "seed": seed})
-            r = run_comparison([(args.scan, scan)], [run], show_progress=False, log=None).results[0]
-            psnr, info, seconds = r.metrics["psnr"], r.info, r.seconds
+            psnr = evaluate(img.abs(), scan.target.abs().cpu())["psnr"]
+        else:  # as run_comparison scores it (the suite's tables)
+            roi = None if scan.roi is None else scan.roi.cpu()
+            psnr = evaluate(img, scan.target.cpu(), roi=roi, scale=scan.modality == "mri")["psnr"]
         psnrs.append(psnr)
+        seconds = info["seconds"]
         chosen = {k: v for k, v in info.items() if k in ("prior_tv", "prior_phase", "prior_scores")}
         row = {"scan": args.scan, "seed": seed, "set": over, "psnr": round(psnr, 2)}
         row |= {"chosen_steps": info.get("chosen_steps"), **chosen, **stage1_check(info)}
