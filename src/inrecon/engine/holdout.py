@@ -74,8 +74,8 @@ class StopConfig:
     with this factor (:class:`~inrecon.engine.callbacks.HoldOut`; 0.9: a memory of about 10 steps) instead of the
     raw losses (0), so that one lucky low of a curve that oscillates at a high learning rate cannot end stage 1;
     the candidates' scores (prior weights, backbones, bilevel trials) are then the lowest average too. Not the
-    default: on MRI it chose worse (benchmarks/RESULTS.md, stop 43) -- where the held-out loss is flat while the
-    image still improves, the raw curve's lucky lows are what carry the rule on."""
+    default: on MRI it chose worse (benchmarks/RESULTS.md, stop 43) -- where the held-out loss is flat or rises
+    for a while although the image still improves, the raw curve's lucky lows are what carry the rule on."""
     settle: Annotated[float, InRange(0.0, 1.0, hi_open=True)] = 0.1
     """The final fit (refit, or rule none) keeps the weights of its lowest-training-loss step among its last
     settle of steps instead of the last step's (:class:`~inrecon.engine.callbacks.Settle`: a fit may otherwise end
