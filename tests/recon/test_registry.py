@@ -24,9 +24,15 @@ def test_modality_defaults_apply_only_to_their_modality_and_user_values_win():
     )
     assert mri.prior.phase == NGP_MODALITY_DEFAULTS["mri"]["prior.phase"] == "auto" and mri.prior.tv == 0
     assert mri.data.scale == "image" and (mri.optim.lr, mri.optim.wd_enc) == (1e-2, 1e-5)
+    assert (
+        mri.stop.min_steps == mri.optim.lr_decay_every == 1000
+        and ct.stop.min_steps == NGPConfig().stop.min_steps
+    )
     base = NGPConfig()
-    # MRI differs in the phase prior, the data scale, the learning rate and the hash tables' weight decay only
-    assert replace(mri, prior=base.prior, data=base.data, optim=base.optim) == base
+    # MRI differs in the phase prior, the data scale, the learning rate, the hash tables' weight decay and the
+    # hold-out's earliest stop only
+    assert replace(mri, prior=base.prior, data=base.data, optim=base.optim, stop=base.stop) == base
+    assert replace(mri.stop, min_steps=base.stop.min_steps) == base.stop
     assert replace(mri.optim, lr=base.optim.lr, wd_enc=base.optim.wd_enc) == base.optim
     assert vol.optim.schedule == "linear" and vol.optim.decay_start == 0.8
     assert replace(vol, optim=NGPConfig().optim) == NGPConfig()
