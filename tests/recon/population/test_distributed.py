@@ -29,6 +29,9 @@ def _worker(rank: int, world: int, rdv: str, out: str):
     torch.distributed.init_process_group("gloo", init_method=f"file://{rdv}", rank=rank, world_size=world)
     try:
         pretrain_disinr(_subjects(), build_config(DisINRPretrainConfig, CFG), out, show_progress=False)
+        # both ranks leave together: a rank that tore gloo down while the other was still in its last
+        # collective aborted once ("terminate called without an active exception", stop 43's CI)
+        torch.distributed.barrier()
     finally:
         torch.distributed.destroy_process_group()
 
