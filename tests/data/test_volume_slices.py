@@ -3,28 +3,21 @@ file's voxel order, and the stack is the command line's canvas, block and scale.
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "volume_slices.py"
+from tests.benchmark_scripts import load_script, run_script
 
 
 def _module():
-    spec = importlib.util.spec_from_file_location("volume_slices", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("volume_slices")
 
 
-def _run(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, check=check)
+def _run(*args: str, check: bool = True):
+    return run_script("volume_slices", *args, check=check)
 
 
 def _ras_volume() -> np.ndarray:
