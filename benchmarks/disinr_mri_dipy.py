@@ -35,6 +35,9 @@ from inrecon.experiments.drivers.populations import MRISimulation, mri_pretrain_
 from inrecon.metrics import evaluate
 from inrecon.recon.api import pretrain, run_method
 
+# what the adaptation's hold-out chose: the shared pair's freezing (freeze=auto) and the phase prior's weight
+CHOSEN = ("candidate", "candidate_scores", "prior_phase", "prior_scores", "phase_roughness")
+
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -109,7 +112,7 @@ def main() -> None:
     for lr in args.lrs:
         res = run_method("disinr", scan, {"optim.lr": lr, **adapt}, model=model, show_progress=False)
         row = {"method": "disinr", "scale": res.info["data_scale"], "lr": lr, **adapt, "psnr": psnr(res)}
-        chosen = {k: res.info[k] for k in ("candidate", "candidate_scores") if k in res.info}  # freeze=auto
+        chosen = {k: res.info[k] for k in CHOSEN if k in res.info}
         print(json.dumps({**row, "steps": res.info.get("chosen_steps"), **chosen}), flush=True)
     if not args.no_references:
         ngp = []

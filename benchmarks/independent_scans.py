@@ -16,7 +16,9 @@ beyond the quality suite:
 - ``brain-af6``: BART's fully sampled complex reconstruction of the in-vivo 8-coil brain (its first ESPIRiT
   map, real phase), 12 sigpy birdcage coils, 1D Cartesian AF 6 with 24 centre lines, complex noise at 30 dB
   (numpy); no coil maps in the file (ESPIRiT from the data, as a user's scan);
-- ``dipy-af6``: the dipy T1 slice, the same acquisition.
+- ``dipy-af6``: the dipy T1 slice, the same acquisition;
+- ``brainmag-af6``: the magnitude of ``brain-af6``'s image (real-valued, as simulators that start from
+  magnitude images write), the same acquisition.
 
 Every CT writer checks its geometry against the README's formulas with a point object before writing.
 
@@ -164,8 +166,13 @@ def write_cartesian(path: Path, source="brain", af=6, acs=24, coils=12, snr_db=3
     import sigpy.mri as smri
 
     root = data_root()
-    if source == "brain":  # the source image only; the scan itself is written below without inrecon
+    if source in (
+        "brain",
+        "brain-magnitude",
+    ):  # the source image only; the scan is written below without inrecon
         x = read_cfl(root / "mri" / "brain8ch_bart" / "img.cfl")[0, :, :, 0, 0]
+        if source == "brain-magnitude":  # a real-valued image, as simulators that start from magnitudes write
+            x = np.abs(x)
     else:
         x = np.load(root / "images" / "dipy_t1_coronal_slice.npy")
     x = (x / np.abs(x).max()).astype(np.complex64)
@@ -192,6 +199,7 @@ CASES = {
     "par90": lambda p: write_parallel(p),
     "brain-af6": lambda p: write_cartesian(p, "brain"),
     "dipy-af6": lambda p: write_cartesian(p, "dipy"),
+    "brainmag-af6": lambda p: write_cartesian(p, "brain-magnitude"),
 }
 
 
@@ -249,7 +257,7 @@ def main() -> None:
             m = score(res.image, scan.target, mri)
             keep = {
                 k: res.info[k]
-                for k in ("chosen_steps", "prior_tv", "prior_phase", "lam", "lam_rel")
+                for k in ("chosen_steps", "prior_tv", "prior_phase", "phase_roughness", "lam", "lam_rel")
                 if k in res.info
             }
             row = {"case": case, "method": method, "psnr": round(m["psnr"], 2), "ssim": round(m["ssim"], 3)}

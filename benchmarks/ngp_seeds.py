@@ -87,7 +87,11 @@ def main() -> None:
             psnr = evaluate(img, scan.target.cpu(), roi=roi, scale=scan.modality == "mri")["psnr"]
         psnrs.append(psnr)
         seconds = info["seconds"]
-        chosen = {k: v for k, v in info.items() if k in ("prior_tv", "prior_phase", "prior_scores")}
+        chosen = {
+            k: v
+            for k, v in info.items()
+            if k in ("prior_tv", "prior_phase", "prior_scores", "phase_roughness")
+        }
         row = {"scan": args.scan, "seed": seed, "set": over, "psnr": round(psnr, 2)}
         row |= {"chosen_steps": info.get("chosen_steps"), **chosen, **stage1_check(info)}
         print(json.dumps({**row, "seconds": round(seconds, 1)}), flush=True)

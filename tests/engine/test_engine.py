@@ -19,7 +19,7 @@ from inrecon.engine.regularizers import (
 )
 from inrecon.engine.trainer import Callback, Checkpoint, OptimConfig, StepOutput, Task, train
 from inrecon.errors import InreconError
-from inrecon.physics.mri import smooth_phase
+from inrecon.physics.mri import phase_roughness, smooth_phase
 from inrecon.recon.api import run_method
 from tests.inr_fixtures import tiny_mri
 
@@ -318,6 +318,25 @@ def test_phase_weight_chosen_by_holdout_and_fixed_in_the_refit():
     assert torch.equal(run_method("ngp", scan, fixed).image, res.image)
 
 
+def test_phase_weight_auto_takes_the_strongest_candidate_where_the_phase_is_smooth():
+    scan = tiny_mri()  # its simulated phase is a smooth polynomial
+    over = {
+        **SMALL,
+        "prior.tv": 0.0,
+        "prior.phase": "auto",
+        "prior.phase_candidates": "0,0.3",
+        "stop": "none",
+    }
+    res = run_method("ngp", scan, {**over, "prior.phase_smooth_below": 1.0})
+    assert set(res.info["prior_scores"]) == {0.3} and res.info["prior_phase"] == 0.3
+    assert 0 <= res.info["phase_roughness"] < 1.0
+    # the same as the weight given as a number
+    assert torch.equal(run_method("ngp", scan, {**over, "prior.phase": 0.3}).image, res.image)
+    # a threshold below the scan's roughness leaves the choice to the hold-out
+    res = run_method("ngp", scan, {**over, "prior.phase_smooth_below": res.info["phase_roughness"]})
+    assert set(res.info["prior_scores"]) == {0.0, 0.3}
+
+
 def test_only_one_prior_weight_can_be_auto():
     with pytest.raises(InreconError, match="both auto"):
         build_config(PriorConfig, {"tv": "auto", "phase": "auto"})
@@ -367,6 +386,24 @@ def test_wavelet_prior_runs_through_every_inr_method():
     res = run_method("ngp", scan, {**SMALL, "prior.wavelet": 1e-3, "stop": "none"})
     assert torch.isfinite(torch.view_as_real(res.image)).all()
     assert build_config(PriorConfig, {"wavelet": 0.1}).wavelet == 0.1
+
+
+def test_phase_roughness_separates_smooth_from_rough_phase():
+    yy, xx = torch.meshgrid(torch.linspace(-1, 1, 64), torch.linspace(-1, 1, 64), indexing="ij")
+    # a smooth object (no sharp edges, whose blur would leak into the imaginary part)
+    mag = torch.exp(-(xx.square() + yy.square()) / 0.3) * (1 + 0.3 * torch.cos(3 * xx))
+    assert phase_roughness(mag.to(torch.complex64), 2, 0.0625) < 1e-10  # a real image
+    smooth = mag * torch.exp(1j * (0.8 * xx + 0.4 * yy.square() + 2.0))
+    r_smooth = phase_roughness(smooth, 2, 0.0625)
+    assert r_smooth < 1e-4  # not 0: the blurred phase of a non-uniform object bends a little
+    # a global gain and constant phase change nothing
+    assert phase_roughness(3j * smooth, 2, 0.0625) == pytest.approx(r_smooth, rel=1e-3, abs=1e-9)
+    # phase detail at a few pixels' scale (in-vivo phase near vessels, sinuses): far above
+    detail = torch.randn(64, 64, generator=torch.Generator().manual_seed(0))
+    detail = torch.fft.ifft2(torch.fft.fft2(detail) * (torch.fft.fftfreq(64).abs()[:, None] < 0.15)).real
+    rough = smooth * torch.exp(1j * 3 * detail / detail.std())
+    assert phase_roughness(rough, 2, 0.0625) > 3e-3  # ten times what separated smooth scans (RESULTS.md)
+    assert phase_roughness(torch.zeros(8, 8, dtype=torch.complex64), 2, 0.0625) == 0.0
 
 
 def test_phase_prior_is_near_zero_on_smooth_phase_and_large_on_rough_phase():

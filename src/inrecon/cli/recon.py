@@ -79,6 +79,8 @@ def _summary(scan, image, result, out: Path) -> dict:
     chosen = {names[k]: result.info[k] for k in names if result.info.get(k) is not None}
     if chosen:
         summary["chosen"] = chosen
+    if result.info.get("phase_roughness") is not None:  # why prior.phase=auto chose as it did
+        summary["phase_roughness"] = result.info["phase_roughness"]
     if scan.modality == "mri-series":  # scored frame by frame by the method itself
         keys = ("mode", "seconds_first", "seconds_per_frame", "psnr_mean", "ssim_mean")
         return {**summary, **{k: result.info[k] for k in keys if k in result.info}}

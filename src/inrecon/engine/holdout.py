@@ -35,7 +35,7 @@ from inrecon.engine.regularizers import PriorConfig, make_prior, prior_scale
 from inrecon.engine.trainer import Checkpoint, MonitorConfig, OptimConfig, Run, train
 from inrecon.errors import InreconError
 from inrecon.physics.measurement import Measurement, MeasurementConfig
-from inrecon.physics.mri import smooth_phase
+from inrecon.physics.mri import phase_roughness, smooth_phase
 
 __all__ = [
     "Candidate",
@@ -308,16 +308,24 @@ def _floor_chosen(chosen: int, record: dict, cfg: FitSettings) -> tuple[int, dic
 
 def _choose_prior(meas, build, cfg, ckdir, base, show_progress, desc, batch_size):
     """``prior.tv="auto"`` or ``prior.phase="auto"``: one hold-out stage per candidate weight tried; the
-    settings with the lowest held-out loss, their stage-1 result, and the table
-    ``{weight: best held-out loss}`` of the candidates tried.
+    settings with the lowest held-out loss, their stage-1 result, the table ``{weight: best held-out loss}`` of
+    the candidates tried, and the scan's phase roughness (``prior.phase="auto"``, else ``None``).
 
     The held-out loss is taken as unimodal in the weight (it was on every scan where all candidates were scored,
     benchmarks/RESULTS.md), so the search starts at the middle candidate, walks towards weaker weights while the
     loss falls, and, if the first weaker one is no better, towards stronger ones: it stops at the first rise.
-    Noisy scans then skip the weakest weights' long fits, and noise-free ones the strongest weights'."""
+    Noisy scans then skip the weakest weights' long fits, and noise-free ones the strongest weights'.
+    A phase prior on a scan whose phase is smooth (``prior.phase_smooth_below``) takes the strongest candidate
+    without a search."""
     term = cfg.prior.auto_term()
     candidates = getattr(cfg.prior, f"{term}_candidates")
     order = sorted({float(w) for w in candidates}, reverse=True)  # strongest first
+    roughness = None
+    if term == "phase" and cfg.prior.phase_smooth_below > 0:
+        with torch.no_grad():
+            roughness = phase_roughness(meas.adjoint(meas.y), len(meas.image_shape), cfg.prior.phase_width)
+        if roughness < cfg.prior.phase_smooth_below:
+            order = order[:1]
     table: dict[float, float | None] = {}
     tried: dict[int, tuple] = {}
 
@@ -343,7 +351,7 @@ def _choose_prior(meas, build, cfg, ckdir, base, show_progress, desc, batch_size
             best, i = i, i + direction
         if best != middle:
             break
-    return tried[best][1:], table
+    return tried[best][1:], table, roughness
 
 
 def resolve_prior(
@@ -361,7 +369,7 @@ def resolve_prior(
     if not cfg.prior.is_auto():
         return cfg
     base = {"run": "resolve_prior", "data": data_identity(meas)}
-    (c, *_), _ = _choose_prior(meas, build, cfg, None, base, show_progress, desc, 2**18)
+    (c, *_), _, _ = _choose_prior(meas, build, cfg, None, base, show_progress, desc, 2**18)
     return c
 
 
@@ -382,10 +390,12 @@ def _choose_steps(meas, build, cfg, ckdir, base, show_progress, desc, batch_size
     ``info``) or one stage. Returns ``(cfg, stages, chosen, record, model, run)``."""
     if cfg.prior.is_auto():
         term = cfg.prior.auto_term()
-        found, info["prior_scores"] = _choose_prior(
+        found, info["prior_scores"], roughness = _choose_prior(
             meas, build, cfg, ckdir, base, show_progress, desc, batch_size
         )
         info[f"prior_{term}"] = getattr(found[0].prior, term)
+        if roughness is not None:
+            info["phase_roughness"] = roughness
         return found
     stages = _Stages(meas, cfg, ckdir, base, show_progress, desc, batch_size)
     return (cfg, stages, *stages.choose_steps(build))

@@ -50,6 +50,14 @@ class PriorConfig:
     """Weights phase=auto chooses from, searched as ``tv_candidates`` are. A real scan's phase is smooth only
     in part, and where it is not (in-vivo phase near vessels, sinuses, fat) a fixed weight pulls the image
     away from it, so with the default candidates the hold-out decides whether the prior applies at all."""
+    phase_smooth_below: NonNegFloat = 0.0
+    """phase=auto: where the scan's :func:`~inrecon.physics.mri.phase_roughness` (of its zero-filled image
+    ``A^H y``, at ``phase_width``) is below this, its phase counts as smooth and the strongest candidate is used
+    without a hold-out comparison; above it, the hold-out chooses. 0 (the default): always the hold-out. The
+    held-out samples cannot see the prior's gain, which lies in the unacquired k-space; but 3e-4, which
+    separates the simulated slices (where the prior gains up to 2 dB and the hold-out chooses it half the time)
+    from in-vivo phase, cost 0.65 and 2.2 dB on real-valued images written by another tool, where the hold-out
+    rightly chose 0 (benchmarks/RESULTS.md, stop 44)."""
     phase_width: Fraction = 0.0625
     """Width of the Gaussian k-space window that estimates the smooth phase: its standard deviation as a
     fraction of the matrix size along each image axis."""
