@@ -166,10 +166,8 @@ def write_cartesian(path: Path, source="brain", af=6, acs=24, coils=12, snr_db=3
     import sigpy.mri as smri
 
     root = data_root()
-    if source in (
-        "brain",
-        "brain-magnitude",
-    ):  # the source image only; the scan is written below without inrecon
+    # the source image only; the scan itself is written below without inrecon
+    if source in ("brain", "brain-magnitude"):
         x = read_cfl(root / "mri" / "brain8ch_bart" / "img.cfl")[0, :, :, 0, 0]
         if source == "brain-magnitude":  # a real-valued image, as simulators that start from magnitudes write
             x = np.abs(x)

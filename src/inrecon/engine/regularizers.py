@@ -56,8 +56,8 @@ class PriorConfig:
     without a hold-out comparison; above it, the hold-out chooses. 0 (the default): always the hold-out. The
     held-out samples cannot see the prior's gain, which lies in the unacquired k-space; but 3e-4, which
     separates the simulated slices (where the prior gains up to 2 dB and the hold-out chooses it half the time)
-    from in-vivo phase, cost 0.65 and 2.2 dB on real-valued images written by another tool, where the hold-out
-    rightly chose 0 (benchmarks/RESULTS.md, stop 44)."""
+    from in-vivo phase, cost 0.65 dB on a real-valued image written by another tool, and a fixed weight 2.2 dB
+    on a second one just above it; on both the hold-out rightly chose 0 (benchmarks/RESULTS.md, stop 44)."""
     phase_width: Fraction = 0.0625
     """Width of the Gaussian k-space window that estimates the smooth phase: its standard deviation as a
     fraction of the matrix size along each image axis."""
