@@ -25,13 +25,16 @@ import argparse
 import json
 import time
 
-import numpy as np
 import torch
 
 from inrecon.cli.common import parse_sets
-from inrecon.data import shared
-from inrecon.data.paths import data_root
-from inrecon.experiments.drivers.populations import MRISimulation, mri_pretrain_images, mri_scans
+from inrecon.errors import InreconError
+from inrecon.experiments.drivers.populations import (
+    MRISimulation,
+    dipy_test_scan,
+    mri_pretrain_images,
+    mri_scans,
+)
 from inrecon.metrics import evaluate
 from inrecon.recon.api import pretrain, run_method
 
@@ -74,13 +77,12 @@ def main() -> None:
     )
     args = ap.parse_args()
     torch.set_num_threads(1)
-    if not shared.available(shared.DIPY_T1):
-        raise SystemExit(f"the dipy T1 slice is not in {data_root()} (set INRECON_DATA)")
-    n, full = args.size, np.asarray(shared.dipy_t1(), dtype=np.float64)
-    f = full.shape[0] // n
-    img = full.reshape(n, f, n, f).mean((1, 3))
-    sim = MRISimulation(coils=12, acs=12 * n // 128, snr_db=30.0)  # 12 ACS lines at 128^2, 24 at 256^2
-    scan = mri_scans([img], sim, args.af, seed0=100, pattern=args.pattern)[0]
+    n = args.size
+    try:
+        scan = dipy_test_scan(n, args.af, args.pattern)
+    except InreconError as e:
+        raise SystemExit(str(e)) from None
+    sim = MRISimulation(coils=12, acs=12 * n // 128, snr_db=30.0)  # the pre-training's: as the test scan's
     phantoms = mri_pretrain_images((n, n), args.n_pretrain, args.pretrain_images)
     if args.model:
         model = args.model

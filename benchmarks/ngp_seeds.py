@@ -22,27 +22,18 @@ import argparse
 import json
 import math
 
-import numpy as np
 import torch
 
 from inrecon.cli.common import parse_sets
-from inrecon.data import shared
-from inrecon.data.paths import data_root
+from inrecon.errors import InreconError
 from inrecon.experiments.bench import load_experiment
-from inrecon.experiments.drivers.populations import MRISimulation, mri_scans
+from inrecon.experiments.drivers.populations import dipy_test_scan
 from inrecon.experiments.drivers.quality import build_case
 from inrecon.metrics import evaluate
 from inrecon.recon.api import run_method
 
-
-def dipy128(af: float, pattern: str):
-    """The DisINR MRI benchmark's test scan (``disinr_mri_dipy.py`` at its default size)."""
-    if not shared.available(shared.DIPY_T1):
-        raise SystemExit(f"the dipy T1 slice is not in {data_root()} (set INRECON_DATA)")
-    full = np.asarray(shared.dipy_t1(), dtype=np.float64)
-    f = full.shape[0] // 128
-    img = full.reshape(128, f, 128, f).mean((1, 3))
-    return mri_scans([img], MRISimulation(coils=12, acs=12, snr_db=30.0), af, seed0=100, pattern=pattern)[0]
+# what the hold-out chose besides the step count
+CHOSEN = ("prior_tv", "prior_phase", "prior_scores", "phase_roughness")
 
 
 def stage1_check(info: dict) -> dict:
@@ -70,7 +61,10 @@ def main() -> None:
     torch.set_num_threads(1)
     over = parse_sets(args.set)
     if args.scan == "dipy128":
-        scan = dipy128(args.af, args.pattern)
+        try:
+            scan = dipy_test_scan(128, args.af, args.pattern)
+        except InreconError as e:
+            raise SystemExit(str(e)) from None
     else:
         cases = {c.name: c for c in load_experiment("quality").config.cases}
         if args.scan not in cases:
@@ -87,11 +81,7 @@ def main() -> None:
             psnr = evaluate(img, scan.target.cpu(), roi=roi, scale=scan.modality == "mri")["psnr"]
         psnrs.append(psnr)
         seconds = info["seconds"]
-        chosen = {
-            k: v
-            for k, v in info.items()
-            if k in ("prior_tv", "prior_phase", "prior_scores", "phase_roughness")
-        }
+        chosen = {k: info[k] for k in CHOSEN if k in info}
         row = {"scan": args.scan, "seed": seed, "set": over, "psnr": round(psnr, 2)}
         row |= {"chosen_steps": info.get("chosen_steps"), **chosen, **stage1_check(info)}
         print(json.dumps({**row, "seconds": round(seconds, 1)}), flush=True)

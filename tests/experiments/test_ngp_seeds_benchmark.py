@@ -3,6 +3,8 @@ refused before any fit, naming the choices."""
 
 from __future__ import annotations
 
+import pytest
+
 from tests.benchmark_scripts import load_script, run_script
 
 
@@ -19,3 +21,13 @@ def test_stage1_check_reads_the_chosen_and_the_peak_step():
 def test_unknown_scan_is_refused_with_the_choices():
     out = run_script("ngp_seeds", "--scan", "no-such-case", "--seeds", "0", check=False)
     assert out.returncode != 0 and "no-such-case" in out.stderr and "dipy-cart-af6" in out.stderr
+
+
+def test_dipy_test_scan_names_the_missing_data(monkeypatch):
+    from inrecon.data import shared
+    from inrecon.errors import InreconError
+    from inrecon.experiments.drivers.populations import dipy_test_scan
+
+    monkeypatch.setattr(shared, "available", lambda relpath: False)
+    with pytest.raises(InreconError, match=r"dipy T1 slice.*INRECON_DATA"):
+        dipy_test_scan(128, 6.0)

@@ -18,6 +18,7 @@ import numpy as np
 
 from inrecon.config import InRange, NonNegInt, PosInt, config_to_dict
 from inrecon.data import shared
+from inrecon.data.paths import data_root
 from inrecon.data.phantoms import body_ct_phantom, brain_phantom
 from inrecon.data.sampling import make_pattern
 from inrecon.errors import InreconError
@@ -41,6 +42,7 @@ __all__ = [
     "Subjects",
     "ct_images",
     "ct_scans",
+    "dipy_test_scan",
     "domain_sections",
     "method_runs",
     "mri_images",
@@ -249,6 +251,22 @@ def mri_scans(
         )
         out.append(scan)
     return out
+
+
+def dipy_test_scan(size: int, af: float, pattern: Pattern = "cartesian"):
+    """The dipy T1 slice as the MRI benchmarks' test scan (``benchmarks/disinr_mri_dipy.py``,
+    ``benchmarks/ngp_seeds.py``): block-averaged to ``size`` x ``size`` (256: as it is), 12 simulated coils, 12
+    ACS lines per 128 pixels, 30 dB, noise (and Poisson mask) seed 100. Raises where the slice is not in the
+    data folder."""
+    if not shared.available(shared.DIPY_T1):
+        raise InreconError(
+            f"the dipy T1 slice is not in {data_root()}", "set INRECON_DATA to the shared data folder"
+        )
+    full = np.asarray(shared.dipy_t1(), dtype=np.float64)
+    f = full.shape[0] // size
+    img = full.reshape(size, f, size, f).mean((1, 3))
+    sim = MRISimulation(coils=12, acs=12 * size // 128, snr_db=30.0)
+    return mri_scans([img], sim, af, seed0=100, pattern=pattern)[0]
 
 
 def mri_pretrain_images(shape: tuple[int, int], n: int, stack: str | Path | None = None) -> list[np.ndarray]:
