@@ -22,6 +22,7 @@ from inrecon.data.scans import VolumeScan
 from inrecon.engine.callbacks import HoldOut
 from inrecon.engine.trainer import OptimConfig, StepOutput, Task, train
 from inrecon.metrics import psnr
+from inrecon.physics.measurement import resolve_ct_supersample
 from inrecon.physics.simulate.mri import simulate_mri
 from inrecon.physics.simulate.series import simulate_series
 from inrecon.recon.api import pretrain, run_method
@@ -241,19 +242,23 @@ def test_ngp_fits_replay_cuda_graphs_as_well_as_eager_steps(case):
 
 @needs_cuda_graphs
 def test_ngp_models_ct_on_a_finer_grid_on_a_gpu():
-    """NGP's CT default ``data.ct_supersample="auto"`` is 2 on a GPU (1 on the CPU: tests/recon/inr)."""
+    """NGP's CT default ``data.ct_supersample="auto"`` is 2 on a GPU whatever the scan's size (on the CPU only
+    up to 128 x 128 pixels: tests/physics/test_measurement.py)."""
     scan = SCANS["ct"]
     res = {dev: run_method("ngp", scan.to(dev), INR, show_progress=False) for dev in (DEVICE, "cpu")}
-    assert res[DEVICE].info["supersample"] == 2 and res["cpu"].info["supersample"] == 1
+    cpu = resolve_ct_supersample("auto", scan.to("cpu"))
+    assert res[DEVICE].info["supersample"] == 2 and res["cpu"].info["supersample"] == cpu
     assert tuple(res[DEVICE].image.shape) == tuple(res["cpu"].image.shape) == tuple(scan.target.shape)
 
 
 def test_disinr_models_ct_on_a_finer_grid_on_a_gpu(models):
-    """DisINR's CT adaptation takes NGP's ``data.ct_supersample="auto"``: 2 on a GPU, 1 on the CPU."""
+    """DisINR's CT adaptation takes NGP's ``data.ct_supersample="auto"``: 2 on a GPU, on the CPU by the scan's
+    size."""
     scan, model, devices = SCANS["ct"], models("disinr", "ct"), (DEVICE, "cpu")
     over = {"steps": 20, "stop": "none"}
     res = {d: run_method("disinr", scan.to(d), over, model=model, show_progress=False) for d in devices}
-    assert res[DEVICE].info["supersample"] == 2 and res["cpu"].info["supersample"] == 1
+    cpu = resolve_ct_supersample("auto", scan.to("cpu"))
+    assert res[DEVICE].info["supersample"] == 2 and res["cpu"].info["supersample"] == cpu
     assert tuple(res[DEVICE].image.shape) == tuple(res["cpu"].image.shape) == tuple(scan.target.shape)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from importlib import resources
+from pathlib import Path
 
 import pytest
 import torch
@@ -47,6 +48,18 @@ def test_demo_tiny_profile_writes_report_and_tables(tmp_path):
         arch = json.loads(f.metadata()["inrecon"])["architecture"]
     assert arch["encoder_width"] == arch["decoder_width"] == TINY.disinr_width == 64
     assert PROFILES["quick"].disinr_width == 64 and PROFILES["full"].disinr_width == 128
+
+
+def test_quick_demo_fits_ct_on_the_scans_grid_and_the_full_one_on_the_default():
+    from inrecon.experiments.demo import _methods
+
+    models = {"disinr": Path("m.safetensors")}
+    for name, grid in (("quick", 1), ("full", "auto")):
+        runs = {r.label: r for r in _methods("ct", PROFILES[name], models)}
+        assert runs["NGP"].overrides["data.ct_supersample"] == grid, name
+        assert runs["DisINR"].overrides["data.ct_supersample"] == grid, name
+        mri = {r.label: r for r in _methods("mri", PROFILES[name], models)}
+        assert "data.ct_supersample" not in mri["NGP"].overrides
 
 
 def test_every_bundled_experiment_has_a_driver_and_quick_profile():

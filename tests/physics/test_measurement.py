@@ -11,6 +11,7 @@ import torch
 from inrecon.errors import InreconError, ShapeError
 from inrecon.physics.ct import CTProjector
 from inrecon.physics.measurement import (
+    AUTO_SUPERSAMPLE_CPU_PIXELS,
     MeasurementConfig,
     build_measurement,
     count_weights,
@@ -166,9 +167,16 @@ def test_ct_supersampling_models_a_finer_grid_and_returns_its_block_mean():
     for bad in (0, 1.5, True):
         with pytest.raises(InreconError, match="supersampling"):
             build_measurement(scan, ct_supersample=bad)
-    # "auto": the scan's own grid on the CPU (2x finer on a GPU, tests/test_cuda.py); a number as given
-    assert measure(scan, MeasurementConfig(ct_supersample="auto")).image_shape == (32, 32)
-    assert [resolve_ct_supersample(v, scan) for v in ("auto", 1, 3)] == [1, 1, 3]
+    # "auto": 2x finer for a scan of at most 128 x 128 pixels on the CPU (and any scan on a GPU,
+    # tests/test_cuda.py), the scan's own grid for a larger one on the CPU; a number as given
+    assert measure(scan, MeasurementConfig(ct_supersample="auto")).image_shape == (64, 64)
+    assert [resolve_ct_supersample(v, scan) for v in ("auto", 1, 3)] == [2, 1, 3]
+    for side, k in ((128, 2), (129, 1), (256, 1)):
+        g = scan.geometry  # the same field of view on more pixels
+        g = replace(g, image_shape=(side, side), pixel_size_mm=g.pixel_size_mm * g.image_shape[0] / side)
+        big = replace(scan, geometry=g, target=None)
+        assert resolve_ct_supersample("auto", big) == k, side
+    assert AUTO_SUPERSAMPLE_CPU_PIXELS == 128 * 128
     assert resolve_ct_supersample("auto", tiny_mri()) == 1
 
 

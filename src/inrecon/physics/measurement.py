@@ -49,6 +49,7 @@ from inrecon.physics.fbp import FILTERS
 from inrecon.physics.operator import Identity, LinearOperator, Select
 
 __all__ = [
+    "AUTO_SUPERSAMPLE_CPU_PIXELS",
     "CT_SPLITS",
     "CT_UNITS",
     "CT_WEIGHTINGS",
@@ -94,7 +95,8 @@ class MeasurementConfig:
     reconstruct its block mean. A real object has detail below the reconstruction grid, which its sinogram
     carries and no image on that grid explains; on a finer grid the model can explain it, at ``k^2`` times the
     pixels to render and project (benchmarks/RESULTS.md). ``auto``: 2 where the scan is on a GPU (NGP's fits of
-    the quality suite's CT cases took 1.5x the time there), 1 on the CPU (3-6x); :func:`resolve_ct_supersample`."""
+    the quality suite's CT cases took 1.5x the time there) or has at most 128 x 128 pixels (on the CPU 3x the
+    time per step), 1 for a larger scan on the CPU; :func:`resolve_ct_supersample`."""
     ct_units: Literal["entry", "view"] = "entry"
     """CT hold-out unit: single sinogram entries, or whole views."""
     ct_split: Literal["random", "spread"] = "random"
@@ -428,12 +430,21 @@ def _ct(scan: CTScan, weighting: str, units: str, ramp_filter_name: str = "ram-l
     return base, proj, idx, sino.reshape(-1), unit, (V * N if units == "entry" else V), None
 
 
+AUTO_SUPERSAMPLE_CPU_PIXELS = 128 * 128
+"""``ct_supersample="auto"`` models a CT scan on the CPU on the 2x finer grid up to this many pixels of the scan's
+grid (the finer grid then has at most 256 x 256 pixels: 2.9x the time per step of the scan's grid, 48 -> 141 ms
+on one core at 128^2; a 256^2 scan would take ~1 h per fit there)."""
+
+
 def resolve_ct_supersample(value: int | str, scan) -> int:
     """``MeasurementConfig.ct_supersample`` for ``scan``: a number as given; ``"auto"`` 2 for a CT scan on a
-    CUDA device, else 1."""
+    CUDA device or with at most :data:`AUTO_SUPERSAMPLE_CPU_PIXELS` pixels, else 1 (MRI and volumes: 1)."""
     if value != "auto":
         return value
-    return 2 if isinstance(scan, CTScan) and scan.sinogram.device.type == "cuda" else 1
+    if not isinstance(scan, CTScan):
+        return 1
+    small = math.prod(scan.geometry.image_shape) <= AUTO_SUPERSAMPLE_CPU_PIXELS
+    return 2 if scan.sinogram.device.type == "cuda" or small else 1
 
 
 def measure(scan, cfg: MeasurementConfig, **kw) -> Measurement:

@@ -227,10 +227,11 @@ def test_ngp_on_a_finer_grid_explains_detail_below_the_scan_grid():
     scan = simulate_ct(0.5 * ellipse_phantom(192, 192), geometry, full_scan_angles(30), rays_per_detector=4)
     over = {"optim.steps": 150, "stop.rule": "none", "prior.tv": 0.0, "net.hash.n_levels": 8}
     over.update({"net.hash.log2_table_size": 12, "monitor.eval_every": 50})
-    plain = run_method("ngp", scan, over, show_progress=False)
-    fine = run_method("ngp", scan, {**over, "data.ct_supersample": 2}, show_progress=False)
+    plain = run_method("ngp", scan, {**over, "data.ct_supersample": 1}, show_progress=False)
+    fine = run_method("ngp", scan, over, show_progress=False)
     assert fine.image.shape == plain.image.shape == (48, 48)
-    # the CT default "auto" models the scan's own grid on the CPU (a 2x finer one on a GPU: tests/test_cuda.py)
+    # the CT default "auto" models a scan of at most 128 x 128 pixels on the 2x finer grid on the CPU too (any
+    # scan on a GPU: tests/test_cuda.py; tests/physics/test_measurement.py for the size rule)
     assert (plain.info["supersample"], fine.info["supersample"]) == (1, 2)
     # the monitor scores the block mean against the scan's reference
     assert fine.info["history"]["psnr"][-1] == pytest.approx(float(psnr(fine.image, scan.target)), abs=0.05)

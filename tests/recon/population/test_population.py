@@ -379,18 +379,19 @@ def test_disinr_adaptation_is_tunable_by_the_bilevel_machinery(disinr_model, tmp
         tune(scan, "disinr", over, {"n_random": 1, "n_guided": 0})
 
 
-def test_disinr_adapts_a_ct_scan_on_a_finer_grid_when_asked(tmp_path):
-    # the CT default "auto" is the scan's own grid on the CPU (2x finer on a GPU, as NGP: tests/test_cuda.py)
+def test_disinr_adapts_a_ct_scan_on_a_finer_grid_by_default(tmp_path):
+    # the CT default "auto" is NGP's: 2x finer for a scan of at most 128 x 128 pixels on the CPU (any scan on a
+    # GPU: tests/test_cuda.py), the scan's own grid when asked
     geometry = CTGeometry("fan", 50, 2.0, (24, 24), 2.0, 300.0, 300.0)
     objects = [shepp_logan((96, 96)), shepp_logan((96, 96))[:, ::-1].copy()]  # drawn 4x finer than the grid
     scans = [simulate_ct(0.5 * o, geometry, full_scan_angles(20)) for o in objects]
     cfg = build_config(DisINRPretrainConfig, dict(steps=5, **ARCH))
     model = pretrain_disinr(scans, cfg, tmp_path / "ct.safetensors", show_progress=False)
     over = {"steps": 6, "stop": "none"}
-    plain = run_method("disinr", scans[0], over, model=str(model), show_progress=False)
-    fine = run_method(
-        "disinr", scans[0], {**over, "data.ct_supersample": 2}, model=str(model), show_progress=False
+    plain = run_method(
+        "disinr", scans[0], {**over, "data.ct_supersample": 1}, model=str(model), show_progress=False
     )
+    fine = run_method("disinr", scans[0], over, model=str(model), show_progress=False)
     assert (plain.info["supersample"], fine.info["supersample"]) == (1, 2)
     # the block mean, on the scan's grid
     assert fine.image.shape == plain.image.shape == scans[0].target.shape

@@ -129,8 +129,9 @@ an option, not a default (benchmarks/RESULTS.md). Holding out views spread evenl
 together) won on the suite, noisy A0001 60 views 30.33 -> 31.82 dB (it chose 0.01), A0002 60 views noise-free
 36.85 -> 37.64, the other cases within 0.3 dB, but chose 0.01 on both independent 256^2 files, where the random
 draw's 0.001 / 0.003 were right (``fan60`` 32.54 -> 31.32, ``par90`` 38.60 -> 37.52 dB): an option, not a default.
-Since 2026-12-04 CT models the image on a 2x finer grid where the scan is on a GPU (``data.ct_supersample="auto"``;
-1 on the CPU, where the finer grid took 325-1118 s per 128^2 scan on one thread instead of 60-300 s): on the
+Since 2026-12-04 CT models the image on a 2x finer grid where the scan is on a GPU (``data.ct_supersample="auto"``),
+and since 2026-12-05 on the CPU too for a scan of at most 128^2 pixels (2.9x the time per step there; larger
+scans keep their own grid on the CPU, where a 256^2 fit at 2x took about an hour on one thread): on the
 suite's nine CT cases (H200, ``benchmarks/ct_supersample.py``) it gained on every one, tuning A0001 60 / 90 views
 noisy and clean +1.35 / +0.18 / +0.98 / +0.57 dB and the real SCOPE sinogram +1.77, confirmation A0002 +0.28 /
 +1.16 / +2.02 / +2.17 (the CPU gave the same to 0.2 dB, stop 31); on the independent 256^2 files (CPU) +0.99
