@@ -138,6 +138,19 @@ def test_recon_summary_says_what_the_hold_out_chose(mri_file, tmp_path, capsys):
     assert chosen["candidate"] in ("hash", "siren") and 1 <= chosen["steps"] <= 75  # SIREN: 2.5x the steps
 
 
+def test_recon_summary_says_which_ct_grid_ngp_modelled(ct_file, tmp_path, capsys):
+    # data.ct_supersample="auto": a scan of at most 128 x 128 pixels is modelled on the 2x finer grid on the CPU
+    sets = ["steps=20", "stop.rule=none", "prior.tv=0.01", "n_levels=6"]
+    out = tmp_path / "n.npy"
+    args = ["recon", "--method", "ngp", str(ct_file), "-o", str(out), "-q"]
+    assert main(args + [a for kv in sets for a in ("--set", kv)]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["ct_supersample"] == 2
+    assert np.load(out).shape == (64, 64)  # the block mean, on the scan's grid
+    assert main(args + [a for kv in [*sets, "data.ct_supersample=1"] for a in ("--set", kv)]) == 0
+    assert json.loads(capsys.readouterr().out)["ct_supersample"] == 1
+
+
 @pytest.mark.parametrize("method,suffix", [("fbp", ".png"), ("sart", ".nii.gz"), ("tv", ".h5")])
 def test_recon_ct(ct_file, tmp_path, method, suffix):
     out = tmp_path / f"{method}{suffix}"
