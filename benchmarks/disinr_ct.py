@@ -10,7 +10,8 @@ and kernel: out of domain). Every method runs with its library defaults for a CT
 records the convergence curve: PSNR after ``--curve`` adaptation steps of a run without stopping (DisINR paper
 Fig. 2B).
 
-    python benchmarks/disinr_ct.py --n-pretrain 16 --pretrain-steps 2000      # ~40 min on 1 core
+    python benchmarks/disinr_ct.py --n-pretrain 16 --pretrain-steps 2000      # ~40 min on 1 core before stop 45
+    # (since stop 45 NGP and DisINR model these 128^2 slices on the 2x finer grid on the CPU too: 3x per fit)
     python benchmarks/disinr_ct.py --model disinr_ct.safetensors --set prior.tv=0   # an adaptation ablation
 
 Prints one JSON line per result and a JSON summary (PSNR / SSIM, seconds, steps, margins over NGP and TV).
