@@ -81,9 +81,8 @@ def _summary(scan, image, result, out: Path) -> dict:
         summary["chosen"] = chosen
     if result.info.get("phase_roughness") is not None:  # why prior.phase=auto chose as it did
         summary["phase_roughness"] = result.info["phase_roughness"]
-    if (
-        scan.modality == "ct" and result.info.get("supersample") is not None
-    ):  # what ct_supersample="auto" chose
+    # CT: the image grid the INR modelled (what data.ct_supersample="auto" resolved to)
+    if scan.modality == "ct" and result.info.get("supersample") is not None:
         summary["ct_supersample"] = result.info["supersample"]
     if scan.modality == "mri-series":  # scored frame by frame by the method itself
         keys = ("mode", "seconds_first", "seconds_per_frame", "psnr_mean", "ssim_mean")
