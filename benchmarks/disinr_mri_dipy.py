@@ -30,8 +30,8 @@ import torch
 from inrecon.cli.common import parse_sets
 from inrecon.errors import InreconError
 from inrecon.experiments.drivers.populations import (
-    MRISimulation,
     dipy_test_scan,
+    dipy_test_simulation,
     mri_pretrain_images,
     mri_scans,
 )
@@ -82,7 +82,7 @@ def main() -> None:
         scan = dipy_test_scan(n, args.af, args.pattern)
     except InreconError as e:
         raise SystemExit(str(e)) from None
-    sim = MRISimulation(coils=12, acs=12 * n // 128, snr_db=30.0)  # the pre-training's: as the test scan's
+    sim = dipy_test_simulation(n)  # the pre-training's acquisition: the test scan's
     phantoms = mri_pretrain_images((n, n), args.n_pretrain, args.pretrain_images)
     if args.model:
         model = args.model

@@ -43,6 +43,7 @@ __all__ = [
     "ct_images",
     "ct_scans",
     "dipy_test_scan",
+    "dipy_test_simulation",
     "domain_sections",
     "method_runs",
     "mri_images",
@@ -253,10 +254,16 @@ def mri_scans(
     return out
 
 
+def dipy_test_simulation(size: int) -> MRISimulation:
+    """The acquisition of :func:`dipy_test_scan` at ``size`` x ``size``: 12 simulated coils, 12 ACS lines per
+    128 pixels, 30 dB (``benchmarks/disinr_mri_dipy.py`` simulates its pre-training phantoms the same way)."""
+    return MRISimulation(coils=12, acs=12 * size // 128, snr_db=30.0)
+
+
 def dipy_test_scan(size: int, af: float, pattern: Pattern = "cartesian"):
     """The dipy T1 slice as the MRI benchmarks' test scan (``benchmarks/disinr_mri_dipy.py``,
-    ``benchmarks/ngp_seeds.py``): block-averaged to ``size`` x ``size`` (256: as it is), 12 simulated coils, 12
-    ACS lines per 128 pixels, 30 dB, noise (and Poisson mask) seed 100. Raises where the slice is not in the
+    ``benchmarks/ngp_seeds.py``): block-averaged to ``size`` x ``size`` (256: as it is), acquired as
+    :func:`dipy_test_simulation` says, noise (and Poisson mask) seed 100. Raises where the slice is not in the
     data folder."""
     if not shared.available(shared.DIPY_T1):
         raise InreconError(
@@ -265,8 +272,7 @@ def dipy_test_scan(size: int, af: float, pattern: Pattern = "cartesian"):
     full = np.asarray(shared.dipy_t1(), dtype=np.float64)
     f = full.shape[0] // size
     img = full.reshape(size, f, size, f).mean((1, 3))
-    sim = MRISimulation(coils=12, acs=12 * size // 128, snr_db=30.0)
-    return mri_scans([img], sim, af, seed0=100, pattern=pattern)[0]
+    return mri_scans([img], dipy_test_simulation(size), af, seed0=100, pattern=pattern)[0]
 
 
 def mri_pretrain_images(shape: tuple[int, int], n: int, stack: str | Path | None = None) -> list[np.ndarray]:
