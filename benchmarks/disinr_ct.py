@@ -89,6 +89,17 @@ def curve(scan, method: str, steps: list[int], over: dict, model) -> dict:
     return {str(s): round(at[s], 2) for s in steps if s in at}
 
 
+def population_acquisition(args) -> argparse.Namespace:
+    """``args`` with the pre-training population's views and photons: the test scans' own unless
+    ``--pretrain-views`` / ``--pretrain-photons`` say otherwise (0 photons: noise-free)."""
+    pre = argparse.Namespace(**vars(args))
+    if args.pretrain_views is not None:
+        pre.views = args.pretrain_views
+    if args.pretrain_photons is not None:
+        pre.photons = args.pretrain_photons
+    return pre
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--size", type=int, default=128)
@@ -139,9 +150,7 @@ def main() -> None:
     model = args.model
     if model is None and "disinr" in args.methods:
         idx = pretrain_indices(args.n_pretrain, args.in_domain)
-        pre = argparse.Namespace(**vars(args))
-        pre.views = args.views if args.pretrain_views is None else args.pretrain_views
-        pre.photons = args.photons if args.pretrain_photons is None else args.pretrain_photons
+        pre = population_acquisition(args)
         scans = [s.to(dev) for s in simulate(slices("A0001", idx, pre), pre, seed0=1000)]
         over = {"optim.steps": args.pretrain_steps, **parse_sets(args.pretrain_set)}
         t0 = time.perf_counter()
