@@ -8,7 +8,9 @@ the missing file and ``INRECON_DATA`` when the data is absent.
 from __future__ import annotations
 
 import functools
+import logging
 import math
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -131,6 +133,18 @@ def disinr_fan_geometry(image_shape=(256, 256)) -> CTGeometry:
     )
 
 
+@contextmanager
+def _quiet_nibabel():
+    """nibabel's header-repair messages (its ``nibabel.global`` logger) held back below ERROR."""
+    log = logging.getLogger("nibabel.global")
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
+
+
 def scope_parallel(views: int = 90) -> CTScan:
     """The real parallel-beam chest slice (SCOPE): 367 detectors, ``views`` = 90 or 720, with ``gt_img``."""
     import nibabel as nib
@@ -139,9 +153,12 @@ def scope_parallel(views: int = 90) -> CTScan:
 
     if views not in (90, 720):
         raise InreconError(f"views={views}", "the shared data has 90 and 720 views")
-    gt = np.asarray(nib.load(_need("ct/scope_parallel/gt_img.nii")).get_fdata(), dtype=np.float32)
     name = "90_sino.nii" if views == 90 else "gt_sino.nii"
-    sino = np.asarray(nib.load(_need(f"ct/scope_parallel/{name}")).get_fdata(), dtype=np.float32)
+    # these files' headers carry zero voxel sizes, which nibabel repairs with a stderr line on every load; only
+    # their arrays are read here (the geometry comes from the SCOPE description)
+    with _quiet_nibabel():
+        gt = np.asarray(nib.load(_need("ct/scope_parallel/gt_img.nii")).get_fdata(), dtype=np.float32)
+        sino = np.asarray(nib.load(_need(f"ct/scope_parallel/{name}")).get_fdata(), dtype=np.float32)
     if sino.shape[0] != 367:
         sino = sino.T
     angles = np.linspace(0, 180, views + 1)[:-1]
