@@ -145,8 +145,8 @@ a GPU, and since stop 45 on the CPU too for a scan of at most 128^2 pixels, wher
 Measured on the CPU with the 62-slice augmented model (RESULTS.md, stop 35): 2x finer against the scan's grid
 +0.67 / +0.57 dB on the tuning slices A0001[30] / A0002[15] and +0.75 / +1.37 / +0.48 on the confirmation slices,
 as NGP gains there; with it DisINR and NGP are compared on the same grid on every device. A CT weight decay on
-the subject's hash tables (``optim.wd_enc`` 1e-5 / 1e-4 / 1e-3) changed nothing or lost (stop 39: tuning slices 27.58 / 29.77, 27.55 / 29.83, 26.22 / 29.77
-against 27.60 / 29.77 dB), so CT keeps none."""
+the subject's hash tables (``optim.wd_enc`` 1e-5 / 1e-4 / 1e-3) changed nothing or lost (stop 39: tuning slices
+27.58 / 29.77, 27.55 / 29.83, 26.22 / 29.77 against 27.60 / 29.77 dB), so CT keeps none."""
 
 
 def pretrain_disinr(scans, cfg: DisINRPretrainConfig, output, **run) -> Path:
