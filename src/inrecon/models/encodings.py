@@ -9,9 +9,10 @@ primes (1, 2654435761, 805459861) modulo ``T``; the ``2**D`` corners are (bi/tri
 (optionally with smoothstep weights); features start U(-1e-4, 1e-4).
 
 Speed: the coordinates of a reconstruction grid never change, so the corner indices and weights of every level
-form a fixed sparse matrix ``S`` of shape ``(n*L, rows)``. :meth:`HashGridEncoding.plan` builds ``S`` and its
-transpose once (CSR); the forward pass is then ``S @ table`` and the backward pass ``S^T @ grad`` (a custom
-autograd function), about 4x faster than gathering on the CPU. ``HashGridConfig.lookup="gather"`` plans the
+form a fixed sparse matrix ``S`` of shape ``(L*n, rows)``. :meth:`HashGridEncoding.plan` builds ``S`` and its
+transpose once (CSR, level-major rows, int32 indices: :class:`HashPlan`); the forward pass is then
+``S @ table`` and the backward pass ``S^T @ grad`` (a custom autograd function), about 4x faster than gathering
+on the CPU. ``HashGridConfig.lookup="gather"`` plans the
 same interpolation as corner indices and weights instead (forward: one gather and a weighted sum; backward: one
 ``index_add_``), for a GPU, where cuSPARSE's product with the table's two columns took 57 % of a replayed 256^2
 fitting step on an H200 (benchmarks/RESULTS.md; the gather path itself is not yet measured there). Arbitrary
@@ -75,20 +76,36 @@ class HashGridConfig:
 
 @dataclass
 class HashPlan:
-    """Precomputed interpolation of one fixed coordinate set: ``features = (S @ table).reshape(n, L*F)``, with
-    ``S`` stored as CSR matrices (``fwd``, ``bwd = S^T``) or as corner rows and weights (``idx``, ``w``)."""
+    """Precomputed interpolation of one fixed coordinate set ``(n, D)`` on ``L`` levels, stored either as CSR
+    matrices ``fwd = S`` and ``bwd = S^T`` (int32 indices) whose rows are level-major (row ``level * n + point``:
+    ``features = (S @ table).view(L, n, F).transpose(0, 1)``), or as point-major corner rows and weights
+    (``idx``, ``w``: row ``point * L + level``, ``features = gathered.reshape(n, L*F)``).
+
+    Level-major CSR rows keep one level's table rows (forward) and gradient rows (backward) in cache, and int32
+    indices are what MKL takes without a per-call index copy: 1.7x faster lookup at 1 thread than point-major
+    int64 on the 256^2 CT grid (benchmarks/RESULTS.md, stop 47)."""
 
     n: int
-    fwd: torch.Tensor | None = None  # sparse CSR (n*L, rows)
-    bwd: torch.Tensor | None = None  # sparse CSR (rows, n*L)
+    fwd: torch.Tensor | None = None  # sparse CSR (L*n, rows), level-major rows
+    bwd: torch.Tensor | None = None  # sparse CSR (rows, L*n)
     idx: torch.Tensor | None = None  # int64 (n*L, 2**D), point-major rows of the table
     w: torch.Tensor | None = None  # float32 (n*L, 2**D)
+    levels: int = 0  # L of the CSR plan
 
     def to(self, device) -> HashPlan:
         def move(t):
             return None if t is None else t.to(device)
 
-        return HashPlan(self.n, move(self.fwd), move(self.bwd), move(self.idx), move(self.w))
+        return HashPlan(self.n, move(self.fwd), move(self.bwd), move(self.idx), move(self.w), self.levels)
+
+
+def _int32_csr(m: torch.Tensor) -> torch.Tensor:
+    """A CSR matrix with int32 row and column indices (its ``nnz`` and sizes must fit)."""
+    if max(m.shape[0], m.shape[1], m.values().numel()) >= 2**31:
+        return m
+    return torch.sparse_csr_tensor(
+        m.crow_indices().to(torch.int32), m.col_indices().to(torch.int32), m.values(), m.shape
+    )
 
 
 class _GatheredLookup(torch.autograd.Function):
@@ -266,26 +283,27 @@ class HashGridEncoding(nn.Module):
         """Precompute the interpolation of a fixed coordinate set ``x (n, D)`` (as ``cfg.lookup`` says)."""
         n = x.shape[0]
         idx, w = self.lookup(x)  # (L, n, C)
-        idx, w = idx.permute(1, 0, 2), w.permute(1, 0, 2)  # point-major: row = point * L + level
-        n_lv, n_c = idx.shape[1], idx.shape[2]
+        n_lv, n_c = idx.shape[0], idx.shape[2]
         if self.cfg.lookup == "gather":
+            idx, w = idx.permute(1, 0, 2), w.permute(1, 0, 2)  # point-major: row = point * L + level
             return HashPlan(
                 n, idx=idx.reshape(n * n_lv, n_c).contiguous(), w=w.reshape(n * n_lv, n_c).contiguous()
             )
-        rows = torch.arange(n * n_lv, device=x.device).repeat_interleave(n_c)
+        # level-major rows (row = level * n + point): one level's table rows and gradient rows stay in cache
+        rows = torch.arange(n_lv * n, device=x.device).repeat_interleave(n_c)
         coo = torch.sparse_coo_tensor(
             torch.stack([rows, idx.reshape(-1)]),
             w.reshape(-1),
-            (n * n_lv, self.table.shape[0]),
+            (n_lv * n, self.table.shape[0]),
             check_invariants=False,
         ).coalesce()
         with warnings.catch_warnings():
             # "CSR support is in beta"; torch >= 2.11 on CUDA also says once that invariant checks are off
             warnings.filterwarnings("ignore", message=".*Sparse CSR tensor support is in beta.*")
             warnings.filterwarnings("ignore", message=".*Sparse invariant checks are implicitly disabled.*")
-            fwd = coo.to_sparse_csr()
-            bwd = coo.t().coalesce().to_sparse_csr()
-        return HashPlan(n, fwd, bwd)
+            fwd = _int32_csr(coo.to_sparse_csr())
+            bwd = _int32_csr(coo.t().coalesce().to_sparse_csr())
+        return HashPlan(n, fwd, bwd, levels=n_lv)
 
     # --- forward -----------------------------------------------------------------------------------------
     def forward(self, x: torch.Tensor | HashPlan) -> torch.Tensor:
@@ -294,8 +312,8 @@ class HashGridEncoding(nn.Module):
         if isinstance(x, HashPlan):
             if x.idx is not None:
                 out = _GatheredLookup.apply(table, x.idx, x.w.to(table.dtype))
-            else:
-                out = _PlannedLookup.apply(table, x.fwd, x.bwd)
+            else:  # level-major rows -> (n, L*F)
+                out = _PlannedLookup.apply(table, x.fwd, x.bwd).view(x.levels, x.n, -1).transpose(0, 1)
             return out.reshape(x.n, self.out_dim)
         idx, w = self.lookup(x)
         return _BagLookup.apply(table, idx, w.to(table.dtype), self._offset_list, self.level_sizes)
