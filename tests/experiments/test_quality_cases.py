@@ -46,3 +46,48 @@ def test_the_suite_refuses_such_a_case_before_any_work():
     ok = QualityConfig(cases=({"name": "same", "source": "lungdx", "size": 96, "object_grid": "same"},))
     ok.check()
     assert ok.cases[0].object_grid == "same"
+
+
+def test_the_suite_runs_cases_in_parallel_processes_with_the_same_numbers(
+    shared_data, one_thread, tmp_path, monkeypatch
+):
+    """``jobs=2`` runs the cases in two spawned processes: the same table as one after another (at the same
+    thread count), in the config's order, whatever order the cases finish in."""
+    shared_data("ct/lungdx/lungdx_A0002_B40f_8mm_hu.npz")
+    import json
+
+    import inrecon.parallel
+    from inrecon.experiments.bench import run_bench
+
+    monkeypatch.setattr(inrecon.parallel, "available_cores", lambda: 2)  # one thread per worker, as here
+
+    tiny = {"source": "lungdx", "subject": "A0002", "size": 32, "views": 12, "object_grid": "same", "rays_per_detector": 1}
+    over = {
+        "cases": [
+            {**tiny, "name": "a", "slice": 3},
+            {**tiny, "name": "b", "slice": 7, "photons": 1e5, "half": "confirmation"},
+        ],
+        "ngp": {
+            "optim": {"steps": 20},
+            "stop": {"patience": 5, "min_steps": 5},
+            "prior": {"tv": 0.003},
+            "net": {"hash": {"n_levels": 4, "log2_table_size": 10, "base_resolution": 4}},
+        },
+    }
+    rows = {}
+    for jobs in (1, 2):
+        lines: list[str] = []
+        path = run_bench(
+            "quality",
+            quick=True,
+            out_dir=tmp_path / f"jobs{jobs}",
+            show_progress=False,
+            log=lines.append,
+            overrides={**over, "jobs": jobs},
+        )
+        rows[jobs] = json.loads((path.parent / "results.json").read_text())["rows"]
+        assert any("2 at once" in line for line in lines) == (jobs == 2)
+    assert [r["case"] for r in rows[2]] == [r["case"] for r in rows[1]] == ["a", "b"]
+    for one, two in zip(rows[1], rows[2]):
+        assert two["psnr"] == pytest.approx(one["psnr"], abs=1e-3)
+        assert two["classical psnr"] == pytest.approx(one["classical psnr"], abs=1e-3)

@@ -41,6 +41,13 @@ class CaseResult:
     info: dict
     image: np.ndarray
 
+    def line(self) -> str:
+        """One line for the log: case, method, PSNR, SSIM and seconds."""
+        return (
+            f"  {self.case:>14s} {self.label:>12s}: PSNR {self.metrics['psnr']:6.2f} dB  "
+            f"SSIM {self.metrics['ssim']:.4f}  {self.seconds:7.1f} s"
+        )
+
 
 @dataclass
 class Comparison:
@@ -121,10 +128,7 @@ def run_comparison(
                 image = image * float((image * ref).sum()) / denom
             comp.results.append(CaseResult(case_name, run.label, m, seconds, _summary_info(res.info), image))
             if log is not None:
-                log(
-                    f"  {case_name:>14s} {run.label:>12s}: PSNR {m['psnr']:6.2f} dB  SSIM {m['ssim']:.4f}  "
-                    f"{seconds:7.1f} s"
-                )
+                log(comp.results[-1].line())
             if bar is not None:
                 bar.update(1)
     if bar is not None:

@@ -29,9 +29,11 @@ from inrecon.data.sampling import make_pattern
 from inrecon.errors import InreconError
 from inrecon.experiments.drivers.common import Log, entries, merge, set_environment, write_json
 from inrecon.experiments.runner import Comparison, MethodRun, run_comparison
+from inrecon.parallel import Runner
 from inrecon.physics.coils import with_espirit_support
 from inrecon.physics.simulate.ct import full_scan_angles, simulate_ct
 from inrecon.physics.simulate.mri import simulate_mri
+from inrecon.progress import progress
 from inrecon.recon.inr.ngp import NGPConfig
 from inrecon.report import Report
 
@@ -110,6 +112,13 @@ class QualityConfig:
     """bilevel: random and guided trials."""
     peak_tolerance: PosFloat = 0.3
     """A stopping step is "at the peak" when its PSNR is within this many dB of the final fit's best."""
+    jobs: PosInt = 1
+    """Cases run at once, each in its own local process with ``cores // jobs`` torch threads (1: one after
+    another in this process, with all of them). One fit does not use two cores fully, so on the 2-core
+    reference CPU the quick suite took 1810 s with ``jobs=2`` (the quick profile's setting) against 2786 s
+    with 1 (benchmarks/RESULTS.md). The seconds column then times a case sharing the machine, and another
+    thread count sums in another order: a hold-out choice on the edge can flip (the radial scan's TV weight:
+    33.01 dB with two threads, 32.66 with one)."""
 
     def check(self) -> None:
         self.cases = entries(QualityCase, self.cases, "cases")
@@ -227,10 +236,46 @@ def _run_case(case: QualityCase, cfg: QualityConfig, show_progress, log: Log):
     try:
         scan = build_case(case)
     except Exception as exc:  # absent real data: the case is skipped, and the report says so
-        log(f"  {case.name}: skipped ({exc})")
+        if log is not None:
+            log(f"  {case.name}: skipped ({exc})")
         return None, f"{case.name}: skipped ({exc})"
     runs = [*CLASSICAL["mri" if scan.modality == "mri" else "ct"], *_inr_runs(cfg)]
     return run_comparison([(case.name, scan)], runs, show_progress=show_progress, log=log), None
+
+
+def _case_job(_context, job: tuple[QualityCase, QualityConfig]):
+    """One case in a worker process (``jobs > 1``): its comparison or a skip note, no messages."""
+    case, cfg = job
+    return _run_case(case, cfg, False, None)
+
+
+def _run_cases(cases: list[QualityCase], cfg: QualityConfig, show_progress, log: Log):
+    """``(comparison, note)`` of every case, in order: one after another, or ``cfg.jobs`` at once."""
+    if cfg.jobs == 1 or len(cases) < 2:
+        return [_run_case(case, cfg, show_progress, log) for case in cases]
+    jobs = min(cfg.jobs, len(cases))
+    log(f"  {len(cases)} cases, {jobs} at once in local processes")
+    done: dict[int, tuple] = {}
+    bar = progress(total=len(cases), desc="cases", show=show_progress)
+    with Runner(jobs) as runner:
+        for k, outcome in runner.run(_case_job, [(case, cfg) for case in cases]):
+            if not outcome.ok:
+                raise InreconError(
+                    f"quality case {cases[k].name!r} failed: {outcome.error}",
+                    "run it with --set jobs=1 for the whole traceback",
+                )
+            done[k] = outcome.value
+            comp, note = outcome.value
+            if note:
+                log(f"  {note}")
+            else:
+                for r in comp.results:
+                    log(r.line())
+            if bar is not None:
+                bar.update(1)
+    if bar is not None:
+        bar.close()
+    return [done[k] for k in range(len(cases))]
 
 
 def run_quality(cfg: QualityConfig, out: Path, show_progress=None, log: Log = print) -> Report:
@@ -242,8 +287,8 @@ def run_quality(cfg: QualityConfig, out: Path, show_progress=None, log: Log = pr
         data_note="Data: INRECON_DATA (real scans and real images with simulated acquisitions).",
     )
     rows, comps, notes = [], [], []
-    for case in (c for c in cfg.cases if c.half in cfg.halves):
-        comp, note = _run_case(case, cfg, show_progress, log)
+    cases = [c for c in cfg.cases if c.half in cfg.halves]
+    for case, (comp, note) in zip(cases, _run_cases(cases, cfg, show_progress, log)):
         if note:
             notes.append(note)
             continue
