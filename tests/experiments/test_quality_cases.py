@@ -61,7 +61,14 @@ def test_the_suite_runs_cases_in_parallel_processes_with_the_same_numbers(
 
     monkeypatch.setattr(inrecon.parallel, "available_cores", lambda: 2)  # one thread per worker, as here
 
-    tiny = {"source": "lungdx", "subject": "A0002", "size": 32, "views": 12, "object_grid": "same", "rays_per_detector": 1}
+    tiny = {
+        "source": "lungdx",
+        "subject": "A0002",
+        "size": 32,
+        "views": 12,
+        "object_grid": "same",
+        "rays_per_detector": 1,
+    }
     over = {
         "cases": [
             {**tiny, "name": "a", "slice": 3},
