@@ -140,13 +140,13 @@ def measurement_prior(meas: Measurement, cfg: PriorConfig, train_idx: torch.Tens
         )
     phase_reference = None
     with torch.no_grad():
-        aty = meas.adjoint(meas.y)
+        aty = meas.image_adjoint(meas.y)
         scale = prior_scale(math.prod(meas.image_shape), meas.n_samples, aty)
         if cfg.phase > 0:
             if train_idx is not None:
                 keep = torch.zeros_like(meas.y)
                 keep[train_idx] = meas.y[train_idx]
-                aty = meas.adjoint(keep)
+                aty = meas.image_adjoint(keep)
             phase_reference = smooth_phase(aty, len(meas.image_shape), cfg.phase_width)
     if cfg.noise_reference is not None and meas.noise is not None:
         scale *= meas.noise / cfg.noise_reference
@@ -323,7 +323,9 @@ def _choose_prior(meas, build, cfg, ckdir, base, show_progress, desc, batch_size
     roughness = None
     if term == "phase" and cfg.prior.phase_smooth_below > 0:
         with torch.no_grad():
-            roughness = phase_roughness(meas.adjoint(meas.y), len(meas.image_shape), cfg.prior.phase_width)
+            roughness = phase_roughness(
+                meas.image_adjoint(meas.y), len(meas.image_shape), cfg.prior.phase_width
+            )
         if roughness < cfg.prior.phase_smooth_below:
             order = order[:1]
     table: dict[float, float | None] = {}

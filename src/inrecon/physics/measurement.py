@@ -59,6 +59,7 @@ __all__ = [
     "MeasurementConfig",
     "build_measurement",
     "count_weights",
+    "joint_coil_measurement",
     "measure",
     "readout_lines",
     "resolve_ct_supersample",
@@ -171,6 +172,10 @@ class Measurement:
     supersample
         CT: ``image_shape`` is this many times finer than the scan's grid (the same field of view); the
         reconstruction is the block mean of the modelled image (:meth:`finalize`, :attr:`output_shape`).
+    image_maps
+        MRI coil-image measurements (:func:`joint_coil_measurement`): the maps ``(C, *image_shape)`` that
+        combine ``A^H y`` into one image (:meth:`image_adjoint`: the priors' scale and smooth phase, a joint
+        coil model's starting point); ``None``: the domain is the image, or the coil images stand alone.
     """
 
     base: LinearOperator
@@ -190,6 +195,7 @@ class Measurement:
     peak: float = 1.0
     unit_order: torch.Tensor | None = None
     supersample: int = 1
+    image_maps: torch.Tensor | None = None
 
     @property
     def output_shape(self) -> tuple[int, ...]:
@@ -221,6 +227,12 @@ class Measurement:
     def adjoint(self, samples: torch.Tensor) -> torch.Tensor:
         """``A^H`` of samples ``(M,)``."""
         return self.op.adjoint(samples)
+
+    def image_adjoint(self, samples: torch.Tensor) -> torch.Tensor:
+        """``A^H`` of samples ``(M,)`` as one image ``image_shape``: coil images are combined with
+        :attr:`image_maps` (``sum_c conj(S_c) x_c``) where the domain is the coil images."""
+        x = self.adjoint(samples)
+        return x if self.image_maps is None else (self.image_maps.conj() * x).sum(0)
 
     def normal(self):
         """``x -> A^H A x``: through the physics' own fast normal operator when it has one (SENSE in one pass,
@@ -323,7 +335,7 @@ def trajectory_readouts(trajectory: torch.Tensor) -> torch.Tensor | None:
 def _mri(scan: MRIScan, maps: str, coil_images: bool, units: str = "location"):
     from inrecon.physics.coils import coil_maps
 
-    s = None if coil_images else coil_maps(scan, maps)
+    s = None if coil_images else maps if isinstance(maps, torch.Tensor) else coil_maps(scan, maps)
     C = scan.n_coils
     if scan.is_cartesian:
         from inrecon.physics.mri import SenseOp
@@ -447,6 +459,30 @@ def resolve_ct_supersample(value: int | str, scan) -> int:
     return 2 if scan.sinogram.device.type == "cuda" or small else 1
 
 
+def joint_coil_measurement(scan, cfg: MeasurementConfig) -> Measurement:
+    """MRI: the coil-image measurement (``coil_images=True``: the model supplies every coil's image) of the
+    same samples as :func:`measure` with ``cfg``, in its units (``cfg.scale`` of the measurement with maps),
+    with its coil-map support and the maps themselves (:attr:`Measurement.image_maps`), for a model that
+    estimates the coil sensitivities with the image (NGP's ``coils="joint"``) starting from those maps."""
+    if not isinstance(scan, MRIScan):
+        raise InreconError(
+            f"jointly estimated coils need an MRI scan, not a {type(scan).__name__}", "use coils=fixed"
+        )
+    from inrecon.physics.coils import coil_maps
+
+    maps = coil_maps(scan, cfg.maps)
+    sense = measure(scan, cfg, maps=maps)
+    coil = measure(scan, cfg, coil_images=True, scale="none")
+    return replace(
+        coil,
+        y=coil.y / sense.scale,
+        scale=sense.scale,
+        peak=sense.peak,
+        support=sense.support,
+        image_maps=maps,
+    )
+
+
 def measure(scan, cfg: MeasurementConfig, **kw) -> Measurement:
     """:func:`build_measurement` with the settings of ``cfg`` (``kw`` adds ``coil_images`` or overrides
     ``scale``)."""
@@ -457,7 +493,7 @@ def measure(scan, cfg: MeasurementConfig, **kw) -> Measurement:
         )
     return build_measurement(
         scan,
-        maps=cfg.maps,
+        maps=kw.pop("maps", cfg.maps),
         ct_weighting=cfg.ct_weighting,
         ct_ramp_filter=cfg.ct_ramp_filter,
         ct_supersample=resolve_ct_supersample(cfg.ct_supersample, scan),
@@ -472,7 +508,7 @@ def measure(scan, cfg: MeasurementConfig, **kw) -> Measurement:
 def build_measurement(
     scan,
     *,
-    maps: str = "auto",
+    maps: str | torch.Tensor = "auto",
     coil_images: bool = False,
     ct_weighting: Literal["ramp", "counts", "ramp+counts", "none"] = "ramp",
     ct_ramp_filter: Literal["ram-lak", "shepp-logan", "cosine", "hann"] = "ram-lak",
@@ -490,7 +526,8 @@ def build_measurement(
         :class:`~inrecon.data.scans.MRIScan`, :class:`~inrecon.data.scans.CTScan` or
         :class:`~inrecon.data.scans.VolumeScan`.
     maps
-        MRI coil maps, see :func:`~inrecon.physics.coils.coil_maps`.
+        MRI coil maps, see :func:`~inrecon.physics.coils.coil_maps`, or the maps ``(C, *image_shape)``
+        themselves.
     coil_images
         MRI: model the coil images (no maps; domain ``(C, *image_shape)``).
     ct_weighting, ct_ramp_filter, ct_supersample, ct_units, ct_split

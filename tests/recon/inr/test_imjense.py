@@ -10,9 +10,9 @@ import torch
 from inrecon.data.sampling import radial_trajectory
 from inrecon.errors import InreconError
 from inrecon.metrics import psnr
+from inrecon.models.coils import PolynomialCoils
 from inrecon.physics.simulate.mri import simulate_mri
 from inrecon.recon.api import run_method
-from inrecon.recon.inr.imjense import PolynomialCoils
 from tests.inr_fixtures import ring_maps, tiny_mri
 
 FAST = {"n_levels": 6, "log2_table_size": 10, "poly_order": 5, "eval_every": 10}

@@ -17,15 +17,17 @@ from dataclasses import dataclass, field, replace
 from typing import ClassVar, Literal
 
 import torch
+from torch import nn
 
 from inrecon.config import PosFloat, PosInt, config_to_dict
 from inrecon.engine.fit import Model
 from inrecon.engine.holdout import Candidate, FitConfig, fit_with_holdout, resolve_prior, score_trial
 from inrecon.engine.trainer import OptimConfig
 from inrecon.errors import InreconError
+from inrecon.models.coils import PolynomialCoils
 from inrecon.models.fields import FieldConfig, ImageINR, NeuralField, count_parameters, for_grid
 from inrecon.models.networks import MLPConfig
-from inrecon.physics.measurement import Measurement, measure
+from inrecon.physics.measurement import Measurement, joint_coil_measurement, measure
 from inrecon.recon.registry import DEFAULT_CONTEXT, Context, MethodSpec, ReconResult
 from inrecon.tuning.bo import Param, SearchSpace
 from inrecon.tuning.objective import Tunable, apply_h, final_overrides
@@ -87,6 +89,14 @@ class NGPConfig(FitConfig):
     siren_lr: PosFloat = 3e-4
     """Learning rate of a SIREN candidate (chosen on the dipy T1 Cartesian AF 6 slice: 1e-4 was still rising at
     600 steps)."""
+    coils: Literal["fixed", "joint"] = "fixed"
+    """MRI coil sensitivities: ``fixed`` (``data.maps``: the scan's own, else ESPIRiT), or ``joint``: a smooth
+    polynomial per coil (IMJENSE's model, :class:`~inrecon.models.coils.PolynomialCoils`), started from those
+    maps and fitted with the image to the coil k-space (2D scans)."""
+    coil_order: PosInt = 15
+    """``coils="joint"``: order of the coil polynomials (IMJENSE's)."""
+    coil_lr: PosFloat = 1e-2
+    """``coils="joint"``: Adam learning rate of the coil coefficients (no weight decay)."""
 
     ALIASES: ClassVar[dict] = {**NET_ALIASES, **FIT_ALIASES}
 
@@ -201,9 +211,20 @@ def param_groups(field_: NeuralField, wd_enc: float, wd_mlp: float) -> list[dict
     return decay_groups(enc, dec, wd_enc, wd_mlp)
 
 
+def ngp_measurement(scan, cfg: NGPConfig) -> Measurement:
+    """The measurement NGP fits: :func:`~inrecon.physics.measurement.measure` with ``cfg.data``, or with
+    ``cfg.coils="joint"`` the coil-image measurement of the same samples
+    (:func:`~inrecon.physics.measurement.joint_coil_measurement`)."""
+    if cfg.coils == "joint":
+        return joint_coil_measurement(scan, cfg.data)
+    return measure(scan, cfg.data)
+
+
 def field_model(meas: Measurement, cfg: NGPConfig, state: dict | None = None) -> Model:
     """A freshly initialised (seeded) field on the measurement's grid as a :class:`Model`; ``state`` loads
-    given weights instead (Meta's learned initialisation)."""
+    given weights instead (Meta's learned initialisation). On a coil-image measurement with maps
+    (``coils="joint"``) the model also holds polynomial coil sensitivities, fitted to those maps (weighted by
+    the zero-filled image's magnitude) and then trained with the field at ``cfg.coil_lr``."""
     torch.manual_seed(cfg.seed)
     f = NeuralField(
         len(meas.image_shape), 2 if meas.complex_image else 1, for_grid(cfg.net, meas.image_shape)
@@ -214,10 +235,25 @@ def field_model(meas: Measurement, cfg: NGPConfig, state: dict | None = None) ->
     inr = ImageINR(f, meas.image_shape, meas.complex_image)
     if cfg.compile:
         inr.field.decoder = torch.compile(inr.field.decoder)
+    groups = param_groups(f, cfg.optim.wd_enc, cfg.optim.wd_mlp)
+    module, to_domain = inr, None
+    if meas.image_maps is not None:
+        maps = meas.image_maps
+        coils = PolynomialCoils(maps.shape[0], tuple(meas.image_shape), cfg.coil_order, device=maps.device)
+        with torch.no_grad():
+            weight = meas.image_adjoint(meas.y).abs()
+        coils.fit_to(maps, weight / weight.max().clamp_min(1e-30))
+        module = nn.ModuleDict({"inr": inr, "coils": coils})
+        groups = [*groups, {"params": list(coils.parameters()), "lr": cfg.coil_lr, "weight_decay": 0.0}]
+
+        def to_domain(image):
+            return coils() * image
+
     return Model(
-        inr,
-        param_groups(f, cfg.optim.wd_enc, cfg.optim.wd_mlp),
+        module,
+        groups,
         render=inr,
+        to_domain=to_domain,
         at=lambda coords: f(coords)[:, 0],
         render_nograd=inr.render,
     )
@@ -241,7 +277,7 @@ def backbone_candidate(cfg: NGPConfig, backbone: str) -> NGPConfig:
 
 def reconstruct_ngp(scan, cfg: NGPConfig, ctx: Context = DEFAULT_CONTEXT) -> ReconResult:
     """Fit a scan-specific INR to ``scan`` (module docstring); with ``backbone_candidates``, the backbone too."""
-    meas = measure(scan, cfg.data)
+    meas = ngp_measurement(scan, cfg)
     alternatives = []
     for backbone in dict.fromkeys(cfg.backbone_candidates):
         if backbone != cfg.net.backbone:
@@ -296,7 +332,7 @@ def ngp_objective(scan, cfg: NGPConfig, space: SearchSpace, *, oracle=False, sho
             f"bilevel tuning searches one backbone's settings, but backbone_candidates={cfg.backbone_candidates}",
             "leave backbone_candidates empty (--set backbone_candidates=) and choose net.backbone for the tuning",
         )
-    meas = measure(scan, cfg.data)
+    meas = ngp_measurement(scan, cfg)
     if meas.pointwise:
         raise InreconError("bilevel tuning needs an MRI or CT scan", "tune on measured data, not a volume")
     split = meas.split(cfg.stop.fraction, cfg.seed)
