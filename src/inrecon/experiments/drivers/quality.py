@@ -115,8 +115,8 @@ class QualityConfig:
     jobs: PosInt = 1
     """Cases run at once, each in its own local process with ``cores // jobs`` torch threads (1: one after
     another in this process, with all of them). One fit does not use two cores fully, so on the 2-core
-    reference CPU the quick suite took 1810 s with ``jobs=2`` (the quick profile's setting) against 2786 s
-    with 1 (benchmarks/RESULTS.md). The seconds column then times a case sharing the machine, and another
+    reference CPU the quick suite took 1810 s with ``jobs=2`` (the quick profile's setting), where it had
+    taken 2786 s with 1 and a 7-11 % slower hash lookup (benchmarks/RESULTS.md, stop 47). The seconds column then times a case sharing the machine, and another
     thread count sums in another order: a hold-out choice on the edge can flip (the radial scan's TV weight:
     33.01 dB with two threads, 32.66 with one)."""
 
