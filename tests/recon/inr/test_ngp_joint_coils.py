@@ -46,6 +46,12 @@ def test_joint_coils_start_from_the_maps_and_are_fitted_with_the_image():
     inside = meas.support
     corr = (start.conj() * maps).sum(0).abs()[inside] / maps.abs().square().sum(0).sqrt()[inside]
     assert float(corr.mean()) > 0.95  # the polynomials start at the maps where the object is
+    # the data term reaches the coil coefficients (they are trained with the field) and their Adam group
+    loss = (meas.predict(model.to_domain(model.render())) - meas.y).abs().square().sum()
+    loss.backward()
+    coef = model.module["coils"].coef
+    assert coef.grad is not None and float(coef.grad.abs().max()) > 0
+    assert any(coef is p and g["lr"] == cfg.coil_lr for g in model.groups for p in g["params"])
     res = run_method("ngp", scan, {"coils": "joint", "coil_order": 6, "steps": 60, "patience": 20, **FAST})
     zf = run_method("zf", scan).image
     assert psnr(res.image, scan.target, scale=True) > psnr(zf, scan.target, scale=True) + 1.0
