@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -37,6 +38,14 @@ def tiny_mri(seed: int = 0, shape=(32, 32), n_coils: int = 4, af: int = 3, noise
         k + noise * torch.complex(torch.randn(k.shape, generator=g), torch.randn(k.shape, generator=g))
     ) * mask
     return MRIScan(kspace=k, mask=mask, sens_maps=maps, target=img.abs())
+
+
+def stacked_3d(scan: MRIScan, depth: int = 4, keep_maps: bool = False) -> MRIScan:
+    """``scan`` repeated ``depth`` times along a new slice axis: a 3D scan without mask or reference (for methods
+    that must refuse 3D), with its maps repeated the same way or dropped."""
+    maps = scan.sens_maps[:, None].repeat(1, depth, 1, 1) if keep_maps else None
+    kspace = scan.kspace[:, None].repeat(1, depth, 1, 1)
+    return dataclasses.replace(scan, kspace=kspace, mask=None, sens_maps=maps, target=None, image_shape=None)
 
 
 def tiny_ct(photons: float | None = None, views: int = 12) -> CTScan:

@@ -13,7 +13,7 @@ from inrecon.metrics import psnr
 from inrecon.models.coils import PolynomialCoils
 from inrecon.physics.simulate.mri import simulate_mri
 from inrecon.recon.api import run_method
-from tests.inr_fixtures import ring_maps, tiny_mri
+from tests.inr_fixtures import ring_maps, stacked_3d, tiny_mri
 
 FAST = {"n_levels": 6, "log2_table_size": 10, "poly_order": 5, "eval_every": 10}
 
@@ -58,14 +58,5 @@ def test_imjense_non_cartesian_runs():
 
 
 def test_imjense_rejects_3d():
-    scan = tiny_mri()
-    vol = dataclasses.replace(
-        scan,
-        kspace=scan.kspace[:, None].repeat(1, 4, 1, 1),
-        mask=None,
-        sens_maps=None,
-        target=None,
-        image_shape=None,
-    )
     with pytest.raises(InreconError, match="2D"):
-        run_method("imjense", vol, {})
+        run_method("imjense", stacked_3d(tiny_mri()), {})

@@ -3,8 +3,6 @@ in the same units as the one with maps, and the fit starts from those maps and m
 
 from __future__ import annotations
 
-import dataclasses
-
 import pytest
 import torch
 
@@ -13,7 +11,7 @@ from inrecon.metrics import psnr
 from inrecon.physics.measurement import MeasurementConfig, joint_coil_measurement, measure
 from inrecon.recon.api import run_method
 from inrecon.recon.inr.ngp import NGPConfig, field_model
-from tests.inr_fixtures import tiny_ct, tiny_mri
+from tests.inr_fixtures import stacked_3d, tiny_ct, tiny_mri
 
 FAST = {"n_levels": 6, "log2_table_size": 10, "eval_every": 10}
 
@@ -63,14 +61,5 @@ def test_joint_coils_need_an_mri_scan():
 
 
 def test_joint_coils_are_2d():
-    scan = tiny_mri()
-    vol = dataclasses.replace(
-        scan,
-        kspace=scan.kspace[:, None].repeat(1, 4, 1, 1),
-        mask=None,
-        target=None,
-        image_shape=None,
-        sens_maps=scan.sens_maps[:, None].repeat(1, 4, 1, 1),
-    )
     with pytest.raises(InreconError, match="2D"):
-        run_method("ngp", vol, {"coils": "joint", "steps": 5})
+        run_method("ngp", stacked_3d(tiny_mri(), keep_maps=True), {"coils": "joint", "steps": 5})
