@@ -28,11 +28,9 @@ from inrecon.physics.operator import LinearOperator
 
 __all__ = ["NufftGram", "NufftSenseOp", "check_trajectory", "density_compensation"]
 
-# Precomputed sparse interpolation matrices hold K * kernel_width**d non-zeros each (two of them: real and
-# imaginary part); above this many we fall back to table interpolation to bound memory (~0.5 GB).
+# The precomputed sparse interpolation matrix and its adjoint hold K * kernel_width**d complex non-zeros each;
+# above this many we fall back to table interpolation to bound memory (~0.6 GB).
 _SPARSE_MAX_NNZ = 20_000_000
-# Below this many coils table interpolation was faster on the CPU (see NufftSenseOp's ``interp``).
-_SPARSE_MIN_COILS = 8
 
 
 def check_trajectory(trajectory, ndim: int | None = None, name: str = "trajectory") -> torch.Tensor:
@@ -107,12 +105,14 @@ class NufftSenseOp(LinearOperator):
     kernel_width
         Kaiser-Bessel interpolation width in grid points per dimension.
     interp
-        ``"auto"``, ``"sparse"`` or ``"table"`` (the same operator either way). ``"sparse"`` precomputes
-        torchkbnufft's sparse interpolation matrices (built once per device on first use, ``2 K w**d``
-        non-zeros); ``"table"`` interpolates from a lookup table on every call. On the CPU (256x256, 40x512
-        radial samples, one thread) sparse has a fixed cost of ~0.25 s per forward+adjoint and ~0.01 s per coil,
-        table ~0.045 s per coil, so ``"auto"`` picks sparse for 8 or more coils (when the matrices hold at most
-        2e7 non-zeros) and table otherwise.
+        ``"auto"``, ``"sparse"`` or ``"table"`` (the same operator either way, to ~1e-3 relative: the sparse
+        matrices hold the exact Kaiser-Bessel weights, the table interpolates them). ``"sparse"`` precomputes
+        the interpolation as complex CSR matrices ``S`` and ``S^H`` (built once per device on first use from
+        torchkbnufft's, ``K w**d`` non-zeros each) and applies them in one product per direction; ``"table"``
+        is torchkbnufft's table interpolation on every call. On the CPU (256x256, 40x512 radial samples, one
+        thread; ``benchmarks/RESULTS.md``, stop 48) a forward+adjoint takes 12 / 51 / 120 ms sparse against
+        84 / 168 / 334 ms table at 1 / 4 / 8 coils, so ``"auto"`` picks sparse wherever the matrices hold at
+        most 2e7 non-zeros.
     toeplitz
         Whether :meth:`normal` uses Toeplitz embedding (two FFTs on the 2x grid, no interpolation) instead of
         ``A^H(A x)``.
@@ -187,9 +187,7 @@ class NufftSenseOp(LinearOperator):
         self.grid_size = _grid_size(image_shape, oversampling)
         self.scale = 1.0 / math.sqrt(math.prod(image_shape))
         nnz = self.n_samples * self.kernel_width ** len(image_shape)
-        self.use_sparse = interp == "sparse" or (
-            interp == "auto" and n_coils >= _SPARSE_MIN_COILS and nnz <= _SPARSE_MAX_NNZ
-        )
+        self.use_sparse = interp == "sparse" or (interp == "auto" and nnz <= _SPARSE_MAX_NNZ)
         self.toeplitz = bool(toeplitz)
         self.register_buffer("trajectory", traj.to(device))
         self.register_buffer("_omega", traj.t().contiguous().to(device))
@@ -210,20 +208,30 @@ class NufftSenseOp(LinearOperator):
         """The coil sensitivities ``(C, *image_shape)`` (``None`` without coil combination)."""
         return self._maps if self.coil_combine else None
 
-    def _interp_mats(self, device: torch.device):
+    def _interp_mats(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The interpolation from the oversampled grid to the samples as complex CSR matrices ``S (K, G)`` and
+        ``S^H (G, K)`` (``G`` grid points; built once per device from torchkbnufft's Kaiser-Bessel matrices, whose
+        entries already carry the centring phase), or ``None`` on the table path."""
         if not self.use_sparse:
             return None
         key = str(device)
         if key not in self._spmats:
             with warnings.catch_warnings():
-                # torch warns that sparse invariant checks are off; torchkbnufft builds valid COO tensors.
+                # torch warns that sparse invariant checks are off / CSR is in beta; the matrices are valid
                 warnings.simplefilter("ignore", UserWarning)
-                self._spmats[key] = tkbn.calc_tensor_spmatrix(
-                    self._omega.to(device),
+                re, im = tkbn.calc_tensor_spmatrix(
+                    self._omega.cpu(),
                     im_size=self.image_shape,
                     grid_size=self.grid_size,
                     numpoints=self.kernel_width,
                 )
+                s = torch.sparse_coo_tensor(
+                    re._indices(), torch.complex(re._values(), im._values()), re.shape
+                )
+                s = s.coalesce()
+                fwd = s.to_sparse_csr().to(device)
+                adj = s.t().conj().coalesce().to_sparse_csr().to(device)
+            self._spmats[key] = (fwd, adj)
         return self._spmats[key]
 
     def _batch(self, t: torch.Tensor, n_trailing: int) -> tuple[torch.Tensor, tuple[int, ...]]:
@@ -252,22 +260,45 @@ class NufftSenseOp(LinearOperator):
         return super().adjoint(y if y.is_complex() else y.to(torch.complex64))
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
-        xc, lead = self._coil_images(x)
+        xc, lead = self._coil_images(x)  # (B, C, *image_shape)
         mats = self._interp_mats(xc.device)
         if mats is not None:
-            y = self.nufft(xc, self._omega, interp_mats=mats)
+            y = _grid_to_samples(self._oversampled_fft(xc), mats[0])
         else:
             y = self.nufft(xc, self._omega)
         return (y * self.scale).reshape(*lead, self.n_coils, self.n_samples)
 
     def _adjoint(self, y: torch.Tensor) -> torch.Tensor:
-        yb, lead = self._batch(y, 2)
+        yb, lead = self._batch(y, 2)  # (B, C, K)
         mats = self._interp_mats(yb.device)
         if mats is not None:
-            xc = self.nufft_adj(yb, self._omega, interp_mats=mats)
+            grid = _grid_to_samples(yb.reshape(-1, self.n_samples), mats[1])
+            xc = self._cropped_ifft(grid.reshape(-1, *self.grid_size)).reshape(
+                *yb.shape[:2], *self.image_shape
+            )
         else:
             xc = self.nufft_adj(yb, self._omega)
         return self._combine(xc * self.scale, lead)
+
+    def _oversampled_fft(self, xc: torch.Tensor) -> torch.Tensor:
+        """``(..., *image_shape)`` -> the unnormalised FFT of ``xc`` times the Kaiser-Bessel scaling, zero-padded
+        to the oversampled grid, flattened to ``(B, G)``. One axis at a time, the padded axes last, so the first
+        transforms run over the image's rows only (what torchkbnufft computes by padding first)."""
+        nd = len(self.image_shape)
+        z = xc.reshape(-1, *self.image_shape) * self.nufft.scaling_coef
+        for d in range(-1, -nd - 1, -1):
+            z = torch.fft.fft(z, n=self.grid_size[d], dim=d)
+        return z.reshape(z.shape[0], -1)
+
+    def _cropped_ifft(self, grid: torch.Tensor) -> torch.Tensor:
+        """The adjoint of :meth:`_oversampled_fft` on ``(B, *grid_size)``: the unnormalised inverse FFT cropped
+        to the image, one axis at a time (each crop before the next axis' transform), times the conjugate
+        scaling."""
+        nd = len(self.image_shape)
+        z = grid
+        for d in range(-nd, 0):
+            z = torch.fft.ifft(z, dim=d, norm="forward").narrow(d, 0, self.image_shape[d])
+        return z * self.nufft.scaling_coef.conj()
 
     def _toeplitz_kernel(self, device: torch.device, keep: torch.Tensor | None = None) -> torch.Tensor:
         """The Toeplitz kernel of all samples, or of the samples where ``keep (K,)`` is True (cached)."""
@@ -322,6 +353,12 @@ class NufftSenseOp(LinearOperator):
     def gram(self) -> LinearOperator:
         """The normal operator ``A^H A`` as a (self-adjoint) operator using :meth:`normal`."""
         return NufftGram(self)
+
+
+def _grid_to_samples(z: torch.Tensor, mat: torch.Tensor) -> torch.Tensor:
+    """``(B, n)`` -> ``(B, m)`` through a sparse CSR ``mat (m, n)``: the interpolation (``S``) or its adjoint
+    (``S^H``) applied to every row of ``z``."""
+    return (mat @ z.t().contiguous()).t()
 
 
 class NufftGram(LinearOperator):

@@ -16,6 +16,7 @@ from inrecon.config import build_config, config_to_dict
 from inrecon.errors import InreconError
 from inrecon.recon.methods import METHODS
 from inrecon.recon.registry import Context, MethodSpec, ReconResult
+from inrecon.runtime import tune_allocator
 from inrecon.tuning.run import Tuned, TunerConfig, tune_method
 
 __all__ = ["pretrain", "reconstruct", "resolve", "run_method", "tune"]
@@ -51,6 +52,7 @@ def run_method(
         )
     spec.check_available()
     ctx = Context(show_progress=show_progress, checkpoint_dir=checkpoint_dir, model=model)
+    tune_allocator()  # every method, not only the INR engine: NUFFT solvers gain 1.3x (runtime docstring)
     t0 = time.perf_counter()
     result = spec.run(scan, cfg, ctx)
     result.info.setdefault("seconds", time.perf_counter() - t0)
