@@ -263,7 +263,8 @@ class NufftSenseOp(LinearOperator):
         xc, lead = self._coil_images(x)  # (B, C, *image_shape)
         mats = self._interp_mats(xc.device)
         if mats is not None:
-            y = _grid_to_samples(self._oversampled_fft(xc), mats[0])
+            grid = _padded_fft(xc.reshape(-1, *self.image_shape) * self.nufft.scaling_coef, self.grid_size)
+            y = _grid_to_samples(grid.reshape(grid.shape[0], -1), mats[0])
         else:
             y = self.nufft(xc, self._omega)
         return (y * self.scale).reshape(*lead, self.n_coils, self.n_samples)
@@ -273,32 +274,11 @@ class NufftSenseOp(LinearOperator):
         mats = self._interp_mats(yb.device)
         if mats is not None:
             grid = _grid_to_samples(yb.reshape(-1, self.n_samples), mats[1])
-            xc = self._cropped_ifft(grid.reshape(-1, *self.grid_size)).reshape(
-                *yb.shape[:2], *self.image_shape
-            )
+            xc = _cropped_ifft(grid.reshape(-1, *self.grid_size), self.image_shape, "forward")
+            xc = (xc * self.nufft.scaling_coef.conj()).reshape(*yb.shape[:2], *self.image_shape)
         else:
             xc = self.nufft_adj(yb, self._omega)
         return self._combine(xc * self.scale, lead)
-
-    def _oversampled_fft(self, xc: torch.Tensor) -> torch.Tensor:
-        """``(..., *image_shape)`` -> the unnormalised FFT of ``xc`` times the Kaiser-Bessel scaling, zero-padded
-        to the oversampled grid, flattened to ``(B, G)``. One axis at a time, the padded axes last, so the first
-        transforms run over the image's rows only (what torchkbnufft computes by padding first)."""
-        nd = len(self.image_shape)
-        z = xc.reshape(-1, *self.image_shape) * self.nufft.scaling_coef
-        for d in range(-1, -nd - 1, -1):
-            z = torch.fft.fft(z, n=self.grid_size[d], dim=d)
-        return z.reshape(z.shape[0], -1)
-
-    def _cropped_ifft(self, grid: torch.Tensor) -> torch.Tensor:
-        """The adjoint of :meth:`_oversampled_fft` on ``(B, *grid_size)``: the unnormalised inverse FFT cropped
-        to the image, one axis at a time (each crop before the next axis' transform), times the conjugate
-        scaling."""
-        nd = len(self.image_shape)
-        z = grid
-        for d in range(-nd, 0):
-            z = torch.fft.ifft(z, dim=d, norm="forward").narrow(d, 0, self.image_shape[d])
-        return z * self.nufft.scaling_coef.conj()
 
     def _toeplitz_kernel(self, device: torch.device, keep: torch.Tensor | None = None) -> torch.Tensor:
         """The Toeplitz kernel of all samples, or of the samples where ``keep (K,)`` is True (cached)."""
@@ -342,17 +322,30 @@ class NufftSenseOp(LinearOperator):
     def _toeplitz_normal(self, x: torch.Tensor, keep: torch.Tensor | None) -> torch.Tensor:
         xc, lead = self._coil_images(x)
         kern = self._toeplitz_kernel(xc.device, keep)
-        nd = len(self.image_shape)
-        dims = tuple(range(-nd, 0))
-        big = torch.fft.fftn(xc, s=tuple(kern.shape), dim=dims)
-        out = torch.fft.ifftn(big * kern, dim=dims)
-        out = out[(..., *(slice(0, n) for n in self.image_shape))]
+        out = _cropped_ifft(_padded_fft(xc, tuple(kern.shape)) * kern, self.image_shape, "backward")
         return self._combine(out, lead)
 
     @property
     def gram(self) -> LinearOperator:
         """The normal operator ``A^H A`` as a (self-adjoint) operator using :meth:`normal`."""
         return NufftGram(self)
+
+
+def _padded_fft(x: torch.Tensor, grid: Sequence[int]) -> torch.Tensor:
+    """The unnormalised FFT of ``x (..., *shape)`` zero-padded (at the end of each axis) to ``grid``, one axis
+    at a time from the last, so the first transforms run over the unpadded rows only."""
+    for d in range(-1, -len(grid) - 1, -1):
+        x = torch.fft.fft(x, n=grid[d], dim=d)
+    return x
+
+
+def _cropped_ifft(z: torch.Tensor, shape: Sequence[int], norm: str) -> torch.Tensor:
+    """The inverse FFT of ``z (..., *grid)`` (``norm`` as torch's: "forward" leaves it unnormalised, the adjoint
+    of :func:`_padded_fft`) cropped to the first ``shape`` entries of each axis, one axis at a time from the
+    first, each cropped before the next is transformed."""
+    for d in range(-len(shape), 0):
+        z = torch.fft.ifft(z, dim=d, norm=norm).narrow(d, 0, shape[d])
+    return z
 
 
 def _grid_to_samples(z: torch.Tensor, mat: torch.Tensor) -> torch.Tensor:
