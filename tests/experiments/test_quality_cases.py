@@ -52,7 +52,8 @@ def test_the_suite_runs_cases_in_parallel_processes_with_the_same_numbers(
     shared_data, one_thread, tmp_path, monkeypatch
 ):
     """``jobs=2`` runs the cases in two spawned processes: the same table as one after another (at the same
-    thread count), in the config's order, whatever order the cases finish in."""
+    thread count), in the config's order, whatever order the cases start (the noise-free "b" first: longest
+    first) and finish in."""
     shared_data("ct/lungdx/lungdx_A0002_B40f_8mm_hu.npz")
     import json
 
@@ -71,8 +72,8 @@ def test_the_suite_runs_cases_in_parallel_processes_with_the_same_numbers(
     }
     over = {
         "cases": [
-            {**tiny, "name": "a", "slice": 3},
-            {**tiny, "name": "b", "slice": 7, "photons": 1e5, "half": "confirmation"},
+            {**tiny, "name": "a", "slice": 7, "photons": 1e5},
+            {**tiny, "name": "b", "slice": 3, "half": "confirmation"},
         ],
         "ngp": {
             "optim": {"steps": 20},
@@ -98,3 +99,21 @@ def test_the_suite_runs_cases_in_parallel_processes_with_the_same_numbers(
     for one, two in zip(rows[1], rows[2]):
         assert two["psnr"] == pytest.approx(one["psnr"], abs=1e-3)
         assert two["classical psnr"] == pytest.approx(one["classical psnr"], abs=1e-3)
+
+
+def test_parallel_cases_start_longest_first():
+    """The workers take the slow cases first (the order only; the table keeps the config's)."""
+    from inrecon.experiments.drivers.quality import QualityCase, _expected_seconds
+
+    cases = [
+        QualityCase(name="dipy", source="dipy"),
+        QualityCase(name="noisy", source="lungdx", photons=1e5),
+        QualityCase(name="clean", source="lungdx"),
+        QualityCase(name="radial", source="radial"),
+    ]
+    assert [c.name for c in sorted(cases, key=lambda c: -_expected_seconds(c))] == [
+        "radial",
+        "clean",
+        "noisy",
+        "dipy",
+    ]
