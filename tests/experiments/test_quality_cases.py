@@ -103,7 +103,7 @@ def test_the_suite_runs_cases_in_parallel_processes_with_the_same_numbers(
 
 def test_parallel_cases_start_longest_first():
     """The workers take the slow cases first (the order only; the table keeps the config's)."""
-    from inrecon.experiments.drivers.quality import QualityCase, _expected_seconds
+    from inrecon.experiments.drivers.quality import _expected_seconds
 
     cases = [
         QualityCase(name="dipy", source="dipy"),
@@ -117,3 +117,15 @@ def test_parallel_cases_start_longest_first():
         "noisy",
         "dipy",
     ]
+
+
+def test_the_quick_profile_skips_named_cases_and_refuses_unknown_names():
+    from inrecon.experiments.bench import load_experiment
+
+    full = load_experiment("quality").config
+    quick = load_experiment("quality", quick=True).config
+    assert full.skip == () and len(full.cases) == 15
+    assert sorted(quick.skip) == ["A0001-90-clean", "A0001-90-noisy", "A0002-90-clean", "A0002-90-noisy"]
+    assert {c.half for c in quick.cases if c.name not in quick.skip} == {"tuning", "confirmation"}
+    with pytest.raises(InreconError, match="not cases of the suite"):
+        load_experiment("quality", overrides={"skip": ["A0003-60-noisy"]})
