@@ -106,8 +106,8 @@ class QualityConfig:
     """Which halves to run."""
     skip: tuple[str, ...] = ()
     """Names of cases not to run. The quick profile skips the four 90-view lungdx cases (the 60-view ones of
-    the same slices stay, the harder sparse-view setting): 15 cases took 32 min on the 2-core reference CPU,
-    the 11 of the quick profile about a quarter less (benchmarks/RESULTS.md, stop 48)."""
+    the same slices stay, the harder sparse-view setting): on the 2-core reference CPU its 11 cases took 1316 s
+    where all 15 took 1867 s in the same session (benchmarks/RESULTS.md, stop 48)."""
     inr: tuple[Literal["ngp", "bilevel"], ...] = ("ngp",)
     """INR methods compared with the classical ones."""
     ngp: NGPConfig = field(default_factory=NGPConfig)
