@@ -19,6 +19,9 @@ beyond the quality suite:
 - ``dipy-af6``: the dipy T1 slice, the same acquisition;
 - ``brainmag-af6``: the magnitude of ``brain-af6``'s image (real-valued, as simulators that start from
   magnitude images write), the same acquisition.
+- ``brain-radial48``: ``brain-af6``'s image and coils, 48 golden-angle radial spokes of 460 samples (2x readout
+  oversampling of the 230-pixel axis), k-space from sigpy's NUFFT (its own gridding, checked against the
+  README's convention on a Cartesian trajectory before writing), complex noise at 30 dB; no maps in the file.
 
 Every CT writer checks its geometry against the README's formulas with a point object before writing.
 
@@ -191,6 +194,40 @@ def write_cartesian(path: Path, source="brain", af=6, acs=24, coils=12, snr_db=3
         f.attrs["modality"] = "mri"
 
 
+def write_radial(path: Path, spokes=48, coils=12, snr_db=30.0, seed=0) -> None:
+    """Golden-angle radial multi-coil k-space of the BART brain image with sigpy's NUFFT and birdcage maps."""
+    import sigpy as sp
+    import sigpy.mri as smri
+
+    x = read_cfl(data_root() / "mri" / "brain8ch_bart" / "img.cfl")[0, :, :, 0, 0]
+    x = (x / np.abs(x).max()).astype(np.complex64)
+    h, w = x.shape
+    # the README's convention on a Cartesian trajectory is the centred orthonormal FFT; sigpy's coordinates
+    # are in cycles per field of view (k radians per pixel = 2 pi coord / N)
+    ky, kx = np.meshgrid(np.arange(h) - h // 2, np.arange(w) - w // 2, indexing="ij")
+    cart = np.stack([ky, kx], -1).reshape(-1, 2).astype(np.float32)
+    fftc = np.fft.fftshift(np.fft.fft2(np.fft.ifftshift(x), norm="ortho"))
+    err = np.abs(sp.nufft(x, cart).reshape(h, w) - fftc).max() / np.abs(fftc).max()
+    if err > 1e-2:
+        raise RuntimeError(f"sigpy's NUFFT disagrees with the README's k-space convention by {err:.1e}")
+    n_read = 2 * max(h, w)
+    r = np.pi * (np.arange(n_read) - n_read // 2) / (n_read // 2)  # radians per pixel, [-pi, pi)
+    angles = np.arange(spokes) * np.pi * (np.sqrt(5) - 1) / 2  # golden angle (111.25 degrees)
+    traj = np.stack([np.outer(np.sin(angles), r), np.outer(np.cos(angles), r)], -1).reshape(-1, 2)
+    coord = traj * np.array([h, w]) / (2 * np.pi)
+    maps = smri.birdcage_maps((coils, h, w), r=1.3).astype(np.complex64)
+    k = sp.nufft(maps * x, coord.astype(np.float32))
+    rng = np.random.default_rng(seed)
+    std = np.sqrt(np.mean(np.abs(k) ** 2)) / 10 ** (snr_db / 20)
+    noise = (rng.standard_normal(k.shape) + 1j * rng.standard_normal(k.shape)) * std / np.sqrt(2)
+    with h5py.File(path, "w") as f:
+        f["kspace"] = (k + noise).astype(np.complex64)
+        f["trajectory"] = traj.astype(np.float32)
+        f["target"] = np.abs(x).astype(np.float32)
+        f.attrs["modality"] = "mri"
+        f.attrs["image_shape"] = [h, w]
+
+
 CASES = {
     "fan60": lambda p: write_fan(p),
     "fan60-clean": lambda p: write_fan(p, photons=0),
@@ -198,6 +235,7 @@ CASES = {
     "brain-af6": lambda p: write_cartesian(p, "brain"),
     "dipy-af6": lambda p: write_cartesian(p, "dipy"),
     "brainmag-af6": lambda p: write_cartesian(p, "brain-magnitude"),
+    "brain-radial48": lambda p: write_radial(p),
 }
 
 
