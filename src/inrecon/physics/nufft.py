@@ -87,7 +87,8 @@ def _grid_size(image_shape: Sequence[int], oversampling: float) -> tuple[int, ..
 class NufftSenseOp(LinearOperator):
     """Non-Cartesian multi-coil SENSE operator ``x -> F_traj (S x)`` with a Kaiser-Bessel NUFFT.
 
-    Not :attr:`capturable`: torchkbnufft reads grid sizes back from the device on every call.
+    Not :attr:`capturable`: torchkbnufft's table path reads grid sizes back from the device on every call, and
+    recording the sparse path's cuSPARSE products in a CUDA graph has not been tested.
 
     Parameters
     ----------
