@@ -164,19 +164,30 @@ def write_parallel(path: Path, subject="A0002", index=22, views=90, photons=1e5,
     _write_ct(path, sino, angles, target, px, attrs, photons)
 
 
-def write_cartesian(path: Path, source="brain", af=6, acs=24, coils=12, snr_db=30.0, seed=0) -> None:
-    """1D Cartesian multi-coil k-space of a real image with sigpy's birdcage maps (not in the file)."""
-    import sigpy.mri as smri
-
+def _mri_image(source: str) -> np.ndarray:
+    """The source image of an MRI case (the image only; the scan is written without inrecon), peak 1."""
     root = data_root()
-    # the source image only; the scan itself is written below without inrecon
     if source in ("brain", "brain-magnitude"):
         x = read_cfl(root / "mri" / "brain8ch_bart" / "img.cfl")[0, :, :, 0, 0]
         if source == "brain-magnitude":  # a real-valued image, as simulators that start from magnitudes write
             x = np.abs(x)
     else:
         x = np.load(root / "images" / "dipy_t1_coronal_slice.npy")
-    x = (x / np.abs(x).max()).astype(np.complex64)
+    return (x / np.abs(x).max()).astype(np.complex64)
+
+
+def _complex_noise(shape, signal: np.ndarray, snr_db: float, seed: int) -> np.ndarray:
+    """Complex white noise whose standard deviation is ``snr_db`` below the RMS of the acquired ``signal``."""
+    rng = np.random.default_rng(seed)
+    std = np.sqrt(np.mean(np.abs(signal) ** 2)) / 10 ** (snr_db / 20)
+    return (rng.standard_normal(shape) + 1j * rng.standard_normal(shape)) * std / np.sqrt(2)
+
+
+def write_cartesian(path: Path, source="brain", af=6, acs=24, coils=12, snr_db=30.0, seed=0) -> None:
+    """1D Cartesian multi-coil k-space of a real image with sigpy's birdcage maps (not in the file)."""
+    import sigpy.mri as smri
+
+    x = _mri_image(source)
     h, w = x.shape
     maps = smri.birdcage_maps((coils, h, w), r=1.3).astype(np.complex64)
     axes = (-2, -1)
@@ -184,9 +195,7 @@ def write_cartesian(path: Path, source="brain", af=6, acs=24, coils=12, snr_db=3
     mask = np.zeros((h, w), np.uint8)
     mask[:, ::af] = 1
     mask[:, w // 2 - acs // 2 : w // 2 + acs // 2] = 1
-    rng = np.random.default_rng(seed)
-    std = np.sqrt(np.mean(np.abs(k[:, mask.astype(bool)]) ** 2)) / 10 ** (snr_db / 20)
-    noise = (rng.standard_normal(k.shape) + 1j * rng.standard_normal(k.shape)) * std / np.sqrt(2)
+    noise = _complex_noise(k.shape, k[:, mask.astype(bool)], snr_db, seed)
     with h5py.File(path, "w") as f:
         f["kspace"] = ((k + noise) * mask).astype(np.complex64)
         f["mask"] = mask
@@ -199,8 +208,7 @@ def write_radial(path: Path, spokes=48, coils=12, snr_db=30.0, seed=0) -> None:
     import sigpy as sp
     import sigpy.mri as smri
 
-    x = read_cfl(data_root() / "mri" / "brain8ch_bart" / "img.cfl")[0, :, :, 0, 0]
-    x = (x / np.abs(x).max()).astype(np.complex64)
+    x = _mri_image("brain")
     h, w = x.shape
     # the README's convention on a Cartesian trajectory is the centred orthonormal FFT; sigpy's coordinates
     # are in cycles per field of view (k radians per pixel = 2 pi coord / N)
@@ -217,9 +225,7 @@ def write_radial(path: Path, spokes=48, coils=12, snr_db=30.0, seed=0) -> None:
     coord = traj * np.array([h, w]) / (2 * np.pi)
     maps = smri.birdcage_maps((coils, h, w), r=1.3).astype(np.complex64)
     k = sp.nufft(maps * x, coord.astype(np.float32))
-    rng = np.random.default_rng(seed)
-    std = np.sqrt(np.mean(np.abs(k) ** 2)) / 10 ** (snr_db / 20)
-    noise = (rng.standard_normal(k.shape) + 1j * rng.standard_normal(k.shape)) * std / np.sqrt(2)
+    noise = _complex_noise(k.shape, k, snr_db, seed)
     with h5py.File(path, "w") as f:
         f["kspace"] = (k + noise).astype(np.complex64)
         f["trajectory"] = traj.astype(np.float32)
