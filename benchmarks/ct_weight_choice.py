@@ -128,6 +128,7 @@ def main() -> None:
                 "lam_rel": "auto",
                 "seed": seed,
                 "refine": False,
+                "search": "grid",
                 "lam_candidates": list(GRID),
                 "holdout_fraction": args.fraction,
                 "holdout_split": args.split,

@@ -373,6 +373,29 @@ def test_prior_weight_search_starts_in_the_middle_and_stops_where_the_loss_rises
     assert tried == [0.01, 0.003, 0.001] and res.info["prior_tv"] == 0.001
 
 
+def test_unimodal_argmin_walks_from_the_middle_and_scores_each_index_once():
+    from inrecon.engine.holdout import unimodal_argmin
+
+    def walk(values):
+        calls = []
+
+        def score(i):
+            calls.append(i)
+            return values[i]
+
+        return unimodal_argmin(score, len(values)), sorted(set(calls))
+
+    assert walk([5.0, 4.0, 3.0, 2.0, 1.0]) == (4, [2, 3, 4])  # downhill to the high end
+    assert walk([1.0, 2.0, 3.0, 4.0, 5.0]) == (0, [0, 1, 2, 3])  # one step up (worse), then down
+    assert walk([3.0, 2.0, 1.0, 2.0, 3.0]) == (2, [1, 2, 3])  # the middle: only its neighbours
+    assert walk([7.0]) == (0, [0])
+    # NaN (a failed solve) is never better: the walk turns at it, as at a rise
+    assert walk([2.0, 1.0, 3.0, float("nan"), 0.0]) == (1, [0, 1, 2, 3])
+    assert walk([0.5, float("nan"), float("nan")]) == (0, [0, 1, 2])
+    with pytest.raises(InreconError, match="no candidates"):
+        unimodal_argmin(lambda i: 0.0, 0)
+
+
 def test_prior_weight_auto_is_refused_for_volumes_before_any_work():
     from inrecon.data.scans import VolumeScan
 

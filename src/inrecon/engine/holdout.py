@@ -48,6 +48,7 @@ __all__ = [
     "measurement_prior",
     "resolve_prior",
     "score_trial",
+    "unimodal_argmin",
 ]
 
 
@@ -306,14 +307,39 @@ def _floor_chosen(chosen: int, record: dict, cfg: FitSettings) -> tuple[int, dic
     return floor, {**record, "warning": msg, "rule_chose": chosen}
 
 
+def unimodal_argmin(score: Callable[[int], float], n: int) -> int:
+    """The index ``i`` in ``range(n)`` of the lowest ``score(i)``, taking the scores as unimodal in ``i``: start
+    at the middle index, walk towards higher indices while the score falls and, if the first step that way is
+    no better, towards lower ones; stop at the first rise. ``score`` may be called again for an index it has
+    already scored (cache in it what is expensive); NaN counts as no better than anything. Every hold-out
+    search over an ordered grid of weights uses it (the INR methods' prior weight, the classical methods'
+    regularisation weight), so that a scan skips the grid's far end instead of solving at every weight."""
+    if n < 1:
+        raise InreconError("no candidates to search", "pass at least one candidate")
+
+    def value(i: int) -> float:
+        v = score(i)
+        return math.inf if math.isnan(v) else v
+
+    best = middle = n // 2
+    value(middle)
+    for direction in (1, -1):
+        i = best + direction
+        while 0 <= i < n and value(i) < value(best):
+            best, i = i, i + direction
+        if best != middle:
+            break
+    return best
+
+
 def _choose_prior(meas, build, cfg, ckdir, base, show_progress, desc, batch_size):
     """``prior.tv="auto"`` or ``prior.phase="auto"``: one hold-out stage per candidate weight tried; the
     settings with the lowest held-out loss, their stage-1 result, the table ``{weight: best held-out loss}`` of
     the candidates tried, and the scan's phase roughness (``prior.phase="auto"``, else ``None``).
 
     The held-out loss is taken as unimodal in the weight (it was on every scan where all candidates were scored,
-    benchmarks/RESULTS.md), so the search starts at the middle candidate, walks towards weaker weights while the
-    loss falls, and, if the first weaker one is no better, towards stronger ones: it stops at the first rise.
+    benchmarks/RESULTS.md): :func:`unimodal_argmin` over the candidates strongest first, i.e. from the middle
+    candidate towards weaker weights while the loss falls, else towards stronger ones, stopping at the first rise.
     Noisy scans then skip the weakest weights' long fits, and noise-free ones the strongest weights'.
     A phase prior on a scan whose phase is smooth (``prior.phase_smooth_below``) takes the strongest candidate
     without a search."""
@@ -345,14 +371,7 @@ def _choose_prior(meas, build, cfg, ckdir, base, show_progress, desc, batch_size
             tried[i] = (loss, c, stages, chosen, record, model, run)
         return tried[i][0]
 
-    best = middle = len(order) // 2
-    score(middle)
-    for direction in (1, -1):  # 1: towards weaker weights
-        i = best + direction
-        while 0 <= i < len(order) and score(i) < score(best):
-            best, i = i, i + direction
-        if best != middle:
-            break
+    best = unimodal_argmin(score, len(order))
     return tried[best][1:], table, roughness
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import math
 
-import numpy as np
 import pytest
 import torch
 
@@ -17,7 +16,7 @@ from inrecon.physics.mri import SenseOp
 from inrecon.physics.nufft import NufftSenseOp
 from inrecon.physics.wavelets import Wavelet
 from inrecon.recon.api import run_method
-from inrecon.recon.classical.selection import holdout_loss, select_by_holdout
+from inrecon.recon.classical.selection import holdout_loss, refine_weight
 from inrecon.recon.classical.solvers import conjugate_gradient
 
 C64 = torch.complex64
@@ -119,14 +118,21 @@ def test_subsets_partition_the_samples(scan):
     torch.testing.assert_close(a.normal()(x), a.adjoint(a.predict(x)), rtol=1e-4, atol=1e-5)
 
 
-def test_select_by_holdout_picks_smallest_loss(scan):
+def test_weight_search_picks_smallest_loss(scan):
     def recon(train, iters):
-        return conjugate_gradient(train.normal(), train.adjoint(train.y), iters=iters, tol=0.0)
+        return conjugate_gradient(train.normal(), train.adjoint(train.y), iters=int(iters), tol=0.0)
 
     meas = build_measurement(scan, scale="robust")
-    best, scores = select_by_holdout(recon, meas, [1, 4, 30])
-    assert len(scores) == 3 and best == [1, 4, 30][int(np.argmin(scores))]
-    assert scores[0] > scores[1]  # one CG step underfits clearly
+    grid = [1.0, 2.0, 4.0, 8.0, 30.0]
+    best, scores = refine_weight(recon, meas, grid, False, 0.2, 0, False, search="grid")
+    assert list(scores) == grid and best == min(scores, key=scores.get)
+    assert scores[1.0] > scores[4.0]  # one CG step underfits clearly
+    # the walk solves fewer of them (from the middle, downhill) and reaches the same winner here
+    walked, part = refine_weight(recon, meas, grid, False, 0.2, 0, False)
+    assert walked == best and 4.0 in part and len(part) < len(grid)
+    assert all(part[w] == scores[w] for w in part)  # the same split, the same solves
+    with pytest.raises(InreconError, match="unknown weight search"):
+        refine_weight(recon, meas, grid, False, 0.2, 0, False, search="all")
     with pytest.raises(ShapeError, match="coil maps"):
         holdout_loss(meas, torch.zeros(4, 64, 64, dtype=C64))
 
@@ -181,7 +187,8 @@ def test_l1wavelet_is_optimal_and_scale_free(scan):
 
 
 def test_l1wavelet_auto_picks_min_holdout(scan):
-    res = run_method("l1wavelet", scan, {"lam": "auto", "lam_candidates": (1e-3, 1e-2, 1e-1), "iters": 60})
+    over = {"lam": "auto", "lam_candidates": (1e-3, 1e-2, 1e-1), "iters": 60, "search": "grid"}
+    res = run_method("l1wavelet", scan, over)
     scores = res.info["holdout_scores"]
     assert len(scores) == 5  # three candidates + two refinements around the winner
     assert res.info["lam"] == min(scores, key=scores.get)

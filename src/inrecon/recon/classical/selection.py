@@ -10,17 +10,20 @@ stopping rule (:mod:`inrecon.engine.holdout`) uses the same split.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import Any, Literal
 
-import numpy as np
 import torch
 
+from inrecon.engine.holdout import unimodal_argmin
 from inrecon.errors import InreconError
 from inrecon.physics.measurement import Measurement
 from inrecon.progress import progress
 
-__all__ = ["holdout_loss", "refine_weight", "select_along_path", "select_by_holdout"]
+__all__ = ["Search", "holdout_loss", "refine_weight", "select_along_path"]
+
+Search = Literal["walk", "grid"]
+"""How a regularisation weight's hold-out visits its grid (:func:`refine_weight`)."""
 
 
 def holdout_loss(val: Measurement, image: torch.Tensor) -> float:
@@ -28,31 +31,6 @@ def holdout_loss(val: Measurement, image: torch.Tensor) -> float:
     with torch.no_grad():
         r = val.predict(image) - val.y
         return float(r.abs().square().sum()) / max(float(val.y.abs().square().sum()), 1e-300)
-
-
-def select_by_holdout(
-    recon: Callable[[Measurement, Any], torch.Tensor],
-    meas: Measurement,
-    values: Sequence[Any],
-    fraction: float = 0.2,
-    seed: int = 0,
-    show_progress: bool | None = None,
-) -> tuple[Any, list[float]]:
-    """The candidate whose reconstruction from the training part best predicts the held-out samples.
-
-    ``recon(meas_train, value) -> image`` (in the measurement's domain and scale). Returns the winner and the
-    held-out loss of every candidate (in the order of ``values``).
-    """
-    values = list(values)
-    if not values:
-        raise InreconError("no candidate values to select from", "pass at least one candidate")
-    tr, va = meas.split(fraction, seed)
-    train, val = meas.subset(tr), meas.subset(va)
-    scores = [
-        holdout_loss(val, recon(train, v)) for v in progress(values, desc="hold-out", show=show_progress)
-    ]
-    best = values[int(np.nanargmin(scores))] if not all(math.isnan(s) for s in scores) else values[0]
-    return best, scores
 
 
 def refine_weight(
@@ -63,19 +41,43 @@ def refine_weight(
     fraction: float,
     seed: int,
     show_progress: bool | None,
+    search: Search = "walk",
 ) -> tuple[float, dict[float, float]]:
-    """Hold-out over a log grid of ``candidates``, optionally refined half a grid step either side of the
-    winner. Returns the weight and ``{weight: held-out loss}``."""
-    best, scores = select_by_holdout(recon, meas, candidates, fraction, seed, show_progress)
-    table = dict(zip(candidates, scores))
+    """The hold-out's weight among ``candidates`` (an ascending log grid), optionally refined half a grid step
+    either side of the winner. Returns the weight and ``{weight: held-out loss}`` of every weight solved.
+
+    ``search="grid"`` solves at every candidate; ``"walk"`` takes the held-out loss as unimodal in the weight
+    (:func:`~inrecon.engine.holdout.unimodal_argmin`: from the middle candidate downhill, stopping at the first
+    rise) and solves at 3-4 of a 5-weight grid: the same choice wherever the loss is unimodal over the grid."""
+    if search not in ("walk", "grid"):
+        raise InreconError(f"unknown weight search {search!r}", "use 'walk' or 'grid'")
+    if not candidates:
+        raise InreconError("no candidate weights to select from", "pass at least one candidate")
+    tr, va = meas.split(fraction, seed)
+    train, val = meas.subset(tr), meas.subset(va)
+    table: dict[float, float] = {}
+    bar = progress(
+        total=None if search == "walk" else len(candidates) + 2 * refine, desc="hold-out", show=show_progress
+    )
+
+    def score(w: float) -> float:
+        if w not in table:
+            table[w] = holdout_loss(val, recon(train, w))
+            if bar is not None:
+                bar.update(1)
+        return math.inf if math.isnan(table[w]) else table[w]
+
+    if search == "walk":
+        i = unimodal_argmin(lambda k: score(candidates[k]), len(candidates))
+    else:
+        i = min(range(len(candidates)), key=lambda k: score(candidates[k]))
+    best = candidates[i]
     if refine and len(candidates) > 1:
-        i = candidates.index(best)
         ratio = candidates[min(i + 1, len(candidates) - 1)] / candidates[max(i - 1, 0)]
         half = ratio ** (0.25 if 0 < i < len(candidates) - 1 else 0.5)
-        extra = [best / half, best * half]
-        _, scores2 = select_by_holdout(recon, meas, extra, fraction, seed, show_progress)
-        table.update(zip(extra, scores2))
-        best = min(table, key=table.get)
+        best = min((best / half, best, best * half), key=score)
+    if bar is not None:
+        bar.close()
     return best, {float(k): float(v) for k, v in sorted(table.items())}
 
 
