@@ -165,8 +165,9 @@ class _WeightedConfig:
     refine: bool = True
     """With lam=auto: refine half a grid step either side of the winner."""
     search: Search = "walk"
-    """With lam=auto: walk the grid from its middle candidate downhill (solving at 3-4 of 5 weights; the same
-    choice wherever the held-out loss is unimodal over the grid), or solve at every candidate (grid)."""
+    """With lam=auto: walk the grid from its middle candidate downhill (solving at 3-4 of TV's 5 weights, 3-5 of
+    L1-wavelet's 7; the same choice wherever the held-out loss is unimodal over the grid), or solve at every
+    candidate (grid)."""
     maps: Maps = "auto"
     """Coil maps: the scan's own, else ESPIRiT."""
     holdout_fraction: Fraction = 0.2
