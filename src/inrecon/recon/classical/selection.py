@@ -3,7 +3,8 @@
 The measurement's samples are split with the library's one split (:meth:`Measurement.split`: seeded, pointwise
 over units, 20 % held out by default, the calibration region part of the draw). A reconstruction from the
 training part is scored on the samples it never saw, ``||A_val x - y_val||^2 / ||y_val||^2``; the candidate
-with the smallest loss wins, and the method then reconstructs from all samples with it. The INR methods'
+with the smallest loss wins (a weight grid is walked from its middle downhill, :func:`refine_weight`), and the
+method then reconstructs from all samples with it. The INR methods'
 stopping rule (:mod:`inrecon.engine.holdout`) uses the same split.
 """
 
