@@ -130,3 +130,76 @@ def test_the_quick_profile_skips_named_cases_and_refuses_unknown_names():
     assert {c.half for c in quick.cases if c.name not in quick.skip} == {"tuning", "confirmation"}
     with pytest.raises(InreconError, match="not cases of the suite"):
         load_experiment("quality", overrides={"skip": ["A0003-60-noisy"]})
+
+
+def test_a_rerun_reads_finished_cases_back_and_reruns_changed_ones(
+    shared_data, one_thread, tmp_path, monkeypatch
+):
+    """A suite killed part-way resumes: a case finished with the same settings is read back (the same rows and
+    images, nothing reconstructed), a changed setting, ``resume=false`` or an unreadable file reruns it."""
+    shared_data("ct/lungdx/lungdx_A0002_B40f_8mm_hu.npz")
+    import json
+
+    import numpy as np
+
+    from inrecon.experiments.bench import run_bench
+    from inrecon.experiments.drivers import quality
+
+    case = {
+        "name": "a",
+        "source": "lungdx",
+        "subject": "A0002",
+        "slice": 7,
+        "size": 32,
+        "views": 12,
+        "object_grid": "same",
+        "rays_per_detector": 1,
+    }
+    over = {
+        "skip": [],
+        "jobs": 1,
+        "cases": [case],
+        "ngp": {
+            "optim": {"steps": 20},
+            "stop": {"patience": 5, "min_steps": 5},
+            "prior": {"tv": 0.003},
+            "net": {"hash": {"n_levels": 4, "log2_table_size": 10, "base_resolution": 4}},
+        },
+    }
+    real = quality.run_comparison
+    calls = []
+
+    def counting(*args, **kw):
+        calls.append(1)
+        return real(*args, **kw)
+
+    monkeypatch.setattr(quality, "run_comparison", counting)
+
+    def run(**extra):
+        lines: list[str] = []
+        path = run_bench(
+            "quality",
+            quick=True,
+            out_dir=tmp_path,
+            show_progress=False,
+            log=lines.append,
+            overrides={**over, **extra},
+        )
+        return json.loads((path.parent / "results.json").read_text()), lines
+
+    first, _ = run()
+    stored = tmp_path / "quality" / "cases"
+    assert calls == [1] and (stored / "a.json").exists() and (stored / "a.npz").exists()
+    again, lines = run()
+    assert calls == [1] and any("read back" in line for line in lines)
+    assert again == first  # the same rows, seconds included
+    with np.load(stored / "a.npz") as arrays:
+        assert arrays["reference"].shape == (32, 32) and arrays["image0"].shape == (32, 32)
+    run(resume=False)
+    assert calls == [1, 1]
+    over["ngp"]["optim"]["steps"] = 21  # another setting: another key
+    run()
+    assert calls == [1, 1, 1]
+    (stored / "a.json").write_text("{not json")
+    run()
+    assert calls == [1, 1, 1, 1]

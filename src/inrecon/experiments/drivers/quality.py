@@ -11,6 +11,11 @@ dB of the hindsight peak of its final fit.
 
 The real radial phantom has no reference image: its 29-spoke scan is scored against a CG-SENSE reconstruction of
 the 69-spoke scan of the same phantom (least-squares scaled magnitude), which the report states.
+
+Each finished case is written to ``OUT/cases/NAME.json`` (its table rows) and ``NAME.npz`` (its images), keyed by
+a hash of the case, every method's resolved settings and the library versions; a run killed part-way and started
+again into the same output folder (``resume=True``, the default) reads the cases it finished back instead of
+reconstructing them again, and a changed setting or default reruns the case.
 """
 
 from __future__ import annotations
@@ -23,18 +28,22 @@ from typing import Literal
 
 import numpy as np
 
-from inrecon.config import NonNegInt, PosFloat, PosInt, config_diff
+from inrecon import __version__
+from inrecon.config import NonNegInt, PosFloat, PosInt, config_diff, config_to_dict
 from inrecon.data import shared
+from inrecon.data.atomic import atomic_path
 from inrecon.data.sampling import make_pattern
+from inrecon.engine.checkpoint import config_fingerprint
 from inrecon.errors import InreconError
 from inrecon.experiments.drivers.common import Log, entries, merge, set_environment, write_json
-from inrecon.experiments.runner import Comparison, MethodRun, run_comparison
+from inrecon.experiments.runner import CaseResult, Comparison, MethodRun, run_comparison
 from inrecon.parallel import Runner
 from inrecon.physics.coils import with_espirit_support
 from inrecon.physics.simulate.ct import full_scan_angles, simulate_ct
 from inrecon.physics.simulate.mri import simulate_mri
 from inrecon.progress import progress
 from inrecon.recon.inr.ngp import NGPConfig
+from inrecon.recon.methods import METHODS
 from inrecon.report import Report
 
 __all__ = ["QualityCase", "QualityConfig", "build_case", "run_quality"]
@@ -114,6 +123,10 @@ class QualityConfig:
     """The scan-specific INR's settings (only what differs from its defaults is passed on)."""
     bilevel_trials: tuple[NonNegInt, NonNegInt] = (6, 6)
     """bilevel: random and guided trials."""
+    resume: bool = True
+    """Read back the cases an earlier run into the same output folder finished with the same settings
+    (``OUT/cases``; module docstring) instead of reconstructing them again; false: rerun every case (the
+    finished ones are written either way)."""
     peak_tolerance: PosFloat = 0.3
     """A stopping step is "at the peak" when its PSNR is within this many dB of the final fit's best."""
     jobs: PosInt = 1
@@ -242,21 +255,95 @@ def _case_rows(comp: Comparison, case: QualityCase, cfg: QualityConfig) -> list[
     return rows
 
 
-def _run_case(case: QualityCase, cfg: QualityConfig, show_progress, log: Log):
+def _modality(case: QualityCase) -> str:
+    return "ct" if case.source in ("lungdx", "scope") else "mri"
+
+
+def _case_key(case: QualityCase, runs: list[MethodRun]) -> str:
+    """The hash a finished case is stored under: the case, every method's resolved settings (so that a changed
+    default reruns it), the library versions."""
+    import torch
+
+    modality = _modality(case)
+    methods = [
+        {
+            "label": r.label,
+            "method": r.method,
+            "model": r.model,
+            "config": config_to_dict(METHODS.resolve(r.method, modality).build(modality, r.overrides)),
+        }
+        for r in runs
+    ]
+    versions = {"inrecon": __version__, "torch": torch.__version__}
+    return config_fingerprint({"case": dataclasses.asdict(case), "methods": methods, "versions": versions})
+
+
+def _save_case(folder: Path, name: str, key: str, comp: Comparison) -> None:
+    """``comp`` (one case) as ``NAME.npz`` (images, reference, ROI), then ``NAME.json`` (rows; its presence marks
+    the case finished), each written atomically."""
+    arrays = {f"image{i}": r.image for i, r in enumerate(comp.results)}
+    arrays["reference"] = comp.references[name]
+    if comp.rois.get(name) is not None:
+        arrays["roi"] = comp.rois[name]
+    with atomic_path(folder / f"{name}.npz") as tmp:
+        np.savez(tmp, **arrays)
+    results = [
+        {"label": r.label, "metrics": r.metrics, "seconds": r.seconds, "info": r.info} for r in comp.results
+    ]
+    write_json(folder / f"{name}.json", {"key": key, "case": name, "results": results})
+
+
+def _load_case(folder: Path, name: str, key: str) -> Comparison | None:
+    """The case stored under ``key``, or ``None`` (not stored, stored with other settings, or unreadable)."""
+    import json
+
+    try:
+        meta = json.loads((folder / f"{name}.json").read_text())
+        if meta.get("key") != key:
+            return None
+        with np.load(folder / f"{name}.npz") as arrays:
+            comp = Comparison(
+                references={name: arrays["reference"]},
+                rois={name: arrays["roi"] if "roi" in arrays else None},
+            )
+            for i, r in enumerate(meta["results"]):
+                comp.results.append(
+                    CaseResult(name, r["label"], r["metrics"], r["seconds"], r["info"], arrays[f"image{i}"])
+                )
+    except (OSError, ValueError, KeyError):
+        return None
+    return comp
+
+
+def _run_case(case: QualityCase, cfg: QualityConfig, show_progress, log: Log, store: Path | None = None):
+    """``(comparison, note)`` of one case: read back from ``store`` when it holds the case with these settings
+    (and ``cfg.resume``), else reconstructed (and then written there)."""
+    runs = [*CLASSICAL[_modality(case)], *_inr_runs(cfg)]
+    key = _case_key(case, runs)
+    if store is not None and cfg.resume:
+        comp = _load_case(store, case.name, key)
+        if comp is not None:
+            if log is not None:
+                log(f"  {case.name}: read back from {store} (an earlier run's; --set resume=false reruns it)")
+                for r in comp.results:
+                    log(r.line())
+            return comp, None
     try:
         scan = build_case(case)
     except Exception as exc:  # absent real data: the case is skipped, and the report says so
         if log is not None:
             log(f"  {case.name}: skipped ({exc})")
         return None, f"{case.name}: skipped ({exc})"
-    runs = [*CLASSICAL["mri" if scan.modality == "mri" else "ct"], *_inr_runs(cfg)]
-    return run_comparison([(case.name, scan)], runs, show_progress=show_progress, log=log), None
+    comp = run_comparison([(case.name, scan)], runs, show_progress=show_progress, log=log)
+    if store is not None:
+        _save_case(store, case.name, key, comp)
+    return comp, None
 
 
-def _case_job(_context, job: tuple[QualityCase, QualityConfig]):
+def _case_job(_context, job: tuple[QualityCase, QualityConfig, Path | None]):
     """One case in a worker process (``jobs > 1``): its comparison or a skip note, no messages."""
-    case, cfg = job
-    return _run_case(case, cfg, False, None)
+    case, cfg, store = job
+    return _run_case(case, cfg, False, None, store)
 
 
 # Rough seconds of one case with the quick profile on one core of the 2-core reference CPU (stops 47-48): only
@@ -270,18 +357,18 @@ def _expected_seconds(case: QualityCase) -> float:
     return _CASE_SECONDS[case.source]
 
 
-def _run_cases(cases: list[QualityCase], cfg: QualityConfig, show_progress, log: Log):
+def _run_cases(cases: list[QualityCase], cfg: QualityConfig, show_progress, log: Log, store: Path | None):
     """``(comparison, note)`` of every case, in order: one after another, or ``cfg.jobs`` at once (handed to
     the workers longest first, so that no long case starts last and leaves a core idle)."""
     if cfg.jobs == 1 or len(cases) < 2:
-        return [_run_case(case, cfg, show_progress, log) for case in cases]
+        return [_run_case(case, cfg, show_progress, log, store) for case in cases]
     jobs = min(cfg.jobs, len(cases))
     log(f"  {len(cases)} cases, {jobs} at once in local processes")
     done: dict[int, tuple] = {}
     order = sorted(range(len(cases)), key=lambda k: -_expected_seconds(cases[k]))
     bar = progress(total=len(cases), desc="cases", show=show_progress)
     with Runner(jobs) as runner:
-        for i, outcome in runner.run(_case_job, [(cases[k], cfg) for k in order]):
+        for i, outcome in runner.run(_case_job, [(cases[k], cfg, store) for k in order]):
             k = order[i]
             if not outcome.ok:
                 raise InreconError(
@@ -312,7 +399,7 @@ def run_quality(cfg: QualityConfig, out: Path, show_progress=None, log: Log = pr
     )
     rows, comps, notes = [], [], []
     cases = [c for c in cfg.cases if c.half in cfg.halves and c.name not in cfg.skip]
-    for case, (comp, note) in zip(cases, _run_cases(cases, cfg, show_progress, log)):
+    for case, (comp, note) in zip(cases, _run_cases(cases, cfg, show_progress, log, out / "cases")):
         if note:
             notes.append(note)
             continue
