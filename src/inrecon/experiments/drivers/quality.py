@@ -259,6 +259,11 @@ def _modality(case: QualityCase) -> str:
     return "ct" if case.source in ("lungdx", "scope") else "mri"
 
 
+def _runs(case: QualityCase, cfg: QualityConfig) -> list[MethodRun]:
+    """The methods of ``case``: its modality's classical references, then the INR methods."""
+    return [*CLASSICAL[_modality(case)], *_inr_runs(cfg)]
+
+
 def _case_key(case: QualityCase, runs: list[MethodRun]) -> str:
     """The hash a finished case is stored under: the case, every method's resolved settings (so that a changed
     default reruns it), the library versions."""
@@ -293,6 +298,16 @@ def _save_case(folder: Path, name: str, key: str, comp: Comparison) -> None:
     write_json(folder / f"{name}.json", {"key": key, "case": name, "results": results})
 
 
+def _stored_key(folder: Path, name: str) -> str | None:
+    """The key of the case ``name`` stored in ``folder`` (``None``: none readable)."""
+    import json
+
+    try:
+        return json.loads((folder / f"{name}.json").read_text()).get("key")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
 def _load_case(folder: Path, name: str, key: str) -> Comparison | None:
     """The case stored under ``key``, or ``None`` (not stored, stored with other settings, or unreadable)."""
     import json
@@ -318,13 +333,12 @@ def _load_case(folder: Path, name: str, key: str) -> Comparison | None:
 def _run_case(case: QualityCase, cfg: QualityConfig, show_progress, log: Log, store: Path | None = None):
     """``(comparison, note)`` of one case: read back from ``store`` when it holds the case with these settings
     (and ``cfg.resume``), else reconstructed (and then written there)."""
-    runs = [*CLASSICAL[_modality(case)], *_inr_runs(cfg)]
+    runs = _runs(case, cfg)
     key = _case_key(case, runs)
     if store is not None and cfg.resume:
         comp = _load_case(store, case.name, key)
         if comp is not None:
             if log is not None:
-                log(f"  {case.name}: read back from {store} (an earlier run's; --set resume=false reruns it)")
                 for r in comp.results:
                     log(r.line())
             return comp, None
@@ -360,6 +374,13 @@ def _expected_seconds(case: QualityCase) -> float:
 def _run_cases(cases: list[QualityCase], cfg: QualityConfig, show_progress, log: Log, store: Path | None):
     """``(comparison, note)`` of every case, in order: one after another, or ``cfg.jobs`` at once (handed to
     the workers longest first, so that no long case starts last and leaves a core idle)."""
+    if store is not None and cfg.resume:
+        done = [c.name for c in cases if _stored_key(store, c.name) == _case_key(c, _runs(c, cfg))]
+        if done:
+            log(
+                f"  {len(done)} of {len(cases)} cases read back from {store}, finished by an earlier run with the "
+                f"same settings (--set resume=false reruns them): {', '.join(done)}"
+            )
     if cfg.jobs == 1 or len(cases) < 2:
         return [_run_case(case, cfg, show_progress, log, store) for case in cases]
     jobs = min(cfg.jobs, len(cases))
