@@ -12,10 +12,10 @@ dB of the hindsight peak of its final fit.
 The real radial phantom has no reference image: its 29-spoke scan is scored against a CG-SENSE reconstruction of
 the 69-spoke scan of the same phantom (least-squares scaled magnitude), which the report states.
 
-Each finished case is written to ``OUT/cases/NAME.json`` (its table rows) and ``NAME.npz`` (its images), keyed by
-a hash of the case, every method's resolved settings and the library versions; a run killed part-way and started
-again into the same output folder (``resume=True``, the default) reads the cases it finished back instead of
-reconstructing them again, and a changed setting or default reruns the case.
+Each finished case is written to ``OUT/cases/NAME.json`` (its table rows) and ``NAME.npz`` (its images), keyed by a
+hash of the case, every method's resolved settings, the library versions and the data folder; a run killed part-way
+and started again into the same output folder (``resume=True``, the default) reads the cases it finished back
+instead of reconstructing them again, and a changed setting or default reruns the case.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from inrecon import __version__
 from inrecon.config import NonNegInt, PosFloat, PosInt, config_diff, config_to_dict
 from inrecon.data import shared
 from inrecon.data.atomic import atomic_path
+from inrecon.data.paths import data_root
 from inrecon.data.sampling import make_pattern
 from inrecon.engine.checkpoint import config_fingerprint
 from inrecon.errors import InreconError
@@ -266,7 +267,7 @@ def _runs(case: QualityCase, cfg: QualityConfig) -> list[MethodRun]:
 
 def _case_key(case: QualityCase, runs: list[MethodRun]) -> str:
     """The hash a finished case is stored under: the case, every method's resolved settings (so that a changed
-    default reruns it), the library versions."""
+    default reruns it), the library versions and the data folder."""
     import torch
 
     modality = _modality(case)
@@ -280,7 +281,10 @@ def _case_key(case: QualityCase, runs: list[MethodRun]) -> str:
         for r in runs
     ]
     versions = {"inrecon": __version__, "torch": torch.__version__}
-    return config_fingerprint({"case": dataclasses.asdict(case), "methods": methods, "versions": versions})
+    data = str(data_root().resolve())  # another data folder: other scans under the same names
+    return config_fingerprint(
+        {"case": dataclasses.asdict(case), "methods": methods, "versions": versions, "data": data}
+    )
 
 
 def _save_case(folder: Path, name: str, key: str, comp: Comparison) -> None:
@@ -375,11 +379,11 @@ def _run_cases(cases: list[QualityCase], cfg: QualityConfig, show_progress, log:
     """``(comparison, note)`` of every case, in order: one after another, or ``cfg.jobs`` at once (handed to
     the workers longest first, so that no long case starts last and leaves a core idle)."""
     if store is not None and cfg.resume:
-        done = [c.name for c in cases if _stored_key(store, c.name) == _case_key(c, _runs(c, cfg))]
-        if done:
+        stored = [c.name for c in cases if _stored_key(store, c.name) == _case_key(c, _runs(c, cfg))]
+        if stored:
             log(
-                f"  {len(done)} of {len(cases)} cases read back from {store}, finished by an earlier run with the "
-                f"same settings (--set resume=false reruns them): {', '.join(done)}"
+                f"  {len(stored)} of {len(cases)} cases read back from {store}, finished by an earlier run with "
+                f"the same settings (--set resume=false reruns them): {', '.join(stored)}"
             )
     if cfg.jobs == 1 or len(cases) < 2:
         return [_run_case(case, cfg, show_progress, log, store) for case in cases]
