@@ -302,16 +302,6 @@ def _save_case(folder: Path, name: str, key: str, comp: Comparison) -> None:
     write_json(folder / f"{name}.json", {"key": key, "case": name, "results": results})
 
 
-def _stored_key(folder: Path, name: str) -> str | None:
-    """The key of the case ``name`` stored in ``folder`` (``None``: none readable)."""
-    import json
-
-    try:
-        return json.loads((folder / f"{name}.json").read_text()).get("key")
-    except (OSError, ValueError, AttributeError):
-        return None
-
-
 def _load_case(folder: Path, name: str, key: str) -> Comparison | None:
     """The case stored under ``key``, or ``None`` (not stored, stored with other settings, or unreadable)."""
     import json
@@ -335,17 +325,8 @@ def _load_case(folder: Path, name: str, key: str) -> Comparison | None:
 
 
 def _run_case(case: QualityCase, cfg: QualityConfig, show_progress, log: Log, store: Path | None = None):
-    """``(comparison, note)`` of one case: read back from ``store`` when it holds the case with these settings
-    (and ``cfg.resume``), else reconstructed (and then written there)."""
+    """``(comparison, note)`` of one case, reconstructed (and then written to ``store``)."""
     runs = _runs(case, cfg)
-    key = _case_key(case, runs)
-    if store is not None and cfg.resume:
-        comp = _load_case(store, case.name, key)
-        if comp is not None:
-            if log is not None:
-                for r in comp.results:
-                    log(r.line())
-            return comp, None
     try:
         scan = build_case(case)
     except Exception as exc:  # absent real data: the case is skipped, and the report says so
@@ -354,7 +335,7 @@ def _run_case(case: QualityCase, cfg: QualityConfig, show_progress, log: Log, st
         return None, f"{case.name}: skipped ({exc})"
     comp = run_comparison([(case.name, scan)], runs, show_progress=show_progress, log=log)
     if store is not None:
-        _save_case(store, case.name, key, comp)
+        _save_case(store, case.name, _case_key(case, runs), comp)
     return comp, None
 
 
@@ -376,22 +357,33 @@ def _expected_seconds(case: QualityCase) -> float:
 
 
 def _run_cases(cases: list[QualityCase], cfg: QualityConfig, show_progress, log: Log, store: Path | None):
-    """``(comparison, note)`` of every case, in order: one after another, or ``cfg.jobs`` at once (handed to
-    the workers longest first, so that no long case starts last and leaves a core idle)."""
-    if store is not None and cfg.resume:
-        stored = [c.name for c in cases if _stored_key(store, c.name) == _case_key(c, _runs(c, cfg))]
-        if stored:
-            log(
-                f"  {len(stored)} of {len(cases)} cases read back from {store}, finished by an earlier run with "
-                f"the same settings (--set resume=false reruns them): {', '.join(stored)}"
-            )
-    if cfg.jobs == 1 or len(cases) < 2:
-        return [_run_case(case, cfg, show_progress, log, store) for case in cases]
-    jobs = min(cfg.jobs, len(cases))
-    log(f"  {len(cases)} cases, {jobs} at once in local processes")
+    """``(comparison, note)`` of every case, in order: those ``store`` holds with these settings read back
+    (``cfg.resume``), the others run one after another, or ``cfg.jobs`` at once (handed to the workers longest
+    first, so that no long case starts last and leaves a core idle)."""
     done: dict[int, tuple] = {}
-    order = sorted(range(len(cases)), key=lambda k: -_expected_seconds(cases[k]))
-    bar = progress(total=len(cases), desc="cases", show=show_progress)
+    if store is not None and cfg.resume:
+        for k, case in enumerate(cases):
+            comp = _load_case(store, case.name, _case_key(case, _runs(case, cfg)))
+            if comp is not None:
+                done[k] = (comp, None)
+        if done:
+            names = ", ".join(cases[k].name for k in sorted(done))
+            log(
+                f"  {len(done)} of {len(cases)} cases read back from {store}, finished by an earlier run with "
+                f"the same settings (--set resume=false reruns them): {names}"
+            )
+            for k in sorted(done):
+                for r in done[k][0].results:
+                    log(r.line())
+    todo = [k for k in range(len(cases)) if k not in done]
+    if cfg.jobs == 1 or len(todo) < 2:
+        for k in todo:
+            done[k] = _run_case(cases[k], cfg, show_progress, log, store)
+        return [done[k] for k in range(len(cases))]
+    jobs = min(cfg.jobs, len(todo))
+    log(f"  {len(todo)} cases, {jobs} at once in local processes")
+    order = sorted(todo, key=lambda k: -_expected_seconds(cases[k]))
+    bar = progress(total=len(order), desc="cases", show=show_progress)
     with Runner(jobs) as runner:
         for i, outcome in runner.run(_case_job, [(cases[k], cfg, store) for k in order]):
             k = order[i]
