@@ -299,9 +299,19 @@ def main() -> None:
             m = score(res.image, scan.target, mri)
             keep = {
                 k: res.info[k]
-                for k in ("chosen_steps", "prior_tv", "prior_phase", "phase_roughness", "lam", "lam_rel")
+                for k in (
+                    "chosen_steps",
+                    "prior_tv",
+                    "prior_phase",
+                    "prior_scores",
+                    "phase_roughness",
+                    "lam",
+                    "lam_rel",
+                )
                 if k in res.info
             }
+            if (res.info.get("holdout") or {}).get("best_val_loss") is not None:
+                keep["held-out loss"] = f"{res.info['holdout']['best_val_loss']:.5g}"
             row = {"case": case, "method": method, "psnr": round(m["psnr"], 2), "ssim": round(m["ssim"], 3)}
             row.update(seconds=round(time.perf_counter() - t0, 1), **{k: str(v) for k, v in keep.items()})
             print(json.dumps(row), flush=True)

@@ -337,11 +337,52 @@ def test_phase_weight_auto_takes_the_strongest_candidate_where_the_phase_is_smoo
     assert set(res.info["prior_scores"]) == {0.0, 0.3}
 
 
-def test_only_one_prior_weight_can_be_auto():
-    with pytest.raises(InreconError, match="both auto"):
-        build_config(PriorConfig, {"tv": "auto", "phase": "auto"})
+def test_an_auto_prior_weight_needs_candidates():
     with pytest.raises(InreconError, match="no candidates"):
         build_config(PriorConfig, {"phase": "auto", "phase_candidates": ()})
+    with pytest.raises(InreconError, match=r"prior\.tv=auto with no candidates"):
+        build_config(PriorConfig, {"phase": "auto", "tv": "auto", "tv_candidates": ()})
+    assert build_config(PriorConfig, {"tv": "auto", "phase": "auto"}).auto_terms() == ("phase", "tv")
+
+
+def test_two_auto_priors_are_searched_each_with_the_other_off(monkeypatch, tmp_path):
+    from inrecon.engine import holdout
+
+    # (phase, tv) -> held-out loss; both on is never a candidate
+    losses = {(0.003, 0.0): 2.0, (0.0, 0.0): 3.0, (0.0, 0.0003): 2.5, (0.0, 0.001): 1.5, (0.0, 0.003): 1.8}
+    tried, dirs = [], []
+
+    def fake_choose(self, build):
+        key = (self.cfg.prior.phase, self.cfg.prior.tv)
+        tried.append(key)
+        dirs.append(self.ckdir.name)
+        return 5, {"best_val_loss": losses[key]}, None, None
+
+    monkeypatch.setattr(holdout._Stages, "choose_steps", fake_choose)
+    over = {
+        **SMALL,
+        "prior.phase": "auto",
+        "prior.phase_candidates": "0,0.003",
+        "prior.tv": "auto",
+        "prior.tv_candidates": "0,0.0003,0.001,0.003",
+    }
+    res = run_method("ngp", tiny_mri(), over, checkpoint_dir=tmp_path)
+    # the phase search (middle = 0, then 0.003), then the TV search from its middle (0.0003) up to the rise at
+    # 0.003 and one step down to 0, which the phase search had fitted already: five stages, not eight
+    assert tried == [(0.0, 0.0), (0.003, 0.0), (0.0, 0.0003), (0.0, 0.001), (0.0, 0.003)]
+    assert dirs == ["phase0_tv0", "phase0.003_tv0", "phase0_tv0.0003", "phase0_tv0.001", "phase0_tv0.003"]
+    assert res.info["prior_phase"] == 0.0 and res.info["prior_tv"] == 0.001
+    assert res.info["prior_scores"] == {
+        "phase=0,tv=0": 3.0,
+        "phase=0.003,tv=0": 2.0,
+        "phase=0,tv=0.0003": 2.5,
+        "phase=0,tv=0.001": 1.5,
+        "phase=0,tv=0.003": 1.8,
+    }
+    # where the phase prior's loss is lowest, it wins and the TV weight is 0
+    losses[(0.003, 0.0)] = 1.0
+    res = run_method("ngp", tiny_mri(), over, checkpoint_dir=tmp_path / "again")
+    assert res.info["prior_phase"] == 0.003 and res.info["prior_tv"] == 0.0
 
 
 def test_prior_weight_search_starts_in_the_middle_and_stops_where_the_loss_rises(monkeypatch):

@@ -333,46 +333,55 @@ def unimodal_argmin(score: Callable[[int], float], n: int) -> int:
 
 
 def _choose_prior(meas, build, cfg, ckdir, base, show_progress, desc, batch_size):
-    """``prior.tv="auto"`` or ``prior.phase="auto"``: one hold-out stage per candidate weight tried; the
-    settings with the lowest held-out loss, their stage-1 result, the table ``{weight: best held-out loss}`` of
-    the candidates tried, and the scan's phase roughness (``prior.phase="auto"``, else ``None``).
+    """``prior.tv="auto"`` and/or ``prior.phase="auto"``: one hold-out stage per candidate setting tried; the
+    settings with the lowest held-out loss, their stage-1 result, the table of the candidates tried (``{weight:
+    best held-out loss}`` for one auto term, ``{"tv=0.001": loss, ...}`` for two), and the scan's phase roughness
+    (``prior.phase="auto"``, else ``None``).
 
-    The held-out loss is taken as unimodal in the weight (it was on every scan where all candidates were scored,
-    benchmarks/RESULTS.md): :func:`unimodal_argmin` over the candidates strongest first, i.e. from the middle
-    candidate towards weaker weights while the loss falls, else towards stronger ones, stopping at the first rise.
-    Noisy scans then skip the weakest weights' long fits, and noise-free ones the strongest weights'.
-    A phase prior on a scan whose phase is smooth (``prior.phase_smooth_below``) takes the strongest candidate
-    without a search."""
-    term = cfg.prior.auto_term()
-    candidates = getattr(cfg.prior, f"{term}_candidates")
-    order = sorted({float(w) for w in candidates}, reverse=True)  # strongest first
+    The held-out loss is taken as unimodal in a term's weight (it was on every scan where all candidates were
+    scored, benchmarks/RESULTS.md): :func:`unimodal_argmin` over the candidates strongest first, i.e. from the
+    middle candidate towards weaker weights while the loss falls, else towards stronger ones, stopping at the
+    first rise. Noisy scans then skip the weakest weights' long fits, and noise-free ones the strongest weights'.
+    With both terms auto, each term's candidates are searched so with the other term off (the setting with both
+    off is fitted once), and the lowest loss of either search wins: the two priors are alternatives, not a
+    product grid. A phase prior on a scan whose phase is smooth (``prior.phase_smooth_below``) takes the
+    strongest phase candidate without a search."""
+    terms = cfg.prior.auto_terms()
     roughness = None
-    if term == "phase" and cfg.prior.phase_smooth_below > 0:
-        with torch.no_grad():
-            roughness = phase_roughness(
-                meas.image_adjoint(meas.y), len(meas.image_shape), cfg.prior.phase_width
-            )
-        if roughness < cfg.prior.phase_smooth_below:
-            order = order[:1]
-    table: dict[float, float | None] = {}
-    tried: dict[int, tuple] = {}
+    searches = []
+    for term in terms:
+        order = sorted({float(w) for w in getattr(cfg.prior, f"{term}_candidates")}, reverse=True)
+        if term == "phase" and cfg.prior.phase_smooth_below > 0:
+            with torch.no_grad():
+                roughness = phase_roughness(
+                    meas.image_adjoint(meas.y), len(meas.image_shape), cfg.prior.phase_width
+                )
+            if roughness < cfg.prior.phase_smooth_below:
+                order = order[:1]
+        searches.append((term, order))
+    table: dict = {}
+    tried: dict[tuple, tuple] = {}
 
-    def score(i: int) -> float:
-        if i not in tried:
-            w = order[i]
-            c = replace(cfg, prior=replace(cfg.prior, **{term: w}))
-            sub = ckdir / f"{term}{w:g}" if ckdir else None
-            stages = _Stages(
-                meas, c, sub, {**base, term: w}, show_progress, f"{desc} {term}={w:g}", batch_size
-            )
+    def score(setting: dict[str, float]) -> float:
+        key = tuple(setting[t] for t in terms)
+        if key not in tried:
+            name = "_".join(f"{t}{setting[t]:g}" for t in terms)
+            c = replace(cfg, prior=replace(cfg.prior, **setting))
+            sub = ckdir / name if ckdir else None
+            label = " ".join(f"{t}={setting[t]:g}" for t in terms)
+            stages = _Stages(meas, c, sub, {**base, **setting}, show_progress, f"{desc} {label}", batch_size)
             chosen, record, model, run = stages.choose_steps(build)
-            table[w] = record["best_val_loss"]
+            table[key[0] if len(terms) == 1 else label.replace(" ", ",")] = record["best_val_loss"]
             loss = math.inf if record["best_val_loss"] is None else record["best_val_loss"]
-            tried[i] = (loss, c, stages, chosen, record, model, run)
-        return tried[i][0]
+            tried[key] = (loss, c, stages, chosen, record, model, run)
+        return tried[key][0]
 
-    best = unimodal_argmin(score, len(order))
-    return tried[best][1:], table, roughness
+    for term, order in searches:
+        off = {t: 0.0 for t in terms}
+        unimodal_argmin(lambda i, term=term, order=order, off=off: score({**off, term: order[i]}), len(order))
+    # the first of equal losses (the order they were fitted in), NaN never best: what each walk itself keeps
+    best = min(tried.values(), key=lambda found: math.inf if math.isnan(found[0]) else found[0])
+    return best[1:], table, roughness
 
 
 def resolve_prior(
@@ -383,7 +392,7 @@ def resolve_prior(
     show_progress: bool | None = None,
     desc: str = "prior",
 ) -> FitSettings:
-    """``cfg`` with an ``"auto"`` prior weight (``prior.tv`` or ``prior.phase``) replaced by the weight the
+    """``cfg`` with its ``"auto"`` prior weights (``prior.tv``, ``prior.phase``) replaced by the weights the
     hold-out rule chooses (as in :func:`fit_with_holdout`), or ``cfg`` itself when the weight is already a
     number. For runs that fix the weight once before many fits: the trials of bilevel tuning (not
     checkpointed: a resumed tuning run chooses again, identically)."""
@@ -410,11 +419,11 @@ def _choose_steps(meas, build, cfg, ckdir, base, show_progress, desc, batch_size
     """The hold-out stage(s) of one setting: an ``"auto"`` prior weight's search (its choice and scores into
     ``info``) or one stage. Returns ``(cfg, stages, chosen, record, model, run)``."""
     if cfg.prior.is_auto():
-        term = cfg.prior.auto_term()
         found, info["prior_scores"], roughness = _choose_prior(
             meas, build, cfg, ckdir, base, show_progress, desc, batch_size
         )
-        info[f"prior_{term}"] = getattr(found[0].prior, term)
+        for term in cfg.prior.auto_terms():
+            info[f"prior_{term}"] = getattr(found[0].prior, term)
         if roughness is not None:
             info["phase_roughness"] = roughness
         return found
@@ -460,9 +469,9 @@ def fit_with_holdout(
     label: str = "main",
 ) -> tuple[torch.Tensor, dict, Model]:
     """Fit with the stopping rule of ``cfg.stop`` (module docstring); pointwise measurements (volumes) always
-    run ``cfg.optim.steps`` on all samples. ``cfg.prior.tv="auto"`` (or ``prior.phase``) runs the hold-out
+    run ``cfg.optim.steps`` on all samples. ``cfg.prior.tv="auto"`` (and/or ``prior.phase``) runs the hold-out
     stage once per candidate weight tried and keeps the one with the lowest held-out loss
-    (``info["prior_tv"]`` or ``info["prior_phase"]``, ``info["prior_scores"]``); with ``stop.rule="none"``
+    (``info["prior_tv"]`` and/or ``info["prior_phase"]``, ``info["prior_scores"]``); with ``stop.rule="none"``
     those stages choose the weight only, and the fit then runs ``cfg.optim.steps``.
 
     ``alternatives`` (:class:`Candidate`) are other settings and models of the same fit, e.g. other network
@@ -477,7 +486,7 @@ def fit_with_holdout(
     base = {"run": run_id, "data": data_identity(meas)}
     info: dict = {}
     if meas.pointwise and cfg.prior.is_auto():
-        term = cfg.prior.auto_term()
+        term = cfg.prior.auto_terms()[0]
         raise InreconError(
             f"prior.{term}=auto needs a hold-out split, and a volume fit has none",
             f"give a number for prior.{term} (or 0)",

@@ -5,7 +5,7 @@ Weights are relative (``relative=True``, the default): a weight ``w`` penalises 
 term's gradient at the zero image -- so one weight means the same on MRI and CT scans of any intensity, matrix
 and sampling (as the classical methods' relative weights do). ``tv="auto"`` chooses the total-variation weight without a reference:
 :func:`~inrecon.engine.holdout.fit_with_holdout` runs its hold-out stage once per candidate and keeps the weight
-whose held-out loss is lowest.
+whose held-out loss is lowest (``phase="auto"`` likewise; both: either prior, or none, whichever is lowest).
 """
 
 from __future__ import annotations
@@ -35,7 +35,8 @@ class PriorConfig:
 
     tv: NonNegFloat | Literal["auto"] = 0.0
     """Weight of the isotropic total variation of the rendered image (mean over pixels; complex images use the
-    modulus of the complex gradient); 0: none; auto: the candidate with the lowest held-out loss."""
+    modulus of the complex gradient); 0: none; auto: the candidate with the lowest held-out loss (with
+    phase=auto too, searched with the phase prior off, against the phase search's candidates)."""
     tv_candidates: tuple[NonNegFloat, ...] = (0.0003, 0.001, 0.003, 0.01, 0.03)
     """Weights tv=auto chooses from (0: no prior is one of the candidates); the search starts at the middle one
     and stops where the held-out loss rises (:func:`~inrecon.engine.holdout.fit_with_holdout`)."""
@@ -45,7 +46,8 @@ class PriorConfig:
     """Weight of the mean modulus of the image's imaginary part after removing the scan's own smooth phase
     (:func:`~inrecon.physics.mri.smooth_phase` of the zero-filled image of the samples being fitted): MR images
     have slowly varying phase, so what is left in the imaginary part is mostly noise and aliasing. Complex images
-    (MRI) only; 0: none; auto: the candidate with the lowest held-out loss."""
+    (MRI) only; 0: none; auto: the candidate with the lowest held-out loss (with tv=auto too, searched with the
+    TV prior off, against the TV search's candidates)."""
     phase_candidates: tuple[NonNegFloat, ...] = (0.0, 0.003)
     """Weights phase=auto chooses from, searched as ``tv_candidates`` are. A real scan's phase is smooth only
     in part, and where it is not (in-vivo phase near vessels, sinuses, fat) a fixed weight pulls the image
@@ -69,23 +71,19 @@ class PriorConfig:
     this noise level and a cleaner scan gets a weaker prior; None: the weights as given."""
 
     def is_auto(self) -> bool:
-        return self.auto_term() is not None
+        return bool(self.auto_terms())
 
-    def auto_term(self) -> Literal["tv", "phase"] | None:
-        """The term whose weight the hold-out chooses (``tv`` or ``phase``), or ``None``."""
-        return "tv" if self.tv == "auto" else "phase" if self.phase == "auto" else None
+    def auto_terms(self) -> tuple[Literal["tv", "phase"], ...]:
+        """The terms whose weights the hold-out chooses (``phase`` before ``tv``); both ``auto``: each term's
+        candidates are searched with the other term off, and the lowest held-out loss of either search wins."""
+        return tuple(t for t in ("phase", "tv") if getattr(self, t) == "auto")
 
     def check(self) -> None:
-        if self.tv == "auto" and self.phase == "auto":
-            raise InreconError(
-                "prior.tv and prior.phase are both auto; the hold-out chooses one weight per fit",
-                "give one of them a number (e.g. --set prior.phase=0.003)",
-            )
-        term = self.auto_term()
-        if term is not None and not getattr(self, f"{term}_candidates"):
-            raise InreconError(
-                f"prior.{term}=auto with no candidates", f"list some in prior.{term}_candidates"
-            )
+        for term in self.auto_terms():
+            if not getattr(self, f"{term}_candidates"):
+                raise InreconError(
+                    f"prior.{term}=auto with no candidates", f"list some in prior.{term}_candidates"
+                )
 
 
 def prior_scale(image_pixels: int, n_samples: int, aty: torch.Tensor) -> float:
@@ -145,7 +143,7 @@ def make_prior(
     :func:`~inrecon.physics.mri.smooth_phase`) for the phase term; ``scale`` multiplies relative weights.
     An ``"auto"`` weight must have been resolved first."""
     if cfg.is_auto():
-        raise ValueError(f"resolve prior.{cfg.auto_term()}='auto' to a weight before building the prior")
+        raise ValueError(f"resolve prior.{cfg.auto_terms()[0]}='auto' to a weight before building the prior")
     if cfg.phase > 0 and phase_reference is None:
         raise ValueError("prior.phase needs the scan's smooth phase (smooth_phase of its zero-filled image)")
     s = float(scale) if cfg.relative else 1.0

@@ -95,11 +95,11 @@ def reconstruct_series(scan: SeriesScan, cfg: SeriesConfig, ctx: Context = DEFAU
             hist = info["history"]
             row.update(steps=info["steps_run"], chosen_steps=info.get("chosen_steps"))
             # an auto prior weight: frame 0 chooses the weight every later frame runs
-            term = ngp.prior.auto_term()
-            if t == 0 and term is not None:
-                w = info[f"prior_{term}"]
-                ngp = dataclasses.replace(ngp, prior=dataclasses.replace(ngp.prior, **{term: w}))
-                row[f"prior_{term}"] = w
+            terms = ngp.prior.auto_terms()
+            if t == 0 and terms:
+                chosen = {term: info[f"prior_{term}"] for term in terms}
+                ngp = dataclasses.replace(ngp, prior=dataclasses.replace(ngp.prior, **chosen))
+                row.update({f"prior_{term}": w for term, w in chosen.items()})
         else:
             split = (
                 meas.split(ngp.stop.fraction, ngp.seed + t) if cfg.frame_stop == "holdout" else (None, None)

@@ -311,7 +311,7 @@ class PopulationTask(Task):
         self.inputs = net.plan(self.coords) if self.full else self.coords
         self.device = device
         if cfg.prior.is_auto():
-            term = cfg.prior.auto_term()
+            term = cfg.prior.auto_terms()[0]
             raise InreconError(
                 f"prior.{term}=auto is not available in pre-training (there is no hold-out split)",
                 f"give a weight, e.g. --set prior.{term}=0.01",
