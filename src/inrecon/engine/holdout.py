@@ -342,9 +342,9 @@ def _choose_prior(meas, build, cfg, ckdir, base, show_progress, desc, batch_size
     scored, benchmarks/RESULTS.md): :func:`unimodal_argmin` over the candidates strongest first, i.e. from the
     middle candidate towards weaker weights while the loss falls, else towards stronger ones, stopping at the
     first rise. Noisy scans then skip the weakest weights' long fits, and noise-free ones the strongest weights'.
-    With both terms auto, each term's candidates are searched so with the other term off (the setting with both
-    off is fitted once), and the lowest loss of either search wins: the two priors are alternatives, not a
-    product grid. A phase prior on a scan whose phase is smooth (``prior.phase_smooth_below``) takes the
+    With both terms auto, each term's candidates are searched this way with the other term off (the setting
+    with both off is fitted once), and the lowest loss of either search wins: the two priors are alternatives,
+    not a product grid. A phase prior on a scan whose phase is smooth (``prior.phase_smooth_below``) takes the
     strongest phase candidate without a search."""
     terms = cfg.prior.auto_terms()
     roughness = None
