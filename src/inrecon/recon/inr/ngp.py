@@ -168,7 +168,7 @@ prior kept); confirmation the real brain 34.15 -> 35.11 and under sigpy's mask 3
 held-out loss 10 % lower; TV-MRI 34.77 / 35.05), dipy AF 8 32.41 -> 31.59, the real radial scan 33.62 (the phase
 prior kept); three files written by other tools unchanged (no prior chosen); but on the quick demo's brain
 phantoms (600 steps) it chose TV 1e-3 on both subjects, held-out losses 17-25 % below the phase search's, and
-NGP fell 31.81 -> 28.74 dB, behind TV-MRI (29.56). MRI data are scaled so that the image peaks near 1
+NGP fell 31.47 -> 28.74 dB, behind TV-MRI (29.56). MRI data are scaled so that the image peaks near 1
 (``data.scale="image"``; with the k-space maximum it peaked at 0.04-0.16 on the suite's scans, which changes
 what a learning rate and a hash-table weight decay do), with lr 1e-2
 and ``wd_enc`` 1e-5, chosen on the tuning half from lr 1e-3 / 3e-3 / 1e-2 x ``wd_enc`` 0 / 1e-6 / 3e-6 / 1e-5 /
