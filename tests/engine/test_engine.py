@@ -367,8 +367,9 @@ def test_two_auto_priors_are_searched_each_with_the_other_off(monkeypatch, tmp_p
         "prior.tv_candidates": "0,0.0003,0.001,0.003",
     }
     res = run_method("ngp", tiny_mri(), over, checkpoint_dir=tmp_path)
-    # the phase search (middle = 0, then 0.003), then the TV search from its middle (0.0003) up to the rise at
-    # 0.003 and one step down to 0, which the phase search had fitted already: five stages, not eight
+    # the phase search (middle = 0, then 0.003), then the TV search from its middle (0.0003): one step weaker to
+    # 0, which the phase search had fitted already (no better, not refitted), then stronger up to the rise at
+    # 0.003: five stages, not six
     assert tried == [(0.0, 0.0), (0.003, 0.0), (0.0, 0.0003), (0.0, 0.001), (0.0, 0.003)]
     assert dirs == ["phase0_tv0", "phase0.003_tv0", "phase0_tv0.0003", "phase0_tv0.001", "phase0_tv0.003"]
     assert res.info["prior_phase"] == 0.0 and res.info["prior_tv"] == 0.001
