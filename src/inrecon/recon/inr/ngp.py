@@ -166,7 +166,8 @@ off, the lowest held-out loss of either search wins, four hold-out stages instea
 default (2026-12-06): full budget, tuning half dipy AF 6 33.38 -> 33.76 (TV 3e-4), Poisson AF 8 35.45 (the phase
 prior kept); confirmation the real brain 34.15 -> 35.11 and under sigpy's mask 34.13 -> 35.05 (TV 1e-3, the
 held-out loss 10 % lower; TV-MRI 34.77 / 35.05), dipy AF 8 32.41 -> 31.59, the real radial scan 33.62 (the phase
-prior kept); three files written by other tools unchanged (no prior chosen); but on the quick demo's brain
+prior kept); three Cartesian files written by other tools unchanged (no prior chosen), a radial one 32.97 ->
+33.50 (TV 3e-4; TV-MRI 33.56); but on the quick demo's brain
 phantoms (600 steps) it chose TV 1e-3 on both subjects, held-out losses 17-25 % below the phase search's, and
 NGP fell 31.47 -> 28.74 dB, behind TV-MRI (29.56). MRI data are scaled so that the image peaks near 1
 (``data.scale="image"``; with the k-space maximum it peaked at 0.04-0.16 on the suite's scans, which changes
