@@ -490,21 +490,22 @@ def test_phase_prior_is_near_zero_on_smooth_phase_and_large_on_rough_phase():
         make_prior(PriorConfig(phase=0.01))
 
 
-def test_phase_prior_reads_only_the_samples_it_fits_and_refuses_real_images():
+def test_phase_prior_reads_every_sample_like_the_coil_maps_and_refuses_real_images():
+    """The smooth phase is a calibration of the whole scan (as the coil maps are), the same in a hold-out stage
+    as in the refit: a fifth of the centre missing at random made it too noisy to judge the prior by."""
     from inrecon.engine.holdout import measurement_prior
     from inrecon.physics.measurement import build_measurement
     from tests.inr_fixtures import tiny_ct
 
     meas = build_measurement(tiny_mri())
     image = torch.randn(meas.domain_shape, dtype=torch.complex64, generator=torch.Generator().manual_seed(1))
-    train = torch.arange(0, meas.n_samples, 2)
-    cfg = PriorConfig(phase=0.01, relative=False)  # the weight's scale reads every sample; the phase must not
-    before = float(measurement_prior(meas, cfg, train)(image))
+    cfg = PriorConfig(phase=0.01, relative=False)
+    before = float(measurement_prior(meas, cfg)(image))
     y = meas.y.clone()
-    y[1::2] = y[1::2] * torch.exp(torch.tensor(2j))  # rotate the held-out samples' phase
-    scrambled = dataclasses.replace(meas, y=y)
-    assert float(measurement_prior(scrambled, cfg, train)(image)) == pytest.approx(before, rel=1e-5)
-    assert float(measurement_prior(scrambled, cfg)(image)) != pytest.approx(before, rel=1e-3)
+    y[1::2] = y[1::2] * torch.exp(torch.tensor(2j))  # rotate the phase of every other sample
+    assert float(measurement_prior(dataclasses.replace(meas, y=y), cfg)(image)) != pytest.approx(
+        before, rel=1e-3
+    )
     with pytest.raises(InreconError, match=r"prior\.phase"):
         measurement_prior(build_measurement(tiny_ct()), cfg)
 

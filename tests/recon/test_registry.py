@@ -22,15 +22,16 @@ def test_modality_defaults_apply_only_to_their_modality_and_user_values_win():
         and ct.data.ct_weighting == "ramp+counts"
         and ct.data.ct_ramp_filter == "hann"
     )
-    assert mri.prior.phase == NGP_MODALITY_DEFAULTS["mri"]["prior.phase"] == "auto" and mri.prior.tv == 0
+    assert mri.prior.phase == NGP_MODALITY_DEFAULTS["mri"]["prior.phase"] == "auto" and mri.prior.tv == "auto"
+    assert mri.prior.tv_candidates == (0.0, 0.0003, 0.001) and mri.prior.auto_terms() == ("phase", "tv")
     assert mri.data.scale == "image" and (mri.optim.lr, mri.optim.wd_enc) == (1e-2, 1e-5)
     assert (
         mri.stop.min_steps == mri.optim.lr_decay_every == 1000
         and ct.stop.min_steps == NGPConfig().stop.min_steps
     )
     base = NGPConfig()
-    # MRI differs in the phase prior, the data scale, the learning rate, the hash tables' weight decay and the
-    # hold-out's earliest stop only
+    # MRI differs in the phase and TV priors, the data scale, the learning rate, the hash tables' weight decay
+    # and the hold-out's earliest stop only
     assert replace(mri, prior=base.prior, data=base.data, optim=base.optim, stop=base.stop) == base
     assert replace(mri.stop, min_steps=base.stop.min_steps) == base.stop
     assert replace(mri.optim, lr=base.optim.lr, wd_enc=base.optim.wd_enc) == base.optim

@@ -44,7 +44,8 @@ class PriorConfig:
     """Weight of the L1 norm of the image's orthonormal db4 wavelet coefficients (mean magnitude); 0: none."""
     phase: NonNegFloat | Literal["auto"] = 0.0
     """Weight of the mean modulus of the image's imaginary part after removing the scan's own smooth phase
-    (:func:`~inrecon.physics.mri.smooth_phase` of the zero-filled image of the samples being fitted): MR images
+    (:func:`~inrecon.physics.mri.smooth_phase` of the whole scan's zero-filled image, as the coil maps are read
+    from the whole scan, in a hold-out stage too): MR images
     have slowly varying phase, so what is left in the imaginary part is mostly noise and aliasing. Complex images
     (MRI) only; 0: none; auto: the candidate with the lowest held-out loss (with tv=auto too, searched with the
     TV prior off, against the TV search's candidates)."""

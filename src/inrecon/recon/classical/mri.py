@@ -178,9 +178,12 @@ class _WeightedConfig:
     """Power iterations for ||A||."""
 
 
-def _regularised(name: str, scan, cfg, ctx: Context, solve) -> ReconResult:
-    """Choose ``cfg.lam`` by hold-out when it is ``auto``, then ``solve(meas, lam, show) -> (x, info)``."""
+def _regularised(name: str, scan, cfg, ctx: Context, solver) -> ReconResult:
+    """Choose ``cfg.lam`` by hold-out when it is ``auto``, then ``solve(meas, lam, show) -> (x, info)``, where
+    ``solve = solver(meas)`` is made for the whole scan's measurement (what it calibrates from it holds for the
+    hold-out's training part too)."""
     meas = _measure(scan, cfg.maps)
+    solve = solver(meas)
     info: dict = {}
     if cfg.lam == "auto":
         cands = sorted(float(c) for c in cfg.lam_candidates)
@@ -222,7 +225,7 @@ class L1WaveletConfig(_WeightedConfig):
         Wavelet((64, 64), self.wavelet, None)  # the wavelet name is checked before any work
 
 
-def _l1wav(cfg: L1WaveletConfig):
+def _l1wav(cfg: L1WaveletConfig, _scan_meas: Measurement):
     def solve(meas: Measurement, lam_rel: float, show) -> tuple[torch.Tensor, dict]:
         img_shape = meas.image_shape
         wpad = Wavelet(img_shape, cfg.wavelet, cfg.levels)
@@ -254,14 +257,14 @@ def _l1wav(cfg: L1WaveletConfig):
 
 def l1_wavelet(scan, cfg: L1WaveletConfig, ctx: Context) -> ReconResult:
     Wavelet(scan.image_shape, cfg.wavelet, cfg.levels)  # wavelet and levels checked before any work
-    return _regularised("l1wavelet", scan, cfg, ctx, _l1wav(cfg))
+    return _regularised("l1wavelet", scan, cfg, ctx, lambda meas: _l1wav(cfg, meas))
 
 
 @dataclass
 class TVConfig(_WeightedConfig):
     """PDHG for ``min 0.5 ||A x - y||^2 + lam_abs TV(x) + phase_abs sum |Im(x e^{-i phi})|``: isotropic complex TV,
     ``lam_abs = lam max|A^H y|``, and the smooth-phase prior the INR methods use (``phi`` from
-    :func:`~inrecon.physics.mri.smooth_phase` of the zero-filled image of the samples being fitted),
+    :func:`~inrecon.physics.mri.smooth_phase` of the whole scan's zero-filled image, in the hold-out too),
     ``phase_abs = phase max|A^H y|``."""
 
     lam: Weight = 1e-3
@@ -278,7 +281,15 @@ class TVConfig(_WeightedConfig):
     ``prior.phase_width``)."""
 
 
-def _tv(cfg: TVConfig):
+def _tv(cfg: TVConfig, scan_meas: Measurement):
+    # the smooth phase is read off the whole scan, as the INR methods' phase prior reads it (and as the coil
+    # maps are): a hold-out's training part would give it a fifth of the centre missing at random
+    rotation = None
+    if cfg.phase > 0:
+        with torch.no_grad():
+            aty_scan = scan_meas.adjoint(scan_meas.y)
+        rotation = smooth_phase(aty_scan, len(scan_meas.image_shape), cfg.phase_width)
+
     def solve(meas: Measurement, lam_rel: float, show) -> tuple[torch.Tensor, dict]:
         shape = meas.image_shape
         norm_a = math.sqrt(_lipschitz(meas, cfg.power_iters))
@@ -293,7 +304,7 @@ def _tv(cfg: TVConfig):
             # |Im(e^{-i phi} x)| through a unitary block scaled to ||A||; its conjugate's prox zeroes the real part
             # and clips the imaginary part to the weight
             bound = cfg.phase * float(aty.abs().max()) / norm_a
-            rotate = Scaled(Diagonal(smooth_phase(aty, len(shape), cfg.phase_width)), norm_a)
+            rotate = Scaled(Diagonal(rotation), norm_a)
             blocks.append(
                 (rotate, lambda p, _s: torch.complex(torch.zeros_like(p.real), p.imag.clamp(-bound, bound)))
             )
@@ -306,7 +317,7 @@ def _tv(cfg: TVConfig):
 
 
 def total_variation(scan, cfg: TVConfig, ctx: Context) -> ReconResult:
-    return _regularised("tv", scan, cfg, ctx, _tv(cfg))
+    return _regularised("tv", scan, cfg, ctx, lambda meas: _tv(cfg, meas))
 
 
 ZERO_FILLED = MethodSpec(

@@ -112,6 +112,8 @@ NGP_MODALITY_DEFAULTS = {
     },
     "mri": {
         "prior.phase": "auto",
+        "prior.tv": "auto",
+        "prior.tv_candidates": (0.0, 0.0003, 0.001),
         "data.scale": "image",
         "optim.lr": 1e-2,
         "optim.wd_enc": 1e-5,
