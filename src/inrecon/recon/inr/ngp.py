@@ -162,16 +162,17 @@ coils, 30 dB, written with h5py) a fixed 0.003 cost 2.8 dB (29.99 against 32.80 
 true image's smooth phase). Full budget, fixed 0.003 -> auto (its choice): that scan 29.99 -> 32.80 (0), dipy
 AF 6 33.33 -> 33.41 (0), Poisson AF 8 35.52 (0.003); confirmation: the real brain 34.01 -> 34.09 (0), under
 sigpy's mask 34.01 -> 34.16 (0), the real radial scan 33.60 (0.003), dipy AF 8 32.90 -> 31.94 (0: the one
-wrong choice, held-out losses 2.7 % apart). A relative TV prior as the phase prior's alternative
-(``--set prior.tv=auto --set prior.tv_candidates=0,0.0003,0.001``: both terms auto, each searched with the other
-off, the lowest held-out loss of either search wins, four hold-out stages instead of two) is an option, not the
-default (2026-12-06): full budget, tuning half dipy AF 6 33.38 -> 33.76 (TV 3e-4), Poisson AF 8 35.45 (the phase
-prior kept); confirmation the real brain 34.15 -> 35.11 and under sigpy's mask 34.13 -> 35.05 (TV 1e-3, the
-held-out loss 10 % lower; TV-MRI 34.77 / 35.05), dipy AF 8 32.41 -> 31.59, the real radial scan 33.62 (the phase
-prior kept); three Cartesian files written by other tools unchanged (no prior chosen), a radial one 32.97 ->
-33.50 (TV 3e-4; TV-MRI 33.56); but on the quick demo's brain
-phantoms (600 steps) it chose TV 1e-3 on both subjects, held-out losses 17-25 % below the phase search's, and
-NGP fell 31.47 -> 28.74 dB, behind TV-MRI (29.56). MRI data are scaled so that the image peaks near 1
+wrong choice, held-out losses 2.7 % apart). Since 2026-12-06 a relative TV prior is searched as the phase
+prior's alternative (``prior.tv="auto"`` over 0 / 0.0003 / 0.001: each term walked with the other off, the
+lowest held-out loss of either search wins; two to four hold-out stages), and the phase prior's smooth phase is
+read off the whole scan in every stage (read off a stage's training samples it was noisy enough to lose the
+hold-out where it gains 2.6 dB). Full budget, stop 50's default -> now (its choice): tuning half dipy AF 6 33.38
+-> 34.11 (phase), Poisson AF 8 35.45 -> 35.60 (phase); confirmation the real brain 34.15 -> 35.11 and under
+sigpy's mask 34.13 -> 35.05 (TV 1e-3; TV-MRI 35.14 / 35.05), dipy AF 8 32.41 -> 32.54 and the real radial scan
+33.62 -> 33.66 (phase); the quick demo's phantoms 27.85 / 35.09 -> 30.44 / 35.09; two Cartesian files written by
+other tools unchanged (no prior chosen), the magnitude of BART's brain 35.87 -> 34.61 (the phase prior chosen
+towards a smooth phase misread from the aliased zero-filled image: the one loss). Searched alone (stop 50) the
+TV weight had displaced the phase prior on the demo's phantoms, where NGP fell 31.47 -> 28.74 dB. MRI data are scaled so that the image peaks near 1
 (``data.scale="image"``; with the k-space maximum it peaked at 0.04-0.16 on the suite's scans, which changes
 what a learning rate and a hash-table weight decay do), with lr 1e-2
 and ``wd_enc`` 1e-5, chosen on the tuning half from lr 1e-3 / 3e-3 / 1e-2 x ``wd_enc`` 0 / 1e-6 / 3e-6 / 1e-5 /
