@@ -508,6 +508,26 @@ def test_phase_prior_reads_every_sample_like_the_coil_maps_and_refuses_real_imag
     )
     with pytest.raises(InreconError, match=r"prior\.phase"):
         measurement_prior(build_measurement(tiny_ct()), cfg)
+    # a hold-out stage (trained on part of the samples) penalises an image exactly as the refit on all does
+    import inrecon.engine.fit as fit_module
+    from inrecon.engine.holdout import fit_model
+    from inrecon.recon.inr.ngp import field_model
+    from inrecon.recon.methods import METHODS
+
+    seen = []
+    original = fit_module.FitTask.__init__
+
+    def spy(self, *args, **kw):
+        original(self, *args, **kw)
+        seen.append(self.prior)
+
+    scan_cfg = METHODS["ngp"].build("mri", {**SMALL, "prior.phase": 0.01, "prior.tv": 0})
+    train, _ = meas.split(0.2, 0)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(fit_module.FitTask, "__init__", spy)
+        for idx in (train, None):
+            fit_model(meas, field_model(meas, scan_cfg), scan_cfg, steps=1, train_idx=idx, evaluate=False)
+    assert float(seen[0](image)) == pytest.approx(float(seen[1](image)), rel=1e-6)
 
 
 def test_noise_reference_scales_the_prior_by_the_scans_noise_level():
