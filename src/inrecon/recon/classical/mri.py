@@ -178,12 +178,9 @@ class _WeightedConfig:
     """Power iterations for ||A||."""
 
 
-def _regularised(name: str, scan, cfg, ctx: Context, solver) -> ReconResult:
-    """Choose ``cfg.lam`` by hold-out when it is ``auto``, then ``solve(meas, lam, show) -> (x, info)``, where
-    ``solve = solver(meas)`` is made for the whole scan's measurement (what it calibrates from it holds for the
-    hold-out's training part too)."""
-    meas = _measure(scan, cfg.maps)
-    solve = solver(meas)
+def _regularised(name: str, meas: Measurement, cfg, ctx: Context, solve) -> ReconResult:
+    """Choose ``cfg.lam`` by hold-out on the scan's measurement ``meas`` when it is ``auto``, then
+    ``solve(meas, lam, show) -> (x, info)``."""
     info: dict = {}
     if cfg.lam == "auto":
         cands = sorted(float(c) for c in cfg.lam_candidates)
@@ -225,7 +222,7 @@ class L1WaveletConfig(_WeightedConfig):
         Wavelet((64, 64), self.wavelet, None)  # the wavelet name is checked before any work
 
 
-def _l1wav(cfg: L1WaveletConfig, _scan_meas: Measurement):
+def _l1wav(cfg: L1WaveletConfig):
     def solve(meas: Measurement, lam_rel: float, show) -> tuple[torch.Tensor, dict]:
         img_shape = meas.image_shape
         wpad = Wavelet(img_shape, cfg.wavelet, cfg.levels)
@@ -257,7 +254,7 @@ def _l1wav(cfg: L1WaveletConfig, _scan_meas: Measurement):
 
 def l1_wavelet(scan, cfg: L1WaveletConfig, ctx: Context) -> ReconResult:
     Wavelet(scan.image_shape, cfg.wavelet, cfg.levels)  # wavelet and levels checked before any work
-    return _regularised("l1wavelet", scan, cfg, ctx, lambda meas: _l1wav(cfg, meas))
+    return _regularised("l1wavelet", _measure(scan, cfg.maps), cfg, ctx, _l1wav(cfg))
 
 
 @dataclass
@@ -317,7 +314,8 @@ def _tv(cfg: TVConfig, scan_meas: Measurement):
 
 
 def total_variation(scan, cfg: TVConfig, ctx: Context) -> ReconResult:
-    return _regularised("tv", scan, cfg, ctx, lambda meas: _tv(cfg, meas))
+    meas = _measure(scan, cfg.maps)
+    return _regularised("tv", meas, cfg, ctx, _tv(cfg, meas))
 
 
 ZERO_FILLED = MethodSpec(
