@@ -95,7 +95,9 @@ def main(argv=None) -> dict:
             },
         }
         # freeze=auto: the way the held-out loss chose, and every way's loss (where the comparison kept them)
-        row.update({k: r.info[k] for k in ("candidate", "candidate_scores") if k in r.info})
+        # and the prior weights the hold-out chose, with the held-out loss of every setting it tried
+        keys = ("candidate", "candidate_scores", "prior_phase", "prior_tv", "prior_scores")
+        row.update({k: r.info[k] for k in keys if k in r.info})
         out["results"].append(row)
         print(json.dumps(row), flush=True)
     print(json.dumps(out, indent=1))

@@ -49,10 +49,13 @@ def test_bilevel_inherits_the_ngp_defaults_under_its_ngp_section():
     assert cfg.ngp.data.ct_weighting == "ramp+counts"
 
 
-def test_population_adaptation_takes_the_mri_phase_prior():
+def test_population_adaptation_takes_the_mri_priors():
     for name in ("disinr", "strainer", "meta"):
         cfg = METHODS[name].build("mri")
+        # NGP's MRI prior search: the phase prior, and the TV weight where it is rejected
         assert cfg.prior.phase == NGP_MODALITY_DEFAULTS["mri"]["prior.phase"], name
+        assert cfg.prior.tv == NGP_MODALITY_DEFAULTS["mri"]["prior.tv"], name
+        assert cfg.prior.tv_candidates == NGP_MODALITY_DEFAULTS["mri"]["prior.tv_candidates"], name
         # but not NGP's data scale: the data are scaled as the model's pre-training scaled them
         assert cfg.data.scale == "model", name
         # DisINR's subject encoder is a hash grid + MLP like NGP's and takes its optimiser; the others do not

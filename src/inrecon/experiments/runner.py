@@ -96,6 +96,8 @@ def _summary_info(info: dict) -> dict:
             keep[k] = {kk: vv for kk, vv in v.items() if kk != "history"}
         elif isinstance(v, int | float | str | bool) or v is None:
             keep[k] = v
+        elif isinstance(v, dict) and all(isinstance(s, int | float) or s is None for s in v.values()):
+            keep[k] = {str(kk): vv for kk, vv in v.items()}  # a score table: prior_scores, candidate_scores
     return keep
 
 

@@ -77,7 +77,7 @@ ADAPT_MODALITY_DEFAULTS = {
     "ct": {
         k: v for k, v in NGP_MODALITY_DEFAULTS["ct"].items() if k not in ("optim.lr", "data.ct_supersample")
     },
-    "mri": {k: v for k, v in NGP_MODALITY_DEFAULTS["mri"].items() if k == "prior.phase"},
+    "mri": {k: v for k, v in NGP_MODALITY_DEFAULTS["mri"].items() if k.startswith("prior.")},
 }
 """CT defaults of every population method's test-time fit: NGP's counts-weighted, view-held-out data term and relative
 TV prior (:data:`~inrecon.recon.inr.ngp.NGP_MODALITY_DEFAULTS`, without its learning rate: DisINR's 1e-3 and 1e-2
@@ -96,7 +96,13 @@ the native-grid populations, tuning slices A0001[30] / A0002[15] +0.26 / +0.72 d
 +0.58 (paper architecture); confirmation slices A0001[45] / A0002[5] / A0002[25] +2.47 / +0.97 / +0.37 and +1.34 /
 +0.71 / +0.48 dB. STRAINER and Meta share it unmeasured. MRI adaptation takes NGP's smooth-phase prior
 (``prior.phase``; fixed 0.003 at first, DisINR on the quick demo's MRI phantoms 26.95 -> 31.26 dB; since 2026-12-03
-NGP's ``auto``). It does not take NGP's MRI data scale, learning rate and hash-table weight decay: a frozen shared
+NGP's ``auto``), and since 2026-12-06 (stop 52) NGP's whole MRI prior search: the TV weight (``prior.tv="auto"``
+over 0 / 0.0003 / 0.001) beside the phase prior, the lowest held-out loss winning. DisINR, phase prior alone ->
+both: the real 8-coil brain 33.88 -> 35.12 dB (TV 1e-3 chosen; NGP 35.11, TV-MRI 35.14), the dipy T1 slice at
+128^2 Cartesian AF 6 34.08 -> 33.63 (TV 1e-3 displaced the phase prior by 0.9 % of the held-out loss), AF 8 and
+Poisson AF 8 32.87 / 37.53 unchanged, the quick demo's phantoms 29.56 / 34.26 unchanged (the phase prior kept),
+at up to twice the adaptation's time (benchmarks/RESULTS.md). STRAINER and Meta share it unmeasured. It does not
+take NGP's MRI data scale, learning rate and hash-table weight decay: a frozen shared
 pair was pre-trained on data at the population's own scale: the adaptation normalises the scan as the model
 file records its pre-training did (``data.scale="model"``, :func:`resolve_data_scale`)."""
 
