@@ -131,6 +131,26 @@ def test_population_bf16_mlps_are_close_to_float32_and_return_float32(network):
     assert all(p.grad is None or p.grad.dtype == torch.float32 for p in fast.parameters())
 
 
+def test_ngp_field_mlp_precision_option_is_close_to_float32_and_returns_float32():
+    from dataclasses import replace
+
+    from inrecon.models.fields import FieldConfig, NeuralField
+    from inrecon.models.networks import MLPConfig
+
+    cfg = FieldConfig(hash=HashGridConfig(n_levels=4, log2_table_size=10), mlp=MLPConfig(n_hidden_layers=2))
+    torch.manual_seed(0)
+    ref = NeuralField(2, 2, cfg)
+    fast = NeuralField(2, 2, replace(cfg, mlp=replace(cfg.mlp, precision="bfloat16")))
+    fast.load_state_dict(ref.state_dict())
+    coords = grid_coords((16, 16))
+    a, b = ref(coords), fast(coords)
+    assert ref.cfg.mlp.precision == "float32"  # the default: NGP's numbers are float32 ones
+    assert b.dtype == torch.float32 and not torch.equal(a, b)  # bf16 products actually ran
+    assert float(((a - b).norm() / a.norm()).detach()) < 0.03
+    b.sum().backward()
+    assert all(p.grad is None or p.grad.dtype == torch.float32 for p in fast.parameters())
+
+
 def test_auto_precision_follows_the_hardware_and_its_override(monkeypatch):
     from dataclasses import replace
 

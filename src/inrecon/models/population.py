@@ -26,8 +26,7 @@ from torch import nn
 from inrecon.config import PosFloat, PosInt
 from inrecon.models.encodings import FourierFeaturesConfig, HashGridConfig, HashPlan
 from inrecon.models.fields import make_encoding, plan_for
-from inrecon.models.networks import SineLayer, he_init_
-from inrecon.runtime import fast_bf16
+from inrecon.models.networks import SineLayer, he_init_, products_precision
 
 __all__ = [
     "DisINRNetwork",
@@ -68,8 +67,7 @@ class PopulationArch:
 
 def mlp_precision(cfg: PopulationArch, x: torch.Tensor):
     """The autocast context of the fully connected layers for ``cfg`` (a no-op for float32)."""
-    on = cfg.mlp_dtype == "bfloat16" or (cfg.mlp_dtype == "auto" and fast_bf16(x.device))
-    return torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=on)
+    return products_precision(cfg.mlp_dtype, x)
 
 
 def _encoding(dim: int, cfg: PopulationArch) -> nn.Module:
