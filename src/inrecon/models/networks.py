@@ -77,6 +77,8 @@ class MLP(nn.Module):
         self.precision = cfg.precision
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.precision == "float32":
+            return self.net(x)
         with products_precision(self.precision, x):
             return self.net(x).float()
 
@@ -129,8 +131,6 @@ class Siren(nn.Module):
         layers.append(last)
         self.net = nn.Sequential(*layers)
         self.in_dim, self.out_dim = in_dim, out_dim
-        self.precision = cfg.precision
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        with products_precision(self.precision, x):
-            return self.net(x).float()
+        return self.net(x)
