@@ -246,3 +246,21 @@ def test_mri_pretrain_images_are_phantoms_or_a_checked_stack(tmp_path):
     np.save(tmp_path / "nan.npy", stack)
     with pytest.raises(InreconError, match="NaN"):
         mri_pretrain_images((16, 20), 5, tmp_path / "nan.npy")
+
+
+def test_comparison_results_keep_the_hold_outs_score_tables_and_drop_other_structures():
+    from inrecon.experiments.runner import _summary_info
+
+    info = {
+        "prior_scores": {0.0: 5.1e-4, 0.003: 4.9e-4},
+        "candidate_scores": {"frozen": 1.0, "unfrozen": None},
+        "prior_tv": 0.001,
+        "image_stats": {"shape": [4, 4]},  # not a score table: dropped as before
+        "history": {"step": [0, 1], "lr": [1e-2, 1e-2]},
+    }
+    kept = _summary_info(info)
+    assert kept["prior_scores"] == {"0.0": 5.1e-4, "0.003": 4.9e-4}  # JSON keys
+    assert kept["candidate_scores"] == {"frozen": 1.0, "unfrozen": None}
+    assert kept["prior_tv"] == 0.001 and "image_stats" not in kept
+    assert kept["history"] == {"step": [0, 1]}
+    json.dumps(kept)

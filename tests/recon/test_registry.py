@@ -52,7 +52,7 @@ def test_bilevel_inherits_the_ngp_defaults_under_its_ngp_section():
 def test_population_adaptation_takes_the_mri_priors():
     for name in ("disinr", "strainer", "meta"):
         cfg = METHODS[name].build("mri")
-        # NGP's MRI prior search: the phase prior, and the TV weight where it is rejected
+        # NGP's MRI prior search: the phase prior and, beside it, the TV weight
         assert cfg.prior.phase == NGP_MODALITY_DEFAULTS["mri"]["prior.phase"], name
         assert cfg.prior.tv == NGP_MODALITY_DEFAULTS["mri"]["prior.tv"], name
         assert cfg.prior.tv_candidates == NGP_MODALITY_DEFAULTS["mri"]["prior.tv_candidates"], name
