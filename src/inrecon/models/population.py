@@ -26,7 +26,7 @@ from torch import nn
 from inrecon.config import PosFloat, PosInt
 from inrecon.models.encodings import FourierFeaturesConfig, HashGridConfig, HashPlan
 from inrecon.models.fields import make_encoding, plan_for
-from inrecon.models.networks import SineLayer, he_init_, products_precision
+from inrecon.models.networks import Precision, SineLayer, he_init_, products_precision
 
 __all__ = [
     "DisINRNetwork",
@@ -35,7 +35,6 @@ __all__ = [
     "PopulationArch",
     "StrainerNetwork",
     "SubjectNetwork",
-    "mlp_precision",
 ]
 
 
@@ -58,16 +57,11 @@ class PopulationArch:
     subject_levels: PosInt | None = None
     """DisINR, hash backbone: the subject encoders use only the coarsest this many levels of the hash grid (the
     same resolutions as the shared encoder's first levels); None: all levels, as in the paper."""
-    mlp_dtype: Literal["float32", "bfloat16", "auto"] = "float32"
+    mlp_dtype: Precision = "float32"
     """Precision of the fully connected layers' products (bfloat16: autocast, float32 weights and encodings;
     faster on CPUs and GPUs with bf16 units, its 8-bit mantissa caps a fit near 50 dB). auto: bfloat16 where the
     device multiplies it in hardware (:func:`inrecon.runtime.fast_bf16`), else float32 -- decided where the network
     runs, so a model file works alike on every machine."""
-
-
-def mlp_precision(cfg: PopulationArch, x: torch.Tensor):
-    """The autocast context of the fully connected layers for ``cfg`` (a no-op for float32)."""
-    return products_precision(cfg.mlp_dtype, x)
 
 
 def _encoding(dim: int, cfg: PopulationArch) -> nn.Module:
@@ -94,7 +88,7 @@ class Encoder(nn.Module):
 
     def forward(self, coords) -> torch.Tensor:
         feats = self.encoding(coords)  # float32 (the hash plan's sparse products have no bf16 kernel)
-        with mlp_precision(self.cfg, feats):
+        with products_precision(self.cfg.mlp_dtype, feats):
             return self.layers(feats)
 
 
@@ -110,7 +104,7 @@ class Decoder(nn.Module):
         self.cfg = cfg
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
-        with mlp_precision(self.cfg, h):
+        with products_precision(self.cfg.mlp_dtype, h):
             return self.out(self.hidden(h)).float()
 
 
@@ -274,9 +268,9 @@ class StrainerNetwork(SubjectNetwork):
 
     def shared_features(self, coords) -> torch.Tensor:
         feats = self.encoding(coords)
-        with mlp_precision(self.cfg, feats):
+        with products_precision(self.cfg.mlp_dtype, feats):
             return self.trunk(feats)
 
     def _head(self, h, coords, subject):
-        with mlp_precision(self.cfg, h):
+        with products_precision(self.cfg.mlp_dtype, h):
             return self.subjects[str(subject)](h).float()

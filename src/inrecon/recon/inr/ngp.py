@@ -172,10 +172,10 @@ sigpy's mask 34.13 -> 35.05 (TV 1e-3; TV-MRI 35.14 / 35.05), dipy AF 8 32.41 -> 
 33.62 -> 33.66 (phase); the quick demo's phantoms 27.85 / 35.09 -> 30.44 / 35.09; two Cartesian files written by
 other tools unchanged (no prior chosen), the magnitude of BART's brain 35.87 -> 34.61 (the phase prior chosen
 towards a smooth phase misread from the aliased zero-filled image: the one loss). Searched alone (stop 50) the
-TV weight had displaced the phase prior on the demo's phantoms, where NGP fell 31.47 -> 28.74 dB. MRI data are scaled so that the image peaks near 1
-(``data.scale="image"``; with the k-space maximum it peaked at 0.04-0.16 on the suite's scans, which changes
-what a learning rate and a hash-table weight decay do), with lr 1e-2
-and ``wd_enc`` 1e-5, chosen on the tuning half from lr 1e-3 / 3e-3 / 1e-2 x ``wd_enc`` 0 / 1e-6 / 3e-6 / 1e-5 /
+TV weight had displaced the phase prior on the demo's phantoms, where NGP fell 31.47 -> 28.74 dB. MRI data are
+scaled so that the image peaks near 1 (``data.scale="image"``; with the k-space maximum it peaked at 0.04-0.16 on
+the suite's scans, which changes what a learning rate and a hash-table weight decay do), with lr 1e-2 and
+``wd_enc`` 1e-5, chosen on the tuning half from lr 1e-3 / 3e-3 / 1e-2 x ``wd_enc`` 0 / 1e-6 / 3e-6 / 1e-5 /
 3e-5 / 1e-4 (quick profile). At the full budget (old -> new): tuning half dipy AF 6 31.78 -> 33.33, Poisson AF 8
 35.12 -> 35.52 dB; confirmation half: the real brain 33.57 -> 34.01 dB, the same brain under sigpy's mask 34.06 ->
 34.01, dipy AF 8 30.00 -> 32.90, the real radial scan 33.55 -> 33.60 dB (benchmarks/RESULTS.md).
