@@ -24,6 +24,7 @@ hold-out chose), then the pairs. 1 thread by default, as the suite's numbers are
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 
@@ -65,13 +66,15 @@ def _sig(v: float) -> float:
     return float(f"{v:.3g}")
 
 
-def decompose(err: np.ndarray, ref: np.ndarray, roi: np.ndarray, mask: np.ndarray | None, share: float) -> dict:
+def decompose(
+    err: np.ndarray, ref: np.ndarray, roi: np.ndarray, mask: np.ndarray | None, share: float
+) -> dict:
     """The error's shares by ring and on the edges (module docstring)."""
     p, r = power(err), radial_frequency(err.shape)
     total = float(p.sum()) or 1.0
     rp = power(ref * roi)
     out: dict = {"bands": {}, "reference_bands": {}}
-    for lo, hi in zip(BANDS[:-1], BANDS[1:], strict=True):
+    for lo, hi in itertools.pairwise(BANDS):
         ring = (r >= lo) & (r < hi)
         if not ring.any():
             continue
@@ -97,7 +100,9 @@ def main() -> None:
     cases = {c.name: c for c in load_experiment("quality").config.cases}
     ap.add_argument("--case", required=True, choices=sorted(cases))
     ap.add_argument("--methods", nargs="+", default=["tv", "ngp"])
-    ap.add_argument("--quick", action="store_true", help="INR methods at the quick suite's budget (600 steps)")
+    ap.add_argument(
+        "--quick", action="store_true", help="INR methods at the quick suite's budget (600 steps)"
+    )
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="INR method override")
     ap.add_argument("--edge-share", type=float, default=0.15)
     ap.add_argument("--threads", type=int, default=1)
@@ -125,7 +130,9 @@ def main() -> None:
     for i, a in enumerate(labels):
         for b in labels[i + 1 :]:
             c = float(np.corrcoef(errors[a][roi], errors[b][roi])[0, 1])
-            print(json.dumps({"case": args.case, "pair": [a, b], "error_correlation": round(c, 3)}), flush=True)
+            print(
+                json.dumps({"case": args.case, "pair": [a, b], "error_correlation": round(c, 3)}), flush=True
+            )
 
 
 if __name__ == "__main__":
