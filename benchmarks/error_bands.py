@@ -1,7 +1,8 @@
 """Where a reconstruction's error lives: by spatial frequency, at acquired and missing k-space, on the edges.
 
 For one case of the quality suite (``src/inrecon/configs/bench/quality.json``) every method named runs as the suite
-runs it (classical weights by hold-out, INR methods with their defaults; ``--set`` overrides the INR methods), is
+runs it (classical weights by hold-out, INR methods with their defaults; ``--set`` overrides the INR methods; no
+method that needs a pre-trained model), is
 scored as the suite scores it, and its error image ``e = x - ref`` (MRI: the least-squares scaled magnitude in the
 scan's ROI; CT: the whole image) is taken apart:
 
@@ -10,8 +11,8 @@ scan's ROI; CT: the whole image) is taken apart:
 - ``edges``: the share of ``sum e^2`` on the ``--edge-share`` of ROI pixels with the largest reference gradient;
 - MRI on a Cartesian grid, ``acquired_vs_missing``: in each ring, the mean error power per k-space location at the
   locations the mask acquired and at those it did not. A prior can only act on the second; where the two are
-  alike, the error at the acquired locations is not the data's noise (a data-consistency step would remove it)
-  but detail both halves of k-space lack;
+  alike, the error at the acquired locations is not noise that the data and the reference share (a
+  data-consistency step would remove that) but detail both halves of k-space lack;
 - ``reference_bands``: the reference's own power per location in each ring (how much there is to get right).
 
 The correlation of every pair of methods' error images closes the output. One JSON line per method (with what its
