@@ -180,6 +180,28 @@ def test_ct_supersampling_models_a_finer_grid_and_returns_its_block_mean():
     assert resolve_ct_supersample("auto", tiny_mri()) == 1
 
 
+def test_ct_images_are_projected_onto_nonnegative_values():
+    scan = tiny_ct()
+    z = torch.randn(32, 32, generator=torch.Generator().manual_seed(0))  # half of it negative
+    meas = build_measurement(scan, scale="max")  # the default projects
+    out = meas.finalize(z)
+    assert meas.nonnegative and float(out.min()) == 0.0
+    torch.testing.assert_close(out, z.clamp_min(0) * meas.scale)
+    # closer to any non-negative image than the unprojected one
+    truth = scan.target
+    assert float((out - truth).norm()) < float((z * meas.scale - truth).norm())
+    raw = build_measurement(scan, scale="max", ct_nonnegative=False)
+    torch.testing.assert_close(raw.finalize(z), z * raw.scale)
+    assert not measure(scan, MeasurementConfig(ct_nonnegative=False)).nonnegative
+    # block mean first, then the projection, on the scan's grid
+    fine = build_measurement(scan, ct_supersample=2, scale="none")
+    zf = torch.randn(64, 64, generator=torch.Generator().manual_seed(1))
+    block = zf.reshape(32, 2, 32, 2).mean((1, 3))
+    torch.testing.assert_close(fine.finalize(zf), block.clamp_min(0))
+    # MRI images and volumes (e.g. in HU) keep their values
+    assert not build_measurement(tiny_mri()).nonnegative
+
+
 def test_scales_and_finalize():
     scan = tiny_mri()
     for how in ("max", "robust", "image", "none"):

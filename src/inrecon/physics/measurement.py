@@ -98,6 +98,12 @@ class MeasurementConfig:
     pixels to render and project (benchmarks/RESULTS.md). ``auto``: 2 where the scan is on a GPU (NGP's fits of
     the quality suite's CT cases took 1.5x the time there) or has at most 128 x 128 pixels (on the CPU 3x the
     time per step), 1 for a larger scan on the CPU; :func:`resolve_ct_supersample`."""
+    ct_nonnegative: bool = True
+    """CT: the reconstruction is projected onto ``x >= 0`` (:meth:`Measurement.finalize`): attenuation is never
+    negative, as TV-CT and SART constrain their iterates. The projection onto a convex set holding the true image
+    can only bring the image closer to it; NGP's images of the quality suite's CT cases gain 0.01-0.04 dB and
+    DisINR's of the quick demo's phantoms 0.09-0.12 dB (benchmarks/RESULTS.md, stop 53). False: the fitted image
+    as it is (negative values are noise and streaks)."""
     ct_units: Literal["entry", "view"] = "entry"
     """CT hold-out unit: single sinogram entries, or whole views."""
     ct_split: Literal["random", "spread"] = "random"
@@ -172,6 +178,9 @@ class Measurement:
     supersample
         CT: ``image_shape`` is this many times finer than the scan's grid (the same field of view); the
         reconstruction is the block mean of the modelled image (:meth:`finalize`, :attr:`output_shape`).
+    nonnegative
+        The image is a non-negative quantity (CT attenuation with ``ct_nonnegative``): :meth:`finalize` projects it
+        onto ``x >= 0``.
     image_maps
         MRI coil-image measurements (:func:`joint_coil_measurement`): the maps ``(C, *image_shape)`` that
         combine ``A^H y`` into one image (:meth:`image_adjoint`: the priors' scale and smooth phase, a joint
@@ -196,6 +205,7 @@ class Measurement:
     unit_order: torch.Tensor | None = None
     supersample: int = 1
     image_maps: torch.Tensor | None = None
+    nonnegative: bool = False
 
     @property
     def output_shape(self) -> tuple[int, ...]:
@@ -287,13 +297,16 @@ class Measurement:
 
     def finalize(self, image: torch.Tensor) -> torch.Tensor:
         """An image fitted to the scaled data, in the scan's units on the scan's grid (zero outside the coil
-        support; the ``supersample x supersample`` block mean of a supersampled image)."""
+        support; the ``supersample x supersample`` block mean of a supersampled image; with :attr:`nonnegative`,
+        negative values set to 0)."""
         if self.supersample > 1:
             k = self.supersample
             image = image.reshape(*self.output_shape[:-2], self.output_shape[-2], k, self.output_shape[-1], k)
             image = image.mean(dim=(-3, -1))
         if self.support is not None:
             image = image * self.support.to(image.dtype)
+        if self.nonnegative:
+            image = image.clamp_min(0.0)
         return image * self.scale
 
 
@@ -499,6 +512,7 @@ def measure(scan, cfg: MeasurementConfig, **kw) -> Measurement:
         ct_supersample=resolve_ct_supersample(cfg.ct_supersample, scan),
         ct_units=cfg.ct_units,
         ct_split=cfg.ct_split,
+        ct_nonnegative=cfg.ct_nonnegative,
         mri_units=cfg.mri_units,
         scale=kw.pop("scale", cfg.scale),
         **kw,
@@ -515,6 +529,7 @@ def build_measurement(
     ct_supersample: int = 1,
     ct_units: Literal["entry", "view"] = "entry",
     ct_split: Literal["random", "spread"] = "random",
+    ct_nonnegative: bool = True,
     mri_units: Literal["location", "readout"] = "location",
     scale: Literal["max", "robust", "image", "coil_rss", "none"] = "max",
 ) -> Measurement:
@@ -530,9 +545,10 @@ def build_measurement(
         themselves.
     coil_images
         MRI: model the coil images (no maps; domain ``(C, *image_shape)``).
-    ct_weighting, ct_ramp_filter, ct_supersample, ct_units, ct_split
+    ct_weighting, ct_ramp_filter, ct_supersample, ct_units, ct_split, ct_nonnegative
         CT data weighting, the filter of its ramp, how much finer than the scan's grid the image is modelled,
-        hold-out unit and how held-out views are chosen (module docstring, :class:`MeasurementConfig`).
+        hold-out unit, how held-out views are chosen and whether the final image is projected onto ``x >= 0``
+        (module docstring, :class:`MeasurementConfig`).
     mri_units
         MRI hold-out unit (:class:`MeasurementConfig`).
     scale
@@ -589,6 +605,7 @@ def build_measurement(
         noise=noise,
         unit_order=order,
         supersample=ct_supersample if isinstance(scan, CTScan) else 1,
+        nonnegative=bool(ct_nonnegative) and isinstance(scan, CTScan),
     )
     s = _scale(meas, scale)
     if s == 0.0:

@@ -342,6 +342,7 @@ def tv_recon(scan: CTScan, cfg: TVConfig, ctx: Context) -> ReconResult:
         ct_units="view",
         ct_split=cfg.holdout_split,
         ct_supersample=cfg.supersample,
+        ct_nonnegative=cfg.nonnegative,
         scale="none",
     )
     info: dict = {}
