@@ -8,6 +8,7 @@ from dataclasses import replace
 import pytest
 import torch
 
+from inrecon.data.scans import VolumeScan
 from inrecon.errors import InreconError, ShapeError
 from inrecon.physics.ct import CTProjector
 from inrecon.physics.measurement import (
@@ -200,6 +201,9 @@ def test_ct_images_are_projected_onto_nonnegative_values():
     torch.testing.assert_close(fine.finalize(zf), block.clamp_min(0))
     # MRI images and volumes (e.g. in HU) keep their values
     assert not build_measurement(tiny_mri()).nonnegative
+    volume = VolumeScan(volume=-torch.rand(4, 8, 8))
+    vol = build_measurement(volume, scale="none")
+    assert not vol.nonnegative and bool((vol.finalize(volume.volume) < 0).all())
 
 
 def test_scales_and_finalize():
