@@ -27,6 +27,11 @@ Every CT writer checks its geometry against the README's formulas with a point o
 
     python benchmarks/independent_scans.py --cases fan60 par90 --methods fbp sart tv ngp --threads 1
     python benchmarks/independent_scans.py --cases brain-af6 --methods cgsense l1wavelet tv ngp
+    python benchmarks/independent_scans.py --cases fan60 par90 --methods tv ngp disinr --model ct=M.safetensors
+
+A population method (``disinr``, ``strainer``, ``meta``) adapts the model given for the case's modality
+(``--model ct=PATH``, ``--model mri=PATH``; ``inrecon pretrain`` or the DisINR benchmarks write them): a prior
+pre-trained on inrecon's own simulations, scored on scans it has never seen (issue 11's check).
 
 Prints one JSON line per reconstruction (PSNR / SSIM: CT over the whole image against the file's reference;
 MRI magnitude, least-squares scaled, in the object's support) and a JSON summary with each method's margin
@@ -53,6 +58,7 @@ from inrecon.errors import InreconError
 from inrecon.experiments.drivers.quality import CLASSICAL as SUITE_CLASSICAL
 from inrecon.metrics import evaluate
 from inrecon.recon.api import resolve, run_method
+from inrecon.recon.methods import METHODS
 
 CLASSICAL = {"fbp", "sart", "tv", "zf", "cgsense", "l1wavelet"}
 MU_WATER = 0.0192  # attenuation of water per mm at ~70 keV
@@ -257,6 +263,48 @@ def score(image: torch.Tensor, target: torch.Tensor, mri: bool) -> dict:
     return evaluate(image, target, roi=torch.from_numpy(roi), scale=True)
 
 
+def case_modality(case: str) -> str:
+    return "ct" if case.startswith(("fan", "par")) else "mri"
+
+
+def case_methods(case: str, methods: list[str] | None) -> list[str]:
+    """``--methods``, or the default methods of the case's modality."""
+    if methods:
+        return methods
+    if case_modality(case) == "mri":
+        return ["cgsense", "l1wavelet", "tv", "ngp"]
+    return ["fbp", "sart", "tv", "ngp"]
+
+
+def parse_models(items: list[str]) -> dict[str, Path]:
+    """``["ct=PATH", "mri=PATH"]`` -> ``{"ct": PATH, ...}``, every file checked before any work."""
+    models: dict[str, Path] = {}
+    for item in items:
+        modality, sep, path = item.partition("=")
+        if not sep or modality not in ("ct", "mri") or not path:
+            raise InreconError(
+                f"--model {item!r} is not MODALITY=PATH", "write --model ct=PATH or --model mri=PATH"
+            )
+        if modality in models:
+            raise InreconError(f"--model gives two {modality} models", f"give one --model {modality}=PATH")
+        if not Path(path).is_file():
+            raise InreconError(f"--model {item}: no such file", "pass a model written by inrecon pretrain")
+        models[modality] = Path(path)
+    return models
+
+
+def model_for(spec, modality: str, models: dict[str, Path]) -> Path | None:
+    """The model a population method adapts on a scan of ``modality`` (None for the other methods)."""
+    if not spec.needs_model:
+        return None
+    if modality not in models:
+        raise InreconError(
+            f"method {spec.name!r} needs a pre-trained model for the {modality} cases",
+            f"pass --model {modality}=PATH (inrecon pretrain --method {spec.name} ...)",
+        )
+    return models[modality]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--cases", nargs="+", default=["fan60", "par90", "brain-af6"], choices=sorted(CASES))
@@ -270,10 +318,24 @@ def main() -> None:
         "--dir", default="independent-scans", help="where the written scans go (reused if present)"
     )
     ap.add_argument("--set", action="append", default=[], help="INR override key=json (e.g. prior.tv=0.01)")
+    ap.add_argument(
+        "--model",
+        action="append",
+        default=[],
+        metavar="MODALITY=PATH",
+        help="pre-trained model of the population methods for the cases of one modality (ct or mri)",
+    )
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     over = {k: json.loads(v) for k, v in (s.split("=", 1) for s in args.set)}
+    models = parse_models(args.model)
+    for case in args.cases:  # every population method's model, before any scan is written or fitted
+        modality = case_modality(case)
+        for method in case_methods(case, args.methods):
+            spec = METHODS.resolve(method, modality)
+            if modality in spec.modalities:
+                model_for(spec, modality, models)
     out = Path(args.dir)
     out.mkdir(parents=True, exist_ok=True)
     results = []
@@ -281,21 +343,20 @@ def main() -> None:
         path = out / f"{case}.h5"
         if not path.exists():
             CASES[case](path)
-        mri = not case.startswith(("fan", "par"))
-        methods = args.methods or (
-            ["cgsense", "l1wavelet", "tv", "ngp"] if mri else ["fbp", "sart", "tv", "ngp"]
-        )
+        mri = case_modality(case) == "mri"
+        methods = case_methods(case, args.methods)
         # classical weights by hold-out, as in the quality suite (``lam=auto``, ``lam_rel=auto``)
         suite = {r.method: r.overrides for r in SUITE_CLASSICAL["mri" if mri else "ct"]}
         for method in methods:
             scan = load_scan(path)
             try:
-                resolve(method, scan)
+                spec = resolve(method, scan)
             except InreconError:  # not a method for this modality (a --methods list spanning both)
                 continue
+            model = model_for(spec, scan.modality, models)
             t0 = time.perf_counter()
             extra = suite.get(method, {}) if method in CLASSICAL else over
-            res = run_method(method, scan, dict(extra or {}), show_progress=False)
+            res = run_method(method, scan, dict(extra or {}), show_progress=False, model=model)
             m = score(res.image, scan.target, mri)
             keep = {
                 k: res.info[k]
@@ -326,6 +387,7 @@ def main() -> None:
             for r in rows
         }
     env = {
+        "models": {k: str(v) for k, v in models.items()},
         "torch": torch.__version__,
         "threads": args.threads,
         "machine": platform.machine(),
