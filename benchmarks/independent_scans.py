@@ -31,7 +31,9 @@ Every CT writer checks its geometry against the README's formulas with a point o
 
 A population method (``disinr``, ``strainer``, ``meta``) adapts the model given for the case's modality
 (``--model ct=PATH``, ``--model mri=PATH``; ``inrecon pretrain`` or the DisINR benchmarks write them): a prior
-pre-trained on inrecon's own simulations, scored on scans it has never seen (issue 11's check).
+pre-trained on inrecon's own simulations, scored on scans it has never seen (issue 11's check). A model that
+does not fit a scan (a DisINR model serves one matrix size) gives a ``refused`` line for that case, and the
+other cases run.
 
 Prints one JSON line per reconstruction (PSNR / SSIM: CT over the whole image against the file's reference;
 MRI magnitude, least-squares scaled, in the object's support) and a JSON summary with each method's margin
@@ -356,7 +358,14 @@ def main() -> None:
             model = model_for(spec, scan.modality, models)
             t0 = time.perf_counter()
             extra = suite.get(method, {}) if method in CLASSICAL else over
-            res = run_method(method, scan, dict(extra or {}), show_progress=False, model=model)
+            try:
+                res = run_method(method, scan, dict(extra or {}), show_progress=False, model=model)
+            except InreconError as err:
+                if model is None:
+                    raise
+                # a model that does not fit this scan (another matrix size): said, and the other cases still run
+                print(json.dumps({"case": case, "method": method, "refused": str(err)}), flush=True)
+                continue
             m = score(res.image, scan.target, mri)
             keep = {
                 k: res.info[k]
