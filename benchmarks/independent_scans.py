@@ -345,17 +345,16 @@ def main() -> None:
         path = out / f"{case}.h5"
         if not path.exists():
             CASES[case](path)
-        mri = case_modality(case) == "mri"
-        methods = case_methods(case, args.methods)
+        modality = case_modality(case)
         # classical weights by hold-out, as in the quality suite (``lam=auto``, ``lam_rel=auto``)
-        suite = {r.method: r.overrides for r in SUITE_CLASSICAL["mri" if mri else "ct"]}
-        for method in methods:
+        suite = {r.method: r.overrides for r in SUITE_CLASSICAL[modality]}
+        for method in case_methods(case, args.methods):
             scan = load_scan(path)
             try:
                 spec = resolve(method, scan)
             except InreconError:  # not a method for this modality (a --methods list spanning both)
                 continue
-            model = model_for(spec, scan.modality, models)
+            model = model_for(spec, modality, models)
             t0 = time.perf_counter()
             extra = suite.get(method, {}) if method in CLASSICAL else over
             try:
@@ -366,7 +365,7 @@ def main() -> None:
                 # a model that does not fit this scan (another matrix size): said, and the other cases still run
                 print(json.dumps({"case": case, "method": method, "refused": str(err)}), flush=True)
                 continue
-            m = score(res.image, scan.target, mri)
+            m = score(res.image, scan.target, modality == "mri")
             keep = {
                 k: res.info[k]
                 for k in (
