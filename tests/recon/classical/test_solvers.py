@@ -9,6 +9,7 @@ from inrecon.physics.transforms import FiniteDifference
 from inrecon.recon.classical.solvers import (
     conjugate_gradient,
     fista,
+    group_magnitude,
     pdhg,
     project_l21_ball,
     prox_l1,
@@ -58,3 +59,24 @@ def test_pdhg_tv_denoise_1d_piecewise_constant(gen):
 def test_stacked_norm_of_diagonal():
     d = torch.tensor([1.0, -3.0, 2.0], dtype=torch.float64)
     assert abs(stacked_norm([Diagonal(d)], torch.ones(3, dtype=torch.float64)) - 3.0) < 1e-6
+
+
+def test_group_magnitude_is_the_norm_over_the_axis(gen):
+    # the fast group norm of the TV prox equals torch's vector_norm, real and complex, on any axis
+    for dtype in (torch.float64, torch.complex128):
+        p = torch.randn(3, 5, 2, 4, generator=gen, dtype=dtype)
+        for axis in (0, -2, 3):
+            torch.testing.assert_close(group_magnitude(p, axis), torch.linalg.vector_norm(p, dim=axis))
+            assert (
+                group_magnitude(p, axis, keepdim=True).shape
+                == torch.linalg.vector_norm(p, dim=axis, keepdim=True).shape
+            )
+
+
+def test_project_l21_ball_projects_each_group_onto_the_ball(gen):
+    p = 3 * torch.randn(2, 6, 6, generator=gen, dtype=torch.complex128)
+    out = project_l21_ball(0.5, axis=0)(p, 1.0)
+    mag_in, mag_out = torch.linalg.vector_norm(p, dim=0), torch.linalg.vector_norm(out, dim=0)
+    torch.testing.assert_close(mag_out, mag_in.clamp_max(0.5))
+    # the direction of each group is kept
+    torch.testing.assert_close(out * mag_in, p * mag_out)

@@ -23,7 +23,13 @@ from inrecon.physics.measurement import Measurement, build_measurement
 from inrecon.physics.transforms import FiniteDifference
 from inrecon.progress import progress
 from inrecon.recon.classical.selection import Search, refine_weight
-from inrecon.recon.classical.solvers import pdhg, project_l21_ball, prox_l2_data_conj, stacked_norm
+from inrecon.recon.classical.solvers import (
+    group_magnitude,
+    pdhg,
+    project_l21_ball,
+    prox_l2_data_conj,
+    stacked_norm,
+)
 from inrecon.recon.registry import Context, MethodSpec, ReconResult
 
 __all__ = [
@@ -306,7 +312,7 @@ def _tv_solve(meas: Measurement, lam: float, cfg: TVConfig, show) -> tuple[torch
 
     def objective(x: torch.Tensor) -> float:
         g = grad(x)
-        return float(0.5 * (op(x) - y).pow(2).sum() + lam * torch.linalg.vector_norm(g, dim=-3).sum())
+        return float(0.5 * (op(x) - y).pow(2).sum() + lam * group_magnitude(g, -3).sum())
 
     history: list[float] = []
 

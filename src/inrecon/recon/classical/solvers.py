@@ -18,6 +18,7 @@ from inrecon.progress import progress
 __all__ = [
     "conjugate_gradient",
     "fista",
+    "group_magnitude",
     "pdhg",
     "project_l21_ball",
     "prox_l1",
@@ -162,11 +163,20 @@ def prox_l2_data_conj(y: torch.Tensor, weight: float = 1.0):
     return prox
 
 
+def group_magnitude(p: torch.Tensor, axis: int, keepdim: bool = False) -> torch.Tensor:
+    """``sqrt(sum_axis |p|^2)``: the Euclidean norm of ``p``'s groups along ``axis`` (real or complex), e.g. the
+    gradient magnitude of a ``(ndim, *image)`` field with ``axis=0``. The same value as
+    ``torch.linalg.vector_norm(p, dim=axis)`` to float rounding, which CPU torch reduces over a leading axis far
+    more slowly: the TV prox of a PDHG iteration on a 2 x 512 x 512 CT gradient field takes 0.6 ms this way and
+    23 ms through ``vector_norm`` (``benchmarks/operators.py``; 13x on a complex 2 x 256 x 256 MRI field)."""
+    sq = p.real.square() + p.imag.square() if p.is_complex() else p.square()
+    return sq.sum(dim=axis, keepdim=keepdim).sqrt()
+
+
 def project_l21_ball(radius: float | torch.Tensor, axis: int):
     """Prox of the conjugate of ``radius * ||.||_{2,1}`` (group norm over ``axis``): pointwise projection."""
 
     def prox(p: torch.Tensor, sigma: float) -> torch.Tensor:
-        mag = torch.linalg.vector_norm(p, dim=axis, keepdim=True)
-        return p / (mag / radius).clamp_min(1.0)
+        return p / (group_magnitude(p, axis, keepdim=True) / radius).clamp_min(1.0)
 
     return prox
