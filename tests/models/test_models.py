@@ -55,6 +55,21 @@ def test_hash_grid_matches_reference_values_and_gradients(dim, cfg, gen):
         )
 
 
+def test_hash_grid_plan_refuses_coordinates_outside_the_unit_square():
+    # a dense level's corners would fall outside its table and the unchecked sparse plan would crash the process
+    enc = HashGridEncoding(2, HashGridConfig(n_levels=4, log2_table_size=10, base_resolution=4))
+    for bad in (
+        torch.tensor([[0.5, -0.25]]),
+        torch.tensor([[1.5, 0.5]]),
+        torch.tensor([[float("nan"), 0.5]]),
+    ):
+        with pytest.raises(ValueError, match=r"in \[0, 1\]"):
+            enc.plan(bad)
+    with pytest.raises(ValueError, match="expects coordinates"):
+        enc.plan(torch.rand(5, 3))
+    assert enc.plan(torch.tensor([[0.0, 1.0], [0.5, 0.5]])).n == 2
+
+
 def test_hash_grid_level_layout_follows_tcnn_formulas():
     enc = HashGridEncoding(
         2, HashGridConfig(n_levels=16, log2_table_size=18, base_resolution=16, per_level_scale=1.5)

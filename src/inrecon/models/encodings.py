@@ -280,7 +280,19 @@ class HashGridEncoding(nn.Module):
 
     @torch.no_grad()
     def plan(self, x: torch.Tensor) -> HashPlan:
-        """Precompute the interpolation of a fixed coordinate set ``x (n, D)`` (as ``cfg.lookup`` says)."""
+        """Precompute the interpolation of a fixed coordinate set ``x (n, D)`` in [0, 1] (as ``cfg.lookup``
+        says). Coordinates outside [0, 1] are refused: a dense level's corners would fall outside its table,
+        and the sparse plan, built without invariant checks, would read outside the table (a crash, not an
+        error)."""
+        if x.ndim != 2 or x.shape[1] != self.dim:
+            raise ValueError(f"hash grid expects coordinates (n, {self.dim}), got {tuple(x.shape)}")
+        if x.numel() and not (
+            bool(torch.isfinite(x).all()) and float(x.min()) >= 0.0 and float(x.max()) <= 1.0
+        ):
+            raise ValueError(
+                f"hash grid coordinates must be finite and in [0, 1], got values in [{float(x.min()):.4g}, "
+                f"{float(x.max()):.4g}]; map the positions onto the unit cube first (grid_coords does)"
+            )
         n = x.shape[0]
         idx, w = self.lookup(x)  # (L, n, C)
         n_lv, n_c = idx.shape[0], idx.shape[2]
