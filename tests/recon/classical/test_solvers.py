@@ -10,6 +10,7 @@ from inrecon.recon.classical.solvers import (
     conjugate_gradient,
     fista,
     group_magnitude,
+    once_per_object,
     pdhg,
     project_l21_ball,
     prox_l1,
@@ -80,3 +81,18 @@ def test_project_l21_ball_projects_each_group_onto_the_ball(gen):
     torch.testing.assert_close(mag_out, mag_in.clamp_max(0.5))
     # the direction of each group is kept
     torch.testing.assert_close(out * mag_in, p * mag_out)
+
+
+def test_once_per_object_computes_once_per_identity_and_arguments():
+    calls = []
+
+    def norm(t, scale):
+        calls.append((id(t), scale))
+        return float(t.norm()) * scale
+
+    memo = once_per_object(norm)
+    a, b = torch.ones(4), torch.ones(4)  # equal values, different objects
+    assert memo(a, 2.0) == memo(a, 2.0) == 4.0
+    assert memo(b, 2.0) == 4.0 and memo(a, 3.0) == 6.0
+    assert len(calls) == 3  # a twice at 2.0 counted once; b and another argument computed anew
+    assert once_per_object(norm)(a, 2.0) == 4.0 and len(calls) == 4  # a new wrapper starts empty

@@ -25,6 +25,7 @@ from inrecon.progress import progress
 from inrecon.recon.classical.selection import Search, refine_weight
 from inrecon.recon.classical.solvers import (
     group_magnitude,
+    once_per_object,
     pdhg,
     project_l21_ball,
     prox_l2_data_conj,
@@ -290,23 +291,35 @@ def _absolute_weight(lam_rel: float, diag_mean: float, image_scale: float, meas:
     return lam_rel * diag_mean * image_scale * meas.supersample**2
 
 
-def _tv_solve(meas: Measurement, lam: float, cfg: TVConfig, show) -> tuple[torch.Tensor, dict]:
-    """PDHG for ``0.5 ||A x - y||^2 + lam TV(x)`` (``x >= 0`` when ``cfg.nonnegative``) on ``meas``."""
+_MU = 1.0 / math.sqrt(8.0)
+"""``1 / sqrt(8)``: scales the 2D finite difference to norm <= 1 (``||D|| <= sqrt(8)``)."""
+
+
+def _pdhg_norms(meas: Measurement) -> tuple[float, float]:
+    """``||A||`` and ``||[A / ||A||; D / sqrt(8)]||`` (times 1.01) of the measurement, by power iteration."""
+    x0 = torch.ones(meas.image_shape, device=meas.y.device)
+    grad = FiniteDifference(meas.image_shape).to(meas.y.device)
+    norm_a = stacked_norm([meas.op], x0, iters=20)
+    return norm_a, stacked_norm([(1.0 / norm_a) * meas.op, _MU * grad], x0, iters=20) * 1.01
+
+
+def _tv_solve(
+    meas: Measurement, lam: float, cfg: TVConfig, show, norms=_pdhg_norms
+) -> tuple[torch.Tensor, dict]:
+    """PDHG for ``0.5 ||A x - y||^2 + lam TV(x)`` (``x >= 0`` when ``cfg.nonnegative``) on ``meas``; ``norms``
+    gives :func:`_pdhg_norms` (a weight search passes one that computes them once per training part)."""
     op, y, shape = meas.op, meas.y, meas.image_shape
     dev = y.device
     grad = FiniteDifference(shape).to(dev)
-    x0 = torch.ones(shape, device=dev)
     # Solve the equivalent problem with A / ||A|| and D / sqrt(8) (both blocks of norm <= 1):
     # 0.5 ||A x / a - y / a||^2 + (lam / a^2) TV(x) has the same minimiser, and tau = sigma then makes the
     # iterates invariant to rescaling the geometry (pixel size) as well as the image.
-    norm_a = stacked_norm([op], x0, iters=20)
-    mu = 1.0 / math.sqrt(8.0)  # ||D|| <= sqrt(8) in 2D
-    op_n, grad_n = (1.0 / norm_a) * op, mu * grad
-    norm_k = stacked_norm([op_n, grad_n], x0, iters=20) * 1.01
+    norm_a, norm_k = norms(meas)
+    op_n, grad_n = (1.0 / norm_a) * op, _MU * grad
     tau, sigma = 0.99 * cfg.step_ratio / norm_k, 0.99 / (cfg.step_ratio * norm_k)
     blocks = [
         (op_n, prox_l2_data_conj(y / norm_a)),
-        (grad_n, project_l21_ball(lam / norm_a**2 / mu, axis=-3)),
+        (grad_n, project_l21_ball(lam / norm_a**2 / _MU, axis=-3)),
     ]
     prox_g = (lambda v, t: v.clamp_min(0.0)) if cfg.nonnegative else None
 
@@ -359,8 +372,12 @@ def tv_recon(scan: CTScan, cfg: TVConfig, ctx: Context) -> ReconResult:
         if lam_rel == "auto":
             s = _image_scale(scan)
 
+            # the training part's norms and diagonal are the same at every candidate weight: computed once
+            norms, diag_mean = once_per_object(_pdhg_norms), once_per_object(_diag_mean)
+
             def recon(train: Measurement, v: float) -> torch.Tensor:
-                return _tv_solve(train, _absolute_weight(v, _diag_mean(train), s, train), cfg, False)[0]
+                lam_abs = _absolute_weight(v, diag_mean(train), s, train)
+                return _tv_solve(train, lam_abs, cfg, False, norms)[0]
 
             cands = sorted(float(c) for c in cfg.lam_candidates)
             lam_rel, info["holdout_scores"] = refine_weight(

@@ -32,6 +32,7 @@ from inrecon.recon.classical.selection import Search, refine_weight, select_alon
 from inrecon.recon.classical.solvers import (
     conjugate_gradient,
     fista,
+    once_per_object,
     pdhg,
     project_l21_ball,
     prox_l1,
@@ -223,6 +224,8 @@ class L1WaveletConfig(_WeightedConfig):
 
 
 def _l1wav(cfg: L1WaveletConfig):
+    lipschitz = once_per_object(_lipschitz)  # one training part solved at every candidate weight
+
     def solve(meas: Measurement, lam_rel: float, show) -> tuple[torch.Tensor, dict]:
         img_shape = meas.image_shape
         wpad = Wavelet(img_shape, cfg.wavelet, cfg.levels)
@@ -235,7 +238,7 @@ def _l1wav(cfg: L1WaveletConfig):
             out[crop] = x
             return out
 
-        lip = _lipschitz(meas, cfg.power_iters)
+        lip = lipschitz(meas, cfg.power_iters)
         aty_pad = pad(meas.adjoint(meas.y))
         lam = lam_rel * float(w(aty_pad).abs().max())
         normal = meas.normal()
@@ -287,9 +290,11 @@ def _tv(cfg: TVConfig, scan_meas: Measurement):
             aty_scan = scan_meas.adjoint(scan_meas.y)
         rotation = smooth_phase(aty_scan, len(scan_meas.image_shape), cfg.phase_width)
 
+    lipschitz = once_per_object(_lipschitz)  # one training part solved at every candidate weight
+
     def solve(meas: Measurement, lam_rel: float, show) -> tuple[torch.Tensor, dict]:
         shape = meas.image_shape
-        norm_a = math.sqrt(_lipschitz(meas, cfg.power_iters))
+        norm_a = math.sqrt(lipschitz(meas, cfg.power_iters))
         # balance the blocks: ||c D|| ~ ||A|| (||D||^2 <= 4 ndim), radius divided by c accordingly
         c = norm_a / math.sqrt(4.0 * len(shape))
         grad = Scaled(FiniteDifference(shape), c)

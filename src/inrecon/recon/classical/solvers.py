@@ -9,6 +9,7 @@ Proximal maps used by more than one method are here too.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 
@@ -19,6 +20,7 @@ __all__ = [
     "conjugate_gradient",
     "fista",
     "group_magnitude",
+    "once_per_object",
     "pdhg",
     "project_l21_ball",
     "prox_l1",
@@ -161,6 +163,24 @@ def prox_l2_data_conj(y: torch.Tensor, weight: float = 1.0):
         return (p - sigma * y) / (1.0 + sigma / weight)
 
     return prox
+
+
+def once_per_object(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn(obj, *args)`` computed once per ``obj`` (by identity) and ``args`` for the wrapper's life: a
+    weight search solves on the same training part at every candidate weight, and what depends on that part
+    alone (``||A||`` by power iteration, the diagonal of ``A^T A``) need not be computed again. The wrapper holds
+    its objects; make one per reconstruction."""
+    seen: list[tuple[Any, tuple, Any]] = []
+
+    def wrapper(obj: Any, *args: Any) -> Any:
+        for o, a, v in seen:
+            if o is obj and a == args:
+                return v
+        value = fn(obj, *args)
+        seen.append((obj, args, value))
+        return value
+
+    return wrapper
 
 
 def group_magnitude(p: torch.Tensor, axis: int, keepdim: bool = False) -> torch.Tensor:
