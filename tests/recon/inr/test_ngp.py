@@ -14,11 +14,15 @@ from inrecon.errors import InreconError
 from inrecon.metrics import psnr
 from inrecon.physics.measurement import measure
 from inrecon.recon.api import run_method
+from inrecon.recon.inr.bilevel import BILEVEL
 from inrecon.recon.inr.ngp import (
+    NGP,
     NGP_SPACE,
+    SELF_WEIGHTED_SETTINGS,
     NGPConfig,
     backbone_candidate,
     field_model,
+    loss_candidate,
     ngp_objective,
     reconstruct_ngp,
 )
@@ -141,6 +145,55 @@ def test_backbone_candidates_need_the_hold_out_rule_and_are_not_tuned():
         run_method("ngp", scan, {"backbone_candidates": "siren", "stop": "none", "steps": 5})
     with pytest.raises(InreconError, match="backbone_candidates"):
         ngp_objective(scan, build_config(NGPConfig, {"backbone_candidates": "siren"}), NGP_SPACE)
+
+
+def test_a_loss_candidate_is_chosen_by_held_out_loss_and_only_it_is_refitted(tmp_path, monkeypatch):
+    scan = tiny_mri(seed=4)
+    over = dict(steps=30, patience=10, **SMALL)
+    cfg = build_config(NGPConfig, {**over, "loss_candidates": "self_weighted"})
+    runs = []
+    real_fit = holdout.fit_model
+    monkeypatch.setattr(holdout, "fit_model", lambda *a, **k: runs.append(k["desc"]) or real_fit(*a, **k))
+    res = reconstruct_ngp(scan, cfg, Context(show_progress=False, checkpoint_dir=tmp_path))
+    scores, winner = res.info["candidate_scores"], res.info["candidate"]
+    assert set(scores) == {"mse", "self_weighted"} and scores[winner] == min(scores.values())
+    assert runs == ["NGP mse holdout", "NGP self_weighted holdout", f"NGP {winner} refit"]
+    # the same image as fitting the winner's settings alone
+    base = build_config(NGPConfig, over)
+    alone = reconstruct_ngp(scan, base if winner == "mse" else loss_candidate(base, winner), QUIET)
+    assert alone.info["chosen_steps"] == res.info["chosen_steps"]
+    torch.testing.assert_close(res.image, alone.image, rtol=0, atol=0)
+
+
+def test_a_self_weighted_candidate_takes_the_bilevel_settings_and_no_candidates():
+    cfg = build_config(NGPConfig, {"loss_candidates": "self_weighted", "backbone_candidates": "siren"})
+    c = loss_candidate(cfg, "self_weighted")
+    assert c.loss.kind == "self_weighted" and c.loss_candidates == () and c.backbone_candidates == ()
+    assert c.optim.wd_mlp == SELF_WEIGHTED_SETTINGS["optim.wd_mlp"] == 1e-7
+    assert c.net.hash.per_level_scale == 1.6 and c.net.hash.max_resolution is None
+    assert c.optim.lr == cfg.optim.lr and c.stop == cfg.stop  # the same split and held-out loss
+    # a data term other than the self-weighted one changes nothing else
+    mse = loss_candidate(c, "mse")
+    assert mse.loss.kind == "mse" and mse.optim == c.optim and mse.net == c.net
+
+
+def test_loss_candidates_are_the_hold_out_rules_only():
+    scan = tiny_mri()
+    over = dict(steps=5, **SMALL)
+    plain = run_method("ngp", scan, {**over, "stop": "none"}, show_progress=False)
+    cands = run_method(
+        "ngp", scan, {**over, "stop": "none", "loss_candidates": "self_weighted"}, show_progress=False
+    )
+    assert "candidate" not in cands.info  # stop.rule=none fits loss.kind alone
+    torch.testing.assert_close(cands.image, plain.image, rtol=0, atol=0)
+    # a bilevel trial fits loss.kind too (the candidates are not the tuner's), where backbone candidates are refused
+    cfg = NGP.build("mri", {**over, "loss_candidates": "self_weighted"})
+    with_c = ngp_objective(scan, cfg, NGP_SPACE)(NGP_SPACE.from_unit([0.5] * NGP_SPACE.dim))
+    without = ngp_objective(scan, NGP.build("mri", over), NGP_SPACE)(
+        NGP_SPACE.from_unit([0.5] * NGP_SPACE.dim)
+    )
+    assert with_c[0] == without[0] and with_c[1]["loss"] == "mse"
+    assert NGP.build("mri", {}).loss_candidates == () and BILEVEL.build("mri", {}).ngp.loss_candidates == ()
 
 
 def test_candidates_scored_on_another_split_are_refused():
