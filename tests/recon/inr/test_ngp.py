@@ -157,6 +157,7 @@ def test_a_loss_candidate_is_chosen_by_held_out_loss_and_only_it_is_refitted(tmp
     res = reconstruct_ngp(scan, cfg, Context(show_progress=False, checkpoint_dir=tmp_path))
     scores, winner = res.info["candidate_scores"], res.info["candidate"]
     assert set(scores) == {"mse", "self_weighted"} and scores[winner] == min(scores.values())
+    assert scores["mse"] != scores["self_weighted"]  # two different fits
     assert runs == ["NGP mse holdout", "NGP self_weighted holdout", f"NGP {winner} refit"]
     # the same image as fitting the winner's settings alone
     base = build_config(NGPConfig, over)

@@ -95,8 +95,8 @@ class NGPConfig(FitConfig):
     with stop.rule=none, in bilevel trials and for volumes only loss.kind is fitted. ``("self_weighted",)`` on
     MRI (quick quality suite and two files written by other tools, benchmarks/RESULTS.md stop 56): chosen on the
     real radial scan (+0.53 dB) and BART's complex brain at Cartesian AF 6 (+1.00 dB), the MSE kept on the six
-    other scans (never a wrong choice; the held-out loss misses its +0.9-1.0 dB on the dipy Cartesian slices);
-    twice the hold-out stages, so not the default."""
+    other scans (never below the MSE alone, but the held-out loss misses the self-weighted fit's +0.9-1.0 dB on
+    the dipy Cartesian slices); twice the hold-out stages, so not the default."""
     siren_lr: PosFloat = 3e-4
     """Learning rate of a SIREN candidate (chosen on the dipy T1 Cartesian AF 6 slice: 1e-4 was still rising at
     600 steps)."""
