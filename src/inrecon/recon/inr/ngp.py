@@ -93,8 +93,8 @@ class NGPConfig(FitConfig):
     the only one refitted (``info["candidate"]``, ``info["candidate_scores"]``). A self-weighted candidate runs
     with the settings the bilevel search found for it (:func:`loss_candidate`). A choice of the hold-out rule:
     with stop.rule=none, in bilevel trials and for volumes only loss.kind is fitted. ``("self_weighted",)`` on
-    MRI (quick quality suite and two files written by other tools, benchmarks/RESULTS.md stop 56): chosen on the
-    real radial scan (+0.53 dB) and BART's complex brain at Cartesian AF 6 (+1.00 dB), the MSE kept on the six
+    MRI (quick quality suite and three files written by other tools, benchmarks/RESULTS.md stop 56): chosen on the
+    real radial scan (+0.53 dB) and BART's complex brain at Cartesian AF 6 (+1.00 dB), the MSE kept on the seven
     other scans (never below the MSE alone, but the held-out loss misses the self-weighted fit's +0.9-1.0 dB on
     the dipy Cartesian slices); twice the hold-out stages, so not the default."""
     siren_lr: PosFloat = 3e-4
