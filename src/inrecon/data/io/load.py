@@ -12,6 +12,10 @@ fastMRI HDF5                complex ``kspace`` of rank 4 (multi-coil) or 3 (sing
                             (option ``slice``, default the middle one; ``crop=True`` crops to the recon matrix)
 ISMRMRD / MRD HDF5          a group with ``xml`` and ``data``: :func:`~inrecon.data.io.ismrmrd.read_ismrmrd`
                             (Cartesian or non-Cartesian, noise scans in provenance; option ``slice``)
+Data Exchange HDF5          ``exchange/data`` and ``exchange/theta`` (tomopy, dxchange: raw projections with
+                            flat and dark fields): :func:`~inrecon.data.io.dxchange.read_dxchange` of one
+                            detector row as a parallel-beam CTScan (options ``slice``, ``bin``, ``center``,
+                            ``crop``; the rotation axis found from the data unless ``center`` is given)
 MATLAB ``.mat`` (v5, v7.3)  variables found by name: :func:`~inrecon.data.io.matlab.read_matlab_scan`
                             (option ``image_shape`` for non-Cartesian data)
 BART ``.cfl/.hdr``          k-space in BART order (READ, PHS1, PHS2, COIL): coils first, singleton spatial
@@ -53,6 +57,7 @@ import torch
 
 from inrecon.data.io.bart import bart_trajectory, noncartesian_reason, read_cfl, read_cfl_image
 from inrecon.data.io.dicom import read_dicom_ct
+from inrecon.data.io.dxchange import is_dxchange, read_dxchange
 from inrecon.data.io.fastmri import is_fastmri, read_fastmri
 from inrecon.data.io.hdf5 import read_scan
 from inrecon.data.io.ismrmrd import ismrmrd_group, read_ismrmrd
@@ -67,6 +72,7 @@ SUPPORTED_FORMATS = (
     "inrecon HDF5 (.h5)",
     "fastMRI HDF5 (.h5)",
     "ISMRMRD/MRD HDF5 (.h5, .mrd)",
+    "Data Exchange HDF5 (.h5, tomopy)",
     "MATLAB (.mat)",
     "BART .cfl/.hdr",
     "NumPy .npy/.npz",
@@ -77,6 +83,7 @@ SUPPORTED_FORMATS = (
 _OPTIONS = {
     "fastmri": {"slice", "crop"},
     "ismrmrd": {"slice"},
+    "dxchange": {"slice", "bin", "center", "crop"},
     "matlab": {"image_shape"},
     "dicom": {"hu_window", "series_uid"},
     "npz": {"hu_window"},
@@ -105,7 +112,7 @@ def _bart_base(p: Path) -> Path | None:
 
 
 def detect_format(path: str | os.PathLike) -> str:
-    """The format of ``path``: ``"hdf5"``, ``"fastmri"``, ``"ismrmrd"``, ``"matlab"``, ``"bart"``, ``"npy"``,
+    """The format of ``path``: ``"hdf5"``, ``"fastmri"``, ``"ismrmrd"``, ``"dxchange"``, ``"matlab"``, ``"bart"``, ``"npy"``,
     ``"npz"``, ``"nifti"`` or ``"dicom"``; raises :class:`~inrecon.errors.FileFormatError` for anything else."""
     p = Path(path)
     if p.suffix in (".cfl", ".hdr") or (not p.exists() and _bart_base(p) is not None):
@@ -128,6 +135,8 @@ def detect_format(path: str | os.PathLike) -> str:
             with h5py.File(p, "r") as f:
                 if is_fastmri(f):
                     return "fastmri"
+                if is_dxchange(f):
+                    return "dxchange"
                 return "ismrmrd" if ismrmrd_group(f) is not None else "hdf5"
         except OSError:
             return "hdf5"  # read_scan reports the corruption
@@ -151,8 +160,10 @@ def load_scan(path: str | os.PathLike, **options: Any) -> Scan:
     path
         File, BART base name, or DICOM folder.
     **options
-        ``slice`` (fastMRI, ISMRMRD: slice index, default the middle slice); ``crop`` (fastMRI: crop to the
-        recon matrix); ``traj`` (BART: trajectory ``.cfl`` path or BART-order array); ``image_shape``
+        ``slice`` (fastMRI, ISMRMRD, Data Exchange: slice or detector row, default the middle one); ``crop``
+        (fastMRI: crop to the recon matrix; Data Exchange: the detector window that holds the object);
+        ``bin`` and ``center`` (Data Exchange: detector columns per cell, rotation axis column or "auto");
+        ``traj`` (BART: trajectory ``.cfl`` path or BART-order array); ``image_shape``
         (MATLAB, non-Cartesian); ``hu_window`` (DICOM, ``.npy``, ``.npz``, NIfTI: ``(lo, hi)`` HU window to
         scale to [0, 1], ``None`` to keep values as stored; the default windows CT DICOM and ``hu`` arrays to
         [-800, 400]); ``series_uid`` (DICOM folders with several series); ``reference`` (any format: an
@@ -180,13 +191,24 @@ def load_scan(path: str | os.PathLike, **options: Any) -> Scan:
 
 
 def add_input_options(parser) -> None:
-    """Add the command-line flags of :func:`load_scan`'s reader options (``--traj``, ``--crop``,
-    ``--reference``) to an argparse parser; :func:`scan_options` collects them."""
+    """Add the command-line flags of :func:`load_scan`'s reader options (``--traj``, ``--crop``, ``--bin``,
+    ``--center``, ``--reference``) to an argparse parser; :func:`scan_options` collects them."""
     parser.add_argument(
         "--traj", help="BART trajectory (.cfl/.hdr, BART dims (3, readout, spokes)) of the input"
     )
     parser.add_argument(
-        "--crop", action="store_true", help="fastMRI: crop to the recon matrix as fastMRI does"
+        "--crop",
+        action="store_true",
+        help="fastMRI: crop to the recon matrix as fastMRI does; Data Exchange: keep the detector window "
+        "that holds the object",
+    )
+    parser.add_argument(
+        "--bin", type=int, help="Data Exchange: average this many detector columns into one cell [1]"
+    )
+    parser.add_argument(
+        "--center",
+        type=float,
+        help="Data Exchange: the rotation axis as a detector column (0 = the first column) [found from the data]",
     )
     parser.add_argument("--reference", help="reference image file (e.g. BART img.cfl): the scan's target")
 
@@ -198,6 +220,8 @@ def scan_options(args) -> dict:
         "slice": getattr(args, "slice", None),
         "traj": getattr(args, "traj", None),
         "crop": getattr(args, "crop", False) or None,
+        "bin": getattr(args, "bin", None),
+        "center": getattr(args, "center", None),
         "reference": getattr(args, "reference", None),
     }
     return {k: v for k, v in found.items() if v is not None}
@@ -492,6 +516,13 @@ _LOADERS = {
     "hdf5": lambda p, o: _load_hdf5(p),
     "fastmri": lambda p, o: _load_fastmri(p, o.get("slice"), o.get("crop", False)),
     "ismrmrd": lambda p, o: read_ismrmrd(p, slice=_slice_option(o.get("slice"))),
+    "dxchange": lambda p, o: read_dxchange(
+        p,
+        slice=_slice_option(o.get("slice")),
+        bin=o.get("bin", 1),
+        center=o.get("center", "auto"),
+        crop=bool(o.get("crop", False)),
+    ),
     "matlab": lambda p, o: read_matlab_scan(p, image_shape=o.get("image_shape")),
     "bart": lambda p, o: _load_bart(p, o.get("traj")),
     "npy": lambda p, o: _from_array(_load_npy(p), p, o.get("hu_window"), "npy"),
