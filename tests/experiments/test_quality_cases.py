@@ -37,6 +37,31 @@ def test_a_size_the_native_grid_is_not_a_multiple_of_is_named():
         build_case(case)
 
 
+def test_tooth_cases_keep_spread_views_and_score_against_the_others(shared_data, one_thread):
+    """The real micro-CT case keeps ``views`` views spread over the scan's 181 and is scored against the
+    filtered backprojection of the views it left out (noise independent of its input)."""
+    shared_data("ct/tooth.h5")
+    from inrecon.data import shared
+    from inrecon.physics.fbp import fbp
+
+    scan = build_case(QualityCase(name="t", source="tooth", slice=1, views=45, half="confirmation"))
+    full = shared.tooth(row=1)
+    kept = scan.provenance["views_kept"]
+    assert scan.sinogram.shape == (45, 118) and len(kept) == 45 and kept[:3] == [0, 4, 8]
+    assert torch.equal(scan.sinogram, full.sinogram[kept]) and torch.equal(scan.angles, full.angles[kept])
+    rest = [v for v in range(181) if v not in kept]
+    assert torch.allclose(scan.target, fbp(full.sinogram[rest], full.geometry, full.angles[rest]))
+    assert scan.provenance["reference"] == "FBP of the other 136 views"
+
+
+@pytest.mark.parametrize("bad", [{"slice": 2}, {"views": 91}, {"views": 1}])
+def test_a_tooth_case_the_scan_cannot_give_is_refused_before_any_work(bad):
+    from inrecon.experiments.drivers.quality import QualityConfig
+
+    with pytest.raises(InreconError, match="use slice 0 or 1 and 2 <= views <= 90"):
+        QualityConfig(cases=({"name": "t", "source": "tooth", "slice": 1, "views": 45, **bad},)).check()
+
+
 def test_the_suite_refuses_such_a_case_before_any_work():
     from inrecon.experiments.drivers.quality import QualityConfig
 
@@ -125,8 +150,15 @@ def test_the_quick_profile_skips_named_cases_and_refuses_unknown_names():
 
     full = load_experiment("quality").config
     quick = load_experiment("quality", quick=True).config
-    assert full.skip == () and len(full.cases) == 15
-    assert sorted(quick.skip) == ["A0001-90-clean", "A0001-90-noisy", "A0002-90-clean", "A0002-90-noisy"]
+    assert full.skip == () and len(full.cases) == 17
+    assert sorted(quick.skip) == [
+        "A0001-90-clean",
+        "A0001-90-noisy",
+        "A0002-90-clean",
+        "A0002-90-noisy",
+        "tooth-45",
+        "tooth-60",
+    ]
     assert {c.half for c in quick.cases if c.name not in quick.skip} == {"tuning", "confirmation"}
     with pytest.raises(InreconError, match="not cases of the suite"):
         load_experiment("quality", overrides={"skip": ["A0003-60-noisy"]})

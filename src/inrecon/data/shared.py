@@ -35,6 +35,7 @@ __all__ = [
     "radial_phantom",
     "scope_parallel",
     "spiral_phantom",
+    "tooth",
 ]
 
 BRAIN8CH = "mri/brain8ch_bart/ksp.cfl"
@@ -42,6 +43,7 @@ BRAIN8CH_SIGPY = "mri/sigpy_cartesian_ksp.npy"
 DIPY_T1 = "images/dipy_t1_coronal_slice.npy"
 LUNGDX_A0001 = "ct/lungdx/lungdx_A0001_5mm_hu.npz"
 LUNGDX_A0002 = "ct/lungdx/lungdx_A0002_B40f_8mm_hu.npz"
+TOOTH = "ct/tooth.h5"
 
 
 def _need(relpath: str) -> Path:
@@ -209,3 +211,12 @@ def spiral_phantom() -> MRIScan:
         dcf=torch.from_numpy(w.reshape(-1).astype(np.float32)),
         provenance={"source": "spiral8ch_phantom", "note": "no reference image"},
     )
+
+
+def tooth(row: int = 1, bin: int = 3) -> CTScan:
+    """tomopy's real X-ray micro-CT of a tooth (Data Exchange, 181 parallel views over 180 degrees, 2 detector
+    rows of 640 columns): detector ``row`` flat/dark corrected, centred on the rotation axis found from the
+    data, ``bin`` columns per cell and cropped to the object (``bin=3``: 118 cells, a 118 x 118 grid)."""
+    from inrecon.data.io.dxchange import read_dxchange
+
+    return read_dxchange(_need(TOOTH), slice=row, bin=bin, crop=True)
