@@ -52,6 +52,7 @@ def test_tooth_cases_keep_spread_views_and_score_against_the_others(shared_data,
     rest = [v for v in range(181) if v not in kept]
     assert torch.allclose(scan.target, fbp(full.sinogram[rest], full.geometry, full.angles[rest]))
     assert scan.provenance["reference"] == "FBP of the other 136 views"
+    assert scan.roi[59, 59] and scan.roi[59, 2] and not scan.roi[59, 1] and not scan.roi[0, 0]
 
 
 @pytest.mark.parametrize("bad", [{"slice": 2}, {"views": 91}, {"views": 1}])

@@ -9,7 +9,7 @@ A Data Exchange file holds raw detector readings, not line integrals::
 
 One detector row (``slice``) becomes one 2D parallel-beam sinogram: flat/dark corrected
 (``(data - dark) / (white - dark)`` with the means of the flat and dark frames), ``-log`` of the transmission,
-then resampled so that the rotation axis sits at the centre of the detector (linear interpolation; the axis is
+the beam's drift beside the object subtracted per view (``air``), then resampled so that the rotation axis sits at the centre of the detector (linear interpolation; the axis is
 rarely on a pixel boundary, see :func:`rotation_axis`), ``bin`` neighbouring columns averaged, and the detector
 cut to the symmetric window around the axis (with ``crop``, to the narrowest window that holds the object).
 Lengths are in units of the detector's column pitch (``provenance["length_unit"]``), since the files rarely
@@ -33,7 +33,7 @@ import numpy as np
 from inrecon.data.scans import CTGeometry, CTScan
 from inrecon.errors import FileFormatError, InreconError, ShapeError
 
-__all__ = ["is_dxchange", "read_dxchange", "rotation_axis"]
+__all__ = ["air_level", "is_dxchange", "read_dxchange", "rotation_axis"]
 
 _CROP_MARGIN = 4
 """Detector columns kept beyond the object's outermost reading with ``crop``."""
@@ -82,14 +82,11 @@ def rotation_axis(sinogram: np.ndarray, angles: np.ndarray) -> tuple[float, floa
             f"the angles span {math.degrees(np.ptp(a)):.1f} degrees, too few to locate the rotation axis",
             "give the axis position yourself (center=<column>)",
         )
-    cols = _object_columns(s)
-    outside = np.ones(s.shape[1], bool)
-    outside[max(cols.min() - _CROP_MARGIN, 0) : cols.max() + _CROP_MARGIN + 1] = False
     # a flat-field drift leaves a small positive level outside the object, which would pull every centre of
     # mass towards the detector's middle: measure it per view where there is no object, and remove it
-    level = np.median(s[:, outside], axis=1, keepdims=True) if outside.sum() >= 8 else 0.0
+    level, outside = air_level(s)
     w = np.zeros_like(s)
-    w[:, ~outside] = np.clip(s[:, ~outside] - level, 0.0, None)
+    w[:, ~outside] = np.clip(s[:, ~outside] - level[:, None], 0.0, None)
     mass = w.sum(axis=1)
     if np.any(mass <= 0):
         raise InreconError(
@@ -101,6 +98,21 @@ def rotation_axis(sinogram: np.ndarray, angles: np.ndarray) -> tuple[float, floa
     coef, *_ = np.linalg.lstsq(design, centroid, rcond=None)
     rms = float(np.sqrt(np.mean((design @ coef - centroid) ** 2)))
     return float(coef[2]), rms
+
+
+def air_level(sinogram: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per view, the line integral the data show where the beam misses the object (zero for a stable beam).
+
+    Returns ``(level (V,), outside (N,) bool)``: the median over the columns beyond the object's outermost
+    ones (:data:`_CROP_LEVEL`, plus :data:`_CROP_MARGIN` columns) on either side, and those columns; zeros
+    where fewer than 8 such columns exist."""
+    s = np.asarray(sinogram, dtype=np.float64)
+    cols = _object_columns(s)
+    outside = np.ones(s.shape[1], bool)
+    outside[max(cols.min() - _CROP_MARGIN, 0) : cols.max() + _CROP_MARGIN + 1] = False
+    if outside.sum() < 8:
+        return np.zeros(s.shape[0]), outside
+    return np.median(s[:, outside], axis=1), outside
 
 
 def _object_columns(sino: np.ndarray) -> np.ndarray:
@@ -141,6 +153,7 @@ def read_dxchange(
     bin: int = 1,
     center: float | str = "auto",
     crop: bool = False,
+    air: bool = True,
 ) -> CTScan:
     """One detector row of a Data Exchange file as a parallel-beam :class:`~inrecon.data.scans.CTScan`.
 
@@ -158,13 +171,19 @@ def read_dxchange(
     crop
         Keep only the detector window that holds the object (plus a few columns), instead of the widest
         window symmetric about the axis: a smaller image grid for the same object.
+    air
+        Subtract, per view, the line integral the data show beside the object (:func:`air_level`: a drift of
+        the beam between the flat fields and the projection, 0.005-0.02 on tomopy's tooth), so that air is
+        zero; a constant offset across the detector would otherwise reconstruct as a faint disc with a bright
+        rim filling the field of view. Nothing is subtracted where the object leaves fewer than 8 columns free.
 
     Returns
     -------
     CTScan
         ``sinogram`` float32 ``(V, n)`` line integrals per column pitch, ``angles`` in radians, parallel
         geometry with ``n x n`` pixels of side ``bin``; ``provenance`` has ``slice``, ``rotation_axis``,
-        ``rotation_axis_rms`` (auto only), ``bin``, ``photons``, ``length_unit``, ``clipped_readings``.
+        ``rotation_axis_rms`` (auto only), ``bin``, ``photons``, ``length_unit``, ``clipped_readings``,
+        ``air_level`` (the mean level subtracted).
     """
     if isinstance(bin, bool) or not isinstance(bin, int | np.integer) or bin < 1:
         raise InreconError(f"bin={bin!r}", "give bin as a whole number of detector columns >= 1")
@@ -226,6 +245,8 @@ def read_dxchange(
     clipped = int(np.count_nonzero(transmission < floor))
     sino = -np.log(np.clip(transmission, floor, None))
     angles = np.deg2rad(theta)
+    level = air_level(sino)[0] if air else np.zeros(V)
+    sino = sino - level[:, None]
     rms = None
     if isinstance(center, str):
         if center != "auto":
@@ -265,6 +286,7 @@ def read_dxchange(
         "photons": float(beam.mean()),
         "length_unit": "detector column pitch",
         "clipped_readings": clipped,
+        "air_level": float(level.mean()),
     }
     if rms is not None:
         prov["rotation_axis_rms"] = rms

@@ -15,7 +15,8 @@ ISMRMRD / MRD HDF5          a group with ``xml`` and ``data``: :func:`~inrecon.d
 Data Exchange HDF5          ``exchange/data`` and ``exchange/theta`` (tomopy, dxchange: raw projections with
                             flat and dark fields): :func:`~inrecon.data.io.dxchange.read_dxchange` of one
                             detector row as a parallel-beam CTScan (options ``slice``, ``bin``, ``center``,
-                            ``crop``; the rotation axis found from the data unless ``center`` is given)
+                            ``crop``, ``air``; the rotation axis found from the data unless ``center`` is
+                            given, the beam's drift beside the object subtracted unless ``air=False``)
 MATLAB ``.mat`` (v5, v7.3)  variables found by name: :func:`~inrecon.data.io.matlab.read_matlab_scan`
                             (option ``image_shape`` for non-Cartesian data)
 BART ``.cfl/.hdr``          k-space in BART order (READ, PHS1, PHS2, COIL): coils first, singleton spatial
@@ -83,7 +84,7 @@ SUPPORTED_FORMATS = (
 _OPTIONS = {
     "fastmri": {"slice", "crop"},
     "ismrmrd": {"slice"},
-    "dxchange": {"slice", "bin", "center", "crop"},
+    "dxchange": {"slice", "bin", "center", "crop", "air"},
     "matlab": {"image_shape"},
     "dicom": {"hu_window", "series_uid"},
     "npz": {"hu_window"},
@@ -522,6 +523,7 @@ _LOADERS = {
         bin=o.get("bin", 1),
         center=o.get("center", "auto"),
         crop=bool(o.get("crop", False)),
+        air=bool(o.get("air", True)),
     ),
     "matlab": lambda p, o: read_matlab_scan(p, image_shape=o.get("image_shape")),
     "bart": lambda p, o: _load_bart(p, o.get("traj")),

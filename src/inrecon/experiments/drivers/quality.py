@@ -190,13 +190,16 @@ def _dipy(case: QualityCase):
 
 TOOTH_VIEWS = 181
 """Views of the tooth scan (over 180 degrees)."""
+TOOTH_ROI_MARGIN = 2
+"""The tooth cases are scored inside the disc every view sees, this many pixels inside its edge: beyond it the
+reference (an FBP) is extrapolation and truncation artefact, common to no two methods."""
 
 
 def _tooth(case: QualityCase):
     """``case.views`` evenly spread views of the real tooth scan, scored against the filtered backprojection
     of the views left out: its noise is independent of the input's, so it adds the same error to every method
     on average and leaves their order as a noise-free reference would (a TV or INR reference would favour its
-    own kind)."""
+    own kind); the ROI is the field of view's inscribed disc (:data:`TOOTH_ROI_MARGIN`)."""
     import torch
 
     from inrecon.physics.fbp import fbp
@@ -206,13 +209,16 @@ def _tooth(case: QualityCase):
     rest = np.setdiff1d(np.arange(full.n_views), keep)
     k, r = torch.from_numpy(keep), torch.from_numpy(rest)
     ref = fbp(full.sinogram[r], full.geometry, full.angles[r])
+    n = full.geometry.image_shape[0]
+    yy, xx = np.mgrid[:n, :n] - (n - 1) / 2
+    disc = torch.from_numpy(np.hypot(yy, xx) <= n / 2 - TOOTH_ROI_MARGIN)
     prov = {
         **full.provenance,
         "views_kept": keep.tolist(),
         "reference": f"FBP of the other {rest.size} views",
     }
     return dataclasses.replace(
-        full, sinogram=full.sinogram[k], angles=full.angles[k], target=ref, provenance=prov
+        full, sinogram=full.sinogram[k], angles=full.angles[k], target=ref, roi=disc, provenance=prov
     )
 
 
