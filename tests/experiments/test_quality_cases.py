@@ -55,6 +55,27 @@ def test_tooth_cases_keep_spread_views_and_score_against_the_others(shared_data,
     assert scan.roi[59, 59] and scan.roi[59, 2] and not scan.roi[59, 1] and not scan.roi[0, 0]
 
 
+def test_spiral_cases_keep_spread_interleaves_and_score_against_the_others(shared_data, one_thread):
+    """The real spiral phantom case keeps ``views`` of the 60 interleaves on a 320 x 320 grid (its bottles
+    reach beyond 256) and is scored against CG-SENSE of the interleaves it left out."""
+    shared_data("mri/spiral8ch_phantom/spiral.mat")
+    from inrecon.data import shared
+
+    scan = build_case(QualityCase(name="s", source="spiral", views=15, half="confirmation"))
+    full = shared.spiral_phantom()
+    assert scan.image_shape == (320, 320) and scan.target.shape == (320, 320)
+    assert scan.provenance["interleaves_kept"] == list(range(0, 60, 4))
+    assert scan.kspace.shape == (8, 15 * 1182)
+    kept = (torch.arange(full.kspace.shape[1]) % 60) % 4 == 0
+    assert torch.equal(scan.kspace, full.kspace[:, kept]) and torch.equal(
+        scan.trajectory, full.trajectory[kept]
+    )
+    assert float(scan.target.max()) == pytest.approx(1.0)
+    assert scan.provenance["reference"] == "CG-SENSE of the other 45 interleaves"
+    with pytest.raises(InreconError, match="2 <= views <= 30"):
+        build_case(QualityCase(name="s", source="spiral", views=31))
+
+
 @pytest.mark.parametrize("bad", [{"slice": 2}, {"views": 91}, {"views": 1}])
 def test_a_tooth_case_the_scan_cannot_give_is_refused_before_any_work(bad):
     from inrecon.experiments.drivers.quality import QualityConfig
@@ -151,12 +172,13 @@ def test_the_quick_profile_skips_named_cases_and_refuses_unknown_names():
 
     full = load_experiment("quality").config
     quick = load_experiment("quality", quick=True).config
-    assert full.skip == () and len(full.cases) == 17
+    assert full.skip == () and len(full.cases) == 18
     assert sorted(quick.skip) == [
         "A0001-90-clean",
         "A0001-90-noisy",
         "A0002-90-clean",
         "A0002-90-noisy",
+        "spiral-15",
         "tooth-45",
         "tooth-60",
     ]
