@@ -165,7 +165,8 @@ class QualityConfig:
 
 def _check_grid(case: QualityCase) -> None:
     """A lungdx case projected from the native slice needs a grid that divides it, a tooth case one of the two
-    detector rows and fewer views than the scan's (checked before any work)."""
+    detector rows and at most half the scan's views, a spiral case at most half its interleaves (the rest make
+    the reference; checked before any work)."""
     if case.source == "spiral" and not 2 <= case.views <= SPIRAL_INTERLEAVES // 2:
         raise InreconError(
             f"case {case.name!r}: spiral with {case.views} interleaves",
