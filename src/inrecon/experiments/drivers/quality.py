@@ -199,6 +199,11 @@ def _dipy(case: QualityCase):
     return with_espirit_support(scan)
 
 
+def _spread(k: int, n: int) -> np.ndarray:
+    """``k`` indices of ``0..n-1`` spread evenly (the first is 0)."""
+    return np.floor(np.arange(k) * n / k).astype(np.int64)
+
+
 TOOTH_VIEWS = 181
 """Views of the tooth scan (over 180 degrees)."""
 TOOTH_ROI_MARGIN = 2
@@ -216,7 +221,7 @@ def _tooth(case: QualityCase):
     from inrecon.physics.fbp import fbp
 
     full = shared.tooth(row=case.slice)
-    keep = np.floor(np.arange(case.views) * TOOTH_VIEWS / case.views).astype(np.int64)
+    keep = _spread(case.views, TOOTH_VIEWS)
     rest = np.setdiff1d(np.arange(full.n_views), keep)
     k, r = torch.from_numpy(keep), torch.from_numpy(rest)
     ref = fbp(full.sinogram[r], full.geometry, full.angles[r])
@@ -249,7 +254,7 @@ def _spiral(case: QualityCase):
     from inrecon.recon.api import run_method
 
     full = dataclasses.replace(shared.spiral_phantom(), image_shape=(SPIRAL_GRID, SPIRAL_GRID))
-    keep = np.floor(np.arange(case.views) * SPIRAL_INTERLEAVES / case.views).astype(np.int64)
+    keep = _spread(case.views, SPIRAL_INTERLEAVES)
     interleave = np.arange(full.kspace.shape[1]) % SPIRAL_INTERLEAVES  # samples are (readout, interleave)
 
     def part(mask):
@@ -279,6 +284,7 @@ def _radial():
 
 def build_case(case: QualityCase):
     """The scan of ``case`` with its reference (raises naming the missing file when the data is absent)."""
+    _check_grid(case)
     if case.source == "brain8ch":
         return with_espirit_support(shared.brain8ch(mask=case.mask))
     if case.source == "dipy":
@@ -286,11 +292,9 @@ def build_case(case: QualityCase):
     if case.source == "radial":
         return _radial()
     if case.source == "spiral":
-        _check_grid(case)
         return _spiral(case)
     if case.source == "scope":
         return shared.scope_parallel(90)
-    _check_grid(case)
     if case.source == "tooth":
         return _tooth(case)
     grid = shared.LUNGDX_NATIVE if case.object_grid == "native" else case.size
