@@ -31,7 +31,7 @@ def _line_integrals(theta: np.ndarray, s: np.ndarray) -> np.ndarray:
     return out
 
 
-def _write(path, views=120, rows=3, white=1000.0, dark=12.0, drop=(), drift=0.0):
+def _write(path, views=120, rows=3, white=1000.0, dark=12.0, drop=(), drift=0.0, pitch=None):
     theta_deg = np.arange(views) * 180.0 / views
     p = _line_integrals(np.deg2rad(theta_deg), np.arange(N_COLS) - AXIS)
     p = p + drift * (1 + np.sin(np.deg2rad(theta_deg)))[:, None]  # the beam dims between flat and projection
@@ -47,6 +47,13 @@ def _write(path, views=120, rows=3, white=1000.0, dark=12.0, drop=(), drift=0.0)
             g["data_dark"] = np.full((2, rows, N_COLS), dark, np.float32)
         g["theta"] = theta_deg[: views - 1] if "theta" in drop else theta_deg
         g["title"] = "synthetic discs"
+        if (
+            pitch is not None
+        ):  # (path, value, units or None), as beamline files record the effective pixel size
+            name, value, units = pitch
+            f[name] = value
+            if units is not None:
+                f[name].attrs["units"] = units
     return path
 
 
@@ -97,6 +104,50 @@ def test_bin_crop_and_centre_options(tmp_path):
     assert fixed.provenance["rotation_axis"] == AXIS and "rotation_axis_rms" not in fixed.provenance
     assert float((fixed.sinogram - full.sinogram).abs().mean()) < 1e-3
     assert fixed.provenance["photons"] == pytest.approx(1000.0, rel=1e-3)  # white minus dark
+
+
+@pytest.mark.parametrize(
+    "recorded, want_mm",
+    [
+        (("measurement/instrument/detection_system/objective/resolution", 6.5, None), 0.0065),  # microns
+        (("measurement/instrument/detector/actual_pixel_size_x", 2.5e-6, b"m"), 0.0025),
+        (("measurement/instrument/detector/actual_pixel_size_x", 3.0, "furlongs"), None),  # unknown unit
+    ],
+)
+def test_column_pitch_read_from_the_file_gives_millimetres(tmp_path, recorded, want_mm):
+    """Where the file records the pixel size, lengths and the outputs' spacing are millimetres and the
+    attenuation is per mm (the FBP inside a disc is its attenuation per column divided by the pitch); where it
+    does not (or in a unit not known), lengths stay in column pitches and a written image says so."""
+    import nibabel as nib
+
+    from inrecon.data.io.images import write_image
+    from inrecon.data.io.outputs import output_options
+
+    scan = read_dxchange(_write(tmp_path / "p.h5", pitch=recorded), bin=2)
+    pitch = 1.0 if want_mm is None else want_mm
+    assert scan.geometry.pixel_size_mm == pytest.approx(2 * pitch)
+    assert scan.geometry.detector_spacing_mm == pytest.approx(2 * pitch)
+    assert scan.provenance["length_unit"] == ("detector column pitch" if want_mm is None else "mm")
+    img = fbp(scan.sinogram, scan.geometry, scan.angles).numpy()
+    H, W = img.shape
+    x, y, _, mu = DISCS[1]
+    row, col = round(H / 2 - 0.5 - y / 2), round(x / 2 + W / 2 - 0.5)
+    assert img[row - 1 : row + 2, col - 1 : col + 2].mean() == pytest.approx(mu / pitch, rel=0.05)
+    kwargs, notes = output_options(tmp_path / "x.nii", scan, "fbp")
+    assert tuple(kwargs["spacing_mm"]) == pytest.approx((2 * pitch, 2 * pitch))
+    assert (notes == []) == (want_mm is not None) and all("--pitch" in n for n in notes)
+    out = write_image(tmp_path / "x.nii", img, **kwargs)
+    assert nib.load(out).header.get_zooms()[:2] == pytest.approx((2 * pitch, 2 * pitch))
+
+
+def test_column_pitch_given_overrides_the_file(tmp_path):
+    recorded = ("measurement/instrument/detection_system/objective/resolution", 6.5, "um")
+    path = _write(tmp_path / "p.h5", pitch=recorded)
+    scan = load_scan(path, bin=1, pitch_mm=0.01)
+    assert scan.geometry.pixel_size_mm == pytest.approx(0.01) and scan.provenance["pitch_mm"] == 0.01
+    for bad in (0.0, -1.0, float("nan"), "1", True):
+        with pytest.raises(InreconError, match="pitch_mm"):
+            read_dxchange(path, pitch_mm=bad)
 
 
 def test_a_drifting_beam_is_removed_beside_the_object(tmp_path):

@@ -12,9 +12,13 @@ One detector row (``slice``) becomes one 2D parallel-beam sinogram: flat/dark co
 the beam's drift beside the object subtracted per view (``air``), then resampled so that the rotation axis sits at the centre of the detector (linear interpolation; the axis is
 rarely on a pixel boundary, see :func:`rotation_axis`), ``bin`` neighbouring columns averaged, and the detector
 cut to the symmetric window around the axis (with ``crop``, to the narrowest window that holds the object).
-Lengths are in units of the detector's column pitch (``provenance["length_unit"]``), since the files rarely
-record a pixel size: the image grid is ``n x n`` pixels of ``bin`` columns each, where ``n`` is the number of
-binned detector cells. Angles follow inrecon's convention (:class:`~inrecon.data.scans.CTGeometry`) read as
+The image grid is ``n x n`` pixels of ``bin`` columns each, where ``n`` is the number of binned detector cells.
+Lengths are in millimetres where the column pitch at the sample is known (the ``pitch_mm`` argument, else the
+effective pixel size the file records: ``measurement/instrument/detection_system/objective/resolution`` or
+``measurement/instrument/detector/actual_pixel_size_x``, in the unit their ``units`` attribute names, microns
+where it names none, as tomopy-cli reads them); otherwise in column pitches (``provenance["length_unit"]``),
+and an image written from such a scan says so (:func:`~inrecon.data.io.outputs.scan_spacing`).
+Angles follow inrecon's convention (:class:`~inrecon.data.scans.CTGeometry`) read as
 radians of the file's degrees; a reconstruction may be mirrored relative to another package's convention,
 never distorted.
 
@@ -33,7 +37,15 @@ import numpy as np
 from inrecon.data.scans import CTGeometry, CTScan
 from inrecon.errors import FileFormatError, InreconError, ShapeError
 
-__all__ = ["air_level", "is_dxchange", "read_dxchange", "rotation_axis"]
+__all__ = ["air_level", "is_dxchange", "read_dxchange", "recorded_pitch_mm", "rotation_axis"]
+
+_PITCH_PATHS = (
+    "measurement/instrument/detection_system/objective/resolution",
+    "measurement/instrument/detector/actual_pixel_size_x",
+)
+"""Where Data Exchange files record the effective pixel size (the column pitch at the sample), first found wins."""
+_UNIT_MM = {"m": 1e3, "mm": 1.0, "um": 1e-3, "µm": 1e-3, "micron": 1e-3, "microns": 1e-3, "nm": 1e-6}
+"""Millimetres per unit of the ``units`` attribute (lower case) of a recorded pixel size."""
 
 _CROP_MARGIN = 4
 """Detector columns kept beyond the object's outermost reading with ``crop``."""
@@ -135,6 +147,24 @@ def _resample(p: np.ndarray, axis: float, n: int, bin_: int) -> np.ndarray:
     return out
 
 
+def recorded_pitch_mm(f: h5py.File) -> float | None:
+    """The detector column pitch at the sample (mm) an open Data Exchange file records (``_PITCH_PATHS``), or
+    ``None`` where it records none, or one that is not a positive number in a known unit."""
+    for name in _PITCH_PATHS:
+        d = f.get(name)
+        if not isinstance(d, h5py.Dataset):
+            continue
+        try:
+            value = float(np.asarray(d[()], dtype=np.float64).reshape(-1)[0])
+        except (TypeError, ValueError, IndexError):
+            continue
+        unit = d.attrs.get("units", "microns")
+        unit = (unit.decode() if isinstance(unit, bytes) else str(unit)).strip().lower()
+        if unit in _UNIT_MM and math.isfinite(value) and value > 0:
+            return value * _UNIT_MM[unit]
+    return None
+
+
 def _frames(g: h5py.Group, name: str, row: int, shape_tail: tuple[int, ...], path: str) -> np.ndarray | None:
     if name not in g:
         return None
@@ -154,6 +184,7 @@ def read_dxchange(
     center: float | str = "auto",
     crop: bool = False,
     air: bool = True,
+    pitch_mm: float | None = None,
 ) -> CTScan:
     """One detector row of a Data Exchange file as a parallel-beam :class:`~inrecon.data.scans.CTScan`.
 
@@ -176,17 +207,29 @@ def read_dxchange(
         the beam between the flat fields and the projection, 0.005-0.02 on tomopy's tooth), so that air is
         zero; a constant offset across the detector would otherwise reconstruct as a faint disc with a bright
         rim filling the field of view. Nothing is subtracted where the object leaves fewer than 8 columns free.
+    pitch_mm
+        The detector column pitch at the sample (the effective pixel size) in mm, overriding what the file
+        records; ``None``: the file's (module docstring), else lengths stay in column pitches.
 
     Returns
     -------
     CTScan
-        ``sinogram`` float32 ``(V, n)`` line integrals per column pitch, ``angles`` in radians, parallel
-        geometry with ``n x n`` pixels of side ``bin``; ``provenance`` has ``slice``, ``rotation_axis``,
-        ``rotation_axis_rms`` (auto only), ``bin``, ``photons``, ``length_unit``, ``clipped_readings``,
-        ``air_level`` (the mean level subtracted).
+        ``sinogram`` float32 ``(V, n)`` line integrals (``-log`` transmission), ``angles`` in radians, parallel
+        geometry with ``n x n`` pixels of side ``bin`` pitches (``bin * pitch`` mm where the pitch is known,
+        and attenuation then per mm); ``provenance`` has ``slice``, ``rotation_axis``, ``rotation_axis_rms``
+        (auto only), ``bin``, ``photons``, ``length_unit`` ("mm" or "detector column pitch"), ``pitch_mm``
+        (where known), ``clipped_readings``, ``air_level`` (the mean level subtracted).
     """
     if isinstance(bin, bool) or not isinstance(bin, int | np.integer) or bin < 1:
         raise InreconError(f"bin={bin!r}", "give bin as a whole number of detector columns >= 1")
+    if pitch_mm is not None and (
+        isinstance(pitch_mm, bool)
+        or not isinstance(pitch_mm, int | float | np.integer | np.floating)
+        or not (math.isfinite(pitch_mm) and pitch_mm > 0)
+    ):
+        raise InreconError(
+            f"pitch_mm={pitch_mm!r}", "give the column pitch at the sample as a positive number of mm"
+        )
     try:
         f = h5py.File(path, "r")
     except OSError as exc:
@@ -219,6 +262,7 @@ def read_dxchange(
         white = _frames(g, "data_white", row, (rows, N), str(path))
         dark = _frames(g, "data_dark", row, (rows, N), str(path))
         title = g["title"][()] if "title" in g else None
+        pitch = float(pitch_mm) if pitch_mm is not None else recorded_pitch_mm(f)
     if white is None:
         raise FileFormatError(
             f"{path}: no flat fields (exchange/data_white), so the readings cannot become line integrals",
@@ -273,9 +317,9 @@ def read_dxchange(
     geometry = CTGeometry(
         kind="parallel",
         n_detectors=n,
-        detector_spacing_mm=float(bin),
+        detector_spacing_mm=float(bin) * (pitch or 1.0),
         image_shape=(n, n),
-        pixel_size_mm=float(bin),
+        pixel_size_mm=float(bin) * (pitch or 1.0),
     )
     prov = {
         "format": "dxchange",
@@ -284,10 +328,12 @@ def read_dxchange(
         "bin": int(bin),
         "crop": bool(crop),
         "photons": float(beam.mean()),
-        "length_unit": "detector column pitch",
+        "length_unit": "detector column pitch" if pitch is None else "mm",
         "clipped_readings": clipped,
         "air_level": float(level.mean()),
     }
+    if pitch is not None:
+        prov["pitch_mm"] = pitch
     if rms is not None:
         prov["rotation_axis_rms"] = rms
     if title is not None:

@@ -84,7 +84,7 @@ SUPPORTED_FORMATS = (
 _OPTIONS = {
     "fastmri": {"slice", "crop"},
     "ismrmrd": {"slice"},
-    "dxchange": {"slice", "bin", "center", "crop", "air"},
+    "dxchange": {"slice", "bin", "center", "crop", "air", "pitch_mm"},
     "matlab": {"image_shape"},
     "dicom": {"hu_window", "series_uid"},
     "npz": {"hu_window"},
@@ -163,7 +163,8 @@ def load_scan(path: str | os.PathLike, **options: Any) -> Scan:
     **options
         ``slice`` (fastMRI, ISMRMRD, Data Exchange: slice or detector row, default the middle one); ``crop``
         (fastMRI: crop to the recon matrix; Data Exchange: the detector window that holds the object);
-        ``bin`` and ``center`` (Data Exchange: detector columns per cell, rotation axis column or "auto");
+        ``bin``, ``center`` and ``pitch_mm`` (Data Exchange: detector columns per cell, rotation axis column or
+        "auto", the column pitch at the sample in mm, default the file's);
         ``traj`` (BART: trajectory ``.cfl`` path or BART-order array); ``image_shape``
         (MATLAB, non-Cartesian); ``hu_window`` (DICOM, ``.npy``, ``.npz``, NIfTI: ``(lo, hi)`` HU window to
         scale to [0, 1], ``None`` to keep values as stored; the default windows CT DICOM and ``hu`` arrays to
@@ -193,7 +194,7 @@ def load_scan(path: str | os.PathLike, **options: Any) -> Scan:
 
 def add_input_options(parser) -> None:
     """Add the command-line flags of :func:`load_scan`'s reader options (``--traj``, ``--crop``, ``--bin``,
-    ``--center``, ``--reference``) to an argparse parser; :func:`scan_options` collects them."""
+    ``--center``, ``--pitch``, ``--reference``) to an argparse parser; :func:`scan_options` collects them."""
     parser.add_argument(
         "--traj", help="BART trajectory (.cfl/.hdr, BART dims (3, readout, spokes)) of the input"
     )
@@ -211,6 +212,12 @@ def add_input_options(parser) -> None:
         type=float,
         help="Data Exchange: the rotation axis as a detector column (0 = the first column) [found from the data]",
     )
+    parser.add_argument(
+        "--pitch",
+        type=float,
+        help="Data Exchange: the detector column pitch at the sample in mm (the effective pixel size), so that "
+        "outputs carry millimetres [the file's, else lengths in column pitches]",
+    )
     parser.add_argument("--reference", help="reference image file (e.g. BART img.cfl): the scan's target")
 
 
@@ -223,6 +230,7 @@ def scan_options(args) -> dict:
         "crop": getattr(args, "crop", False) or None,
         "bin": getattr(args, "bin", None),
         "center": getattr(args, "center", None),
+        "pitch_mm": getattr(args, "pitch", None),
         "reference": getattr(args, "reference", None),
     }
     return {k: v for k, v in found.items() if v is not None}
@@ -524,6 +532,7 @@ _LOADERS = {
         center=o.get("center", "auto"),
         crop=bool(o.get("crop", False)),
         air=bool(o.get("air", True)),
+        pitch_mm=o.get("pitch_mm"),
     ),
     "matlab": lambda p, o: read_matlab_scan(p, image_shape=o.get("image_shape")),
     "bart": lambda p, o: _load_bart(p, o.get("traj")),

@@ -3,7 +3,8 @@
 
 From the scan, an output gets:
 
-- **spacing**: CT ``geometry.pixel_size_mm``; otherwise ``provenance["spacing_mm"]`` (array order; set by the
+- **spacing**: CT ``geometry.pixel_size_mm`` (with a note where ``provenance["length_unit"]`` is not mm: a Data
+  Exchange scan whose file records no pixel size); otherwise ``provenance["spacing_mm"]`` (array order; set by the
   DICOM, NIfTI, ``.npz``, fastMRI and ISMRMRD readers), else 1 mm with a note saying so.
   ``provenance["slice_thickness_mm"]`` becomes the thickness of a 2D slice.
 - **CT calibration** (how values become Hounsfield units in DICOM, and the PNG window): the ``--hu-window``
@@ -79,7 +80,14 @@ def scan_spacing(scan: Scan) -> tuple[tuple[float, ...], float | None, str | Non
     thickness = None if thickness is None else float(thickness)
     if isinstance(scan, CTScan):
         px = float(scan.geometry.pixel_size_mm)
-        return (px, px), thickness, None
+        unit = scan.provenance.get("length_unit", "mm")
+        if unit == "mm":
+            return (px, px), thickness, None
+        note = (
+            f"this scan's lengths are in units of a {unit} (its file records no pixel size): the spacing is "
+            f"written as {px:g} mm, one unit per mm; give the pitch in mm (--pitch) for true millimetres"
+        )
+        return (px, px), thickness, note
     ndim = len(scan.image_shape)
     sp = scan.provenance.get("spacing_mm")
     try:
