@@ -386,6 +386,40 @@ def test_two_auto_priors_are_searched_each_with_the_other_off(monkeypatch, tmp_p
     assert res.info["prior_phase"] == 0.003 and res.info["prior_tv"] == 0.0
 
 
+def test_combined_priors_search_tv_with_the_chosen_phase_weight(monkeypatch, tmp_path):
+    """``prior.combine``: the phase search first (TV off), then the TV walk with the phase weight it chose, so
+    both priors can apply at once; where the phase prior loses, the TV walk runs with it off, as without."""
+    from inrecon.engine import holdout
+
+    losses = {(0.0, 0.0): 3.0, (0.003, 0.0): 2.0, (0.003, 0.0003): 1.6, (0.003, 0.001): 1.2, (0.003, 0.003): 1.4}
+    tried = []
+
+    def fake_choose(self, build):
+        key = (self.cfg.prior.phase, self.cfg.prior.tv)
+        tried.append(key)
+        return 5, {"best_val_loss": losses[key]}, None, None
+
+    monkeypatch.setattr(holdout._Stages, "choose_steps", fake_choose)
+    over = {
+        **SMALL,
+        "prior.phase": "auto",
+        "prior.phase_candidates": "0,0.003",
+        "prior.tv": "auto",
+        "prior.tv_candidates": "0,0.0003,0.001,0.003",
+        "prior.combine": True,
+    }
+    res = run_method("ngp", tiny_mri(), over, checkpoint_dir=tmp_path)
+    assert tried == [(0.0, 0.0), (0.003, 0.0), (0.003, 0.0003), (0.003, 0.001), (0.003, 0.003)]
+    assert res.info["prior_phase"] == 0.003 and res.info["prior_tv"] == 0.001
+    assert res.config["prior"]["combine"] is True
+    # the phase prior losing: the TV walk runs with it off, exactly the alternatives' TV walk
+    losses.update({(0.003, 0.0): 3.5, (0.0, 0.0003): 2.5, (0.0, 0.001): 1.5, (0.0, 0.003): 1.8})
+    tried.clear()
+    res = run_method("ngp", tiny_mri(), over, checkpoint_dir=tmp_path / "again")
+    assert tried == [(0.0, 0.0), (0.003, 0.0), (0.0, 0.0003), (0.0, 0.001), (0.0, 0.003)]
+    assert res.info["prior_phase"] == 0.0 and res.info["prior_tv"] == 0.001
+
+
 def test_prior_weight_search_starts_in_the_middle_and_stops_where_the_loss_rises(monkeypatch):
     from inrecon.engine import holdout
 

@@ -36,7 +36,7 @@ class PriorConfig:
     tv: NonNegFloat | Literal["auto"] = 0.0
     """Weight of the isotropic total variation of the rendered image (mean over pixels; complex images use the
     modulus of the complex gradient); 0: none; auto: the candidate with the lowest held-out loss (with
-    phase=auto too, searched with the phase prior off, against the phase search's candidates)."""
+    phase=auto too, see ``combine``)."""
     tv_candidates: tuple[NonNegFloat, ...] = (0.0003, 0.001, 0.003, 0.01, 0.03)
     """Weights tv=auto chooses from (0: no prior is one of the candidates); the search starts at the middle one
     and stops where the held-out loss rises (:func:`~inrecon.engine.holdout.fit_with_holdout`)."""
@@ -49,6 +49,10 @@ class PriorConfig:
     have slowly varying phase, so what is left in the imaginary part is mostly noise and aliasing. Complex images
     (MRI) only; 0: none; auto: the candidate with the lowest held-out loss (with tv=auto too, searched with the
     TV prior off, against the TV search's candidates)."""
+    combine: bool = False
+    """With ``tv`` and ``phase`` both auto: search the TV weights with the phase weight the phase search chose
+    (the two priors combine, as TV-MRI's solver combines them); False: each term's candidates are searched with
+    the other term off and the lowest held-out loss of either search wins (the priors as alternatives)."""
     phase_candidates: tuple[NonNegFloat, ...] = (0.0, 0.003)
     """Weights phase=auto chooses from, searched as ``tv_candidates`` are. A real scan's phase is smooth only
     in part, and where it is not (in-vivo phase near vessels, sinuses, fat) a fixed weight pulls the image
