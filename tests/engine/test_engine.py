@@ -345,7 +345,7 @@ def test_an_auto_prior_weight_needs_candidates():
     assert build_config(PriorConfig, {"tv": "auto", "phase": "auto"}).auto_terms() == ("phase", "tv")
 
 
-def test_two_auto_priors_are_searched_each_with_the_other_off(monkeypatch, tmp_path):
+def test_two_auto_priors_as_alternatives_are_searched_each_with_the_other_off(monkeypatch, tmp_path):
     from inrecon.engine import holdout
 
     # (phase, tv) -> held-out loss; both on is never a candidate
@@ -365,6 +365,7 @@ def test_two_auto_priors_are_searched_each_with_the_other_off(monkeypatch, tmp_p
         "prior.phase_candidates": "0,0.003",
         "prior.tv": "auto",
         "prior.tv_candidates": "0,0.0003,0.001,0.003",
+        "prior.combine": False,
     }
     res = run_method("ngp", tiny_mri(), over, checkpoint_dir=tmp_path)
     # the phase search (middle = 0, then 0.003), then the TV search from its middle (0.0003): one step weaker to
@@ -391,7 +392,13 @@ def test_combined_priors_search_tv_with_the_chosen_phase_weight(monkeypatch, tmp
     both priors can apply at once; where the phase prior loses, the TV walk runs with it off, as without."""
     from inrecon.engine import holdout
 
-    losses = {(0.0, 0.0): 3.0, (0.003, 0.0): 2.0, (0.003, 0.0003): 1.6, (0.003, 0.001): 1.2, (0.003, 0.003): 1.4}
+    losses = {
+        (0.0, 0.0): 3.0,
+        (0.003, 0.0): 2.0,
+        (0.003, 0.0003): 1.6,
+        (0.003, 0.001): 1.2,
+        (0.003, 0.003): 1.4,
+    }
     tried = []
 
     def fake_choose(self, build):

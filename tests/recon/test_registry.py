@@ -24,6 +24,7 @@ def test_modality_defaults_apply_only_to_their_modality_and_user_values_win():
     )
     assert mri.prior.phase == NGP_MODALITY_DEFAULTS["mri"]["prior.phase"] == "auto" and mri.prior.tv == "auto"
     assert mri.prior.tv_candidates == (0.0, 0.0003, 0.001) and mri.prior.auto_terms() == ("phase", "tv")
+    assert mri.prior.combine and not ct.prior.combine
     assert mri.data.scale == "image" and (mri.optim.lr, mri.optim.wd_enc) == (1e-2, 1e-5)
     assert (
         mri.stop.min_steps == mri.optim.lr_decay_every == 1000

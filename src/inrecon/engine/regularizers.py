@@ -52,7 +52,9 @@ class PriorConfig:
     combine: bool = False
     """With ``tv`` and ``phase`` both auto: search the TV weights with the phase weight the phase search chose
     (the two priors combine, as TV-MRI's solver combines them); False: each term's candidates are searched with
-    the other term off and the lowest held-out loss of either search wins (the priors as alternatives)."""
+    the other term off and the lowest held-out loss of either search wins (the priors as alternatives). NGP's
+    MRI default, and so every INR method's on MRI, is True (:data:`~inrecon.recon.inr.ngp.NGP_MODALITY_DEFAULTS`,
+    benchmarks/RESULTS.md, stop 58)."""
     phase_candidates: tuple[NonNegFloat, ...] = (0.0, 0.003)
     """Weights phase=auto chooses from, searched as ``tv_candidates`` are. A real scan's phase is smooth only
     in part, and where it is not (in-vivo phase near vessels, sinuses, fat) a fixed weight pulls the image
