@@ -345,11 +345,20 @@ def test_an_auto_prior_weight_needs_candidates():
     assert build_config(PriorConfig, {"tv": "auto", "phase": "auto"}).auto_terms() == ("phase", "tv")
 
 
-def test_two_auto_priors_as_alternatives_are_searched_each_with_the_other_off(monkeypatch, tmp_path):
+BOTH_AUTO = {
+    **SMALL,
+    "prior.phase": "auto",
+    "prior.phase_candidates": "0,0.003",
+    "prior.tv": "auto",
+    "prior.tv_candidates": "0,0.0003,0.001,0.003",
+}
+
+
+def _fake_prior_stages(monkeypatch, losses: dict) -> tuple[list, list]:
+    """Replace each hold-out stage by a lookup of ``losses[(phase, tv)]``; returns the lists of the settings
+    fitted and of their checkpoint folders' names, in order."""
     from inrecon.engine import holdout
 
-    # (phase, tv) -> held-out loss; both on is never a candidate
-    losses = {(0.003, 0.0): 2.0, (0.0, 0.0): 3.0, (0.0, 0.0003): 2.5, (0.0, 0.001): 1.5, (0.0, 0.003): 1.8}
     tried, dirs = [], []
 
     def fake_choose(self, build):
@@ -359,14 +368,14 @@ def test_two_auto_priors_as_alternatives_are_searched_each_with_the_other_off(mo
         return 5, {"best_val_loss": losses[key]}, None, None
 
     monkeypatch.setattr(holdout._Stages, "choose_steps", fake_choose)
-    over = {
-        **SMALL,
-        "prior.phase": "auto",
-        "prior.phase_candidates": "0,0.003",
-        "prior.tv": "auto",
-        "prior.tv_candidates": "0,0.0003,0.001,0.003",
-        "prior.combine": False,
-    }
+    return tried, dirs
+
+
+def test_two_auto_priors_as_alternatives_are_searched_each_with_the_other_off(monkeypatch, tmp_path):
+    # (phase, tv) -> held-out loss; both on is never a candidate
+    losses = {(0.003, 0.0): 2.0, (0.0, 0.0): 3.0, (0.0, 0.0003): 2.5, (0.0, 0.001): 1.5, (0.0, 0.003): 1.8}
+    tried, dirs = _fake_prior_stages(monkeypatch, losses)
+    over = {**BOTH_AUTO, "prior.combine": False}
     res = run_method("ngp", tiny_mri(), over, checkpoint_dir=tmp_path)
     # the phase search (middle = 0, then 0.003), then the TV search from its middle (0.0003): one step weaker to
     # 0, which the phase search had fitted already (no better, not refitted), then stronger up to the rise at
@@ -390,8 +399,6 @@ def test_two_auto_priors_as_alternatives_are_searched_each_with_the_other_off(mo
 def test_combined_priors_search_tv_with_the_chosen_phase_weight(monkeypatch, tmp_path):
     """``prior.combine``: the phase search first (TV off), then the TV walk with the phase weight it chose, so
     both priors can apply at once; where the phase prior loses, the TV walk runs with it off, as without."""
-    from inrecon.engine import holdout
-
     losses = {
         (0.0, 0.0): 3.0,
         (0.003, 0.0): 2.0,
@@ -399,22 +406,8 @@ def test_combined_priors_search_tv_with_the_chosen_phase_weight(monkeypatch, tmp
         (0.003, 0.001): 1.2,
         (0.003, 0.003): 1.4,
     }
-    tried = []
-
-    def fake_choose(self, build):
-        key = (self.cfg.prior.phase, self.cfg.prior.tv)
-        tried.append(key)
-        return 5, {"best_val_loss": losses[key]}, None, None
-
-    monkeypatch.setattr(holdout._Stages, "choose_steps", fake_choose)
-    over = {
-        **SMALL,
-        "prior.phase": "auto",
-        "prior.phase_candidates": "0,0.003",
-        "prior.tv": "auto",
-        "prior.tv_candidates": "0,0.0003,0.001,0.003",
-        "prior.combine": True,
-    }
+    tried, _ = _fake_prior_stages(monkeypatch, losses)
+    over = {**BOTH_AUTO, "prior.combine": True}
     res = run_method("ngp", tiny_mri(), over, checkpoint_dir=tmp_path)
     assert tried == [(0.0, 0.0), (0.003, 0.0), (0.003, 0.0003), (0.003, 0.001), (0.003, 0.003)]
     assert res.info["prior_phase"] == 0.003 and res.info["prior_tv"] == 0.001
