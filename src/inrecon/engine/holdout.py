@@ -344,8 +344,8 @@ def _choose_prior(meas, build, cfg, ckdir, base, show_progress, desc, batch_size
     With both terms auto, each term's candidates are searched this way with the other term off (the setting
     with both off is fitted once), and the lowest loss of either search wins: the two priors are alternatives,
     not a product grid; with ``prior.combine`` the TV search runs with the phase weight the phase search chose
-    instead (coordinate-wise, not a product grid either). A phase prior on a scan whose phase is smooth (``prior.phase_smooth_below``) takes the
-    strongest phase candidate without a search."""
+    instead (coordinate-wise, not a product grid either). A phase prior on a scan whose phase is smooth
+    (``prior.phase_smooth_below``) takes the strongest phase candidate without a search."""
     terms = cfg.prior.auto_terms()
     roughness = None
     searches = []
@@ -378,11 +378,11 @@ def _choose_prior(meas, build, cfg, ckdir, base, show_progress, desc, batch_size
 
     fixed = {t: 0.0 for t in terms}  # the other terms' weights while one term is searched
     for term, order in searches:
-        found = unimodal_argmin(
+        at = unimodal_argmin(
             lambda i, term=term, order=order, fixed=dict(fixed): score({**fixed, term: order[i]}), len(order)
         )
         if cfg.prior.combine:
-            fixed[term] = order[found]
+            fixed[term] = order[at]
     # the first of equal losses (the order they were fitted in), NaN never best: what each walk itself keeps
     best = min(tried.values(), key=lambda found: math.inf if math.isnan(found[0]) else found[0])
     return best[1:], table, roughness
