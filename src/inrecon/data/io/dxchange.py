@@ -34,6 +34,7 @@ import os
 import h5py
 import numpy as np
 
+from inrecon.checks import require_positive
 from inrecon.data.scans import CTGeometry, CTScan
 from inrecon.errors import FileFormatError, InreconError, ShapeError
 
@@ -222,14 +223,12 @@ def read_dxchange(
     """
     if isinstance(bin, bool) or not isinstance(bin, int | np.integer) or bin < 1:
         raise InreconError(f"bin={bin!r}", "give bin as a whole number of detector columns >= 1")
-    if pitch_mm is not None and (
-        isinstance(pitch_mm, bool)
-        or not isinstance(pitch_mm, int | float | np.integer | np.floating)
-        or not (math.isfinite(pitch_mm) and pitch_mm > 0)
-    ):
-        raise InreconError(
-            f"pitch_mm={pitch_mm!r}", "give the column pitch at the sample as a positive number of mm"
-        )
+    if pitch_mm is not None:
+        if isinstance(pitch_mm, bool) or not isinstance(pitch_mm, int | float | np.integer | np.floating):
+            raise InreconError(
+                f"pitch_mm={pitch_mm!r} is not a number", "give the column pitch at the sample in mm"
+            )
+        require_positive(pitch_mm, "pitch_mm")
     try:
         f = h5py.File(path, "r")
     except OSError as exc:
@@ -314,12 +313,9 @@ def read_dxchange(
             "use a smaller bin",
         )
     binned = _resample(sino, axis, n, int(bin))
+    cell = float(bin) * (pitch or 1.0)  # a binned detector cell and an image pixel, in mm or in pitches
     geometry = CTGeometry(
-        kind="parallel",
-        n_detectors=n,
-        detector_spacing_mm=float(bin) * (pitch or 1.0),
-        image_shape=(n, n),
-        pixel_size_mm=float(bin) * (pitch or 1.0),
+        kind="parallel", n_detectors=n, detector_spacing_mm=cell, image_shape=(n, n), pixel_size_mm=cell
     )
     prov = {
         "format": "dxchange",
