@@ -7,6 +7,7 @@ import json
 from importlib import resources
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -264,3 +265,54 @@ def test_comparison_results_keep_the_hold_outs_score_tables_and_drop_other_struc
     assert kept["prior_tv"] == 0.001 and "image_stats" not in kept
     assert kept["history"] == {"step": [0, 1]}
     json.dumps(kept)
+
+
+def test_comparison_in_worker_processes_matches_the_one_in_this_process():
+    from inrecon.data.phantoms import brain_phantom
+    from inrecon.data.sampling import cartesian_1d
+    from inrecon.experiments.runner import MethodRun, run_comparison
+    from inrecon.parallel import Runner
+    from inrecon.physics.simulate.mri import simulate_mri
+
+    scans = [
+        (
+            f"s{s}",
+            simulate_mri(
+                brain_phantom((24, 24), seed=s), n_coils=2, mask=cartesian_1d((24, 24), 2, acs=6), seed=s
+            ),
+        )
+        for s in (0, 1)
+    ]
+    runs = [MethodRun("zero-filled", "zf"), MethodRun("CG-SENSE", "cgsense")]
+    here = run_comparison(scans, runs, show_progress=False, log=None)
+    lines = []
+    with Runner(2) as runner:
+        assert runner.backend == "processes"
+        there = run_comparison(scans, runs, show_progress=False, log=lines.append, runner=runner)
+        # results in the serial order whatever order the workers finish in; the same numbers
+        assert [(r.case, r.label) for r in there.results] == [(r.case, r.label) for r in here.results]
+        for a, b in zip(here.results, there.results):
+            assert a.metrics["psnr"] == pytest.approx(b.metrics["psnr"], abs=1e-6)
+            assert np.allclose(a.image, b.image, atol=1e-6)
+        assert len(lines) == 4 and all("PSNR" in ln for ln in lines)
+        # a method failing in a worker names itself and the case, and how to see the traceback
+        with pytest.raises(InreconError, match=r"broken on s0 failed in a worker process.*nosuchkey"):
+            run_comparison(
+                scans[:1], [MethodRun("broken", "zf", {"nosuchkey": 1})] * 2, log=None, runner=runner
+            )
+
+
+def test_demo_reconstructs_in_one_worker_per_core_on_a_cpu_and_in_this_process_on_a_gpu(
+    monkeypatch, tmp_path
+):
+    from inrecon.cli import main
+    from inrecon.experiments import demo
+
+    monkeypatch.setattr(demo, "available_cores", lambda: 16)
+    assert demo.demo_jobs(torch.device("cpu")) == 4
+    monkeypatch.setattr(demo, "available_cores", lambda: 1)
+    assert demo.demo_jobs(torch.device("cpu")) == 1
+    assert demo.demo_jobs(torch.device("cuda")) == 1
+    out = tmp_path / "demo"
+    assert main(["demo", "--quick", "--jobs", "0", "-o", str(out)]) == 2
+    assert not out.exists()

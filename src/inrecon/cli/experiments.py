@@ -11,6 +11,7 @@ from inrecon.cli.common import (
     print_json,
     progress_choice,
 )
+from inrecon.errors import InreconError
 
 __all__ = ["add_parsers"]
 
@@ -27,9 +28,17 @@ def cmd_demo(args) -> int:
     from inrecon.cli.common import check_device
     from inrecon.experiments.demo import run_demo
 
+    if args.jobs is not None and args.jobs < 1:
+        raise InreconError(f"--jobs {args.jobs}", "give --jobs 1 or more")
     check_outputs(folders=[args.output])
     check_device(args.device)
-    run_demo(quick=args.quick, out_dir=args.output, device=args.device, show_progress=progress_choice(args))
+    run_demo(
+        quick=args.quick,
+        out_dir=args.output,
+        device=args.device,
+        show_progress=progress_choice(args),
+        jobs=args.jobs,
+    )
     return 0
 
 
@@ -82,6 +91,12 @@ def add_parsers(sub) -> None:
     s = command(sub, cmd_demo)
     s.add_argument("--quick", action="store_true", help="small sizes for a CPU (a few minutes)")
     s.add_argument("-o", "--output", default="inrecon-demo", help="output folder [%(default)s]")
+    s.add_argument(
+        "--jobs",
+        type=int,
+        default=None,
+        help="reconstructions at once, in local processes (default: one per CPU core, at most 4; 1 on a GPU)",
+    )
     s.add_argument("--no-progress", action="store_true", help="no progress bars")
     add_common(s, memory=False)
 

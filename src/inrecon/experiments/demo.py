@@ -26,11 +26,13 @@ from inrecon import __version__
 from inrecon.data.atomic import atomic_path
 from inrecon.data.phantoms import body_ct_phantom, brain_phantom
 from inrecon.data.sampling import cartesian_1d
+from inrecon.errors import InreconError
 from inrecon.experiments.drivers.populations import ct_scans, phantom_object_factor
 from inrecon.experiments.runner import Comparison, MethodRun, run_comparison
+from inrecon.parallel import Runner, available_cores
 from inrecon.physics.simulate.mri import simulate_mri
 
-__all__ = ["PROFILES", "DemoProfile", "run_demo"]
+__all__ = ["PROFILES", "DemoProfile", "demo_jobs", "run_demo"]
 
 
 @dataclass
@@ -162,7 +164,9 @@ def _summary_table(comp: Comparison) -> list[dict]:
     return aggregate(comp.rows(), by="method", metrics=("psnr", "ssim", "nrmse", "seconds"))
 
 
-def _modality(modality: str, prof: DemoProfile, seeds, dev, out: Path, rep, show_progress, log) -> list[dict]:
+def _modality(
+    modality: str, prof: DemoProfile, seeds, dev, out: Path, rep, show_progress, log, runner: Runner
+) -> list[dict]:
     """Simulate, pre-train, reconstruct and report one modality; returns its summary table."""
     log(f"[{modality}] simulating {prof.n_pretrain + prof.n_test} subjects")
     make = _mri_population if modality == "mri" else _ct_population
@@ -174,7 +178,9 @@ def _modality(modality: str, prof: DemoProfile, seeds, dev, out: Path, rep, show
         models[method] = _pretrain(method, pre, prof, out, show_progress)
         log(f"[{modality}]   done in {time.perf_counter() - t0:.1f} s")
     cases = [(f"{modality}-subject{i + 1}", s) for i, s in enumerate(test)]
-    comp = run_comparison(cases, _methods(modality, prof, models), show_progress=show_progress, log=log)
+    comp = run_comparison(
+        cases, _methods(modality, prof, models), show_progress=show_progress, log=log, runner=runner
+    )
     table = _summary_table(comp)
     name = "MRI" if modality == "mri" else "CT"
     rep.add_table(
@@ -212,6 +218,16 @@ def _what_was_run(prof: DemoProfile) -> str:
     )
 
 
+def demo_jobs(device: torch.device) -> int:
+    """The demo's reconstructions at once: one on a GPU (one device, one process), else one local worker process
+    per core, at most four (the quick demo's four INR fits per modality). Each INR fit of the quick demo is a small problem
+    (96 x 96): on the 2-core reference CPU one fit ran 1.36x slower on one thread than on two, so two fits at
+    once, one thread each, finish the pair 1.47x sooner (benchmarks/RESULTS.md, stop 59)."""
+    if device.type != "cpu":
+        return 1
+    return max(1, min(4, available_cores()))
+
+
 def run_demo(
     quick: bool = True,
     out_dir: str | Path = "inrecon-demo",
@@ -219,8 +235,11 @@ def run_demo(
     show_progress: bool | None = None,
     log=print,
     profile: DemoProfile | None = None,
+    jobs: int | None = None,
 ) -> dict:
-    """Run the demo; returns ``{"tables": ..., "report": path}``."""
+    """Run the demo; returns ``{"tables": ..., "report": path}``.
+
+    ``jobs``: reconstructions at once, in local worker processes (:func:`demo_jobs`; ``None``: its choice)."""
     from inrecon.report import Report, collect_environment
     from inrecon.runtime import resolve_device
 
@@ -237,11 +256,21 @@ def run_demo(
         data_note="Data: built-in procedural phantoms (brain MRI, chest CT); no real data used.",
     )
     rep.add_text("What was run", _what_was_run(prof))
-    tables = {m: _modality(m, prof, seeds, dev, out, rep, show_progress, log) for m in ("mri", "ct")}
+    jobs = demo_jobs(dev) if jobs is None else int(jobs)
+    if jobs > 1 and dev.type != "cpu":
+        raise InreconError(
+            f"{jobs} jobs on {dev}", "run the demo on a GPU with one job (worker processes are CPU-only)"
+        )
+    with Runner(jobs) as runner:
+        if runner.backend != "serial":
+            log(f"reconstructions {jobs} at once in local processes, {runner.threads} thread(s) each")
+        tables = {
+            m: _modality(m, prof, seeds, dev, out, rep, show_progress, log, runner) for m in ("mri", "ct")
+        }
     rep.add_config("Demo profile", asdict(prof))
     total = round(time.perf_counter() - t_start, 1)
     rep.set_environment(
-        collect_environment(seeds=seeds, device=str(dev), inrecon=__version__, total_seconds=total)
+        collect_environment(seeds=seeds, device=str(dev), inrecon=__version__, total_seconds=total, jobs=jobs)
     )
     html = rep.write(out)
     _print_tables(tables, log)

@@ -15,7 +15,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from inrecon.errors import InreconError
 from inrecon.metrics import evaluate
+from inrecon.parallel import Runner
 from inrecon.progress import progress
 from inrecon.recon.api import run_method
 
@@ -101,38 +103,81 @@ def _summary_info(info: dict) -> dict:
     return keep
 
 
+def _reconstruct(case_name: str, scan, run: MethodRun) -> CaseResult:
+    """One method on one case, scored as every table scores it (module docstring)."""
+    extra = {"model": run.model} if run.model else {}
+    t0 = time.perf_counter()
+    res = run_method(run.method, scan, run.overrides, show_progress=False, **extra)
+    seconds = time.perf_counter() - t0
+    img = res.image.detach().cpu()
+    target = scan.target.detach().cpu()
+    m = evaluate(img, target, roi=None if scan.roi is None else scan.roi.cpu(), scale=scan.modality == "mri")
+    image = img.abs().numpy() if img.is_complex() else img.numpy()
+    if scan.modality == "mri":  # show the least-squares scaled magnitude, as scored
+        ref = target.numpy()
+        denom = float((image * image).sum()) or 1.0
+        image = image * float((image * ref).sum()) / denom
+    return CaseResult(case_name, run.label, m, seconds, _summary_info(res.info), image)
+
+
+def _reconstruct_job(_context, job: tuple) -> CaseResult:
+    """:func:`_reconstruct` in a worker process of :class:`inrecon.parallel.Runner`."""
+    return _reconstruct(*job)
+
+
 def run_comparison(
-    cases: Sequence[tuple[str, object]], runs: Sequence[MethodRun], *, show_progress=None, log=print
+    cases: Sequence[tuple[str, object]],
+    runs: Sequence[MethodRun],
+    *,
+    show_progress=None,
+    log=print,
+    runner: Runner | None = None,
 ) -> Comparison:
-    """Reconstruct every case with every method; returns a :class:`Comparison`."""
+    """Reconstruct every case with every method; returns a :class:`Comparison`.
+
+    ``runner``: ``None`` (or a one-job :class:`inrecon.parallel.Runner`) reconstructs one (case, method) pair
+    after another in this process; a runner with N jobs hands the pairs to its N local worker processes as they
+    free up (each with ``cores // N`` torch threads: small fits use one core better than two), the pairs of
+    population methods (a ``model``) first. The results are in the same order either way and log as they
+    finish; per-method seconds are then those of a worker's threads. The scans must be on the CPU to go to worker processes."""
     comp = Comparison()
-    total = len(cases) * len(runs)
-    bar = progress(total=total, desc="reconstructions", show=show_progress)
     for case_name, scan in cases:
-        ref = scan.target.detach().cpu().numpy()
-        comp.references[case_name] = ref
+        comp.references[case_name] = scan.target.detach().cpu().numpy()
         comp.rois[case_name] = None if scan.roi is None else scan.roi.cpu().numpy()
-        for run in runs:
-            extra = {"model": run.model} if run.model else {}
-            t0 = time.perf_counter()
-            res = run_method(run.method, scan, run.overrides, show_progress=False, **extra)
-            seconds = time.perf_counter() - t0
-            img = res.image.detach().cpu()
-            m = evaluate(
-                img,
-                scan.target.cpu(),
-                roi=None if scan.roi is None else scan.roi.cpu(),
-                scale=scan.modality == "mri",
+    jobs = [(case_name, scan, run) for case_name, scan in cases for run in runs]
+    done: list[CaseResult | None] = [None] * len(jobs)
+    bar = progress(total=len(jobs), desc="reconstructions", show=show_progress)
+
+    def finished(k: int, result: CaseResult) -> None:
+        done[k] = result
+        if log is not None:
+            log(result.line())
+        if bar is not None:
+            bar.update(1)
+
+    if runner is None or runner.backend == "serial" or len(jobs) < 2:
+        for k, job in enumerate(jobs):
+            finished(k, _reconstruct(*job))
+    else:
+        off_cpu = sorted({name for name, scan in cases if scan.target.device.type != "cpu"})
+        if off_cpu:
+            raise InreconError(
+                f"cases {off_cpu} are on a GPU; worker processes take CPU scans only",
+                "reconstruct them in this process (one job) or move the scans to the CPU",
             )
-            image = img.abs().numpy() if img.is_complex() else img.numpy()
-            if scan.modality == "mri":  # show the least-squares scaled magnitude, as scored
-                denom = float((image * image).sum()) or 1.0
-                image = image * float((image * ref).sum()) / denom
-            comp.results.append(CaseResult(case_name, run.label, m, seconds, _summary_info(res.info), image))
-            if log is not None:
-                log(comp.results[-1].line())
-            if bar is not None:
-                bar.update(1)
+        # the methods adapting a pre-trained model first (the longest fits of a comparison), so that none of
+        # them starts last while the other workers sit idle; otherwise in the given order
+        order = sorted(range(len(jobs)), key=lambda k: jobs[k][2].model is None)
+        for i, outcome in runner.run(_reconstruct_job, [jobs[k] for k in order]):
+            k = order[i]
+            if not outcome.ok:
+                name, _, run = jobs[k]
+                raise InreconError(
+                    f"{run.label} on {name} failed in a worker process: {outcome.error}",
+                    "run with one job for the whole traceback",
+                )
+            finished(k, outcome.value)
     if bar is not None:
         bar.close()
+    comp.results = list(done)
     return comp
