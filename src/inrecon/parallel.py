@@ -215,13 +215,26 @@ class Runner:
     def __enter__(self) -> Runner:
         return self
 
-    def __exit__(self, *exc) -> None:
-        self.close()
+    def __exit__(self, exc_type, *exc) -> None:
+        self.close(abort=exc_type is not None)
 
-    def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool = None
+    def close(self, abort: bool = False) -> None:
+        """Shut the local workers down: wait for the calls they are running, or with ``abort`` (the ``with``
+        block left by an exception: Ctrl-C, a failed item the caller raises for) stop them at once, so that
+        no fit goes on computing for a result nobody will read."""
+        if self._pool is None:
+            return
+        pool, self._pool = self._pool, None
+        if not abort:
+            pool.shutdown(wait=True, cancel_futures=True)
+            return
+        # the pool's processes (ProcessPoolExecutor.terminate_workers exists from Python 3.14 only)
+        workers = list((getattr(pool, "_processes", None) or {}).values())
+        pool.shutdown(wait=False, cancel_futures=True)
+        for proc in workers:
+            proc.terminate()
+        for proc in workers:
+            proc.join(timeout=10)
 
     def run(self, fn: Callable[[Any, Any], Any], items: Iterable) -> Iterator[tuple[int, Outcome]]:
         """``(position, Outcome)`` of every item, as the calls finish."""

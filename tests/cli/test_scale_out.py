@@ -159,3 +159,29 @@ def test_tune_with_two_workers_writes_a_resumable_log(scans, tmp_path, capsys):
     assert main(cmd) == 0  # everything is in the log: nothing runs again
     again = _json(capsys)
     assert log.read_text() == text and again["hparams"] == res["hparams"] and again["trials"] == 4
+
+
+def _sleep_then_pid(_context, seconds: float) -> int:
+    import os
+    import time
+
+    time.sleep(seconds)
+    return os.getpid()
+
+
+def test_leaving_a_runner_by_an_exception_stops_its_workers_at_once():
+    import os
+    import time
+
+    from inrecon.parallel import Runner
+
+    t0 = time.perf_counter()
+    with pytest.raises(KeyboardInterrupt), Runner(2) as runner:
+        for _, outcome in runner.run(_sleep_then_pid, [0.0, 60.0, 60.0]):
+            pid = outcome.value
+            raise KeyboardInterrupt  # Ctrl-C while the other worker is 60 s into its call
+    assert time.perf_counter() - t0 < 30  # not the 60 s of the running call
+    with pytest.raises(ProcessLookupError):  # the worker is gone, not computing on
+        os.kill(pid, 0)
+    with Runner(2) as runner:  # a normal exit still waits for every result
+        assert sorted(o.value is not None for _, o in runner.run(_sleep_then_pid, [0.0, 0.5])) == [True, True]
