@@ -24,6 +24,8 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import threading
+import time
 import traceback
 import uuid
 from collections.abc import Callable, Iterable, Iterator
@@ -138,9 +140,20 @@ def _call(key: str, fn: Callable[[Any, Any], Any], item, make_context=None) -> O
         return Outcome(False, error=_error_line(exc))
 
 
+def _exit_with_parent(parent: int, every: float = 1.0) -> None:
+    """Exit this worker when its parent process is gone: a parent killed outright (SIGKILL, an out-of-memory
+    kill) shuts no pool down, and its idle workers would otherwise wait for work forever, holding their
+    memory, and a busy one would finish a fit nobody reads."""
+    while os.getppid() == parent:
+        time.sleep(every)
+    os._exit(1)
+
+
 def _init_worker(threads: int, log_level: int, key: str, make_context) -> None:
-    """A local worker process: ``threads`` torch threads, ``inrecon`` messages on stderr at ``log_level``, and
-    the context factory (pickled once per worker, not once per item)."""
+    """A local worker process: ``threads`` torch threads, ``inrecon`` messages on stderr at ``log_level``, the
+    context factory (pickled once per worker, not once per item), and a watch on the parent process
+    (:func:`_exit_with_parent`)."""
+    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
     _FACTORIES[key] = make_context
     os.environ["OMP_NUM_THREADS"] = str(threads)
     os.environ.setdefault("INRECON_PROGRESS", "0")  # N progress bars on one terminal are unreadable

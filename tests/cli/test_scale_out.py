@@ -185,3 +185,53 @@ def test_leaving_a_runner_by_an_exception_stops_its_workers_at_once():
         os.kill(pid, 0)
     with Runner(2) as runner:  # a normal exit still waits for every result
         assert sorted(o.value is not None for _, o in runner.run(_sleep_then_pid, [0.0, 0.5])) == [True, True]
+
+
+def _write_pid_then_sleep(_context, path: str) -> None:
+    import os
+    import time
+    from pathlib import Path
+
+    Path(path).write_text(str(os.getpid()))
+    time.sleep(120)
+
+
+def _alive(pid: int) -> bool:
+    from pathlib import Path
+
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"  # a zombie has exited (in a container nobody may reap it)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_workers_exit_when_their_parent_is_killed_outright(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import time
+    from pathlib import Path
+
+    files = [tmp_path / "a.pid", tmp_path / "b.pid"]
+    script = (
+        "from inrecon.parallel import Runner\n"
+        "from tests.cli.test_scale_out import _write_pid_then_sleep\n"
+        "with Runner(2) as runner:\n"
+        f"    list(runner.run(_write_pid_then_sleep, {[str(f) for f in files]!r}))\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])}
+    parent = subprocess.Popen([sys.executable, "-c", script], cwd=root, env=env)
+    deadline = time.monotonic() + 120
+    while not all(f.exists() and f.read_text() for f in files):
+        assert time.monotonic() < deadline and parent.poll() is None, "the workers never started"
+        time.sleep(0.2)
+    pids = [int(f.read_text()) for f in files]
+    parent.send_signal(signal.SIGKILL)  # no shutdown reaches the pool
+    parent.wait()
+    deadline = time.monotonic() + 20
+    while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not any(_alive(p) for p in pids), "workers outlived their killed parent"
