@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 
 import h5py
 import numpy as np
@@ -150,7 +151,9 @@ def _resample(p: np.ndarray, axis: float, n: int, bin_: int) -> np.ndarray:
 
 def recorded_pitch_mm(f: h5py.File) -> float | None:
     """The detector column pitch at the sample (mm) an open Data Exchange file records (``_PITCH_PATHS``), or
-    ``None`` where it records none, or one that is not a positive number in a known unit."""
+    ``None`` where it records none, or one that is not a positive number in a known unit (then with a warning
+    naming what it found: lengths stay in column pitches unless ``pitch_mm`` / ``--pitch`` gives the pitch)."""
+    unusable = []
     for name in _PITCH_PATHS:
         d = f.get(name)
         if not isinstance(d, h5py.Dataset):
@@ -158,11 +161,21 @@ def recorded_pitch_mm(f: h5py.File) -> float | None:
         try:
             value = float(np.asarray(d[()], dtype=np.float64).reshape(-1)[0])
         except (TypeError, ValueError, IndexError):
+            unusable.append(f"{name} (not a number)")
             continue
         unit = d.attrs.get("units", "microns")
         unit = (unit.decode() if isinstance(unit, bytes) else str(unit)).strip().lower()
         if unit in _UNIT_MM and math.isfinite(value) and value > 0:
             return value * _UNIT_MM[unit]
+        unusable.append(f"{name} = {value:g} {unit!r}")
+    if unusable:
+        warnings.warn(
+            f"{f.filename}: the pixel size it records is unusable ({'; '.join(unusable)}; known units: "
+            f"{', '.join(sorted(_UNIT_MM))}), so lengths stay in detector column pitches. Fix: give the pitch "
+            "at the sample in mm (--pitch MM, or pitch_mm=)",
+            UserWarning,
+            stacklevel=2,
+        )
     return None
 
 
