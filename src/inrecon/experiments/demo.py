@@ -220,9 +220,9 @@ def _what_was_run(prof: DemoProfile) -> str:
 
 def demo_jobs(device: torch.device) -> int:
     """The demo's reconstructions at once: one on a GPU (one device, one process), else one local worker process
-    per core, at most four (the quick demo's four INR fits per modality). Each INR fit of the quick demo is a small problem
-    (96 x 96): on the 2-core reference CPU one fit ran 1.36x slower on one thread than on two, so two fits at
-    once, one thread each, finish the pair 1.47x sooner (benchmarks/RESULTS.md, stop 59)."""
+    per core, at most four (the quick demo's four INR fits per modality). A quick demo's INR fit is small (96 x
+    96): on the 2-core reference CPU one ran 1.36x slower on one thread than on two, so two at once, one thread
+    each, finish the pair 1.47x sooner (benchmarks/RESULTS.md, stop 59)."""
     if device.type != "cpu":
         return 1
     return max(1, min(4, available_cores()))

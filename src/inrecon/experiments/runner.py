@@ -139,7 +139,8 @@ def run_comparison(
     after another in this process; a runner with N jobs hands the pairs to its N local worker processes as they
     free up (each with ``cores // N`` torch threads: small fits use one core better than two), the pairs of
     population methods (a ``model``) first. The results are in the same order either way and log as they
-    finish; per-method seconds are then those of a worker's threads. The scans must be on the CPU to go to worker processes."""
+    finish; per-method seconds are then those of a worker's threads. The scans must be on the CPU to go to
+    worker processes."""
     comp = Comparison()
     for case_name, scan in cases:
         comp.references[case_name] = scan.target.detach().cpu().numpy()
