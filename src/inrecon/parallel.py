@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import os
+import pickle
 import sys
 import threading
 import time
@@ -138,6 +139,15 @@ def _call(key: str, fn: Callable[[Any, Any], Any], item, make_context=None) -> O
     except Exception as exc:
         logging.getLogger("inrecon").debug("%s", traceback.format_exc())
         return Outcome(False, error=_error_line(exc))
+
+
+def _call_pickled(key: str, fn: Callable[[Any, Any], Any], blob: bytes) -> Outcome:
+    """:func:`_call` of an item the caller pickled (:meth:`Runner._run_local`)."""
+    try:
+        item = pickle.loads(blob)
+    except Exception as exc:
+        return Outcome(False, error=_error_line(exc))
+    return _call(key, fn, item)
 
 
 def _exit_with_parent(parent: int, every: float = 1.0) -> None:
@@ -274,7 +284,17 @@ class Runner:
                 initializer=_init_worker,
                 initargs=(self.threads, self.log_level, self._key, self.make_context),
             )
-        pending = {self._pool.submit(_call, self._key, fn, item): k for k, item in enumerate(items)}
+        pending = {}
+        for k, item in enumerate(items):
+            try:
+                # pickled here by the standard pickler: the pool's own (multiprocessing's) moves every CPU tensor
+                # of the item into shared memory in place, which frees the caller's buffer under any numpy view
+                # of it (a demo reference image read garbage) and changes the caller's objects
+                blob = pickle.dumps(item, protocol=pickle.HIGHEST_PROTOCOL)
+            except Exception as exc:  # an item that cannot be pickled fails alone
+                yield k, Outcome(False, error=_error_line(exc))
+                continue
+            pending[self._pool.submit(_call_pickled, self._key, fn, blob)] = k
         while pending:
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
             for fut in done:
@@ -284,7 +304,7 @@ class Runner:
                 except BrokenProcessPool:
                     self._pool = None  # a worker died (killed, out of memory): the pool is unusable
                     yield k, Outcome(False, error="its worker process died (killed, or out of memory?)")
-                except Exception as exc:  # e.g. an item that cannot be pickled
+                except Exception as exc:  # e.g. a value that cannot be pickled back
                     yield k, Outcome(False, error=_error_line(exc))
 
     def _run_ray(self, fn, items) -> Iterator[tuple[int, Outcome]]:

@@ -295,6 +295,11 @@ def test_comparison_in_worker_processes_matches_the_one_in_this_process():
             assert a.metrics["psnr"] == pytest.approx(b.metrics["psnr"], abs=1e-6)
             assert np.allclose(a.image, b.image, atol=1e-6)
         assert len(lines) == 4 and all("PSNR" in ln for ln in lines)
+        # the scans went to the workers as copies: not moved into shared memory under the caller's feet (which
+        # freed the buffer a reference image viewed), and the references are the targets' values
+        assert not any(scan.target.is_shared() for _, scan in scans)
+        for name, scan in scans:
+            assert np.array_equal(there.references[name], scan.target.numpy())
         # a method failing in a worker names itself and the case, and how to see the traceback
         with pytest.raises(InreconError, match=r"broken on s0 failed in a worker process.*nosuchkey"):
             run_comparison(
