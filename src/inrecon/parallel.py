@@ -159,17 +159,17 @@ def _exit_with_parent(parent: int, every: float = 1.0) -> None:
     os._exit(1)
 
 
-def _init_worker(threads: int, log_level: int, key: str, make_context) -> None:
+def _init_worker(threads: int, log_level: int, key: str, context_blob: bytes) -> None:
     """A local worker process: ``threads`` torch threads, ``inrecon`` messages on stderr at ``log_level``, the
     context factory (pickled once per worker, not once per item), and a watch on the parent process
     (:func:`_exit_with_parent`)."""
     threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
-    _FACTORIES[key] = make_context
     os.environ["OMP_NUM_THREADS"] = str(threads)
     os.environ.setdefault("INRECON_PROGRESS", "0")  # N progress bars on one terminal are unreadable
     import torch
 
     torch.set_num_threads(threads)
+    _FACTORIES[key] = pickle.loads(context_blob)  # after the thread count: it may hold tensors
     log = logging.getLogger("inrecon")
     if not log.handlers:
         handler = logging.StreamHandler(sys.stderr)
@@ -282,7 +282,8 @@ class Runner:
                 max_workers=self.jobs,
                 mp_context=multiprocessing.get_context("spawn"),
                 initializer=_init_worker,
-                initargs=(self.threads, self.log_level, self._key, self.make_context),
+                # the context factory pickled here, as the items are (:meth:`_run_local`'s comment)
+                initargs=(self.threads, self.log_level, self._key, pickle.dumps(self.make_context)),
             )
         pending = {}
         for k, item in enumerate(items):
