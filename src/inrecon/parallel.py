@@ -272,6 +272,18 @@ class Runner:
         else:
             yield from self._run_local(fn, items)
 
+    def values(
+        self, fn: Callable[[Any, Any], Any], items: Iterable, what: Callable[[Any], str], fix: str
+    ) -> Iterator[tuple[int, Any]]:
+        """``(position, value)`` of every item as the calls finish, for callers that need every value: a failed
+        call raises an :class:`InreconError` naming it (``what(item)``) with ``fix`` (how to see its
+        traceback), and leaving the runner's ``with`` block by it stops the other workers."""
+        items = list(items)
+        for k, outcome in self.run(fn, items):
+            if not outcome.ok:
+                raise InreconError(f"{what(items[k])} failed in a worker process: {outcome.error}", fix)
+            yield k, outcome.value
+
     def _run_local(self, fn, items) -> Iterator[tuple[int, Outcome]]:
         import multiprocessing
         from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait

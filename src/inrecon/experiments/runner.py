@@ -169,15 +169,13 @@ def run_comparison(
         # the methods adapting a pre-trained model first (the longest fits of a comparison), so that none of
         # them starts last while the other workers sit idle; otherwise in the given order
         order = sorted(range(len(jobs)), key=lambda k: jobs[k][2].model is None)
-        for i, outcome in runner.run(_reconstruct_job, [jobs[k] for k in order]):
-            k = order[i]
-            if not outcome.ok:
-                name, _, run = jobs[k]
-                raise InreconError(
-                    f"{run.label} on {name} failed in a worker process: {outcome.error}",
-                    "run with one job for the whole traceback",
-                )
-            finished(k, outcome.value)
+        for i, result in runner.values(
+            _reconstruct_job,
+            [jobs[k] for k in order],
+            what=lambda job: f"{job[2].label} on {job[0]}",
+            fix="run with one job for the whole traceback",
+        ):
+            finished(order[i], result)
     if bar is not None:
         bar.close()
     comp.results = list(done)

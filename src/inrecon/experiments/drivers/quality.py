@@ -495,15 +495,15 @@ def _run_cases(cases: list[QualityCase], cfg: QualityConfig, show_progress, log:
     order = sorted(todo, key=lambda k: -_expected_seconds(cases[k]))
     bar = progress(total=len(order), desc="cases", show=show_progress)
     with Runner(jobs) as runner:
-        for i, outcome in runner.run(_case_job, [(cases[k], cfg, store) for k in order]):
+        for i, value in runner.values(
+            _case_job,
+            [(cases[k], cfg, store) for k in order],
+            what=lambda job: f"quality case {job[0].name!r}",
+            fix="run it with --set jobs=1 for the whole traceback",
+        ):
             k = order[i]
-            if not outcome.ok:
-                raise InreconError(
-                    f"quality case {cases[k].name!r} failed: {outcome.error}",
-                    "run it with --set jobs=1 for the whole traceback",
-                )
-            done[k] = outcome.value
-            comp, note = outcome.value
+            done[k] = value
+            comp, note = value
             if note:
                 log(f"  {note}")
             else:
