@@ -94,3 +94,38 @@ def test_tune_killed_mid_run_resumes_to_the_identical_choice(tmp_path):
     out_log = [json.loads(ln) for ln in log.read_text().splitlines()]
     assert _timeless(ref_log) == _timeless(out_log)
     assert _leftovers(tmp_path) == []
+
+
+def _checkpoint_step(path: Path) -> int:
+    import torch
+
+    return int(torch.load(path, map_location="cpu", weights_only=False)["step"])
+
+
+def test_recon_terminated_saves_its_step_and_resumes_to_the_identical_image(tmp_path):
+    """SIGTERM (a scheduler's kill): the run writes its checkpoint at the end of the running step, removes its
+    temporary files and exits 143 naming the signal and how to resume; the rerun gives the identical image."""
+    scan = mri_file(tmp_path / "mri.h5")
+    ck = tmp_path / "ck"
+    base = ["recon", "--method", "ngp", str(scan), "-q"]
+    # one hold-out stage (no prior search) that never stops early, periodic checkpoints at steps 400 and 800:
+    # a checkpoint at a step between them can only be the interrupt's
+    base += _sets(*SMALL, "steps=1200", "patience=1200", "prior.tv=0", "prior.phase=0", "checkpoint_every=400")
+    _run(*base, "-o", str(tmp_path / "ref.npy"))
+    args = [*base, "-o", str(tmp_path / "out.npy"), "--checkpoint-dir", str(ck)]
+    proc = subprocess.Popen(_cli(*args), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=ENV, text=True)
+    t0 = time.monotonic()
+    while not (ck / "holdout.pt").exists() and proc.poll() is None and time.monotonic() - t0 < 300:
+        time.sleep(0.01)
+    time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert "interrupted by SIGTERM" in err and f"--checkpoint-dir {ck} resumes" in err, err
+    assert not (tmp_path / "out.npy").exists()
+    assert 400 < _checkpoint_step(ck / "holdout.pt") < 800
+    assert _leftovers(tmp_path) == []
+    _run(*base, "-o", str(tmp_path / "out.npy"), "--checkpoint-dir", str(ck))
+    ref, out = np.load(tmp_path / "ref.npy"), np.load(tmp_path / "out.npy")
+    assert ref.tobytes() == out.tobytes()
+    assert not ck.exists()

@@ -5,7 +5,9 @@ will need before any long computation; an :class:`~inrecon.errors.InreconError` 
 out of memory) becomes one line on stderr (``inrecon: error: <problem>. Fix: <fix>``) and exit status 2, without
 a traceback. Results are JSON on stdout; messages and warnings go through the ``inrecon`` logger to stderr
 (``-q``: warnings only, ``-v``: debug too). A closed stdout (``inrecon info x.h5 | head``) ends the command
-quietly with the status of a broken pipe (141), as other Unix tools do.
+quietly with the status of a broken pipe (141), as other Unix tools do. Ctrl-C and SIGTERM (a scheduler's
+kill) end it with 130 / 143 after removing its temporary files, a training run first writing its checkpoint at
+the end of the running step (:mod:`inrecon.interrupts`).
 """
 
 from __future__ import annotations
@@ -13,10 +15,11 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import signal
 import sys
 import warnings
 
-from inrecon import __version__
+from inrecon import __version__, interrupts
 from inrecon.cli import experiments, recon, scans, training
 from inrecon.cli.common import LOG, setup_logging
 from inrecon.errors import InreconError
@@ -67,6 +70,16 @@ def _silence_stdout() -> None:
         os.dup2(devnull, sys.stdout.fileno())
 
 
+def _interrupted_line(args, exc: KeyboardInterrupt) -> str:
+    """What an interrupted command says: the signal, and how to resume where there is a checkpoint."""
+    name = f" by {signal.Signals(exc.signum).name}" if isinstance(exc, interrupts.Interrupted) else ""
+    line = f"interrupted{name}"
+    ckdir = getattr(args, "checkpoint_dir", None)
+    if ckdir:
+        line += f"; the same command with --checkpoint-dir {ckdir} resumes from its checkpoints"
+    return line
+
+
 def _run(args) -> int:
     try:
         return int(args.func(args) or 0)
@@ -76,9 +89,9 @@ def _run(args) -> int:
     except BrokenPipeError:
         _silence_stdout()
         return EXIT_BROKEN_PIPE
-    except KeyboardInterrupt:
-        print("inrecon: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        print(f"inrecon: {_interrupted_line(args, exc)}", file=sys.stderr)
+        return exc.exit_status if isinstance(exc, interrupts.Interrupted) else 130
     except (MemoryError, RuntimeError) as exc:
         if not _out_of_memory(exc):
             raise
@@ -103,7 +116,8 @@ def main(argv: list[str] | None = None) -> int:
             # each shown once, as an `inrecon: warning: ...` line
             warnings.filterwarnings("default", category=UserWarning)
             warnings.showwarning = _show_warning
-            return _run(args)
+            with interrupts.graceful():  # SIGTERM as Ctrl-C; a training run saves before it stops
+                return _run(args)
     finally:
         LOG.removeHandler(handler)
         LOG.setLevel(old_level)

@@ -39,6 +39,7 @@ from typing import Annotated, Literal
 import torch
 from torch import nn
 
+from inrecon import interrupts
 from inrecon.config import InRange, NonNegFloat, PosFloat, PosInt
 from inrecon.engine.checkpoint import load_checkpoint, save_checkpoint
 from inrecon.runtime import tune_allocator
@@ -410,48 +411,61 @@ def train(
     graphed = _CudaGraphStep(task, opt) if cuda_graph and task.capturable and device.type == "cuda" else None
     for cb in callbacks:
         cb.on_start(run)
-    for step in range(run.step, cfg.steps):
-        out = None  # the last step's autograd graph is released before a recording starts
-        if graphed is not None:
-            out = graphed.forward_backward(step)
-        if out is not None:  # forward and backward done (recorded or warm-up)
+    # a signal deferred by inrecon.interrupts ends the run at the end of a step that read numbers back: the
+    # checkpoint is written there, then the signal raised
+    with interrupts.deferred(enabled=not _distributed()):
+        for step in range(run.step, cfg.steps):
+            out = None  # the last step's autograd graph is released before a recording starts
+            if graphed is not None:
+                out = graphed.forward_backward(step)
+            if out is not None:  # forward and backward done (recorded or warm-up)
+                for cb in callbacks:
+                    cb.on_forward(run, step, out)
+                for cb in callbacks:
+                    cb.after_backward(run, step, out)
+                graphed.update()
+            else:
+                opt.zero_grad(set_to_none=True)
+                out = task.step(step)  # may fill gradients itself (then its loss does not require grad)
+                for cb in callbacks:
+                    cb.on_forward(run, step, out)
+                if out.loss.requires_grad:
+                    out.loss.backward()
+                for cb in callbacks:
+                    cb.after_backward(run, step, out)
+                opt.step()
+            sched.step()
+            run.step = step + 1
+            losses.add(run, step, out)
+            saving = checkpoint is not None and run.step % checkpoint.every == 0 and run.step < cfg.steps
+            run.sync = (
+                on_cpu
+                or run.step % max(1, sync_every) == 0
+                or run.step == cfg.steps
+                or saving
+                or any(cb.wants_sync(run, step) for cb in callbacks)
+            )
+            if run.sync:
+                losses.flush(run)
             for cb in callbacks:
-                cb.on_forward(run, step, out)
-            for cb in callbacks:
-                cb.after_backward(run, step, out)
-            graphed.update()
-        else:
-            opt.zero_grad(set_to_none=True)
-            out = task.step(step)  # may fill gradients itself (then its loss does not require grad)
-            for cb in callbacks:
-                cb.on_forward(run, step, out)
-            if out.loss.requires_grad:
-                out.loss.backward()
-            for cb in callbacks:
-                cb.after_backward(run, step, out)
-            opt.step()
-        sched.step()
-        run.step = step + 1
-        losses.add(run, step, out)
-        saving = checkpoint is not None and run.step % checkpoint.every == 0 and run.step < cfg.steps
-        run.sync = (
-            on_cpu
-            or run.step % max(1, sync_every) == 0
-            or run.step == cfg.steps
-            or saving
-            or any(cb.wants_sync(run, step) for cb in callbacks)
-        )
-        if run.sync:
-            losses.flush(run)
-        for cb in callbacks:
-            cb.on_step_end(run, step, out)
-        if saving:
-            _save(run, checkpoint, callbacks, time.perf_counter() - t0)
-        if run.stop:
-            break
+                cb.on_step_end(run, step, out)
+            if saving:
+                _save(run, checkpoint, callbacks, time.perf_counter() - t0)
+            if run.stop:
+                break
+            if run.sync and interrupts.pending() is not None:
+                if checkpoint is not None and not saving:
+                    _save(run, checkpoint, callbacks, time.perf_counter() - t0)
+                raise interrupts.interrupted()
     losses.flush(run)
     run.graphed = graphed is not None and graphed.fwd is not None
     run.seconds = time.perf_counter() - t0
     for cb in callbacks:
         cb.on_end(run)
     return run
+
+
+def _distributed() -> bool:
+    """Whether this run takes its steps in step with other processes (a torch.distributed group)."""
+    dist = torch.distributed
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1

@@ -8,6 +8,7 @@ method, its config, the oracle flag and :func:`~inrecon.tuning.hparams.scan_iden
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 from dataclasses import dataclass
@@ -124,7 +125,8 @@ def tune_method(
             tunable.objective, scan, cfg, space, oracle=tuner.oracle, show_progress=False, model=model
         )
         runner = Runner(tuner.workers, ray=ray, make_context=factory)
-    try:
+    # left by an exception (Ctrl-C, SIGTERM), the workers' running trials are stopped, not waited for
+    with runner if runner is not None else contextlib.nullcontext():
         res = tune(
             objective,
             space,
@@ -139,9 +141,6 @@ def tune_method(
             workers=tuner.workers,
             runner=runner,
         )
-    finally:
-        if runner is not None:
-            runner.close()
     if res.best_h is None:
         raise InreconError(
             f"all {len(res.trials)} tuning trials diverged (non-finite score)",
