@@ -110,10 +110,14 @@ def test_recon_terminated_saves_its_step_and_resumes_to_the_identical_image(tmp_
     base = ["recon", "--method", "ngp", str(scan), "-q"]
     # one hold-out stage (no prior search) that never stops early, periodic checkpoints at steps 400 and 800:
     # a checkpoint at a step between them can only be the interrupt's
-    base += _sets(*SMALL, "steps=1200", "patience=1200", "prior.tv=0", "prior.phase=0", "checkpoint_every=400")
+    base += _sets(
+        *SMALL, "steps=1200", "patience=1200", "prior.tv=0", "prior.phase=0", "checkpoint_every=400"
+    )
     _run(*base, "-o", str(tmp_path / "ref.npy"))
     args = [*base, "-o", str(tmp_path / "out.npy"), "--checkpoint-dir", str(ck)]
-    proc = subprocess.Popen(_cli(*args), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=ENV, text=True)
+    proc = subprocess.Popen(
+        _cli(*args), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=ENV, text=True
+    )
     t0 = time.monotonic()
     while not (ck / "holdout.pt").exists() and proc.poll() is None and time.monotonic() - t0 < 300:
         time.sleep(0.01)
