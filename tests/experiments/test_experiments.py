@@ -321,3 +321,36 @@ def test_demo_reconstructs_in_one_worker_per_core_on_a_cpu_and_in_this_process_o
     out = tmp_path / "demo"
     assert main(["demo", "--quick", "--jobs", "0", "-o", str(out)]) == 2
     assert not out.exists()
+
+
+def test_a_bench_in_worker_processes_gives_the_same_tables(tmp_path):
+    over = {
+        "size": 32,
+        "n_pretrain": 2,
+        "n_test": 1,
+        "pretrain_steps": 5,
+        "inr_steps": 10,
+        "patience": 5,
+        "real": False,
+        "photons": [0],
+        "methods": ["fbp", "ngp", "disinr"],
+        "arch": {"n_levels": 4, "log2_table_size": 8},
+    }
+    rows = {}
+    for jobs in (1, 2):
+        path = run_bench(
+            "ct_sparse_view",
+            quick=True,
+            out_dir=tmp_path / f"jobs{jobs}",
+            show_progress=False,
+            log=lambda *_: None,
+            overrides={**over, "jobs": jobs},
+        )
+        report = json.loads((path.parent / "report.json").read_text())
+        summary = next(s for s in report["sections"] if s["name"].startswith("Summary"))
+        rows[jobs] = {(r["setting"], r["method"]): r["psnr"]["mean"] for r in summary["rows"]}
+    assert len(rows[1]) == 6 and rows[2].keys() == rows[1].keys()  # in and out of domain x three methods
+    for key, psnr in rows[1].items():
+        assert rows[2][key] == pytest.approx(psnr, abs=0.05), key  # thread counts differ: summation order
+    with pytest.raises(InreconError, match="jobs"):
+        load_experiment("ct_sparse_view", quick=True, overrides={"jobs": 0})

@@ -32,6 +32,7 @@ from inrecon.experiments.drivers.populations import (
     Pretrainer,
     Pretraining,
     Subjects,
+    compare,
     ct_images,
     ct_scans,
     method_runs,
@@ -198,7 +199,7 @@ def _unseen_sections(
         scans = mri_scans(images, cfg, u.af, seed0=200, pattern=u.pattern)
         cases = [(f"{u.pattern}-AF{u.af}-{i + 1}", s) for i, s in enumerate(scans)]
         prun = [r for r in runs if r.method != "imjense" or u.pattern != "radial"]
-        comp = run_comparison(cases, prun, show_progress=show_progress, log=log)
+        comp = compare(cases, prun, cfg, show_progress, log)
         title = f"Unseen pattern: {u.pattern} AF {u.af} (pre-trained on Cartesian AF {af})"
         summary += [{"setting": f"{u.pattern} AF {u.af}", **row} for row in section(rep, title, comp)]
     return summary
@@ -224,7 +225,7 @@ def _real_brain_section(
     pretrain_methods = cfg.pretrain_methods if rb.pretrain_methods is None else rb.pretrain_methods
     models = pretrain.all(pretrain_methods, pre, "brain8ch")
     runs = method_runs(cfg, cfg.arch, models, cfg.methods if rb.methods is None else rb.methods)
-    comp = run_comparison([("brain8ch", scan)], runs, show_progress=show_progress, log=log)
+    comp = compare([("brain8ch", scan)], runs, cfg, show_progress, log)
     table = section(rep, f"Real 8-coil brain (Poisson AF {af:.1f}), pre-trained on phantoms", comp)
     return [{"setting": "real brain8ch", **row} for row in table]
 
@@ -351,7 +352,7 @@ def ablation_freezing(cfg: AblationFreezingConfig, out: Path, show_progress, log
         MethodRun("DisINR (frozen pair)", "disinr", inr, model=disinr),
     ]
     cases = [(f"in-domain-{i + 1}", s) for i, s in enumerate(ct_scans(test_img, views, size=cfg.size))]
-    comp = run_comparison(cases, runs, show_progress=show_progress, log=log)
+    comp = compare(cases, runs, cfg, show_progress, log)
     section(rep, f"{views} views, in-domain", comp)
     return rep
 
@@ -403,7 +404,7 @@ def backbones(cfg: BackbonesConfig, out: Path, show_progress, log: Log) -> Repor
             MethodRun(f"NGP-style ({bb})", "ngp", {**inr, "backbone": bb, **cfg.ngp_lr.overrides(bb)}),
             MethodRun(f"DisINR ({bb})", "disinr", inr, model=str(model)),
         ]
-        comp = run_comparison(cases, runs, show_progress=show_progress, log=log)
+        comp = compare(cases, runs, cfg, show_progress, log)
         rows += aggregate(comp.rows(), by="method", metrics=("psnr", "ssim", "seconds"))
     rep.add_table(f"AF {af}, in-domain: scan-specific vs DisINR per backbone", rows, best=QUALITY_BEST)
     return rep
@@ -439,7 +440,7 @@ def pretrain_size(cfg: PretrainSizeConfig, out: Path, show_progress, log: Log) -
             MethodRun("DisINR", "disinr", inr, model=str(models["disinr"])),
             MethodRun("STRAINER", "strainer", inr, model=str(models["strainer"])),
         ]
-        comp = run_comparison(cases, runs, show_progress=show_progress, log=log)
+        comp = compare(cases, runs, cfg, show_progress, log)
         for row in aggregate(comp.rows(), by="method", metrics=("psnr", "ssim")):
             rows.append({"n_pretrain": n, **row})
             xs, ys = curves.setdefault(row["method"], ([], []))
@@ -447,7 +448,7 @@ def pretrain_size(cfg: PretrainSizeConfig, out: Path, show_progress, log: Log) -
             ys.append(row["psnr"][0])
     if "imjense" in cfg.methods:
         runs = [MethodRun("IMJENSE", "imjense", inr)]
-        comp = run_comparison(cases, runs, show_progress=show_progress, log=log)
+        comp = compare(cases, runs, cfg, show_progress, log)
         imj = aggregate(comp.rows(), by="method", metrics=("psnr", "ssim"))[0]
         rows.append({"n_pretrain": "-", **imj})
         curves["IMJENSE"] = (list(cfg.sizes), [imj["psnr"][0]] * len(cfg.sizes))

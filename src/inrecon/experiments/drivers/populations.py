@@ -24,6 +24,7 @@ from inrecon.data.sampling import make_pattern
 from inrecon.errors import InreconError
 from inrecon.experiments.drivers.common import QUALITY_BEST, Log, set_environment
 from inrecon.experiments.runner import Comparison, MethodRun, run_comparison
+from inrecon.parallel import Runner
 from inrecon.physics.simulate.ct import full_scan_angles, simulate_ct
 from inrecon.physics.simulate.mri import simulate_mri
 from inrecon.recon.api import pretrain
@@ -40,6 +41,7 @@ __all__ = [
     "Pretrainer",
     "Pretraining",
     "Subjects",
+    "compare",
     "ct_images",
     "ct_scans",
     "dipy_test_scan",
@@ -145,6 +147,10 @@ class Fitting:
     """Step cap of every INR fit (the hold-out rule usually stops earlier)."""
     patience: NonNegInt = 300
     """Hold-out patience of every INR fit."""
+    jobs: PosInt = 1
+    """Reconstructions of a comparison at once, each (case, method) pair in a local worker process with
+    ``cores // jobs`` torch threads, the population methods' adaptations handed out first (1: one after another
+    in this process). The tables are the same; the seconds column then times a fit sharing the machine."""
 
     def inr_overrides(self) -> dict:
         return {"steps": self.inr_steps, "patience": self.patience}
@@ -376,15 +382,28 @@ def section(rep: Report, title: str, comp: Comparison, case: str | None = None) 
     return table
 
 
+def compare(cases, runs: Sequence[MethodRun], cfg: Fitting, show_progress, log: Log) -> Comparison:
+    """:func:`~inrecon.experiments.runner.run_comparison` of ``cases`` x ``runs`` in ``cfg.jobs`` local worker
+    processes (one: in this process)."""
+    with Runner(cfg.jobs) as runner:
+        return run_comparison(cases, runs, show_progress=show_progress, log=log, runner=runner)
+
+
 def domain_sections(
-    rep: Report, setting: str, domains: dict[str, list], runs: list[MethodRun], show_progress, log: Log
+    rep: Report,
+    setting: str,
+    domains: dict[str, list],
+    runs: list[MethodRun],
+    cfg: Fitting,
+    show_progress,
+    log: Log,
 ) -> list[dict]:
     """One :func:`section` per domain (``{domain: scans}``, cases named ``domain-1`` ...); returns the summary
     rows (``setting`` + domain, then each method's means)."""
     summary = []
     for domain, scans in domains.items():
         cases = [(f"{domain}-{i + 1}", s) for i, s in enumerate(scans)]
-        comp = run_comparison(cases, runs, show_progress=show_progress, log=log)
+        comp = compare(cases, runs, cfg, show_progress, log)
         table = section(rep, f"{setting}, {domain}", comp)
         summary += [{"setting": f"{setting} {domain}", **row} for row in table]
     return summary
@@ -410,7 +429,7 @@ def pretrain_and_compare(
         models = pretrain.all(cfg.pretrain_methods, simulate(pre, 0), tag)
         runs = method_runs(cfg, cfg.arch, models, cfg.methods)
         domains = {"in-domain": simulate(test, 100), "out-of-domain": simulate(ood, 100)}
-        yield runs, domain_sections(rep, setting, domains, runs, show_progress, log)
+        yield runs, domain_sections(rep, setting, domains, runs, cfg, show_progress, log)
 
 
 def new_report(title: str, note: str) -> Report:
