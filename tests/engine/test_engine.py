@@ -21,26 +21,11 @@ from inrecon.engine.trainer import Callback, Checkpoint, OptimConfig, StepOutput
 from inrecon.errors import InreconError
 from inrecon.physics.mri import phase_roughness, smooth_phase
 from inrecon.recon.api import run_method
+from tests.engine.tasks import Quadratic
 from tests.inr_fixtures import tiny_mri
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 SMALL = {"n_levels": 6, "log2_table_size": 10, "mlp_width": 32, "steps": 40, "patience": 10}
-
-
-class _Quadratic(Task):
-    """Minimise ``|p - target|^2``: a task whose optimum is known."""
-
-    def __init__(self):
-        self.p = torch.nn.Parameter(torch.zeros(3))
-        self.module = torch.nn.ParameterList([self.p])
-        self.target = torch.tensor([1.0, -2.0, 0.5])
-
-    def step(self, step):
-        pred = self.p * 1.0
-        return StepOutput(((pred - self.target) ** 2).sum(), image=pred.detach(), pred=pred)
-
-    def image(self):
-        return self.p.detach().clone()
 
 
 def test_train_converges_and_calls_every_hook():
@@ -63,7 +48,7 @@ def test_train_converges_and_calls_every_hook():
         def on_end(self, run):
             calls.append("done")
 
-    task = _Quadratic()
+    task = Quadratic()
     run = train(task, OptimConfig(steps=300, lr=0.05, schedule="constant", eps=1e-8), [Spy()])
     torch.testing.assert_close(task.image(), task.target, atol=1e-3, rtol=0)
     assert calls[0] == "start" and calls[-1] == "done" and calls[1:4] == ["forward", "backward", "end"]
@@ -94,12 +79,12 @@ def test_which_fits_a_cuda_graph_may_record():
     assert task(tiny_mri(seed=0)).capturable and task(tiny_ct(photons=None, views=12)).capturable
     assert not task(radial).capturable
     assert task(volume).capturable and not task(volume, batch_size=64).capturable
-    runs = [train(_Quadratic(), OptimConfig(steps=20, lr=0.05), cuda_graph=g) for g in (False, True)]
+    runs = [train(Quadratic(), OptimConfig(steps=20, lr=0.05), cuda_graph=g) for g in (False, True)]
     assert not runs[1].graphed and runs[1].history["loss"] == runs[0].history["loss"]
 
 
 def test_holdout_callback_stops_after_patience():
-    task = _Quadratic()
+    task = Quadratic()
     hold = HoldOut(torch.tensor([0]), torch.tensor([1.0, 0.0, 0.0]), patience=5, min_steps=1)
     # the held-out target of entry 0 is reached, then overshot: the loss stops improving
     run = train(task, OptimConfig(steps=500, lr=0.5, schedule="constant", eps=1e-8), [hold])
@@ -178,10 +163,10 @@ def test_settle_keeps_the_lowest_loss_weights_of_the_last_steps():
                 run.task.p.data.add_(5.0)
 
     cfg = OptimConfig(steps=40, lr=0.1, schedule="constant", optimizer="sgd")
-    plain = _Quadratic()
+    plain = Quadratic()
     train(plain, cfg, [Kick()])
     assert (plain.image() - plain.target).abs().max() > 1.0  # the run ends on the spike
-    task, settle = _Quadratic(), Settle(from_step=30)
+    task, settle = Quadratic(), Settle(from_step=30)
     run = train(task, cfg, [Kick(), settle])
     # the weights step 37's forward pass saw (after 37 updates), the last before the kick
     assert run.history["settled_step"] == 37 == settle.best_step
@@ -200,13 +185,13 @@ def test_settle_state_survives_a_kill(tmp_path):
                 raise KeyboardInterrupt
 
     cfg = OptimConfig(steps=40, lr=0.1, schedule="constant", optimizer="sgd")
-    ref, ref_settle = _Quadratic(), Settle(from_step=20)
+    ref, ref_settle = Quadratic(), Settle(from_step=20)
     train(ref, cfg, [Kick(), ref_settle])
     assert ref_settle.best_step == 25
     ck = Checkpoint(tmp_path / "run.pt", "fp", every=10)
     with pytest.raises(KeyboardInterrupt):
-        train(_Quadratic(), cfg, [Kick(), Settle(from_step=20), Die()], checkpoint=ck)
-    task, settle = _Quadratic(), Settle(from_step=20)
+        train(Quadratic(), cfg, [Kick(), Settle(from_step=20), Die()], checkpoint=ck)
+    task, settle = Quadratic(), Settle(from_step=20)
     train(task, cfg, [Kick(), settle], checkpoint=ck)  # resumes at step 30, past the best step
     assert settle.best_step == 25
     torch.testing.assert_close(task.image(), ref.image(), rtol=0, atol=0)
@@ -259,7 +244,7 @@ def test_a_group_with_lr_scale_follows_the_schedule_at_its_fraction_of_the_rate(
 
 
 def test_sgd_with_task_gradients_and_linear_schedule():
-    class Filled(_Quadratic):
+    class Filled(Quadratic):
         def step(self, step):
             self.p.grad = 2 * (self.p.detach() - self.target)  # the task fills the gradient itself
             return StepOutput(torch.zeros(()))

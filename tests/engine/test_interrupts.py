@@ -11,21 +11,8 @@ import torch
 
 from inrecon import interrupts
 from inrecon.engine.checkpoint import load_checkpoint
-from inrecon.engine.trainer import Callback, Checkpoint, OptimConfig, StepOutput, Task, train
-
-
-class _Quadratic(Task):
-    def __init__(self):
-        self.p = torch.nn.Parameter(torch.zeros(3))
-        self.module = torch.nn.ParameterList([self.p])
-        self.target = torch.tensor([1.0, -2.0, 0.5])
-
-    def step(self, step):
-        pred = self.p * 1.0
-        return StepOutput(((pred - self.target) ** 2).sum(), image=pred.detach(), pred=pred)
-
-    def image(self):
-        return self.p.detach().clone()
+from inrecon.engine.trainer import Callback, Checkpoint, OptimConfig, train
+from tests.engine.tasks import Quadratic
 
 
 class _Signal(Callback):
@@ -80,15 +67,15 @@ def test_deferred_waits_for_the_reader_and_a_second_signal_raises_at_once():
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_train_saves_the_step_it_was_signalled_in_and_resumes_to_the_same_weights(tmp_path, signum):
     cfg = OptimConfig(steps=40, lr=0.1)
-    ref = _Quadratic()
+    ref = Quadratic()
     train(ref, cfg)
     ck = Checkpoint(tmp_path / "run.pt", "fp", every=1000)  # no periodic checkpoint in this run
     with interrupts.graceful():
         with pytest.raises(interrupts.Interrupted) as info:
-            train(_Quadratic(), cfg, [_Signal(at=16, signum=signum)], checkpoint=ck)
+            train(Quadratic(), cfg, [_Signal(at=16, signum=signum)], checkpoint=ck)
     assert info.value.signum == signum
     assert load_checkpoint(ck.path, "fp")["step"] == 17  # the signalled step finished, then saved
-    task = _Quadratic()
+    task = Quadratic()
     run = train(task, cfg, checkpoint=ck)
     assert run.start == 17 and run.step == 40
     assert torch.equal(task.image(), ref.image())
@@ -102,5 +89,5 @@ def test_train_without_a_checkpoint_stops_at_the_end_of_the_step():
             seen.append(step)
 
     with interrupts.graceful(), pytest.raises(interrupts.Interrupted):
-        train(_Quadratic(), OptimConfig(steps=40, lr=0.1), [_Signal(at=5), Count()])
+        train(Quadratic(), OptimConfig(steps=40, lr=0.1), [_Signal(at=5), Count()])
     assert seen == list(range(6))

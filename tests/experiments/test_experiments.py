@@ -126,23 +126,24 @@ def test_unknown_experiment_is_refused():
         load_experiment("table99")
 
 
+TINY_CT = {
+    "size": 32,
+    "n_pretrain": 2,
+    "n_test": 1,
+    "pretrain_steps": 5,
+    "inr_steps": 10,
+    "patience": 5,
+    "real": False,
+    "methods": ["fbp", "ngp", "disinr"],
+    "arch": {"n_levels": 4, "log2_table_size": 8},
+}
+"""A ct_sparse_view profile that runs in seconds (phantoms, a few steps)."""
+
+
 @pytest.mark.parametrize(
     "name,over",
     [
-        (
-            "ct_sparse_view",
-            {
-                "size": 32,
-                "n_pretrain": 2,
-                "n_test": 1,
-                "pretrain_steps": 5,
-                "inr_steps": 10,
-                "patience": 5,
-                "real": False,
-                "methods": ["fbp", "ngp", "disinr"],
-                "arch": {"n_levels": 4, "log2_table_size": 8},
-            },
-        ),
+        ("ct_sparse_view", TINY_CT),
         (
             "feature_pca",
             {
@@ -324,18 +325,7 @@ def test_demo_reconstructs_in_one_worker_per_core_on_a_cpu_and_in_this_process_o
 
 
 def test_a_bench_in_worker_processes_gives_the_same_tables(tmp_path):
-    over = {
-        "size": 32,
-        "n_pretrain": 2,
-        "n_test": 1,
-        "pretrain_steps": 5,
-        "inr_steps": 10,
-        "patience": 5,
-        "real": False,
-        "photons": [0],
-        "methods": ["fbp", "ngp", "disinr"],
-        "arch": {"n_levels": 4, "log2_table_size": 8},
-    }
+    over = {**TINY_CT, "photons": [0]}
     rows = {}
     for jobs in (1, 2):
         path = run_bench(
