@@ -344,3 +344,101 @@ def test_a_bench_in_worker_processes_gives_the_same_tables(tmp_path):
         assert rows[2][key] == pytest.approx(psnr, abs=0.05), key  # thread counts differ: summation order
     with pytest.raises(InreconError, match="jobs"):
         load_experiment("ct_sparse_view", quick=True, overrides={"jobs": 0})
+
+
+def _two_scans():
+    from inrecon.data.phantoms import brain_phantom
+    from inrecon.data.sampling import cartesian_1d
+    from inrecon.physics.simulate.mri import simulate_mri
+
+    return [
+        (
+            f"s{s}",
+            simulate_mri(
+                brain_phantom((24, 24), seed=s), n_coils=2, mask=cartesian_1d((24, 24), 2, acs=6), seed=s
+            ),
+        )
+        for s in (0, 1)
+    ]
+
+
+class _Killed(Exception):
+    pass
+
+
+def test_a_comparison_with_a_store_reads_back_what_an_earlier_run_finished(tmp_path, monkeypatch):
+    from inrecon.experiments import runner as runner_module
+    from inrecon.experiments.runner import MethodRun, run_comparison
+
+    scans = _two_scans()
+    runs = [MethodRun("zero-filled", "zf"), MethodRun("CG-SENSE", "cgsense", {"max_iters": 5})]
+    real = runner_module._reconstruct
+    calls, dying = [], [True]
+
+    def counted(case, scan, run):
+        calls.append((case, run.label))
+        if dying[0] and (case, run.label) == ("s1", "CG-SENSE"):
+            raise _Killed  # the first run dies in its last pair
+        return real(case, scan, run)
+
+    monkeypatch.setattr(runner_module, "_reconstruct", counted)
+    store = tmp_path / "pairs"
+    with pytest.raises(_Killed):
+        run_comparison(scans, runs, show_progress=False, log=None, store=store)
+    dying[0] = False
+    assert len(list(store.glob("*.json"))) == 3  # the three finished pairs are kept
+    lines = []
+    again = run_comparison(scans, runs, show_progress=False, log=lines.append, store=store)
+    assert calls[4:] == [("s1", "CG-SENSE")]  # only the missing pair ran
+    assert "3 of 4 reconstructions read back" in lines[0]
+    fresh = run_comparison(scans, runs, show_progress=False, log=None)
+    assert [(r.case, r.label) for r in again.results] == [(r.case, r.label) for r in fresh.results]
+    for a, b in zip(again.results, fresh.results):
+        assert a.metrics == pytest.approx(b.metrics) and np.array_equal(a.image, b.image)
+        assert a.info.get("iterations") == b.info.get("iterations")
+    # a changed setting is another key: that method's pairs run again, the other's are read back
+    calls.clear()
+    runs2 = [runs[0], MethodRun("CG-SENSE", "cgsense", {"max_iters": 6})]
+    run_comparison(scans, runs2, show_progress=False, log=None, store=store)
+    assert calls == [("s0", "CG-SENSE"), ("s1", "CG-SENSE")]
+    # and another scan under the same case name is not mistaken for the stored one
+    calls.clear()
+    run_comparison([("s0", scans[1][1])], runs[:1], show_progress=False, log=None, store=store)
+    assert calls == [] and len(list(store.glob("*.json"))) == 6  # s1's stored pair, under its own data's key
+    run_comparison(
+        [("s0", scans[0][1].to("cpu"))], [MethodRun("ZF", "zf")], show_progress=False, log=None, store=store
+    )
+    assert calls == [("s0", "ZF")]  # another label is another column
+
+
+def test_a_bench_started_again_reads_back_its_models_and_reconstructions(tmp_path):
+    over = {**TINY_CT, "photons": [0]}
+    logs = []
+
+    def bench(**extra):
+        logs.clear()
+        path = run_bench(
+            "ct_sparse_view",
+            quick=True,
+            out_dir=tmp_path,
+            show_progress=False,
+            log=logs.append,
+            overrides={**over, **extra},
+        )
+        return json.loads((path.parent / "report.json").read_text()), path.parent
+
+    first, folder = bench()
+    assert (folder / "models" / "disinr_ct60.key.json").exists()
+    assert not (folder / "models" / ".checkpoints").exists()  # removed once the model was written
+    second, _ = bench()
+    text = "\n".join(logs)
+    assert "disinr_ct60.safetensors: read back" in text
+    assert text.count("3 of 3 reconstructions read back") == 2  # in and out of domain
+    assert len(_summary(first)) == 6 and _summary(first) == _summary(second)
+    bench(resume=False)
+    assert "read back" not in "\n".join(logs)
+
+
+def _summary(report: dict) -> dict:
+    section = next(s for s in report["sections"] if s["name"].startswith("Summary"))
+    return {(r["setting"], r["method"]): r["psnr"]["mean"] for r in section["rows"]}

@@ -6,12 +6,16 @@ A reader never sees a half-written output, and a run killed mid-write leaves the
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
-__all__ = ["atomic_path"]
+import numpy as np
+
+__all__ = ["atomic_path", "write_json"]
 
 
 def _umask() -> int:
@@ -53,3 +57,18 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
         with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()
         raise
+
+
+def write_json(path: str | os.PathLike, obj: Any, indent: int | None = 2) -> None:
+    """``obj`` as JSON at ``path``, written atomically (numpy scalars and arrays as plain values, anything else
+    unknown as its ``str``)."""
+
+    def default(o):
+        if isinstance(o, np.generic):
+            return o.item()
+        if hasattr(o, "tolist"):
+            return o.tolist()
+        return str(o)
+
+    with atomic_path(path, suffix=".json") as tmp:
+        tmp.write_text(json.dumps(obj, indent=indent, default=default) + "\n")

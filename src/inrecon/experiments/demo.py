@@ -15,7 +15,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -23,7 +22,7 @@ from pathlib import Path
 import torch
 
 from inrecon import __version__
-from inrecon.data.atomic import atomic_path
+from inrecon.data.atomic import write_json
 from inrecon.data.phantoms import body_ct_phantom, brain_phantom
 from inrecon.data.sampling import cartesian_1d
 from inrecon.errors import InreconError
@@ -201,7 +200,7 @@ def _modality(
         rep.add_curves(f"{name}: PSNR during the final fit ({first})", curves)
     seconds = {r["method"]: r["seconds"] for r in table}
     rep.add_bars(f"{name}: wall time per reconstruction", seconds, ylabel="seconds", logy=True)
-    _write_json(out / f"results_{modality}.json", {"rows": comp.rows(), "table": table})
+    write_json(out / f"results_{modality}.json", {"rows": comp.rows(), "table": table})
     return table
 
 
@@ -276,13 +275,6 @@ def run_demo(
     _print_tables(tables, log)
     log(f"report: {html}  ({time.perf_counter() - t_start:.0f} s in total)")
     return {"tables": tables, "report": str(html)}
-
-
-def _write_json(path: Path, obj) -> None:
-    with atomic_path(path, suffix=".json") as tmp:
-        tmp.write_text(
-            json.dumps(obj, indent=2, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o))
-        )
 
 
 def _fmt(v) -> str:

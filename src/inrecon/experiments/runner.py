@@ -5,23 +5,39 @@ registered method with config overrides, and for population methods the pre-trai
 method sees exactly the same scans; metrics follow :func:`inrecon.metrics.evaluate` (magnitude, least-squares
 scaling for MRI, the scan's ROI when it has one). Results: one row per (case, method) with PSNR / SSIM / NRMSE,
 wall time, steps, parameter counts and the training history; the images are kept for figures.
+
+Given a ``store`` folder, every finished (case, method) pair is written there as it finishes (``KEY.npz`` with
+the image, then ``KEY.json`` with the rest, each atomically), and a comparison started again reads back the pairs
+whose key matches instead of reconstructing them: a bench killed after hours loses only the fits that were
+running. The key (:func:`pair_key`) hashes what determines the result: the scan's data and reference, the method,
+its resolved settings (a changed default reruns the pair), the pre-trained model file's bytes and the library
+versions.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
+from inrecon import __version__
+from inrecon.config import config_to_dict
+from inrecon.data.atomic import atomic_path, write_json
+from inrecon.engine.checkpoint import config_fingerprint
 from inrecon.errors import InreconError
 from inrecon.metrics import evaluate
 from inrecon.parallel import Runner
 from inrecon.progress import progress
 from inrecon.recon.api import run_method
+from inrecon.recon.methods import METHODS
+from inrecon.tuning.hparams import scan_identity
 
-__all__ = ["CaseResult", "Comparison", "MethodRun", "run_comparison"]
+__all__ = ["CaseResult", "Comparison", "MethodRun", "pair_key", "run_comparison", "scan_digest"]
 
 
 @dataclass
@@ -125,6 +141,71 @@ def _reconstruct_job(_context, job: tuple) -> CaseResult:
     return _reconstruct(*job)
 
 
+def _digest(arrays) -> str:
+    """A short hash of numpy arrays (their dtypes, shapes and bytes); ``None`` entries count as absent."""
+    sha = hashlib.sha256()
+    for a in arrays:
+        a = np.zeros(0) if a is None else np.ascontiguousarray(a)
+        sha.update(str((a.dtype.str, a.shape)).encode())
+        sha.update(a.tobytes())
+    return sha.hexdigest()[:16]
+
+
+def _file_digest(path: str | Path) -> str:
+    sha = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            sha.update(block)
+    return sha.hexdigest()[:16]
+
+
+def scan_digest(scan) -> str:
+    """A short hash of what ``scan`` measured (:func:`~inrecon.tuning.hparams.scan_identity`; a volume's voxels)."""
+    if scan.modality == "volume":
+        return _digest([scan.volume.detach().cpu().numpy()])
+    return scan_identity(scan)
+
+
+def pair_key(scan, run: MethodRun) -> str:
+    """The key a finished (scan, method) pair is stored under (module docstring)."""
+    import torch
+
+    settings = METHODS.resolve(run.method, scan.modality).build(scan.modality, run.overrides)
+    scored = [None if x is None else x.detach().cpu().numpy() for x in (scan.target, scan.roi)]
+    return config_fingerprint(
+        {
+            "scan": scan_digest(scan),
+            "reference": _digest(scored),
+            "label": run.label,
+            "method": run.method,
+            "settings": config_to_dict(settings),
+            "model": None if run.model is None else _file_digest(run.model),
+            "versions": {"inrecon": __version__, "torch": torch.__version__},
+        }
+    )
+
+
+def _save_pair(store: Path, key: str, result: CaseResult) -> None:
+    with atomic_path(store / f"{key}.npz") as tmp:
+        np.savez(tmp, image=result.image)
+    record = {"key": key, "label": result.label, "metrics": result.metrics, "seconds": result.seconds}
+    # written last: its presence marks the pair finished
+    write_json(store / f"{key}.json", {**record, "info": result.info}, indent=None)
+
+
+def _load_pair(store: Path, key: str, case_name: str) -> CaseResult | None:
+    """The pair stored under ``key`` (as a result of ``case_name``), or ``None`` (absent or unreadable)."""
+    try:
+        meta = json.loads((store / f"{key}.json").read_text())
+        if meta.get("key") != key:
+            return None
+        with np.load(store / f"{key}.npz") as arrays:
+            image = arrays["image"]
+        return CaseResult(case_name, meta["label"], meta["metrics"], meta["seconds"], meta["info"], image)
+    except (OSError, ValueError, KeyError):
+        return None
+
+
 def run_comparison(
     cases: Sequence[tuple[str, object]],
     runs: Sequence[MethodRun],
@@ -132,6 +213,7 @@ def run_comparison(
     show_progress=None,
     log=print,
     runner: Runner | None = None,
+    store: str | Path | None = None,
 ) -> Comparison:
     """Reconstruct every case with every method; returns a :class:`Comparison`.
 
@@ -140,25 +222,42 @@ def run_comparison(
     free up (each with ``cores // N`` torch threads: small fits use one core better than two), the pairs of
     population methods (a ``model``) first. The results are in the same order either way and log as they
     finish; per-method seconds are then those of a worker's threads. The scans must be on the CPU to go to
-    worker processes."""
+    worker processes. ``store``: a folder that keeps each finished pair and gives back the pairs an earlier run
+    finished with the same key (module docstring); read-back pairs keep their original seconds."""
     comp = Comparison()
     for case_name, scan in cases:
         comp.references[case_name] = scan.target.detach().cpu().numpy()
         comp.rois[case_name] = None if scan.roi is None else scan.roi.cpu().numpy()
     jobs = [(case_name, scan, run) for case_name, scan in cases for run in runs]
     done: list[CaseResult | None] = [None] * len(jobs)
-    bar = progress(total=len(jobs), desc="reconstructions", show=show_progress)
+    keys: list[str] = []
+    if store is not None:
+        store = Path(store)
+        store.mkdir(parents=True, exist_ok=True)
+        keys = [pair_key(scan, run) for _name, scan, run in jobs]
+        done = [_load_pair(store, key, name) for key, (name, _scan, _run) in zip(keys, jobs)]
+        back = [r for r in done if r is not None]
+        if back and log is not None:
+            log(
+                f"  {len(back)} of {len(jobs)} reconstructions read back from {store} (finished by an earlier run)"
+            )
+            for r in back:
+                log(r.line())
+    todo = [k for k in range(len(jobs)) if done[k] is None]
+    bar = progress(total=len(todo), desc="reconstructions", show=show_progress)
 
     def finished(k: int, result: CaseResult) -> None:
+        if store is not None:
+            _save_pair(store, keys[k], result)
         done[k] = result
         if log is not None:
             log(result.line())
         if bar is not None:
             bar.update(1)
 
-    if runner is None or runner.backend == "serial" or len(jobs) < 2:
-        for k, job in enumerate(jobs):
-            finished(k, _reconstruct(*job))
+    if runner is None or runner.backend == "serial" or len(todo) < 2:
+        for k in todo:
+            finished(k, _reconstruct(*jobs[k]))
     else:
         off_cpu = sorted({name for name, scan in cases if scan.target.device.type != "cpu"})
         if off_cpu:
@@ -168,7 +267,7 @@ def run_comparison(
             )
         # the methods adapting a pre-trained model first (the longest fits of a comparison), so that none of
         # them starts last while the other workers sit idle; otherwise in the given order
-        order = sorted(range(len(jobs)), key=lambda k: jobs[k][2].model is None)
+        order = sorted(todo, key=lambda k: jobs[k][2].model is None)
         for i, result in runner.values(
             _reconstruct_job,
             [jobs[k] for k in order],

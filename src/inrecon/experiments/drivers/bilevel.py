@@ -25,8 +25,9 @@ from typing import Literal
 
 import numpy as np
 
+from inrecon.data.atomic import write_json
 from inrecon.errors import InreconError
-from inrecon.experiments.drivers.common import QUALITY_BEST, Log, entries, merge, set_environment, write_json
+from inrecon.experiments.drivers.common import QUALITY_BEST, Log, entries, merge, set_environment
 from inrecon.experiments.drivers.scans import ScanSpec, attach_maps, build_scan, scan_name
 from inrecon.experiments.drivers.tuning import (
     H_NAMES,

@@ -4,13 +4,10 @@ merged comparisons. Nothing here knows about a particular experiment."""
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from collections.abc import Callable, Iterable, Mapping
-from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from inrecon.config import build_config, validate_config
@@ -18,7 +15,7 @@ from inrecon.errors import InreconError
 from inrecon.experiments.runner import Comparison
 from inrecon.report import Report, collect_environment
 
-__all__ = ["QUALITY_BEST", "Log", "delta", "entries", "merge", "set_environment", "write_json"]
+__all__ = ["QUALITY_BEST", "Log", "delta", "entries", "merge", "set_environment"]
 
 Log = Callable[[str], Any]
 """Where a driver writes its progress lines (``print`` on the command line)."""
@@ -63,22 +60,6 @@ def set_environment(rep: Report, t_start: float | None = None) -> Report:
     device = "cuda" if torch.cuda.is_available() else "cpu"
     rep.set_environment(collect_environment(device=device, **extra))
     return rep
-
-
-def write_json(path: Path, obj: Any) -> None:
-    """``obj`` as indented JSON at ``path``, written atomically (numpy scalars and arrays as plain values)."""
-    from inrecon.data.atomic import atomic_path
-
-    def default(o):
-        if isinstance(o, np.generic):
-            return o.item()
-        if hasattr(o, "tolist"):
-            return o.tolist()
-        return str(o)
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path, suffix=".json") as tmp:
-        tmp.write_text(json.dumps(obj, indent=2, default=default) + "\n")
 
 
 def merge(comps: Iterable[Comparison]) -> Comparison:

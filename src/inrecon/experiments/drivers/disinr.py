@@ -31,6 +31,7 @@ from inrecon.experiments.drivers.populations import (
     PopulationMethod,
     Pretrainer,
     Pretraining,
+    Running,
     Subjects,
     compare,
     ct_images,
@@ -42,7 +43,7 @@ from inrecon.experiments.drivers.populations import (
     pretrain_and_compare,
     section,
 )
-from inrecon.experiments.runner import MethodRun, run_comparison
+from inrecon.experiments.runner import MethodRun
 from inrecon.physics.coils import with_espirit_support
 from inrecon.report import Report, aggregate
 
@@ -69,7 +70,7 @@ __all__ = [
 
 # --- Table 3: sparse-view CT -----------------------------------------------------------------------------
 @dataclass
-class CTSparseViewConfig(Subjects, MetaPretraining, Fitting):
+class CTSparseViewConfig(Subjects, MetaPretraining, Fitting, Running):
     """DisINR Table 3: sparse-view fan-beam CT, in and out of domain."""
 
     views: tuple[PosInt, ...] = (60, 90)
@@ -86,7 +87,7 @@ class CTSparseViewConfig(Subjects, MetaPretraining, Fitting):
 def ct_sparse_view(cfg: CTSparseViewConfig, out: Path, show_progress, log: Log) -> Report:
     *images, note = ct_images(cfg, log)
     rep = new_report("Sparse-view CT (DisINR Table 3)", note)
-    pretrain = Pretrainer(cfg, out, show_progress)
+    pretrain = Pretrainer(cfg, out, show_progress, log)
     settings = [
         (
             (f"ct {v} views{_noise(p)}", f"{v} views{_noise(p)}", f"ct{v}" + (f"_p{p:g}" if p else "")),
@@ -140,7 +141,7 @@ class RealBrain:
 
 
 @dataclass
-class MRIUndersampledConfig(Subjects, MRISimulation, MetaPretraining, Fitting):
+class MRIUndersampledConfig(Subjects, MRISimulation, MetaPretraining, Fitting, Running):
     """DisINR Tables 2 and 7: 1D Cartesian multi-coil MRI in and out of domain, unseen patterns, real brain."""
 
     unseen_patterns: tuple[UnseenPattern, ...] = field(
@@ -171,7 +172,7 @@ class MRIUndersampledConfig(Subjects, MRISimulation, MetaPretraining, Fitting):
 def mri_undersampled(cfg: MRIUndersampledConfig, out: Path, show_progress, log: Log) -> Report:
     *images, note = mri_images(cfg, log)
     rep = new_report("Undersampled multi-coil MRI (DisINR Table 2)", note)
-    pretrain = Pretrainer(cfg, out, show_progress)
+    pretrain = Pretrainer(cfg, out, show_progress, log)
     settings = [
         (
             (f"mri AF {af}", f"AF {af}", f"mri_af{af}"),
@@ -183,7 +184,7 @@ def mri_undersampled(cfg: MRIUndersampledConfig, out: Path, show_progress, log: 
     done = pretrain_and_compare(rep, cfg, pretrain, images, settings, show_progress, log)
     for af, (runs, rows) in zip(cfg.afs, done):
         summary += rows
-        summary += _unseen_sections(rep, cfg, images[1], af, runs, show_progress, log)
+        summary += _unseen_sections(rep, cfg, out, images[1], af, runs, show_progress, log)
     if cfg.real_brain.enabled and shared.available(shared.BRAIN8CH):
         summary += _real_brain_section(rep, cfg, pretrain, show_progress, log)
     rep.add_table("Summary (mean ± std)", summary, columns=["setting", "method", "psnr", "ssim", "seconds"])
@@ -191,7 +192,14 @@ def mri_undersampled(cfg: MRIUndersampledConfig, out: Path, show_progress, log: 
 
 
 def _unseen_sections(
-    rep: Report, cfg: MRIUndersampledConfig, images, af: int, runs: list[MethodRun], show_progress, log: Log
+    rep: Report,
+    cfg: MRIUndersampledConfig,
+    out: Path,
+    images,
+    af: int,
+    runs: list[MethodRun],
+    show_progress,
+    log: Log,
 ) -> list[dict]:
     """Table 7: the models pre-trained on Cartesian AF ``af`` tested on the unseen patterns."""
     summary = []
@@ -199,7 +207,7 @@ def _unseen_sections(
         scans = mri_scans(images, cfg, u.af, seed0=200, pattern=u.pattern)
         cases = [(f"{u.pattern}-AF{u.af}-{i + 1}", s) for i, s in enumerate(scans)]
         prun = [r for r in runs if r.method != "imjense" or u.pattern != "radial"]
-        comp = compare(cases, prun, cfg, show_progress, log)
+        comp = compare(cases, prun, cfg, out, show_progress, log)
         title = f"Unseen pattern: {u.pattern} AF {u.af} (pre-trained on Cartesian AF {af})"
         summary += [{"setting": f"{u.pattern} AF {u.af}", **row} for row in section(rep, title, comp)]
     return summary
@@ -225,14 +233,14 @@ def _real_brain_section(
     pretrain_methods = cfg.pretrain_methods if rb.pretrain_methods is None else rb.pretrain_methods
     models = pretrain.all(pretrain_methods, pre, "brain8ch")
     runs = method_runs(cfg, cfg.arch, models, cfg.methods if rb.methods is None else rb.methods)
-    comp = compare([("brain8ch", scan)], runs, cfg, show_progress, log)
+    comp = compare([("brain8ch", scan)], runs, cfg, pretrain.out, show_progress, log)
     table = section(rep, f"Real 8-coil brain (Poisson AF {af:.1f}), pre-trained on phantoms", comp)
     return [{"setting": "real brain8ch", **row} for row in table]
 
 
 # --- Table 1 / Fig. 2B: 3D volume fitting ----------------------------------------------------------------
 @dataclass
-class VolumeFittingConfig(Subjects, MetaPretraining):
+class VolumeFittingConfig(Subjects, MetaPretraining, Running):
     """DisINR Table 1 / Fig. 2B: 3D CT volume fitting, coordinates in batches."""
 
     depth: PosInt = 16
@@ -286,12 +294,12 @@ def _volume_runs(cfg: VolumeFittingConfig, models: dict[str, Path]) -> list[Meth
 def volume_fitting(cfg: VolumeFittingConfig, out: Path, show_progress, log: Log) -> Report:
     pre_v, test_v, note = _volumes(cfg, log)
     rep = new_report("3D volume fitting (DisINR Table 1, Fig. 2B)", note)
-    pretrain = Pretrainer(cfg, out, show_progress)
+    pretrain = Pretrainer(cfg, out, show_progress, log)
     pre = [VolumeScan(volume=v) for v in pre_v]
     batch = {"coord_batch": cfg.coord_batch}
     models = {m: pretrain(m, pre, "volume", None if m == "meta" else batch) for m in cfg.pretrain_methods}
     cases = [(f"volume-{i + 1}", VolumeScan(volume=v)) for i, v in enumerate(test_v)]
-    comp = run_comparison(cases, _volume_runs(cfg, models), show_progress=show_progress, log=log)
+    comp = compare(cases, _volume_runs(cfg, models), cfg, out, show_progress, log)
     early = f"psnr@{cfg.early_step}"
     rows = []
     for r in comp.results:
@@ -328,7 +336,7 @@ def volume_fitting(cfg: VolumeFittingConfig, out: Path, show_progress, log: Log)
 
 # --- Table 4: freezing ablation; Table 5: backbones ------------------------------------------------------
 @dataclass
-class AblationFreezingConfig(Subjects, Pretraining, Fitting):
+class AblationFreezingConfig(Subjects, Pretraining, Fitting, Running):
     """DisINR Table 4: freezing the shared pair (DisINR) or the encoder (STRAINER) vs not; CT in domain."""
 
     views: PosInt = 60
@@ -339,7 +347,7 @@ def ablation_freezing(cfg: AblationFreezingConfig, out: Path, show_progress, log
     pre_img, test_img, _ood, note = ct_images(cfg, log)
     rep = new_report("Effect of weight freezing (DisINR Table 4)", note)
     views = cfg.views
-    models = Pretrainer(cfg, out, show_progress).all(
+    models = Pretrainer(cfg, out, show_progress, log).all(
         ("disinr", "strainer"), ct_scans(pre_img, views, size=cfg.size), f"ct{views}"
     )
     inr = cfg.inr_overrides()
@@ -352,7 +360,7 @@ def ablation_freezing(cfg: AblationFreezingConfig, out: Path, show_progress, log
         MethodRun("DisINR (frozen pair)", "disinr", inr, model=disinr),
     ]
     cases = [(f"in-domain-{i + 1}", s) for i, s in enumerate(ct_scans(test_img, views, size=cfg.size))]
-    comp = compare(cases, runs, cfg, show_progress, log)
+    comp = compare(cases, runs, cfg, out, show_progress, log)
     section(rep, f"{views} views, in-domain", comp)
     return rep
 
@@ -374,7 +382,7 @@ class BackboneLR:
 
 
 @dataclass
-class BackbonesConfig(Subjects, MRISimulation, Pretraining, Fitting):
+class BackbonesConfig(Subjects, MRISimulation, Pretraining, Fitting, Running):
     """DisINR Table 5: the scan-specific INR vs DisINR with each backbone, MRI in domain (the first AF)."""
 
     backbones: tuple[Literal["hash", "fourier", "siren"], ...] = ("hash", "fourier", "siren")
@@ -395,7 +403,7 @@ def _mri_in_domain(cfg, log: Log, title: str) -> tuple[Report, list, list, int]:
 
 def backbones(cfg: BackbonesConfig, out: Path, show_progress, log: Log) -> Report:
     rep, pre, cases, af = _mri_in_domain(cfg, log, "Backbones (DisINR Table 5)")
-    pretrain = Pretrainer(cfg, out, show_progress)
+    pretrain = Pretrainer(cfg, out, show_progress, log)
     inr = cfg.inr_overrides()
     rows = []
     for bb in cfg.backbones:
@@ -404,7 +412,7 @@ def backbones(cfg: BackbonesConfig, out: Path, show_progress, log: Log) -> Repor
             MethodRun(f"NGP-style ({bb})", "ngp", {**inr, "backbone": bb, **cfg.ngp_lr.overrides(bb)}),
             MethodRun(f"DisINR ({bb})", "disinr", inr, model=str(model)),
         ]
-        comp = compare(cases, runs, cfg, show_progress, log)
+        comp = compare(cases, runs, cfg, out, show_progress, log)
         rows += aggregate(comp.rows(), by="method", metrics=("psnr", "ssim", "seconds"))
     rep.add_table(f"AF {af}, in-domain: scan-specific vs DisINR per backbone", rows, best=QUALITY_BEST)
     return rep
@@ -412,7 +420,7 @@ def backbones(cfg: BackbonesConfig, out: Path, show_progress, log: Log) -> Repor
 
 # --- Fig. 7: pre-training set size; Fig. 5: PCA of features ----------------------------------------------
 @dataclass
-class PretrainSizeConfig(Subjects, MRISimulation, Pretraining, Fitting):
+class PretrainSizeConfig(Subjects, MRISimulation, Pretraining, Fitting, Running):
     """DisINR Fig. 7: PSNR vs the number of pre-training subjects, MRI in domain (the first AF)."""
 
     sizes: tuple[PosInt, ...] = (5, 10, 20)
@@ -430,7 +438,7 @@ class PretrainSizeConfig(Subjects, MRISimulation, Pretraining, Fitting):
 
 def pretrain_size(cfg: PretrainSizeConfig, out: Path, show_progress, log: Log) -> Report:
     rep, pre_all, cases, af = _mri_in_domain(cfg, log, "Pre-training set size (DisINR Fig. 7)")
-    pretrain = Pretrainer(cfg, out, show_progress)
+    pretrain = Pretrainer(cfg, out, show_progress, log)
     inr = cfg.inr_overrides()
     rows = []
     curves: dict[str, tuple[list, list]] = {}
@@ -440,7 +448,7 @@ def pretrain_size(cfg: PretrainSizeConfig, out: Path, show_progress, log: Log) -
             MethodRun("DisINR", "disinr", inr, model=str(models["disinr"])),
             MethodRun("STRAINER", "strainer", inr, model=str(models["strainer"])),
         ]
-        comp = compare(cases, runs, cfg, show_progress, log)
+        comp = compare(cases, runs, cfg, out, show_progress, log)
         for row in aggregate(comp.rows(), by="method", metrics=("psnr", "ssim")):
             rows.append({"n_pretrain": n, **row})
             xs, ys = curves.setdefault(row["method"], ([], []))
@@ -448,7 +456,7 @@ def pretrain_size(cfg: PretrainSizeConfig, out: Path, show_progress, log: Log) -
             ys.append(row["psnr"][0])
     if "imjense" in cfg.methods:
         runs = [MethodRun("IMJENSE", "imjense", inr)]
-        comp = compare(cases, runs, cfg, show_progress, log)
+        comp = compare(cases, runs, cfg, out, show_progress, log)
         imj = aggregate(comp.rows(), by="method", metrics=("psnr", "ssim"))[0]
         rows.append({"n_pretrain": "-", **imj})
         curves["IMJENSE"] = (list(cfg.sizes), [imj["psnr"][0]] * len(cfg.sizes))

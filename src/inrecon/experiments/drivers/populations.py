@@ -8,6 +8,9 @@ unseen subjects with the same reference-free stopping rule.
 
 from __future__ import annotations
 
+import contextlib
+import json
+import shutil
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -18,12 +21,14 @@ import numpy as np
 
 from inrecon.config import InRange, NonNegInt, PosInt, config_to_dict
 from inrecon.data import shared
+from inrecon.data.atomic import write_json
 from inrecon.data.paths import data_root
 from inrecon.data.phantoms import body_ct_phantom, brain_phantom
 from inrecon.data.sampling import make_pattern
+from inrecon.engine.checkpoint import config_fingerprint
 from inrecon.errors import InreconError
 from inrecon.experiments.drivers.common import QUALITY_BEST, Log, set_environment
-from inrecon.experiments.runner import Comparison, MethodRun, run_comparison
+from inrecon.experiments.runner import Comparison, MethodRun, run_comparison, scan_digest
 from inrecon.parallel import Runner
 from inrecon.physics.simulate.ct import full_scan_angles, simulate_ct
 from inrecon.physics.simulate.mri import simulate_mri
@@ -40,6 +45,7 @@ __all__ = [
     "PopulationMethod",
     "Pretrainer",
     "Pretraining",
+    "Running",
     "Subjects",
     "compare",
     "ct_images",
@@ -147,13 +153,23 @@ class Fitting:
     """Step cap of every INR fit (the hold-out rule usually stops earlier)."""
     patience: NonNegInt = 300
     """Hold-out patience of every INR fit."""
+
+    def inr_overrides(self) -> dict:
+        return {"steps": self.inr_steps, "patience": self.patience}
+
+
+@dataclass
+class Running:
+    """How an experiment runs: how many reconstructions at once, and whether it picks up an earlier run."""
+
     jobs: PosInt = 1
     """Reconstructions of a comparison at once, each (case, method) pair in a local worker process with
     ``cores // jobs`` torch threads, the population methods' adaptations handed out first (1: one after another
     in this process). The tables are the same; the seconds column then times a fit sharing the machine."""
-
-    def inr_overrides(self) -> dict:
-        return {"steps": self.inr_steps, "patience": self.patience}
+    resume: bool = True
+    """Pick up an earlier run into the same output folder: its finished pre-trainings (``models/``, each with
+    its key) and reconstructions (``pairs/``) with the same settings and data are read back, and a pre-training
+    it was killed in resumes from its checkpoint (``models/.checkpoints/``); false: redo everything."""
 
 
 @dataclass
@@ -320,10 +336,17 @@ def mri_images(p: Subjects, log: Log) -> tuple[list, list, list, str]:
 
 # --- pre-training and the method line-up ----------------------------------------------------------------
 class Pretrainer:
-    """Pre-trains the population models of one report into ``OUT/models/`` and remembers their wall times."""
+    """Pre-trains the population models of one report into ``OUT/models/`` and remembers their wall times.
 
-    def __init__(self, cfg: Pretraining, out: Path, show_progress):
-        self.cfg, self.out, self.show_progress = cfg, Path(out), show_progress
+    With ``cfg.resume``, a model whose key file (``NAME.key.json``: a hash of the method, its settings, the
+    subjects' data and the library versions) matches is read back instead of pre-trained again, and a
+    pre-training killed half-way resumes from its checkpoint in ``models/.checkpoints/NAME`` (removed once the
+    model is written)."""
+
+    def __init__(self, cfg: Pretraining, out: Path, show_progress, log: Log | None = None):
+        if not isinstance(cfg, Running):
+            raise TypeError(f"{type(cfg).__name__} has no Running settings (jobs, resume)")
+        self.cfg, self.out, self.show_progress, self.log = cfg, Path(out), show_progress, log
         self.seconds: dict[str, float] = {}
 
     def __call__(self, method: str, scans, tag: str, extra: dict | None = None) -> Path:
@@ -337,9 +360,27 @@ class Pretrainer:
             over.update(steps=self.cfg.pretrain_steps, subjects_per_step=self.cfg.subjects_per_step)
         path = self.out / "models" / f"{method}_{tag}.safetensors"
         names = [f"{tag}-{i}" for i in range(len(scans))]
+        keyfile = path.with_name(f"{path.stem}.key.json")
+        key = _pretraining_key(method, over, scans, names)
+        if self.cfg.resume and path.exists():
+            done = _read_key(keyfile)
+            if done.get("key") == key:
+                if self.log is not None:
+                    self.log(f"  {path.name}: read back (pre-trained by an earlier run with these settings)")
+                self.seconds[path.stem] = float(done.get("seconds", 0.0))
+                return path
+        ckdir = self.out / "models" / ".checkpoints" / path.stem
+        if not self.cfg.resume:
+            shutil.rmtree(ckdir, ignore_errors=True)
         t0 = time.perf_counter()
-        pretrain(method, scans, path, over, names=names, show_progress=self.show_progress)
+        pretrain(
+            method, scans, path, over, names=names, show_progress=self.show_progress, checkpoint_dir=ckdir
+        )
         self.seconds[path.stem] = time.perf_counter() - t0
+        write_json(keyfile, {"key": key, "seconds": self.seconds[path.stem]})
+        shutil.rmtree(ckdir, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            ckdir.parent.rmdir()  # the checkpoints' folder, once no pre-training is left in it
         return path
 
     def all(self, methods: Sequence[str], scans, tag: str) -> dict[str, Path]:
@@ -348,6 +389,30 @@ class Pretrainer:
 
     def add_bars(self, rep: Report) -> None:
         rep.add_bars("Pre-training time", dict(self.seconds), ylabel="seconds")
+
+
+def _pretraining_key(method: str, over: dict, scans, names: list[str]) -> str:
+    """What determines a pre-trained model: the method, its settings, the subjects' data, the versions."""
+    import torch
+
+    from inrecon import __version__
+
+    return config_fingerprint(
+        {
+            "method": method,
+            "settings": over,
+            "subjects": [scan_digest(s) for s in scans],
+            "names": names,
+            "versions": {"inrecon": __version__, "torch": torch.__version__},
+        }
+    )
+
+
+def _read_key(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
 
 
 def method_runs(
@@ -382,11 +447,15 @@ def section(rep: Report, title: str, comp: Comparison, case: str | None = None) 
     return table
 
 
-def compare(cases, runs: Sequence[MethodRun], cfg: Fitting, show_progress, log: Log) -> Comparison:
+def compare(cases, runs: Sequence[MethodRun], cfg: Running, out: Path, show_progress, log: Log) -> Comparison:
     """:func:`~inrecon.experiments.runner.run_comparison` of ``cases`` x ``runs`` in ``cfg.jobs`` local worker
-    processes (one: in this process)."""
+    processes (one: in this process), each finished pair kept in ``OUT/pairs`` (and, with ``cfg.resume``, those
+    an earlier run finished read back from there)."""
+    store = Path(out) / "pairs"
+    if not cfg.resume:
+        shutil.rmtree(store, ignore_errors=True)
     with Runner(cfg.jobs) as runner:
-        return run_comparison(cases, runs, show_progress=show_progress, log=log, runner=runner)
+        return run_comparison(cases, runs, show_progress=show_progress, log=log, runner=runner, store=store)
 
 
 def domain_sections(
@@ -394,7 +463,8 @@ def domain_sections(
     setting: str,
     domains: dict[str, list],
     runs: list[MethodRun],
-    cfg: Fitting,
+    cfg: Running,
+    out: Path,
     show_progress,
     log: Log,
 ) -> list[dict]:
@@ -403,7 +473,7 @@ def domain_sections(
     summary = []
     for domain, scans in domains.items():
         cases = [(f"{domain}-{i + 1}", s) for i, s in enumerate(scans)]
-        comp = compare(cases, runs, cfg, show_progress, log)
+        comp = compare(cases, runs, cfg, out, show_progress, log)
         table = section(rep, f"{setting}, {domain}", comp)
         summary += [{"setting": f"{setting} {domain}", **row} for row in table]
     return summary
@@ -429,7 +499,7 @@ def pretrain_and_compare(
         models = pretrain.all(cfg.pretrain_methods, simulate(pre, 0), tag)
         runs = method_runs(cfg, cfg.arch, models, cfg.methods)
         domains = {"in-domain": simulate(test, 100), "out-of-domain": simulate(ood, 100)}
-        yield runs, domain_sections(rep, setting, domains, runs, cfg, show_progress, log)
+        yield runs, domain_sections(rep, setting, domains, runs, cfg, pretrain.out, show_progress, log)
 
 
 def new_report(title: str, note: str) -> Report:

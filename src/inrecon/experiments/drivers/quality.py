@@ -38,12 +38,12 @@ import numpy as np
 from inrecon import __version__
 from inrecon.config import NonNegInt, PosFloat, PosInt, config_diff, config_to_dict
 from inrecon.data import shared
-from inrecon.data.atomic import atomic_path
+from inrecon.data.atomic import atomic_path, write_json
 from inrecon.data.paths import data_root
 from inrecon.data.sampling import make_pattern
 from inrecon.engine.checkpoint import config_fingerprint
 from inrecon.errors import InreconError
-from inrecon.experiments.drivers.common import Log, entries, merge, set_environment, write_json
+from inrecon.experiments.drivers.common import Log, entries, merge, set_environment
 from inrecon.experiments.runner import CaseResult, Comparison, MethodRun, run_comparison
 from inrecon.parallel import Runner
 from inrecon.physics.coils import with_espirit_support

@@ -25,7 +25,8 @@ from inrecon.config import (
     config_diff,
     config_to_dict,
 )
-from inrecon.experiments.drivers.common import QUALITY_BEST, Log, set_environment, write_json
+from inrecon.data.atomic import write_json
+from inrecon.experiments.drivers.common import QUALITY_BEST, Log, set_environment
 from inrecon.recon.inr.ngp import NGPConfig
 from inrecon.report import Report
 

@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from inrecon.data.atomic import write_json
 from inrecon.errors import InreconError
 from inrecon.experiments.drivers.common import (
     QUALITY_BEST,
@@ -24,7 +25,6 @@ from inrecon.experiments.drivers.common import (
     entries,
     merge,
     set_environment,
-    write_json,
 )
 from inrecon.experiments.drivers.scans import Protocol, Subject, attach_maps, build_scan, scan_spec
 from inrecon.experiments.drivers.tuning import TuningBudget, fmt_h, trial_stats, tune
