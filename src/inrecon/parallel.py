@@ -33,6 +33,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from inrecon import interrupts
 from inrecon.errors import InreconError
 
 __all__ = ["Outcome", "RayOptions", "Runner", "available_cores", "connect_ray", "import_ray", "ray_requested"]
@@ -142,12 +143,18 @@ def _call(key: str, fn: Callable[[Any, Any], Any], item, make_context=None) -> O
 
 
 def _call_pickled(key: str, fn: Callable[[Any, Any], Any], blob: bytes) -> Outcome:
-    """:func:`_call` of an item the caller pickled (:meth:`Runner._run_local`)."""
+    """:func:`_call` of an item the caller pickled, in a local worker (:meth:`Runner._run_local`). Stopped by
+    SIGTERM (:meth:`Runner.close` with ``abort``) or Ctrl-C, a training run in the call first writes its
+    checkpoint at the running step (:mod:`inrecon.interrupts`); then the worker ends."""
     try:
         item = pickle.loads(blob)
     except Exception as exc:
         return Outcome(False, error=_error_line(exc))
-    return _call(key, fn, item)
+    try:
+        with interrupts.graceful():
+            return _call(key, fn, item)
+    except interrupts.Interrupted as exc:
+        os._exit(exc.exit_status)
 
 
 def _exit_with_parent(parent: int, every: float = 1.0) -> None:
@@ -255,9 +262,12 @@ class Runner:
         workers = list((getattr(pool, "_processes", None) or {}).values())
         pool.shutdown(wait=False, cancel_futures=True)
         for proc in workers:
-            proc.terminate()
+            proc.terminate()  # SIGTERM: a training run ends its running step and writes its checkpoint first
         for proc in workers:
             proc.join(timeout=10)
+            if proc.is_alive():  # a step that does not end
+                proc.kill()
+                proc.join(timeout=5)
 
     def run(self, fn: Callable[[Any, Any], Any], items: Iterable) -> Iterator[tuple[int, Outcome]]:
         """``(position, Outcome)`` of every item, as the calls finish."""

@@ -235,3 +235,53 @@ def test_workers_exit_when_their_parent_is_killed_outright(tmp_path):
     while any(_alive(p) for p in pids) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not any(_alive(p) for p in pids), "workers outlived their killed parent"
+
+
+def _train_slowly(_context, job: tuple[str, str]) -> int:
+    """A training run of 10000 slow steps checkpointing every 5000 steps into ``job[1]``; ``job[0]`` is written
+    once it runs."""
+    import time
+    from pathlib import Path
+
+    from inrecon.engine.trainer import Callback, Checkpoint, OptimConfig, train
+    from tests.engine.tasks import Quadratic
+
+    class Slow(Callback):
+        def on_step_end(self, run, step, out):
+            if step == 3:
+                Path(job[0]).write_text("running")
+            time.sleep(0.01)
+
+    run = train(
+        Quadratic(), OptimConfig(steps=10000, lr=1e-3), [Slow()], checkpoint=Checkpoint(job[1], "fp", 5000)
+    )
+    return run.step
+
+
+def test_an_aborted_runner_lets_a_training_run_in_its_worker_checkpoint_its_step(tmp_path):
+    import os
+    import signal
+    import threading
+    import time
+
+    import torch
+
+    from inrecon.parallel import Runner
+
+    started, ck = tmp_path / "started", tmp_path / "run.pt"
+    sent = []
+
+    def ctrl_c_once_running():
+        deadline = time.monotonic() + 120
+        while not started.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.5)
+        sent.append(time.monotonic())
+        os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C in this process while the worker trains
+
+    threading.Thread(target=ctrl_c_once_running, daemon=True).start()
+    with pytest.raises(KeyboardInterrupt), Runner(2) as runner:
+        list(runner.run(_train_slowly, [(str(started), str(ck))]))  # minutes, unless interrupted
+    assert time.monotonic() - sent[0] < 30  # the worker was stopped, not waited for
+    state = torch.load(ck, map_location="cpu", weights_only=False)
+    assert 3 < state["step"] < 5000  # the interrupt's checkpoint at the running step, not a periodic one
