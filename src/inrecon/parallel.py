@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 import os
 import pickle
+import signal
 import sys
 import threading
 import time
@@ -153,8 +154,8 @@ def _call_pickled(key: str, fn: Callable[[Any, Any], Any], blob: bytes) -> Outco
     try:
         with interrupts.graceful():
             return _call(key, fn, item)
-    except interrupts.Interrupted as exc:
-        os._exit(exc.exit_status)
+    except interrupts.Interrupted as exc:  # the worker then ends as the pool shuts down (a clean exit)
+        return Outcome(False, error=f"interrupted by {signal.Signals(exc.signum).name}")
 
 
 def _exit_with_parent(parent: int, every: float = 1.0) -> None:
