@@ -10,8 +10,9 @@ Inside :func:`deferred` (the training loop holds it around its steps) the first 
 recorded; the loop sees it through :func:`pending` at the end of the step, writes its checkpoint and raises
 :func:`interrupted` itself, so a rerun of the same command resumes from the step it was stopped at, not the last
 periodic checkpoint. A second signal while the first waits raises at once (press Ctrl-C twice to stop without
-waiting for the step). Nothing changes for a program that never enters :func:`graceful` (library users,
-worker processes): there, signals keep Python's own behaviour.
+waiting for the step). Nothing changes for a program that never enters :func:`graceful` (library users): there,
+signals keep Python's own behaviour. The local worker processes of :class:`inrecon.parallel.Runner` enter it
+around each call, so that a worker stopped by its runner lets a training run save its step too.
 """
 
 from __future__ import annotations

@@ -146,7 +146,8 @@ def _call(key: str, fn: Callable[[Any, Any], Any], item, make_context=None) -> O
 def _call_pickled(key: str, fn: Callable[[Any, Any], Any], blob: bytes) -> Outcome:
     """:func:`_call` of an item the caller pickled, in a local worker (:meth:`Runner._run_local`). Stopped by
     SIGTERM (:meth:`Runner.close` with ``abort``) or Ctrl-C, a training run in the call first writes its
-    checkpoint at the running step (:mod:`inrecon.interrupts`); then the worker ends."""
+    checkpoint at the running step (:mod:`inrecon.interrupts`); the call then fails naming the signal, and the
+    worker ends as its pool shuts down (returning, rather than exiting here, lets the pool release its queues)."""
     try:
         item = pickle.loads(blob)
     except Exception as exc:

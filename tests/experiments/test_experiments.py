@@ -427,6 +427,10 @@ def test_a_bench_started_again_reads_back_its_models_and_reconstructions(tmp_pat
         )
         return json.loads((path.parent / "report.json").read_text()), path.parent
 
+    # a killed pre-training of the same model with other settings: its checkpoint is not resumed, but removed
+    stale = tmp_path / "ct_sparse_view" / "models" / ".checkpoints" / "disinr_ct60-0123456789abcdef"
+    stale.mkdir(parents=True)
+    (stale / "disinr_pretrain.rank0.pt").write_bytes(b"another run's")
     first, folder = bench()
     assert (folder / "models" / "disinr_ct60.key.json").exists()
     assert not (folder / "models" / ".checkpoints").exists()  # removed once the model was written
@@ -435,8 +439,10 @@ def test_a_bench_started_again_reads_back_its_models_and_reconstructions(tmp_pat
     assert "disinr_ct60.safetensors: read back" in text
     assert text.count("3 of 3 reconstructions read back") == 2  # in and out of domain
     assert len(_summary(first)) == 6 and _summary(first) == _summary(second)
-    bench(resume=False)
-    assert "read back" not in "\n".join(logs)
+    stored = sorted(p.name for p in (folder / "pairs").iterdir())
+    third, _ = bench(resume=False)
+    assert "read back" not in "\n".join(logs) and _summary(third) == _summary(first)
+    assert sorted(p.name for p in (folder / "pairs").iterdir()) == stored  # written again, none lost
 
 
 def _summary(report: dict) -> dict:

@@ -10,7 +10,7 @@ Given a ``store`` folder, every finished (case, method) pair is written there as
 the image, then ``KEY.json`` with the rest, each atomically), and a comparison started again reads back the pairs
 whose key matches instead of reconstructing them: a bench killed after hours loses only the fits that were
 running. The key (:func:`pair_key`) hashes what determines the result: the scan's data and reference, the method,
-its resolved settings (a changed default reruns the pair), the pre-trained model file's bytes and the library
+its resolved settings (a changed default reruns the pair), the pre-trained model's weights and the library
 versions.
 """
 
@@ -151,8 +151,22 @@ def _digest(arrays) -> str:
     return sha.hexdigest()[:16]
 
 
-def _file_digest(path: str | Path) -> str:
+def _model_digest(path: str | Path) -> str:
+    """A short hash of a pre-trained model's weights (a safetensors file's tensors, not its metadata, which
+    records the pre-training's wall time; any other file's bytes)."""
+    import torch
+
+    path = Path(path)
     sha = hashlib.sha256()
+    if path.suffix == ".safetensors":
+        from safetensors import safe_open
+
+        with safe_open(str(path), "pt") as f:
+            for name in sorted(f.keys()):
+                t = f.get_tensor(name).contiguous()
+                sha.update(f"{name} {t.dtype} {tuple(t.shape)}".encode())
+                sha.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())  # any dtype, bfloat16 too
+        return sha.hexdigest()[:16]
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             sha.update(block)
@@ -179,7 +193,7 @@ def pair_key(scan, run: MethodRun) -> str:
             "label": run.label,
             "method": run.method,
             "settings": config_to_dict(settings),
-            "model": None if run.model is None else _file_digest(run.model),
+            "model": None if run.model is None else _model_digest(run.model),
             "versions": {"inrecon": __version__, "torch": torch.__version__},
         }
     )
@@ -214,6 +228,7 @@ def run_comparison(
     log=print,
     runner: Runner | None = None,
     store: str | Path | None = None,
+    resume: bool = True,
 ) -> Comparison:
     """Reconstruct every case with every method; returns a :class:`Comparison`.
 
@@ -222,8 +237,9 @@ def run_comparison(
     free up (each with ``cores // N`` torch threads: small fits use one core better than two), the pairs of
     population methods (a ``model``) first. The results are in the same order either way and log as they
     finish; per-method seconds are then those of a worker's threads. The scans must be on the CPU to go to
-    worker processes. ``store``: a folder that keeps each finished pair and gives back the pairs an earlier run
-    finished with the same key (module docstring); read-back pairs keep their original seconds."""
+    worker processes. ``store``: a folder that keeps each finished pair and, with ``resume``, gives back the
+    pairs an earlier run finished with the same key (module docstring; read-back pairs keep their original
+    seconds); without ``resume`` every pair is reconstructed and written again."""
     comp = Comparison()
     for case_name, scan in cases:
         comp.references[case_name] = scan.target.detach().cpu().numpy()
@@ -235,7 +251,8 @@ def run_comparison(
         store = Path(store)
         store.mkdir(parents=True, exist_ok=True)
         keys = [pair_key(scan, run) for _name, scan, run in jobs]
-        done = [_load_pair(store, key, name) for key, (name, _scan, _run) in zip(keys, jobs)]
+        if resume:
+            done = [_load_pair(store, key, name) for key, (name, _scan, _run) in zip(keys, jobs)]
         back = [r for r in done if r is not None]
         if back and log is not None:
             log(

@@ -340,8 +340,8 @@ class Pretrainer:
 
     With ``cfg.resume``, a model whose key file (``NAME.key.json``: a hash of the method, its settings, the
     subjects' data and the library versions) matches is read back instead of pre-trained again, and a
-    pre-training killed half-way resumes from its checkpoint in ``models/.checkpoints/NAME`` (removed once the
-    model is written)."""
+    pre-training killed half-way resumes from its checkpoint in ``models/.checkpoints/NAME-KEY`` (removed once
+    the model is written; a folder of the same model with another key is removed before it starts)."""
 
     def __init__(self, cfg: Pretraining, out: Path, show_progress, log: Log | None = None):
         if not isinstance(cfg, Running):
@@ -369,9 +369,12 @@ class Pretrainer:
                     self.log(f"  {path.name}: read back (pre-trained by an earlier run with these settings)")
                 self.seconds[path.stem] = float(done.get("seconds", 0.0))
                 return path
-        ckdir = self.out / "models" / ".checkpoints" / path.stem
-        if not self.cfg.resume:
-            shutil.rmtree(ckdir, ignore_errors=True)
+        # one checkpoint folder per key: a killed pre-training with other settings is never resumed into this one
+        ckroot = self.out / "models" / ".checkpoints"
+        ckdir = ckroot / f"{path.stem}-{key}"
+        for old in ckroot.glob(f"{path.stem}-*"):
+            if old != ckdir or not self.cfg.resume:
+                shutil.rmtree(old, ignore_errors=True)
         t0 = time.perf_counter()
         pretrain(
             method, scans, path, over, names=names, show_progress=self.show_progress, checkpoint_dir=ckdir
@@ -451,11 +454,16 @@ def compare(cases, runs: Sequence[MethodRun], cfg: Running, out: Path, show_prog
     """:func:`~inrecon.experiments.runner.run_comparison` of ``cases`` x ``runs`` in ``cfg.jobs`` local worker
     processes (one: in this process), each finished pair kept in ``OUT/pairs`` (and, with ``cfg.resume``, those
     an earlier run finished read back from there)."""
-    store = Path(out) / "pairs"
-    if not cfg.resume:
-        shutil.rmtree(store, ignore_errors=True)
     with Runner(cfg.jobs) as runner:
-        return run_comparison(cases, runs, show_progress=show_progress, log=log, runner=runner, store=store)
+        return run_comparison(
+            cases,
+            runs,
+            show_progress=show_progress,
+            log=log,
+            runner=runner,
+            store=Path(out) / "pairs",
+            resume=cfg.resume,
+        )
 
 
 def domain_sections(
