@@ -395,15 +395,18 @@ class Pretrainer:
 
 
 def _pretraining_key(method: str, over: dict, scans, names: list[str]) -> str:
-    """What determines a pre-trained model: the method, its settings, the subjects' data, the versions."""
+    """What determines a pre-trained model: the method, its resolved settings (a changed default counts), the
+    subjects' data, the versions."""
     import torch
 
     from inrecon import __version__
+    from inrecon.recon.methods import METHODS
 
+    settings = METHODS.resolve(method).pretrain.build(scans[0].modality if len(scans) else None, over)
     return config_fingerprint(
         {
             "method": method,
-            "settings": over,
+            "settings": config_to_dict(settings),
             "subjects": [scan_digest(s) for s in scans],
             "names": names,
             "versions": {"inrecon": __version__, "torch": torch.__version__},
