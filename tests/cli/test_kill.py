@@ -63,8 +63,10 @@ def test_recon_killed_mid_run_resumes_to_the_identical_image(tmp_path):
     base = ["recon", "--method", "ngp", str(scan), "-q"]
     base += _sets(*SMALL, "steps=150", "patience=30", "min_steps=20", "checkpoint_every=10")
     _run(*base, "-o", str(tmp_path / "ref.npy"))
+    # the MRI prior search checkpoints each candidate's stage in its own sub-folder (ck/phase0_tv0/holdout.pt)
     _kill_when(
-        [*base, "-o", str(tmp_path / "out.npy"), "--checkpoint-dir", str(ck)], (ck / "holdout.pt").exists
+        [*base, "-o", str(tmp_path / "out.npy"), "--checkpoint-dir", str(ck)],
+        lambda: any(ck.rglob("holdout.pt")),
     )
     assert not (tmp_path / "out.npy").exists()
     _run(*base, "-o", str(tmp_path / "out.npy"), "--checkpoint-dir", str(ck))
