@@ -220,9 +220,13 @@ def test_sart_and_tv_on_real_parallel_90_views(shared_data):
 @pytest.mark.realdata
 @pytest.mark.parametrize(("n_views", "floors"), [(60, (16.2, 25.3, 29.5)), (90, (18.3, 28.0, 32.3))])
 def test_lungdx_slice_disinr_geometry(shared_data, n_views, floors):
-    # measured: 60 views 16.70 / 25.76 / 29.97 dB, 90 views 18.76 / 28.54 / 32.72 dB (fbp / sart / tv-ct)
+    # measured: 60 views 16.70 / 25.76 / 29.97 dB, 90 views 18.76 / 28.54 / 32.72 dB (fbp / sart / tv-ct). This
+    # scan is projected from its own grid (the inverse crime), where that grid is the exact model: tv-ct runs on
+    # it here (30.07 dB at 60 views on 2026-12-07). Its default 2x finer grid, chosen on objects projected from a
+    # finer one (benchmarks/RESULTS.md, stop 31), gives 26.86 dB on this scan.
     scan = _lungdx(shared_data, n_views)
-    scores = {m: psnr(run_method(m, scan).image, scan.target) for m in ("fbp", "sart", "tv-ct")}
+    over = {"tv-ct": {"supersample": 1}}
+    scores = {m: psnr(run_method(m, scan, over.get(m)).image, scan.target) for m in ("fbp", "sart", "tv-ct")}
     print(n_views, scores)
     for method, floor in zip(("fbp", "sart", "tv-ct"), floors):
         assert scores[method] > floor, (method, scores)
