@@ -35,9 +35,9 @@ from inrecon.parallel import Runner
 from inrecon.progress import progress
 from inrecon.recon.api import run_method
 from inrecon.recon.methods import METHODS
-from inrecon.tuning.hparams import scan_identity
+from inrecon.tuning.hparams import scan_identity, update_digest
 
-__all__ = ["CaseResult", "Comparison", "MethodRun", "pair_key", "run_comparison", "scan_digest"]
+__all__ = ["CaseResult", "Comparison", "MethodRun", "pair_key", "run_comparison"]
 
 
 @dataclass
@@ -141,21 +141,9 @@ def _reconstruct_job(_context, job: tuple) -> CaseResult:
     return _reconstruct(*job)
 
 
-def _digest(arrays) -> str:
-    """A short hash of numpy arrays (their dtypes, shapes and bytes); ``None`` entries count as absent."""
-    sha = hashlib.sha256()
-    for a in arrays:
-        a = np.zeros(0) if a is None else np.ascontiguousarray(a)
-        sha.update(str((a.dtype.str, a.shape)).encode())
-        sha.update(a.tobytes())
-    return sha.hexdigest()[:16]
-
-
 def _model_digest(path: str | Path) -> str:
     """A short hash of a pre-trained model's weights (a safetensors file's tensors, not its metadata, which
     records the pre-training's wall time; any other file's bytes)."""
-    import torch
-
     path = Path(path)
     sha = hashlib.sha256()
     if path.suffix == ".safetensors":
@@ -163,9 +151,8 @@ def _model_digest(path: str | Path) -> str:
 
         with safe_open(str(path), "pt") as f:
             for name in sorted(f.keys()):
-                t = f.get_tensor(name).contiguous()
-                sha.update(f"{name} {t.dtype} {tuple(t.shape)}".encode())
-                sha.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())  # any dtype, bfloat16 too
+                sha.update(name.encode())
+                update_digest(sha, f.get_tensor(name))
         return sha.hexdigest()[:16]
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -173,30 +160,31 @@ def _model_digest(path: str | Path) -> str:
     return sha.hexdigest()[:16]
 
 
-def scan_digest(scan) -> str:
-    """A short hash of what ``scan`` measured (:func:`~inrecon.tuning.hparams.scan_identity`; a volume's voxels)."""
-    if scan.modality == "volume":
-        return _digest([scan.volume.detach().cpu().numpy()])
-    return scan_identity(scan)
+def _scan_part(scan) -> dict:
+    """The scan's share of a pair's key: what it measured and what it is scored against."""
+    sha = hashlib.sha256()
+    for x in (scan.target, scan.roi):
+        update_digest(sha, x)
+    return {"scan": scan_identity(scan), "reference": sha.hexdigest()[:16]}
+
+
+def _method_part(run: MethodRun, modality: str) -> dict:
+    """The method's share of a pair's key: its resolved settings, the model's weights, the versions."""
+    import torch
+
+    settings = METHODS.resolve(run.method, modality).build(modality, run.overrides)
+    return {
+        "label": run.label,
+        "method": run.method,
+        "settings": config_to_dict(settings),
+        "model": None if run.model is None else _model_digest(run.model),
+        "versions": {"inrecon": __version__, "torch": torch.__version__},
+    }
 
 
 def pair_key(scan, run: MethodRun) -> str:
     """The key a finished (scan, method) pair is stored under (module docstring)."""
-    import torch
-
-    settings = METHODS.resolve(run.method, scan.modality).build(scan.modality, run.overrides)
-    scored = [None if x is None else x.detach().cpu().numpy() for x in (scan.target, scan.roi)]
-    return config_fingerprint(
-        {
-            "scan": scan_digest(scan),
-            "reference": _digest(scored),
-            "label": run.label,
-            "method": run.method,
-            "settings": config_to_dict(settings),
-            "model": None if run.model is None else _model_digest(run.model),
-            "versions": {"inrecon": __version__, "torch": torch.__version__},
-        }
-    )
+    return config_fingerprint({**_scan_part(scan), **_method_part(run, scan.modality)})
 
 
 def _save_pair(store: Path, key: str, result: CaseResult) -> None:
@@ -250,7 +238,18 @@ def run_comparison(
     if store is not None:
         store = Path(store)
         store.mkdir(parents=True, exist_ok=True)
-        keys = [pair_key(scan, run) for _name, scan, run in jobs]
+        # each scan and each method hashed once (a model's weights, a scan's data), then combined per pair
+        scans = [_scan_part(scan) for _name, scan in cases]
+        methods: dict[tuple[int, str], dict] = {}
+        for _name, scan in cases:
+            for r, run in enumerate(runs):
+                if (r, scan.modality) not in methods:
+                    methods[r, scan.modality] = _method_part(run, scan.modality)
+        keys = [
+            config_fingerprint({**part, **methods[r, scan.modality]})
+            for part, (_name, scan) in zip(scans, cases)
+            for r in range(len(runs))
+        ]
         if resume:
             done = [_load_pair(store, key, name) for key, (name, _scan, _run) in zip(keys, jobs)]
         back = [r for r in done if r is not None]

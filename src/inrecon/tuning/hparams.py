@@ -20,26 +20,45 @@ import torch
 
 from inrecon import __version__
 from inrecon.data.atomic import atomic_path
-from inrecon.data.scans import CTScan, MRIScan
+from inrecon.data.scans import CTScan, MRIScan, VolumeScan
 from inrecon.errors import InreconError
 
-__all__ = ["load_hparams", "protocol_mismatches", "save_hparams", "scan_identity", "scan_protocol"]
+__all__ = [
+    "load_hparams",
+    "protocol_mismatches",
+    "save_hparams",
+    "scan_identity",
+    "scan_protocol",
+    "update_digest",
+]
+
+
+def update_digest(sha, x) -> None:
+    """Add an array or tensor (its dtype, shape and bytes; bfloat16 too) or ``None`` to the hash ``sha``."""
+    if x is None:
+        sha.update(b"-")
+        return
+    if isinstance(x, torch.Tensor) and x.dtype == torch.bfloat16:  # numpy has no bfloat16: its raw bytes
+        t = x.detach().cpu().contiguous()
+        sha.update(str(("bfloat16", tuple(t.shape))).encode())
+        sha.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+        return
+    a = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+    sha.update(str((a.dtype.str, a.shape)).encode())
+    sha.update(np.ascontiguousarray(a).tobytes())
 
 
 def scan_identity(scan) -> str:
-    """A short hash of everything measured in ``scan`` (data, sampling, geometry, coil maps)."""
+    """A short hash of everything measured in ``scan`` (data, sampling, geometry, coil maps; a volume's voxels)."""
     sha = hashlib.sha256()
     sha.update(scan.modality.encode())
 
     def add(x) -> None:
-        if x is None:
-            sha.update(b"-")
-            return
-        a = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
-        sha.update(str((a.dtype.str, a.shape)).encode())
-        sha.update(np.ascontiguousarray(a).tobytes())
+        update_digest(sha, x)
 
-    if isinstance(scan, MRIScan):
+    if isinstance(scan, VolumeScan):
+        add(scan.volume)
+    elif isinstance(scan, MRIScan):
         for x in (scan.kspace, scan.mask, scan.trajectory, scan.dcf, scan.sens_maps):
             add(x)
         sha.update(str(tuple(scan.image_shape)).encode())

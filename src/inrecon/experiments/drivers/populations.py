@@ -18,7 +18,9 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import numpy as np
+import torch
 
+from inrecon import __version__
 from inrecon.config import InRange, NonNegInt, PosInt, config_to_dict
 from inrecon.data import shared
 from inrecon.data.atomic import write_json
@@ -28,12 +30,14 @@ from inrecon.data.sampling import make_pattern
 from inrecon.engine.checkpoint import config_fingerprint
 from inrecon.errors import InreconError
 from inrecon.experiments.drivers.common import QUALITY_BEST, Log, set_environment
-from inrecon.experiments.runner import Comparison, MethodRun, run_comparison, scan_digest
+from inrecon.experiments.runner import Comparison, MethodRun, run_comparison
 from inrecon.parallel import Runner
 from inrecon.physics.simulate.ct import full_scan_angles, simulate_ct
 from inrecon.physics.simulate.mri import simulate_mri
 from inrecon.recon.api import pretrain
+from inrecon.recon.methods import METHODS
 from inrecon.report import Report, aggregate
+from inrecon.tuning.hparams import scan_identity
 
 __all__ = [
     "CTMethod",
@@ -397,17 +401,12 @@ class Pretrainer:
 def _pretraining_key(method: str, over: dict, scans, names: list[str]) -> str:
     """What determines a pre-trained model: the method, its resolved settings (a changed default counts), the
     subjects' data, the versions."""
-    import torch
-
-    from inrecon import __version__
-    from inrecon.recon.methods import METHODS
-
     settings = METHODS.resolve(method).pretrain.build(scans[0].modality if len(scans) else None, over)
     return config_fingerprint(
         {
             "method": method,
             "settings": config_to_dict(settings),
-            "subjects": [scan_digest(s) for s in scans],
+            "subjects": [scan_identity(s) for s in scans],
             "names": names,
             "versions": {"inrecon": __version__, "torch": torch.__version__},
         }
