@@ -10,6 +10,7 @@ import torch
 
 from inrecon.config import build_config
 from inrecon.engine.callbacks import HoldOut, Settle
+from inrecon.engine.losses import data_loss
 from inrecon.engine.regularizers import (
     PriorConfig,
     make_prior,
@@ -22,7 +23,7 @@ from inrecon.errors import InreconError
 from inrecon.physics.mri import phase_roughness, smooth_phase
 from inrecon.recon.api import run_method
 from tests.engine.tasks import Quadratic
-from tests.inr_fixtures import tiny_mri
+from tests.inr_fixtures import tiny_ct, tiny_mri
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 SMALL = {"n_levels": 6, "log2_table_size": 10, "mlp_width": 32, "steps": 40, "patience": 10}
@@ -89,6 +90,36 @@ def test_holdout_callback_stops_after_patience():
     # the held-out target of entry 0 is reached, then overshot: the loss stops improving
     run = train(task, OptimConfig(steps=500, lr=0.5, schedule="constant", eps=1e-8), [hold])
     assert hold.stopped_early and run.step < 500 and run.step - 1 - hold.best_step == 5
+
+
+def test_a_weighted_holdout_weights_each_held_out_term():
+    y = torch.tensor([1.0, 2.0, 0.0, 3.0])
+    pred = torch.tensor([0.0, 2.0, 1.0, 1.0])
+    w = torch.tensor([1.0, 5.0, 0.5, 2.0])
+    assert float(data_loss(pred, y, weight=w)) == pytest.approx((1 * 1 + 0 + 0.5 * 1 + 2 * 4) / 4)
+    yc, pc = y.to(torch.complex64) * 1j, pred.to(torch.complex64)  # real and imaginary parts alike
+    assert float(data_loss(pc, yc, weight=w)) == pytest.approx((1 * 1 + 5 * 8 + 0.5 * 1 + 2 * 10) / 8)
+    hold = HoldOut(torch.tensor([0, 3]), y, weight=w)
+    out = StepOutput(torch.zeros(()), image=pred, pred=pred)
+    hold.on_forward(None, 0, out)
+    assert float(hold.pending[0][1]) == pytest.approx((1 * 1 + 2 * 4) / 2)
+
+
+def test_density_weighted_holdout_scores_mri_by_area_and_ct_as_before():
+    over = {**SMALL, "stop.patience": 0, "prior.tv": 0.0, "prior.phase": 0.0}
+    mri = tiny_mri()
+    plain = run_method("ngp", mri, over).info["holdout"]
+    dens = run_method("ngp", mri, {**over, "stop.val_weight": "density"}).info["holdout"]
+    assert plain["history"]["val_loss"] != dens["history"]["val_loss"]
+    # the same fit (the weights only score it): the training losses agree step by step
+    assert plain["history"]["loss"] == dens["history"]["loss"]
+    ct_over = {**over, "steps": 20}
+    ct = tiny_ct(photons=1e5)
+    a = run_method("ngp", ct, ct_over).info["holdout"]["history"]["val_loss"]
+    b = run_method("ngp", ct, {**ct_over, "stop.val_weight": "density"}).info["holdout"]["history"][
+        "val_loss"
+    ]
+    assert a == b
 
 
 class _Scripted(Task):

@@ -8,7 +8,8 @@ from dataclasses import replace
 import pytest
 import torch
 
-from inrecon.data.scans import VolumeScan
+from inrecon.data.sampling import radial_trajectory
+from inrecon.data.scans import MRIScan, VolumeScan
 from inrecon.errors import InreconError, ShapeError
 from inrecon.physics.ct import CTProjector
 from inrecon.physics.measurement import (
@@ -20,10 +21,12 @@ from inrecon.physics.measurement import (
     readout_lines,
     resolve_ct_supersample,
     robust_scale,
+    sample_areas,
     sinogram_noise,
     supersampled_geometry,
     trajectory_readouts,
 )
+from inrecon.physics.nufft import density_compensation
 from tests.inr_fixtures import tiny_ct, tiny_mri
 
 
@@ -86,6 +89,40 @@ def test_mri_readout_units_hold_out_whole_lines():
     assert p.n_units == int(mask.sum())
     with pytest.raises(InreconError, match="hold-out unit"):
         build_measurement(scan, mri_units="spoke")
+
+
+def test_sample_areas_are_the_voronoi_cells_of_a_cartesian_mask():
+    scan = tiny_mri()  # columns 0, 3, ..., 30 and the centre 12..19 acquired, whole columns, 32 x 32, 4 coils
+    area = sample_areas(scan).reshape(32, -1)  # acquired cells in C order: row by row
+    cols = scan.mask[0].nonzero().reshape(-1).tolist()
+    owned = dict(zip(cols, area[0].tolist()))
+    assert float(area.sum()) == 32 * 32 and bool(
+        (area == area[0]).all()
+    )  # every cell counted once, per row alike
+    assert owned[15] == 1 and owned[6] == 3 and owned[0] == 2 and owned[12] == 2 and owned[30] == 3
+    # an error constant on each Voronoi region is summed over the whole grid by the areas at the acquired cells
+    err = torch.rand(32, generator=torch.Generator().manual_seed(1))
+    region = torch.tensor([min(cols, key=lambda c, j=j: (abs(c - j), c)) for j in range(32)])
+    err = err[region]  # the error of each column is its owner's
+    assert float((area[0] * err[cols]).sum()) == pytest.approx(float(err.sum()), rel=1e-6)
+    full = replace(scan, mask=torch.ones_like(scan.mask))
+    assert torch.equal(sample_areas(full), torch.ones(32 * 32))
+    meas = build_measurement(scan)
+    d = meas.density
+    assert d.shape == (meas.n_samples,) and float(d.mean()) == pytest.approx(1.0, rel=1e-5)
+    assert torch.equal(d.reshape(-1, 4), d.reshape(-1, 4)[:, :1].expand(-1, 4))  # one weight per location
+    _, va = meas.split(0.2, 0)
+    assert torch.equal(meas.subset(va).density, d[va])
+    assert build_measurement(tiny_ct()).density is None
+
+
+def test_sample_areas_of_a_trajectory_are_its_density_compensation():
+    traj = radial_trajectory(8, 32)
+    kspace = torch.ones(2, traj.shape[0], dtype=torch.complex64)
+    scan = MRIScan(kspace=kspace, trajectory=traj, image_shape=(16, 16))
+    torch.testing.assert_close(sample_areas(scan), density_compensation(traj, (16, 16)))
+    dcf = torch.rand(traj.shape[0])
+    assert torch.equal(sample_areas(replace(scan, dcf=dcf)), dcf)
 
 
 def test_trajectory_readouts_are_the_spokes_of_a_radial_trajectory():

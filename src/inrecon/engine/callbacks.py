@@ -59,6 +59,9 @@ class HoldOut(_BestWeights):
     lucky low of the raw curve would otherwise have to be beaten within ``patience`` steps while the average
     is still falling. ``best_val`` is then the lowest average (history ``val_smooth``).
 
+    ``weight`` (``(M,)`` over all samples, or ``None``) weights each held-out sample's term
+    (:func:`~inrecon.engine.losses.data_loss`).
+
     Attributes after the run: ``best_step``, ``best_val``, ``stopped_early``.
     """
 
@@ -75,10 +78,12 @@ class HoldOut(_BestWeights):
         min_steps: int = 50,
         restore_best: bool = False,
         smooth: float = 0.0,
+        weight: torch.Tensor | None = None,
     ):
         if not 0.0 <= smooth < 1.0:
             raise ValueError(f"smooth must be in [0, 1), got {smooth}")
         self.val, self.y_val = val, y[val]
+        self.w_val = None if weight is None else weight[val]
         self.kind, self.delta = kind, delta
         self.patience, self.min_steps, self.restore_best = patience, min_steps, restore_best
         self.smooth, self.average = smooth, None
@@ -94,7 +99,7 @@ class HoldOut(_BestWeights):
 
     def on_forward(self, run: Run, step: int, out: StepOutput) -> None:
         with torch.no_grad():
-            v = data_loss(out.pred.detach()[self.val], self.y_val, self.kind, self.delta)
+            v = data_loss(out.pred.detach()[self.val], self.y_val, self.kind, self.delta, self.w_val)
         self.pending.append((step, v))
         if self.restore_best:
             self._flush(run)

@@ -68,6 +68,11 @@ class StopConfig:
     """Loss on the held-out samples."""
     val_delta: PosFloat = 1e-4
     """delta of a self-weighted held-out loss."""
+    val_weight: Literal["none", "density"] = "none"
+    """Weight of each held-out sample's term: none (every sample alike), or density (MRI: the k-space area the
+    sample stands for, :attr:`~inrecon.physics.measurement.Measurement.density`, so that the held-out loss
+    estimates the image's squared error, by Parseval, rather than the error where samples lie densely; CT and
+    volumes have no such weights and score as with none)."""
     min_steps: PosInt = 50
     """Never stop stage 1 before this many steps."""
     smooth: Annotated[float, InRange(0.0, 1.0, hi_open=True)] = 0.0
@@ -200,6 +205,7 @@ def fit_model(
             min_steps=s.min_steps,
             restore_best=restore_best,
             smooth=s.smooth,
+            weight=meas.density if s.val_weight == "density" else None,
         )
         callbacks.append(hold)
     if settle > 0 and not meas.pointwise:
@@ -445,7 +451,7 @@ def _check_alternatives(meas: Measurement, cfg: FitSettings, alternatives, label
             "keep one candidate, or use stop.rule=holdout on an MRI or CT scan",
         )
     for c in alternatives:
-        for name in ("fraction", "val_loss", "val_delta", "smooth", "rule"):
+        for name in ("fraction", "val_loss", "val_delta", "val_weight", "smooth", "rule"):
             if getattr(c.cfg.stop, name) != getattr(cfg.stop, name):
                 raise InreconError(
                     f"candidate {c.label!r} has stop.{name}={getattr(c.cfg.stop, name)!r}, the main setting "

@@ -30,21 +30,33 @@ class LossConfig:
     """The self-weighted loss's controller, relative to data scaled to a largest magnitude of 1."""
 
 
-def data_loss(pred: torch.Tensor, y: torch.Tensor, kind: str = "mse", delta: float = 1e-3) -> torch.Tensor:
+def data_loss(
+    pred: torch.Tensor,
+    y: torch.Tensor,
+    kind: str = "mse",
+    delta: float = 1e-3,
+    weight: torch.Tensor | None = None,
+) -> torch.Tensor:
     """Mean loss over samples (and over real/imaginary parts).
 
     ``self_weighted`` is the Bilevel paper's eq. 9: ``mean(|pred - y|^2 / (|pred|^2 + delta))`` with the
-    weights ``|pred|`` detached; ``delta`` is relative to data scaled to max magnitude 1.
+    weights ``|pred|`` detached; ``delta`` is relative to data scaled to max magnitude 1. ``weight`` (``(M,)``
+    real, or ``None``) multiplies each sample's term before the mean (a held-out loss weighted by the k-space
+    area each sample stands for, :attr:`~inrecon.physics.measurement.Measurement.density`).
     """
     diff = pred - y
     d = torch.view_as_real(diff) if diff.is_complex() else diff
     if kind == "mse":
-        return d.square().mean()
-    if kind == "l1":
-        return d.abs().mean()
-    if kind == "self_weighted":
+        per = d.square()
+    elif kind == "l1":
+        per = d.abs()
+    elif kind == "self_weighted":
         w2 = pred.detach().abs().square()
         if diff.is_complex():
             w2 = w2.unsqueeze(-1)
-        return (d.square() / (w2 + delta)).mean()
-    raise InreconError(f"unknown loss {kind!r}", f"choose one of {', '.join(LOSSES)}")
+        per = d.square() / (w2 + delta)
+    else:
+        raise InreconError(f"unknown loss {kind!r}", f"choose one of {', '.join(LOSSES)}")
+    if weight is not None:
+        per = per * (weight.unsqueeze(-1) if diff.is_complex() else weight)
+    return per.mean()

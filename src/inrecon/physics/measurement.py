@@ -64,6 +64,7 @@ __all__ = [
     "readout_lines",
     "resolve_ct_supersample",
     "robust_scale",
+    "sample_areas",
     "sinogram_noise",
     "supersampled_geometry",
     "trajectory_readouts",
@@ -178,6 +179,12 @@ class Measurement:
     supersample
         CT: ``image_shape`` is this many times finer than the scan's grid (the same field of view); the
         reconstruction is the block mean of the modelled image (:meth:`finalize`, :attr:`output_shape`).
+    density
+        MRI: ``(M,)`` float, the share of k-space each sample stands for (:func:`sample_areas`: the Voronoi cell of
+        its grid location for a Cartesian mask, the Pipe-Menon weight of a trajectory sample), mean 1 over the
+        scan's samples; what a held-out loss weighted by ``stop.val_weight="density"`` multiplies each residual
+        by, so that it estimates the image's error rather than the error where samples lie densely. ``None``
+        for CT (the ramp in its data weighting already is the density of its polar samples) and volumes.
     nonnegative
         The image is a non-negative quantity (CT attenuation with ``ct_nonnegative``): :meth:`finalize` projects it
         onto ``x >= 0``.
@@ -206,6 +213,7 @@ class Measurement:
     supersample: int = 1
     image_maps: torch.Tensor | None = None
     nonnegative: bool = False
+    density: torch.Tensor | None = None
 
     @property
     def output_shape(self) -> tuple[int, ...]:
@@ -292,6 +300,7 @@ class Measurement:
             idx=self.idx[samples],
             y=self.y[samples],
             sample_unit=self.sample_unit[samples],
+            density=None if self.density is None else self.density[samples],
             pointwise=False,
         )
 
@@ -345,6 +354,39 @@ def trajectory_readouts(trajectory: torch.Tensor) -> torch.Tensor | None:
     return torch.cat([jump.new_zeros(1, dtype=torch.int64), jump.long().cumsum(0)])
 
 
+def sample_areas(scan: MRIScan) -> torch.Tensor:
+    """The share of k-space each acquired location of ``scan`` stands for, in grid cells: ``(n_locations,)``
+    float32 in the order :func:`build_measurement` gives the locations (Cartesian: the mask's acquired cells in
+    C order; non-Cartesian: the trajectory's samples).
+
+    Cartesian: the cell count of each acquired location's Voronoi region on the grid (every grid cell counted
+    for its nearest acquired location, ties to one), so a fully sampled region gives 1 per location, a line
+    among every sixth gives about 6 per location, and the unacquired corners count for the acquired locations
+    nearest to them. Non-Cartesian: the Pipe-Menon weights of the trajectory (``scan.dcf`` when the scan has
+    them, else :func:`~inrecon.physics.nufft.density_compensation`). By Parseval, the image's squared error is
+    the k-space error summed over every cell; the acquired samples weighted by these areas estimate that sum
+    where the samples alone would weigh densely sampled regions (the calibration centre) by their density.
+    """
+    if scan.is_cartesian:
+        import numpy as np
+        from scipy import ndimage
+
+        acquired = scan.mask.detach().bool().cpu().numpy()
+        if acquired.all():
+            return torch.ones(int(acquired.sum()), dtype=torch.float32, device=scan.kspace.device)
+        nearest = ndimage.distance_transform_edt(~acquired, return_indices=True)[1]
+        owner = np.ravel_multi_index(tuple(nearest), acquired.shape).reshape(-1)
+        area = np.bincount(owner, minlength=acquired.size)[acquired.reshape(-1)]
+        return torch.as_tensor(area, dtype=torch.float32, device=scan.kspace.device)
+    if scan.dcf is not None:
+        w = scan.dcf
+    else:
+        from inrecon.physics.nufft import density_compensation
+
+        w = density_compensation(scan.trajectory, scan.image_shape)
+    return w.detach().reshape(-1).to(torch.float32).to(scan.kspace.device)
+
+
 def _mri(scan: MRIScan, maps: str, coil_images: bool, units: str = "location"):
     from inrecon.physics.coils import coil_maps
 
@@ -382,7 +424,11 @@ def _mri(scan: MRIScan, maps: str, coil_images: bool, units: str = "location"):
         n_units = int(readouts.max()) + 1
         unit = readouts.to(idx.device).repeat_interleave(C)
     support = None if s is None else (s.abs() > 0).any(0)
-    return op, op, idx, data, unit, n_units, support
+    area = sample_areas(scan)
+    density = (area / area.mean().clamp_min(1e-12)).repeat_interleave(
+        C
+    )  # one weight per location, every coil
+    return op, op, idx, data, unit, n_units, support, density
 
 
 def sinogram_noise(sinogram: torch.Tensor) -> float:
@@ -564,11 +610,11 @@ def build_measurement(
         raise InreconError(
             f"CT supersampling {ct_supersample!r}", "give a whole number >= 1 (1: model the scan's own grid)"
         )
-    pointwise, noise, order = False, None, None
+    pointwise, noise, order, density = False, None, None, None
     if isinstance(scan, MRIScan):
         if mri_units not in MRI_UNITS:
             raise InreconError(f"MRI hold-out unit {mri_units!r}", f"use one of {', '.join(MRI_UNITS)}")
-        base, physics, idx, data, unit, n_units, support = _mri(scan, maps, coil_images, mri_units)
+        base, physics, idx, data, unit, n_units, support, density = _mri(scan, maps, coil_images, mri_units)
         complex_image = True
     elif isinstance(scan, CTScan):
         base, physics, idx, data, unit, n_units, support = _ct(
@@ -606,6 +652,7 @@ def build_measurement(
         unit_order=order,
         supersample=ct_supersample if isinstance(scan, CTScan) else 1,
         nonnegative=bool(ct_nonnegative) and isinstance(scan, CTScan),
+        density=density,
     )
     s = _scale(meas, scale)
     if s == 0.0:
