@@ -105,6 +105,24 @@ def test_a_weighted_holdout_weights_each_held_out_term():
     assert float(hold.pending[0][1]) == pytest.approx((1 * 1 + 2 * 4) / 2)
 
 
+def test_the_normalised_self_weighted_loss_is_eq9_at_the_scale_of_the_mse():
+    g = torch.Generator().manual_seed(0)
+    pred = torch.complex(torch.randn(64, generator=g), torch.randn(64, generator=g))
+    y = torch.complex(torch.randn(64, generator=g), torch.randn(64, generator=g))
+    for delta in (1e-4, 1e-2, 1.0):
+        inv = 1.0 / (pred.abs().square() + delta)
+        eq9 = data_loss(pred, y, "self_weighted", delta)
+        norm = data_loss(pred, y, "self_weighted_normalized", delta)
+        torch.testing.assert_close(norm, eq9 / inv.mean())
+    # a delta far above every weight: the MSE itself (eq. 9 is then the MSE divided by delta)
+    torch.testing.assert_close(
+        data_loss(pred, y, "self_weighted_normalized", 1e6), data_loss(pred, y), rtol=1e-4, atol=0
+    )
+    torch.testing.assert_close(
+        data_loss(pred, y, "self_weighted", 1e6) * 1e6, data_loss(pred, y), rtol=1e-4, atol=0
+    )
+
+
 def test_density_weighted_holdout_scores_mri_by_area_and_ct_as_before():
     over = {**SMALL, "stop.patience": 0, "prior.tv": 0.0, "prior.phase": 0.0}
     mri = tiny_mri()

@@ -16,8 +16,8 @@ from inrecon.errors import InreconError
 
 __all__ = ["LOSSES", "LossConfig", "data_loss"]
 
-LOSSES = ("mse", "l1", "self_weighted")
-LossKind = Literal["mse", "l1", "self_weighted"]
+LOSSES = ("mse", "l1", "self_weighted", "self_weighted_normalized")
+LossKind = Literal["mse", "l1", "self_weighted", "self_weighted_normalized"]
 
 
 @dataclass
@@ -25,7 +25,8 @@ class LossConfig:
     """The data term of a fit."""
 
     kind: LossKind = "mse"
-    """mse, l1, or self_weighted (Bilevel eq. 9: the squared residual divided by |prediction|^2 + delta)."""
+    """mse, l1, self_weighted (Bilevel eq. 9: the squared residual divided by |prediction|^2 + delta), or
+    self_weighted_normalized (the same divided by the mean of its weights: the MSE's scale at every delta)."""
     delta: PosFloat = 1e-3
     """The self-weighted loss's controller, relative to data scaled to a largest magnitude of 1."""
 
@@ -40,7 +41,11 @@ def data_loss(
     """Mean loss over samples (and over real/imaginary parts).
 
     ``self_weighted`` is the Bilevel paper's eq. 9: ``mean(|pred - y|^2 / (|pred|^2 + delta))`` with the
-    weights ``|pred|`` detached; ``delta`` is relative to data scaled to max magnitude 1. ``weight`` (``(M,)``
+    weights ``|pred|`` detached; ``delta`` is relative to data scaled to max magnitude 1.
+    ``self_weighted_normalized`` divides that by ``mean(1 / (|pred|^2 + delta))``: the same relative weights
+    with the scale of the MSE, so that ``delta`` shapes the weighting only. Eq. 9's own scale falls as ``1 /
+    delta`` for the many samples with ``|pred|^2 << delta``, and coupled L2 weight decay (a fixed multiple of
+    the weights added to the loss's gradient) then grows relative to the data term as ``delta`` grows. ``weight`` (``(M,)``
     real, or ``None``) multiplies each sample's term before the mean (a held-out loss weighted by the k-space
     area each sample stands for, :attr:`~inrecon.physics.measurement.Measurement.density`).
     """
@@ -50,11 +55,11 @@ def data_loss(
         per = d.square()
     elif kind == "l1":
         per = d.abs()
-    elif kind == "self_weighted":
-        w2 = pred.detach().abs().square()
-        if diff.is_complex():
-            w2 = w2.unsqueeze(-1)
-        per = d.square() / (w2 + delta)
+    elif kind in ("self_weighted", "self_weighted_normalized"):
+        inv = 1.0 / (pred.detach().abs().square() + delta)
+        if kind == "self_weighted_normalized":
+            inv = inv / inv.mean()
+        per = d.square() * (inv.unsqueeze(-1) if diff.is_complex() else inv)
     else:
         raise InreconError(f"unknown loss {kind!r}", f"choose one of {', '.join(LOSSES)}")
     if weight is not None:
