@@ -45,9 +45,10 @@ def data_loss(
     ``self_weighted_normalized`` divides that by ``mean(1 / (|pred|^2 + delta))``: the same relative weights
     with the scale of the MSE, so that ``delta`` shapes the weighting only. Eq. 9's own scale falls as ``1 /
     delta`` for the many samples with ``|pred|^2 << delta``, and coupled L2 weight decay (a fixed multiple of
-    the weights added to the loss's gradient) then grows relative to the data term as ``delta`` grows. ``weight`` (``(M,)``
-    real, or ``None``) multiplies each sample's term before the mean (a held-out loss weighted by the k-space
-    area each sample stands for, :attr:`~inrecon.physics.measurement.Measurement.density`).
+    the weights added to the loss's gradient) then grows relative to the data term as ``delta`` grows.
+
+    ``weight`` (``(M,)`` real, or ``None``) multiplies each sample's term before the mean (a held-out loss
+    weighted by the k-space area each sample stands for, :attr:`~inrecon.physics.measurement.Measurement.density`).
     """
     diff = pred - y
     d = torch.view_as_real(diff) if diff.is_complex() else diff

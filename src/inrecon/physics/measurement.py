@@ -57,6 +57,7 @@ __all__ = [
     "SCALES",
     "Measurement",
     "MeasurementConfig",
+    "SampleDensity",
     "build_measurement",
     "count_weights",
     "joint_coil_measurement",
@@ -179,6 +180,9 @@ class Measurement:
     supersample
         CT: ``image_shape`` is this many times finer than the scan's grid (the same field of view); the
         reconstruction is the block mean of the modelled image (:meth:`finalize`, :attr:`output_shape`).
+    density_of_scan, density_rows
+        What :attr:`density` is computed from: the scan's :class:`SampleDensity` and which of its samples this
+        measurement's are (``None``: all; :meth:`subset` restricts it).
     density
         MRI: ``(M,)`` float, the share of k-space each sample stands for (:func:`sample_areas`: the Voronoi cell of
         its grid location for a Cartesian mask, the Pipe-Menon weight of a trajectory sample), mean 1 over the
@@ -213,7 +217,18 @@ class Measurement:
     supersample: int = 1
     image_maps: torch.Tensor | None = None
     nonnegative: bool = False
-    density: torch.Tensor | None = None
+    density_of_scan: SampleDensity | None = None
+    density_rows: torch.Tensor | None = None
+
+    @property
+    def density(self) -> torch.Tensor | None:
+        """MRI: ``(M,)`` the k-space area each sample stands for (the attribute's description above), computed from
+        the scan on first use (a trajectory's Pipe-Menon weights take a pass of gridding) and kept; ``None`` for CT
+        and volumes."""
+        if self.density_of_scan is None:
+            return None
+        full = self.density_of_scan()
+        return full if self.density_rows is None else full[self.density_rows]
 
     @property
     def output_shape(self) -> tuple[int, ...]:
@@ -300,7 +315,7 @@ class Measurement:
             idx=self.idx[samples],
             y=self.y[samples],
             sample_unit=self.sample_unit[samples],
-            density=None if self.density is None else self.density[samples],
+            density_rows=samples if self.density_rows is None else self.density_rows[samples],
             pointwise=False,
         )
 
@@ -387,6 +402,21 @@ def sample_areas(scan: MRIScan) -> torch.Tensor:
     return w.detach().reshape(-1).to(torch.float32).to(scan.kspace.device)
 
 
+class SampleDensity:
+    """The :func:`sample_areas` of an MRI scan as one weight per sample of its measurement (every coil of a
+    location alike; mean 1), computed on the first call and kept."""
+
+    def __init__(self, scan: MRIScan):
+        self.scan, self.value = scan, None
+
+    def __call__(self) -> torch.Tensor:
+        if self.value is None:
+            area = sample_areas(self.scan)
+            self.value = (area / area.mean().clamp_min(1e-12)).repeat_interleave(self.scan.n_coils)
+            self.scan = None  # the scan is not held once the weights are known
+        return self.value
+
+
 def _mri(scan: MRIScan, maps: str, coil_images: bool, units: str = "location"):
     from inrecon.physics.coils import coil_maps
 
@@ -424,11 +454,7 @@ def _mri(scan: MRIScan, maps: str, coil_images: bool, units: str = "location"):
         n_units = int(readouts.max()) + 1
         unit = readouts.to(idx.device).repeat_interleave(C)
     support = None if s is None else (s.abs() > 0).any(0)
-    area = sample_areas(scan)
-    density = (area / area.mean().clamp_min(1e-12)).repeat_interleave(
-        C
-    )  # one weight per location, every coil
-    return op, op, idx, data, unit, n_units, support, density
+    return op, op, idx, data, unit, n_units, support, SampleDensity(scan)
 
 
 def sinogram_noise(sinogram: torch.Tensor) -> float:
@@ -652,7 +678,7 @@ def build_measurement(
         unit_order=order,
         supersample=ct_supersample if isinstance(scan, CTScan) else 1,
         nonnegative=bool(ct_nonnegative) and isinstance(scan, CTScan),
-        density=density,
+        density_of_scan=density,
     )
     s = _scale(meas, scale)
     if s == 0.0:
