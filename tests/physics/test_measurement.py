@@ -108,7 +108,9 @@ def test_sample_areas_are_the_voronoi_cells_of_a_cartesian_mask():
     full = replace(scan, mask=torch.ones_like(scan.mask))
     assert torch.equal(sample_areas(full), torch.ones(32 * 32))
     meas = build_measurement(scan)
-    assert meas.density_of_scan.value is None  # computed on first use only (a trajectory's takes a gridding pass)
+    assert (
+        meas.density_of_scan.value is None
+    )  # computed on first use only (a trajectory's takes a gridding pass)
     d = meas.density
     assert d.shape == (meas.n_samples,) and float(d.mean()) == pytest.approx(1.0, rel=1e-5)
     assert torch.equal(d.reshape(-1, 4), d.reshape(-1, 4)[:, :1].expand(-1, 4))  # one weight per location
