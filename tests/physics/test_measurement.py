@@ -96,14 +96,14 @@ def test_sample_areas_are_the_voronoi_cells_of_a_cartesian_mask():
     area = sample_areas(scan).reshape(32, -1)  # acquired cells in C order: row by row
     cols = scan.mask[0].nonzero().reshape(-1).tolist()
     owned = dict(zip(cols, area[0].tolist()))
-    assert float(area.sum()) == 32 * 32 and bool(
-        (area == area[0]).all()
-    )  # every cell counted once, per row alike
+    # every cell counted once, and every row alike
+    assert float(area.sum()) == 32 * 32 and bool((area == area[0]).all())
     assert owned[15] == 1 and owned[6] == 3 and owned[0] == 2 and owned[12] == 2 and owned[30] == 3
     # an error constant on each Voronoi region is summed over the whole grid by the areas at the acquired cells
     err = torch.rand(32, generator=torch.Generator().manual_seed(1))
     region = torch.tensor([min(cols, key=lambda c, j=j: (abs(c - j), c)) for j in range(32)])
     err = err[region]  # the error of each column is its owner's
+    err[19:22] = err[20]  # column 20 is as near to 19 as to 21: whichever owns it, the sum is the same
     assert float((area[0] * err[cols]).sum()) == pytest.approx(float(err.sum()), rel=1e-6)
     full = replace(scan, mask=torch.ones_like(scan.mask))
     assert torch.equal(sample_areas(full), torch.ones(32 * 32))
