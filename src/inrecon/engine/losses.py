@@ -57,10 +57,10 @@ def data_loss(
     elif kind == "l1":
         per = d.abs()
     elif kind in ("self_weighted", "self_weighted_normalized"):
-        inv = 1.0 / (pred.detach().abs().square() + delta)
+        w2 = pred.detach().abs().square() + delta
+        per = d.square() / (w2.unsqueeze(-1) if diff.is_complex() else w2)  # eq. 9, computed as before
         if kind == "self_weighted_normalized":
-            inv = inv / inv.mean()
-        per = d.square() * (inv.unsqueeze(-1) if diff.is_complex() else inv)
+            per = per / w2.reciprocal().mean()
     else:
         raise InreconError(f"unknown loss {kind!r}", f"choose one of {', '.join(LOSSES)}")
     if weight is not None:
