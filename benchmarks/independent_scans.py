@@ -62,7 +62,7 @@ from inrecon.metrics import evaluate
 from inrecon.recon.api import resolve, run_method
 from inrecon.recon.methods import METHODS
 
-CLASSICAL = {"fbp", "sart", "tv", "zf", "cgsense", "l1wavelet"}
+CLASSICAL = {"fbp", "sart", "tv", "zf", "cgsense", "l1wavelet", "pnp"}
 MU_WATER = 0.0192  # attenuation of water per mm at ~70 keV
 
 
@@ -274,7 +274,7 @@ def case_methods(case: str, methods: list[str] | None) -> list[str]:
     if methods:
         return methods
     if case_modality(case) == "mri":
-        return ["cgsense", "l1wavelet", "tv", "ngp"]
+        return ["cgsense", "l1wavelet", "tv", "pnp", "ngp"]
     return ["fbp", "sart", "tv", "ngp"]
 
 

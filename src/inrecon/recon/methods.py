@@ -22,6 +22,7 @@ METHODS = Registry(
         classical_mri.CG_SENSE,
         classical_mri.L1_WAVELET,
         classical_mri.TV,
+        classical_mri.PNP,
         grappa.GRAPPA,
         ploraks.PLORAKS,
         classical_ct.FBP,

@@ -293,3 +293,53 @@ def test_3d_scan_runs_every_method():
         res = run_method(name, s, cfg)
         assert res.image.shape == shape
         assert psnr(res.image, x, scale=True) > zf + 3, name
+
+
+# --- plug-and-play with the block-matching denoiser -------------------------------------------------------------
+def _textured_scan(noise: float = 0.01) -> MRIScan:
+    """The library's brain phantom (grey and white matter, not piecewise-constant ellipses) with a smooth phase,
+    4 coils, variable-density AF 3."""
+    import numpy as np
+
+    from inrecon.data.phantoms import brain_phantom
+
+    n = 64
+    yy, xx = torch.meshgrid(torch.linspace(-1, 1, n), torch.linspace(-1, 1, n), indexing="ij")
+    img = torch.from_numpy(np.abs(brain_phantom((n, n))).astype(np.float32))
+    x = (img / img.max() * torch.exp(1j * (0.6 * xx + 0.3 * yy))).to(C64)
+    maps, m = _maps(), _mask(af=3.0)
+    g = torch.Generator().manual_seed(7)
+    k = SenseOp(maps)(x)
+    k = (k + noise * torch.complex(torch.randn(k.shape, generator=g), torch.randn(k.shape, generator=g))) * m
+    return MRIScan(k.to(C64), mask=m, sens_maps=maps, target=x.abs())
+
+
+def test_pnp_beats_tv_on_a_textured_scan():
+    """Measured: TV (hold-out weight) 31.89 dB, plug-and-play from it 32.35 (noise level 0.0149 by hold-out)."""
+    s = _textured_scan()
+    tv = run_method("tv", s, {"lam": "auto"})
+    res = run_method("pnp", s)
+    assert res.image.shape == (64, 64) and res.image.dtype == C64
+    assert res.info["denoiser_used"] and res.info["start_tv"] == tv.info["lam"]
+    scores = res.info["holdout_scores"]
+    assert res.info["lam"] == min(scores, key=scores.get)
+    assert scores[res.info["lam"]] < res.info["start_holdout_scores"][tv.info["lam"]]
+    assert psnr(res.image, s.target, scale=True) > psnr(tv.image, s.target, scale=True) + 0.3
+
+
+def test_pnp_falls_back_to_tv_where_the_holdout_prefers_it(scan):
+    """On piecewise-constant ellipses (TV's own model) no noise level predicts the held-out samples better than
+    TV's image: the result is TV's, bit for bit."""
+    res = run_method("pnp", scan, {"lam_candidates": (0.0125, 0.05), "iters": 3})
+    tv = run_method("tv", scan, {"lam": "auto"})
+    assert not res.info["denoiser_used"] and res.info["lam"] is None
+    assert min(res.info["holdout_scores"].values()) >= res.info["start_holdout_scores"][res.info["start_tv"]]
+    assert torch.equal(res.image, tv.image)
+
+
+def test_pnp_refuses_a_3d_scan_before_work():
+    shape = (8, 16, 16)
+    maps = torch.ones((1, *shape), dtype=C64)
+    s = MRIScan(SenseOp(maps)(torch.ones(shape, dtype=C64)), sens_maps=maps)
+    with pytest.raises(ShapeError, match="2D"):
+        run_method("pnp", s)

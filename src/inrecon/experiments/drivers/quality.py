@@ -61,6 +61,7 @@ CLASSICAL = {
         MethodRun("CG-SENSE", "cgsense"),
         MethodRun("L1-wavelet", "l1wavelet", {"lam": "auto"}),
         MethodRun("TV", "tv", {"lam": "auto"}),
+        MethodRun("PnP", "pnp", {"lam": "auto"}),
     ),
     "ct": (MethodRun("FBP", "fbp"), MethodRun("SART", "sart"), MethodRun("TV", "tv", {"lam_rel": "auto"})),
 }

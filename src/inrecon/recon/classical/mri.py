@@ -1,4 +1,5 @@
-"""Classical MRI reconstructions: zero-filled, CG-SENSE, L1-wavelet (FISTA) and total variation (PDHG).
+"""Classical MRI reconstructions: zero-filled, CG-SENSE, L1-wavelet (FISTA), total variation (PDHG) and a
+plug-and-play non-local prior (block-matching denoiser in half-quadratic splitting).
 
 Every method works on the scan's :class:`~inrecon.physics.measurement.Measurement` (Cartesian SENSE and
 non-Cartesian NUFFT alike, coil maps from :func:`~inrecon.physics.coils.coil_maps`: the scan's own, else
@@ -8,7 +9,8 @@ units of the data:
 
 - L1-wavelet: ``lam_abs = lam * max|W A^H y|`` (``lam >= 1`` gives the zero image);
 - TV: ``lam_abs = lam * max|A^H y|``;
-- CG-SENSE Tikhonov: ``lam_abs = lam * ||A||^2``.
+- CG-SENSE Tikhonov: ``lam_abs = lam * ||A||^2``;
+- plug-and-play: the denoiser's noise level ``lam`` in units of the robust image scale.
 
 Weights may be ``"auto"``: chosen by the hold-out loss (:mod:`inrecon.recon.classical.selection`) among the
 config's candidates, then the reconstruction is repeated with all samples at the chosen value.
@@ -23,6 +25,8 @@ from typing import Literal
 import torch
 
 from inrecon.config import Fraction, NonNegFloat, PosFloat, PosInt, config_to_dict
+from inrecon.errors import ShapeError
+from inrecon.physics.denoisers import block_matching_denoise
 from inrecon.physics.measurement import Measurement, build_measurement
 from inrecon.physics.mri import smooth_phase
 from inrecon.physics.operator import Diagonal, Scaled
@@ -34,6 +38,7 @@ from inrecon.recon.classical.solvers import (
     fista,
     once_per_object,
     pdhg,
+    plug_and_play,
     project_l21_ball,
     prox_l1,
     prox_l2_data_conj,
@@ -43,10 +48,12 @@ from inrecon.recon.registry import Context, MethodSpec, ReconResult
 __all__ = [
     "CG_SENSE",
     "L1_WAVELET",
+    "PNP",
     "TV",
     "ZERO_FILLED",
     "CGSenseConfig",
     "L1WaveletConfig",
+    "PnPConfig",
     "TVConfig",
     "ZeroFilledConfig",
 ]
@@ -323,6 +330,94 @@ def total_variation(scan, cfg: TVConfig, ctx: Context) -> ReconResult:
     return _regularised("tv", meas, cfg, ctx, _tv(cfg, meas))
 
 
+# --- plug-and-play: a non-local prior -------------------------------------------------------------------------
+@dataclass
+class PnPConfig(_WeightedConfig):
+    """Plug-and-play half-quadratic splitting (:func:`~inrecon.recon.classical.solvers.plug_and_play`) with the
+    block-matching denoiser (:mod:`inrecon.physics.denoisers`), started from TV-MRI's image.
+
+    A complex image is denoised as the real and imaginary parts of ``x e^{-i phi}``, ``phi`` the phase of the
+    current image low-passed as the phase prior's (``phase_width``); 2D images only. The noise level is the
+    method's weight, relative to the robust image scale (the 99th percentile of ``|A^H y|``), chosen by the
+    hold-out rule like every classical weight; TV's weight for the start likewise (``start_tv=auto``, TV's own
+    search). With ``lam=auto``, where no noise level predicts the held-out samples better than the TV start
+    does, the result is TV's image (``info["denoiser_used"]`` False): the denoiser only replaces TV where the
+    data say it should (it does not on streaky radial images, whose aliasing is structured, not noise)."""
+
+    lam: Weight = "auto"
+    """The denoiser's noise level relative to the robust image scale, or auto (hold-out over lam_candidates)."""
+    lam_candidates: tuple[PosFloat, ...] = (0.00625, 0.0088, 0.0125, 0.0177, 0.025, 0.035, 0.05)
+    """Log grid (steps of sqrt 2) searched by lam=auto."""
+    iters: PosInt = 8
+    """Splitting iterations (each: one data step and two denoiser calls)."""
+    mu: PosFloat = 0.15
+    """Coupling weight of the data step, relative to ``||A||^2``."""
+    cg_iters: PosInt = 10
+    """Conjugate-gradient iterations of each data step."""
+    start_tv: Weight = "auto"
+    """TV-MRI's relative weight for the starting image (its smooth-phase prior included), or auto (TV's hold-out
+    search over its own candidates)."""
+    phase_width: Fraction = 0.0625
+    """Width of the Gaussian k-space window of the phase removed before denoising, a fraction of the matrix."""
+
+
+def denoise_complex(x: torch.Tensor, sigma: float, phase_width: float) -> torch.Tensor:
+    """``x`` ``(H, W)`` complex: the real and imaginary parts of ``x e^{-i phi}`` denoised
+    (:func:`~inrecon.physics.denoisers.block_matching_denoise`), the phase ``phi`` put back."""
+    rotation = smooth_phase(x, 2, phase_width)
+    v = x * rotation
+    out = torch.complex(block_matching_denoise(v.real, sigma), block_matching_denoise(v.imag, sigma))
+    return out.to(x.dtype) * rotation.conj()
+
+
+def plug_and_play_mri(scan, cfg: PnPConfig, ctx: Context) -> ReconResult:
+    if len(scan.image_shape) != 2:
+        raise ShapeError(
+            f"pnp denoises 2D images, the scan's image is {tuple(scan.image_shape)}",
+            "reconstruct a 3D scan slice by slice (--slice), or use tv / l1wavelet",
+        )
+    meas = _measure(scan, cfg.maps)
+    tv_cfg = TVConfig(maps=cfg.maps, power_iters=cfg.power_iters)
+    tv = _tv(tv_cfg, meas)
+    hold = (cfg.refine, cfg.holdout_fraction, cfg.seed, ctx.show_progress, cfg.search)
+    # the start's weight, and its held-out loss on the split every noise level is scored on
+    starts = (
+        sorted(float(c) for c in tv_cfg.lam_candidates) if cfg.start_tv == "auto" else [float(cfg.start_tv)]
+    )
+    start_lam, start_scores = refine_weight(lambda part, v: tv(part, v, False)[0], meas, starts, *hold)
+    tv_start = once_per_object(lambda m: tv(m, start_lam, False)[0])  # the same at every noise level
+    lipschitz = once_per_object(_lipschitz)
+
+    def solve(m: Measurement, sigma: float, show) -> tuple[torch.Tensor, float]:
+        mu = cfg.mu * lipschitz(m, cfg.power_iters)
+        denoise = lambda v: denoise_complex(v, sigma, cfg.phase_width)  # noqa: E731
+        x = plug_and_play(
+            m.normal(), m.adjoint(m.y), denoise, tv_start(m), mu, cfg.iters, cfg.cg_iters, show_progress=show
+        )
+        return x, mu
+
+    info: dict = {"start_tv": start_lam, "start_holdout_scores": start_scores}
+    used = True
+    if cfg.lam == "auto":
+        sigma, info["holdout_scores"] = refine_weight(
+            lambda part, v: solve(part, v, False)[0],
+            meas,
+            sorted(float(c) for c in cfg.lam_candidates),
+            *hold,
+        )
+        used = min(info["holdout_scores"].values()) < start_scores[start_lam]
+    else:
+        sigma = float(cfg.lam)
+    if used:
+        x, mu = solve(meas, sigma, ctx.show_progress)
+        info.update(lam=sigma, mu_abs=mu, sigma_abs=sigma * meas.scale, iterations=cfg.iters)
+    else:
+        x = tv_start(meas)
+        info.update(lam=None, iterations=0)
+    info["denoiser_used"] = used
+    return _result("pnp", x, meas, cfg, info)
+
+
 ZERO_FILLED = MethodSpec(
     "zf",
     zero_filled,
@@ -339,3 +434,10 @@ L1_WAVELET = MethodSpec(
     "L1-wavelet (db4) sparsity via FISTA; weight by hold-out",
 )
 TV = MethodSpec("tv", total_variation, TVConfig, ("mri",), "total variation (isotropic, complex) via PDHG")
+PNP = MethodSpec(
+    "pnp",
+    plug_and_play_mri,
+    PnPConfig,
+    ("mri",),
+    "plug-and-play: a block-matching (BM3D-type) denoiser in half-quadratic splitting; noise level by hold-out",
+)

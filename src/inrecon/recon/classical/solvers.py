@@ -22,6 +22,7 @@ __all__ = [
     "group_magnitude",
     "once_per_object",
     "pdhg",
+    "plug_and_play",
     "project_l21_ball",
     "prox_l1",
     "prox_l2_data_conj",
@@ -131,6 +132,34 @@ def pdhg(
         x = x_new
         if callback is not None:
             callback(k, x)
+    return x
+
+
+@torch.no_grad()
+def plug_and_play(
+    normal: Callable[[torch.Tensor], torch.Tensor],
+    aty: torch.Tensor,
+    denoise: Callable[[torch.Tensor], torch.Tensor],
+    x0: torch.Tensor,
+    mu: float,
+    iters: int = 8,
+    cg_iters: int = 10,
+    show_progress: bool | None = None,
+    desc: str = "PnP",
+) -> torch.Tensor:
+    """Plug-and-play half-quadratic splitting: from ``z = x0``, ``iters`` times
+
+    ``x = argmin ||A x - y||^2 + mu ||x - z||^2`` (``cg_iters`` conjugate-gradient iterations on
+    ``(A^H A + mu I) x = A^H y + mu z`` from ``z``), then ``z = denoise(x)``.
+
+    ``normal``: ``x -> A^H A x``; ``aty``: ``A^H y``. Returns the last ``x`` (the data-consistent iterate).
+    """
+    z = x = x0
+    for _ in progress(range(iters), desc=desc, show=show_progress):
+        x = conjugate_gradient(
+            lambda v: normal(v) + mu * v, aty + mu * z, x0=z, iters=cg_iters, show_progress=False
+        )
+        z = denoise(x)
     return x
 
 
