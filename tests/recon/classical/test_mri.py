@@ -337,9 +337,13 @@ def test_pnp_falls_back_to_tv_where_the_holdout_prefers_it(scan):
     assert torch.equal(res.image, tv.image)
 
 
-def test_pnp_refuses_a_3d_scan_before_work():
+def test_pnp_refuses_a_3d_or_tiny_scan_before_work():
     shape = (8, 16, 16)
     maps = torch.ones((1, *shape), dtype=C64)
     s = MRIScan(SenseOp(maps)(torch.ones(shape, dtype=C64)), sens_maps=maps)
     with pytest.raises(ShapeError, match="2D"):
         run_method("pnp", s)
+    small_maps = torch.ones((1, 12, 12), dtype=C64)
+    small = MRIScan(SenseOp(small_maps)(torch.ones((12, 12), dtype=C64)), sens_maps=small_maps)
+    with pytest.raises(ShapeError, match="16 x 16"):
+        run_method("pnp", small)

@@ -361,7 +361,7 @@ class PnPConfig(_WeightedConfig):
     """Width of the Gaussian k-space window of the phase removed before denoising, a fraction of the matrix."""
 
 
-def denoise_complex(x: torch.Tensor, sigma: float, phase_width: float) -> torch.Tensor:
+def _denoise_complex(x: torch.Tensor, sigma: float, phase_width: float) -> torch.Tensor:
     """``x`` ``(H, W)`` complex: the real and imaginary parts of ``x e^{-i phi}`` denoised
     (:func:`~inrecon.physics.denoisers.block_matching_denoise`), the phase ``phi`` put back."""
     rotation = smooth_phase(x, 2, phase_width)
@@ -375,6 +375,12 @@ def plug_and_play_mri(scan, cfg: PnPConfig, ctx: Context) -> ReconResult:
         raise ShapeError(
             f"pnp denoises 2D images, the scan's image is {tuple(scan.image_shape)}",
             "reconstruct a 3D scan slice by slice (--slice), or use tv / l1wavelet",
+        )
+    if min(scan.image_shape) < 16:
+        raise ShapeError(
+            f"pnp's denoiser matches 8 x 8 patches and needs an image of at least 16 x 16, "
+            f"got {tuple(scan.image_shape)}",
+            "use tv or l1wavelet for so small an image",
         )
     meas = _measure(scan, cfg.maps)
     tv_cfg = TVConfig(maps=cfg.maps, power_iters=cfg.power_iters)
@@ -390,7 +396,7 @@ def plug_and_play_mri(scan, cfg: PnPConfig, ctx: Context) -> ReconResult:
 
     def solve(m: Measurement, sigma: float, show) -> tuple[torch.Tensor, float]:
         mu = cfg.mu * lipschitz(m, cfg.power_iters)
-        denoise = lambda v: denoise_complex(v, sigma, cfg.phase_width)  # noqa: E731
+        denoise = lambda v: _denoise_complex(v, sigma, cfg.phase_width)  # noqa: E731
         x = plug_and_play(
             m.normal(), m.adjoint(m.y), denoise, tv_start(m), mu, cfg.iters, cfg.cg_iters, show_progress=show
         )
