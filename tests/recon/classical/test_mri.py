@@ -347,3 +347,5 @@ def test_pnp_refuses_a_3d_or_tiny_scan_before_work():
     small = MRIScan(SenseOp(small_maps)(torch.ones((12, 12), dtype=C64)), sens_maps=small_maps)
     with pytest.raises(ShapeError, match="16 x 16"):
         run_method("pnp", small)
+    with pytest.raises(InreconError, match="noise level"):
+        run_method("pnp", small, {"lam": 0})

@@ -25,7 +25,7 @@ from typing import Literal
 import torch
 
 from inrecon.config import Fraction, NonNegFloat, PosFloat, PosInt, config_to_dict
-from inrecon.errors import ShapeError
+from inrecon.errors import InreconError, ShapeError
 from inrecon.physics.denoisers import block_matching_denoise
 from inrecon.physics.measurement import Measurement, build_measurement
 from inrecon.physics.mri import smooth_phase
@@ -359,6 +359,13 @@ class PnPConfig(_WeightedConfig):
     search over its own candidates)."""
     phase_width: Fraction = 0.0625
     """Width of the Gaussian k-space window of the phase removed before denoising, a fraction of the matrix."""
+
+    def check(self) -> None:
+        if self.lam != "auto" and not float(self.lam) > 0:
+            raise InreconError(
+                f"pnp's lam is the denoiser's noise level and must be > 0, got {self.lam}",
+                "pass a positive noise level (e.g. 0.025) or lam=auto",
+            )
 
 
 def _denoise_complex(x: torch.Tensor, sigma: float, phase_width: float) -> torch.Tensor:
