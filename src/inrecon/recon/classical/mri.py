@@ -393,11 +393,15 @@ def plug_and_play_mri(scan, cfg: PnPConfig, ctx: Context) -> ReconResult:
     tv_cfg = TVConfig(maps=cfg.maps, power_iters=cfg.power_iters)
     tv = _tv(tv_cfg, meas)
     hold = (cfg.refine, cfg.holdout_fraction, cfg.seed, ctx.show_progress, cfg.search)
-    # the start's weight, and its held-out loss on the split every noise level is scored on
-    starts = (
-        sorted(float(c) for c in tv_cfg.lam_candidates) if cfg.start_tv == "auto" else [float(cfg.start_tv)]
-    )
-    start_lam, start_scores = refine_weight(lambda part, v: tv(part, v, False)[0], meas, starts, *hold)
+
+    def tv_holdout(weights: list[float]) -> tuple[float, dict[float, float]]:
+        # TV's weight among ``weights`` and the held-out losses, on the split every noise level is scored on
+        return refine_weight(lambda part, v: tv(part, v, False)[0], meas, weights, *hold)
+
+    if cfg.start_tv == "auto":
+        start_lam, start_scores = tv_holdout(sorted(float(c) for c in tv_cfg.lam_candidates))
+    else:
+        start_lam, start_scores = float(cfg.start_tv), None
     tv_start = once_per_object(lambda m: tv(m, start_lam, False)[0])  # the same at every noise level
     lipschitz = once_per_object(_lipschitz)
 
@@ -412,6 +416,8 @@ def plug_and_play_mri(scan, cfg: PnPConfig, ctx: Context) -> ReconResult:
     info: dict = {"start_tv": start_lam, "start_holdout_scores": start_scores}
     used = True
     if cfg.lam == "auto":
+        if start_scores is None:  # a fixed start: its held-out loss only, for the guard
+            start_scores = info["start_holdout_scores"] = tv_holdout([start_lam])[1]
         sigma, info["holdout_scores"] = refine_weight(
             lambda part, v: solve(part, v, False)[0],
             meas,
