@@ -441,7 +441,7 @@ def espirit_maps_noncartesian(
     torch.Tensor
         complex64 maps ``(C, *image_shape)`` (plus eigenvalues with ``return_eigenvalues=True``).
     """
-    from inrecon.physics.nufft import NufftSenseOp, density_compensation
+    from inrecon.physics.nufft import NufftSenseOp, scan_density_compensation
 
     if getattr(scan, "trajectory", None) is None:
         raise InreconError(
@@ -450,7 +450,7 @@ def espirit_maps_noncartesian(
         )
     shape = tuple(scan.image_shape)
     traj = scan.trajectory
-    dcf = scan.dcf if scan.dcf is not None else density_compensation(traj, shape)
+    dcf = scan_density_compensation(scan)
     dcf = dcf.to(scan.kspace.device)
     if calib_width is None:
         radius_cells = traj.norm(dim=1) * max(shape) / (2 * math.pi)

@@ -393,13 +393,9 @@ def sample_areas(scan: MRIScan) -> torch.Tensor:
         owner = np.ravel_multi_index(tuple(nearest), acquired.shape).reshape(-1)
         area = np.bincount(owner, minlength=acquired.size)[acquired.reshape(-1)]
         return torch.as_tensor(area, dtype=torch.float32, device=scan.kspace.device)
-    if scan.dcf is not None:
-        w = scan.dcf
-    else:
-        from inrecon.physics.nufft import density_compensation
+    from inrecon.physics.nufft import scan_density_compensation
 
-        w = density_compensation(scan.trajectory, scan.image_shape)
-    return w.detach().reshape(-1).to(torch.float32).to(scan.kspace.device)
+    return scan_density_compensation(scan).detach().reshape(-1).to(torch.float32).to(scan.kspace.device)
 
 
 class SampleDensity:

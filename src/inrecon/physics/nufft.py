@@ -26,7 +26,13 @@ from inrecon.checks import require_finite, require_maps, require_real
 from inrecon.errors import InreconError, ShapeError
 from inrecon.physics.operator import LinearOperator
 
-__all__ = ["NufftGram", "NufftSenseOp", "check_trajectory", "density_compensation"]
+__all__ = [
+    "NufftGram",
+    "NufftSenseOp",
+    "check_trajectory",
+    "density_compensation",
+    "scan_density_compensation",
+]
 
 # The precomputed sparse interpolation matrix and its adjoint hold K * kernel_width**d complex non-zeros each;
 # above this many we fall back to table interpolation to bound memory (~0.6 GB).
@@ -432,3 +438,11 @@ def density_compensation(
             w = w / dens
     ref = math.prod(_cartesian_density(n, g, int(kernel_width)) for n, g in zip(image_shape, grid))
     return (w.real.reshape(-1) * ref).to(torch.float32)
+
+
+def scan_density_compensation(scan) -> torch.Tensor:
+    """A non-Cartesian scan's density compensation: its own ``dcf`` when it carries one, else the Pipe-Menon
+    weights of its trajectory on its image grid (:func:`density_compensation`); ``(K,)`` as stored."""
+    return (
+        scan.dcf if scan.dcf is not None else density_compensation(scan.trajectory, tuple(scan.image_shape))
+    )
