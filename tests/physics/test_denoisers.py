@@ -8,7 +8,7 @@ import torch
 
 from inrecon.data.phantoms import brain_phantom
 from inrecon.errors import InreconError, ShapeError
-from inrecon.physics.denoisers import block_matching_denoise, dct_matrix, match_patches
+from inrecon.physics.denoisers import block_matching_denoise, dct_matrix, match_patches, reference_corners
 
 
 def _psnr(a: torch.Tensor, ref: torch.Tensor) -> float:
@@ -36,14 +36,28 @@ def test_block_matching_finds_an_exact_copy():
     g = torch.Generator().manual_seed(0)
     img = torch.rand(40, 40, generator=g)
     img[20:28, 25:33] = img[5:13, 6:14]  # the patch at corner (5, 6) copied to corner (20, 25)
-    refs = torch.tensor([[5, 6], [20, 25]])
-    idx = match_patches(img, refs, patch=8, radius=20, group=4)
     corner = lambda r, c: r * (40 - 8 + 1) + c  # noqa: E731
-    assert idx[0, 0] == corner(5, 6) and idx[0, 1] == corner(20, 25)  # itself first, then its copy
-    assert idx[1, 0] == corner(20, 25) and idx[1, 1] == corner(5, 6)
+    idx = match_patches(img, patch=8, radius=20, group=4, stride=1)  # stride 1: every corner a reference
+    assert idx.shape == (33 * 33, 4)
+    assert idx[corner(5, 6), 0] == corner(5, 6) and idx[corner(5, 6), 1] == corner(20, 25)  # itself, its copy
+    assert idx[corner(20, 25), 0] == corner(20, 25) and idx[corner(20, 25), 1] == corner(5, 6)
     # a search radius that does not reach the copy cannot return it
-    near = match_patches(img, refs[:1], patch=8, radius=4, group=4)
-    assert corner(20, 25) not in near[0].tolist()
+    near = match_patches(img, patch=8, radius=4, group=4, stride=1)
+    assert corner(20, 25) not in near[corner(5, 6)].tolist()
+
+
+def test_reference_corners_reach_the_last_patch_and_match_a_dense_search():
+    assert reference_corners(41, 8, 3) == [*range(0, 34, 3)]  # the last corner, 33, is on the stride
+    assert reference_corners(40, 8, 3) == [*range(0, 31, 3), 32]
+    # the strided search returns, for each reference, exactly what the dense search returns for that corner
+    g = torch.Generator().manual_seed(2)
+    for h, w in ((41, 38), (40, 40)):
+        img = torch.rand(h, w, generator=g)
+        dense = match_patches(img, patch=8, radius=5, group=6, stride=1)
+        strided = match_patches(img, patch=8, radius=5, group=6, stride=3)
+        rows, cols = reference_corners(h, 8, 3), reference_corners(w, 8, 3)
+        at = [r * (w - 8 + 1) + c for r in rows for c in cols]
+        assert torch.equal(strided, dense[at])
 
 
 def test_denoiser_removes_white_noise(phantom):

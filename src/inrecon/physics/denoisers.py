@@ -30,7 +30,7 @@ import torch.nn.functional as F
 
 from inrecon.errors import InreconError, ShapeError
 
-__all__ = ["block_matching_denoise", "dct_matrix", "match_patches"]
+__all__ = ["block_matching_denoise", "dct_matrix", "match_patches", "reference_corners"]
 
 
 def dct_matrix(n: int, device=None) -> torch.Tensor:
@@ -42,44 +42,67 @@ def dct_matrix(n: int, device=None) -> torch.Tensor:
     return m.to(device=device, dtype=torch.float32)
 
 
-def match_patches(
-    guide: torch.Tensor, refs: torch.Tensor, patch: int, radius: int, group: int
-) -> torch.Tensor:
-    """Block matching on ``guide`` ``(H, W)``: for every reference corner of ``refs`` ``(R, 2)`` (row, column),
-    the ``group`` patches nearest to it whose corners lie within ``+-radius`` pixels, itself first.
+def reference_corners(n: int, patch: int, stride: int) -> list[int]:
+    """The reference patches' corners along an axis of ``n`` pixels: every ``stride``-th, and the last one."""
+    return sorted({*range(0, n - patch + 1, stride), n - patch})
+
+
+def _corner_means(values: torch.Tensor, patch: int, stride: int) -> torch.Tensor:
+    """Means of ``values`` ``(H, W)`` over the ``patch x patch`` windows at the reference corners
+    (:func:`reference_corners` of both axes): ``(rows, cols)``. Pooled with the stride, the last row and column
+    apart where the stride does not reach them, so each mean is summed as a stride-1 pooling sums it."""
+    h, w = values.shape
+    pool = lambda v, s: F.avg_pool2d(v[None, None], patch, stride=s)[0, 0]  # noqa: E731
+    grid = pool(values, stride)
+    last_row, last_col = (h - patch) % stride != 0, (w - patch) % stride != 0
+    if last_col:
+        grid = torch.cat([grid, pool(values[:, w - patch :], (stride, patch))], 1)
+    if last_row:
+        row = pool(values[h - patch :], (patch, stride))
+        if last_col:
+            row = torch.cat([row, pool(values[h - patch :, w - patch :], patch)], 1)
+        grid = torch.cat([grid, row], 0)
+    return grid
+
+
+def match_patches(guide: torch.Tensor, patch: int, radius: int, group: int, stride: int) -> torch.Tensor:
+    """Block matching on ``guide`` ``(H, W)``: for every reference corner (:func:`reference_corners` of both
+    axes, rows outer), the ``group`` patches nearest to it whose corners lie within ``+-radius`` pixels, itself
+    first.
 
     Returns ``(R, group)`` flat indices into the ``(H - patch + 1) x (W - patch + 1)`` grid of patch corners
     (the column order of ``torch.nn.functional.unfold``)."""
     h, w = guide.shape
-    ry, rx = refs[:, 0], refs[:, 1]
+    ys = torch.tensor(reference_corners(h, patch, stride), device=guide.device)
+    xs = torch.tensor(reference_corners(w, patch, stride), device=guide.device)
     offsets = [(dy, dx) for dy in range(-radius, radius + 1) for dx in range(-radius, radius + 1)]
-    dist = torch.empty(len(offsets), len(refs), device=guide.device)
+    dist = torch.empty(len(offsets), len(ys) * len(xs), device=guide.device)
     for j, (dy, dx) in enumerate(offsets):
-        # squared differences to the image shifted by (dy, dx), summed over each patch; inf where it leaves the grid
+        # squared differences to the image shifted by (dy, dx), averaged over each patch; inf where it leaves
+        # the grid
         diff = torch.full((h, w), math.inf, device=guide.device)
         y0, y1, x0, x1 = max(0, -dy), min(h, h - dy), max(0, -dx), min(w, w - dx)
         diff[y0:y1, x0:x1] = (guide[y0:y1, x0:x1] - guide[y0 + dy : y1 + dy, x0 + dx : x1 + dx]) ** 2
-        dist[j] = F.avg_pool2d(diff[None, None], patch, stride=1)[0, 0][ry, rx]
+        dist[j] = _corner_means(diff, patch, stride).reshape(-1)
     dist[offsets.index((0, 0))] = -1.0  # the reference itself first
     pick = torch.topk(dist, group, dim=0, largest=False).indices  # (group, R)
     table = torch.tensor(offsets, device=guide.device)
-    oy, ox = table[pick, 0], table[pick, 1]
-    return ((ry[None] + oy) * (w - patch + 1) + rx[None] + ox).T
+    ry, rx = ys.repeat_interleave(len(xs)), xs.repeat(len(ys))
+    return ((ry[None] + table[pick, 0]) * (w - patch + 1) + rx[None] + table[pick, 1]).T
 
 
 def _filter_stage(noisy, guide, pilot, sigma, patch, radius, group, stride, threshold) -> torch.Tensor:
     """One stage (module docstring): hard thresholding where ``pilot`` is None, else Wiener shrinkage."""
     h, w = noisy.shape
     dev = noisy.device
-    ys = sorted({*range(0, h - patch + 1, stride), h - patch})
-    xs = sorted({*range(0, w - patch + 1, stride), w - patch})
-    refs = torch.cartesian_prod(torch.tensor(ys, device=dev), torch.tensor(xs, device=dev))
-    idx = match_patches(guide, refs, patch, radius, group).reshape(-1)
-    c, g = dct_matrix(patch, dev), dct_matrix(group, dev)
+    idx = match_patches(guide, patch, radius, group, stride).reshape(-1)
+    # the 2D DCT of a flattened patch as one (p^2, p^2) matrix, then the DCT along each stack: two matrix
+    # products, 2.5-3x faster here than the separable einsums
+    c2, g = torch.kron(dct_matrix(patch, dev), dct_matrix(patch, dev)), dct_matrix(group, dev)
 
-    def spectra(image):
-        stack = F.unfold(image[None, None], patch)[0][:, idx].T.reshape(-1, group, patch, patch)
-        return torch.einsum("gk,rkab->rgab", g, torch.einsum("ai,rkij,bj->rkab", c, stack, c))
+    def spectra(image):  # (R, group, patch^2)
+        stack = F.unfold(image[None, None], patch)[0].T.contiguous()[idx]  # (R * group, patch^2)
+        return torch.matmul(g, (stack @ c2.T).reshape(-1, group, patch * patch))
 
     spec = spectra(noisy)
     if pilot is None:
@@ -91,19 +114,15 @@ def _filter_stage(noisy, guide, pilot, sigma, patch, radius, group, stride, thre
         shrink = power / (power + sigma**2)
         spec = spec * shrink
         weight = 1.0 / (sigma**2 * shrink.flatten(1).square().sum(1).clamp_min(1e-8))
-    est = torch.einsum("ai,rkab,bj->rkij", c, torch.einsum("gk,rgab->rkab", g, spec), c)
+    est = torch.matmul(g.T, spec).reshape(-1, patch * patch) @ c2  # (R * group, patch^2)
     win = torch.kaiser_window(patch, periodic=False, beta=2.0, device=dev)
-    win = (win[:, None] * win[None, :]).reshape(-1, 1)
-    wk = weight.repeat_interleave(group)[None]
+    win = (win[:, None] * win[None, :]).reshape(1, -1)
+    wk = weight.repeat_interleave(group)[:, None]
     corners = (h - patch + 1) * (w - patch + 1)
-    num = torch.zeros(patch * patch, corners, device=dev).index_add_(
-        1, idx, est.reshape(-1, patch**2).T * win * wk
-    )
-    den = torch.zeros(patch * patch, corners, device=dev).index_add_(
-        1, idx, (win * wk).expand(-1, idx.numel())
-    )
-    total = F.fold(den[None], (h, w), patch)[0, 0]
-    return F.fold(num[None], (h, w), patch)[0, 0] / total.clamp_min(torch.finfo(total.dtype).tiny)
+    num = torch.zeros(corners, patch * patch, device=dev).index_add_(0, idx, est * win * wk)
+    den = torch.zeros(corners, patch * patch, device=dev).index_add_(0, idx, (win * wk).expand(idx.numel(), -1))
+    total = F.fold(den.T[None], (h, w), patch)[0, 0]
+    return F.fold(num.T[None], (h, w), patch)[0, 0] / total.clamp_min(torch.finfo(total.dtype).tiny)
 
 
 def block_matching_denoise(
