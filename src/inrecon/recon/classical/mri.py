@@ -32,7 +32,7 @@ from inrecon.physics.mri import smooth_phase
 from inrecon.physics.operator import Diagonal, Scaled
 from inrecon.physics.transforms import FiniteDifference
 from inrecon.physics.wavelets import Wavelet
-from inrecon.recon.classical.selection import Search, refine_weight, select_along_path
+from inrecon.recon.classical.selection import Search, refine_from_start, refine_weight, select_along_path
 from inrecon.recon.classical.solvers import (
     conjugate_gradient,
     fista,
@@ -392,48 +392,33 @@ def plug_and_play_mri(scan, cfg: PnPConfig, ctx: Context) -> ReconResult:
     meas = _measure(scan, cfg.maps)
     tv_cfg = TVConfig(maps=cfg.maps, power_iters=cfg.power_iters)
     tv = _tv(tv_cfg, meas)
-    hold = (cfg.refine, cfg.holdout_fraction, cfg.seed, ctx.show_progress, cfg.search)
-
-    def tv_holdout(weights: list[float]) -> tuple[float, dict[float, float]]:
-        # TV's weight among ``weights`` and the held-out losses, on the split every noise level is scored on
-        return refine_weight(lambda part, v: tv(part, v, False)[0], meas, weights, *hold)
-
-    if cfg.start_tv == "auto":
-        start_lam, start_scores = tv_holdout(sorted(float(c) for c in tv_cfg.lam_candidates))
-    else:
-        start_lam, start_scores = float(cfg.start_tv), None
-    tv_start = once_per_object(lambda m: tv(m, start_lam, False)[0])  # the same at every noise level
     lipschitz = once_per_object(_lipschitz)
 
-    def solve(m: Measurement, sigma: float, show) -> tuple[torch.Tensor, float]:
+    def refine(m: Measurement, x0: torch.Tensor, sigma: float, show) -> torch.Tensor:
         mu = cfg.mu * lipschitz(m, cfg.power_iters)
         denoise = lambda v: _denoise_complex(v, sigma, cfg.phase_width)  # noqa: E731
-        x = plug_and_play(
-            m.normal(), m.adjoint(m.y), denoise, tv_start(m), mu, cfg.iters, cfg.cg_iters, show_progress=show
+        return plug_and_play(
+            m.normal(), m.adjoint(m.y), denoise, x0, mu, cfg.iters, cfg.cg_iters, show_progress=show
         )
-        return x, mu
 
-    info: dict = {"start_tv": start_lam, "start_holdout_scores": start_scores}
-    used = True
-    if cfg.lam == "auto":
-        if start_scores is None:  # a fixed start: its held-out loss only, for the guard
-            start_scores = info["start_holdout_scores"] = tv_holdout([start_lam])[1]
-        sigma, info["holdout_scores"] = refine_weight(
-            lambda part, v: solve(part, v, False)[0],
-            meas,
-            sorted(float(c) for c in cfg.lam_candidates),
-            *hold,
-        )
-        used = min(info["holdout_scores"].values()) < start_scores[start_lam]
+    x, info = refine_from_start(
+        meas,
+        lambda m, w: tv(m, w, False)[0],
+        cfg.start_tv,
+        tv_cfg.lam_candidates,
+        refine,
+        cfg.lam,
+        cfg.lam_candidates,
+        (cfg.refine, cfg.holdout_fraction, cfg.seed, ctx.show_progress, cfg.search),
+        ctx.show_progress,
+    )
+    info["start_tv"] = info.pop("start_weight")
+    info["denoiser_used"] = info.pop("refined")
+    if info["denoiser_used"]:
+        mu = cfg.mu * lipschitz(meas, cfg.power_iters)
+        info.update(mu_abs=mu, sigma_abs=info["lam"] * meas.scale, iterations=cfg.iters)
     else:
-        sigma = float(cfg.lam)
-    if used:
-        x, mu = solve(meas, sigma, ctx.show_progress)
-        info.update(lam=sigma, mu_abs=mu, sigma_abs=sigma * meas.scale, iterations=cfg.iters)
-    else:
-        x = tv_start(meas)
-        info.update(lam=None, iterations=0)
-    info["denoiser_used"] = used
+        info["iterations"] = 0
     return _result("pnp", x, meas, cfg, info)
 
 

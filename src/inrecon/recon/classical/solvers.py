@@ -9,10 +9,11 @@ Proximal maps used by more than one method are here too.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
+from inrecon.errors import InreconError
 from inrecon.physics.operator import LinearOperator, dot
 from inrecon.progress import progress
 
@@ -146,20 +147,30 @@ def plug_and_play(
     cg_iters: int = 10,
     show_progress: bool | None = None,
     desc: str = "PnP",
+    splitting: Literal["hqs", "admm"] = "hqs",
 ) -> torch.Tensor:
-    """Plug-and-play half-quadratic splitting: from ``z = x0``, ``iters`` times
+    """Plug-and-play splitting: from ``z = x0`` (and ``u = 0``), ``iters`` times
 
-    ``x = argmin ||A x - y||^2 + mu ||x - z||^2`` (``cg_iters`` conjugate-gradient iterations on
-    ``(A^H A + mu I) x = A^H y + mu z`` from ``z``), then ``z = denoise(x)``.
+    ``x = argmin ||A x - y||^2 + mu ||x - (z - u)||^2`` (``cg_iters`` conjugate-gradient iterations on
+    ``(A^H A + mu I) x = A^H y + mu (z - u)`` from ``z - u``), then ``z = denoise(x + u)``; with
+    ``splitting="admm"`` also ``u = u + x - z`` (the scaled dual variable of ADMM), with ``"hqs"`` ``u`` stays 0
+    (half-quadratic splitting). ADMM keeps moving towards the pair's fixed point at a small ``mu``, where HQS
+    slows down (``benchmarks/RESULTS.md``, stop 63).
 
     ``normal``: ``x -> A^H A x``; ``aty``: ``A^H y``. Returns the last ``x`` (the data-consistent iterate).
     """
+    if splitting not in ("hqs", "admm"):
+        raise InreconError(f"unknown splitting {splitting!r}", "use 'hqs' or 'admm'")
     z = x = x0
+    u = torch.zeros_like(x0)
     for _ in progress(range(iters), desc=desc, show=show_progress):
+        target = z - u
         x = conjugate_gradient(
-            lambda v: normal(v) + mu * v, aty + mu * z, x0=z, iters=cg_iters, show_progress=False
+            lambda v: normal(v) + mu * v, aty + mu * target, x0=target, iters=cg_iters, show_progress=False
         )
-        z = denoise(x)
+        z = denoise(x + u)
+        if splitting == "admm":
+            u = u + x - z
     return x
 
 
