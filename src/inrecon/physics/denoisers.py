@@ -120,7 +120,9 @@ def _filter_stage(noisy, guide, pilot, sigma, patch, radius, group, stride, thre
     wk = weight.repeat_interleave(group)[:, None]
     corners = (h - patch + 1) * (w - patch + 1)
     num = torch.zeros(corners, patch * patch, device=dev).index_add_(0, idx, est * win * wk)
-    den = torch.zeros(corners, patch * patch, device=dev).index_add_(0, idx, (win * wk).expand(idx.numel(), -1))
+    den = torch.zeros(corners, patch * patch, device=dev).index_add_(
+        0, idx, (win * wk).expand(idx.numel(), -1)
+    )
     total = F.fold(den.T[None], (h, w), patch)[0, 0]
     return F.fold(num.T[None], (h, w), patch)[0, 0] / total.clamp_min(torch.finfo(total.dtype).tiny)
 

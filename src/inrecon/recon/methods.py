@@ -29,6 +29,7 @@ METHODS = Registry(
         classical_ct.SART,
         classical_ct.SIRT,
         classical_ct.TV_CT,
+        classical_ct.PNP_CT,
         ngp.NGP,
         imjense.IMJENSE,
         saxnerf.SAXNERF,

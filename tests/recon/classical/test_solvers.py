@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
+from inrecon.errors import InreconError
 from inrecon.physics.operator import Diagonal, Identity
 from inrecon.physics.transforms import FiniteDifference
 from inrecon.recon.classical.solvers import (
@@ -12,6 +14,7 @@ from inrecon.recon.classical.solvers import (
     group_magnitude,
     once_per_object,
     pdhg,
+    plug_and_play,
     project_l21_ball,
     prox_l1,
     prox_l2_data_conj,
@@ -96,3 +99,26 @@ def test_once_per_object_computes_once_per_identity_and_arguments():
     assert memo(b, 2.0) == 4.0 and memo(a, 3.0) == 6.0
     assert len(calls) == 3  # a twice at 2.0 counted once; b and another argument computed anew
     assert once_per_object(norm)(a, 2.0) == 4.0 and len(calls) == 4  # a new wrapper starts empty
+
+
+def test_plug_and_play_admm_reaches_the_constrained_least_squares_solution():
+    """With a projection as the "denoiser", ADMM solves min ||A x - y||^2 subject to the constraint; HQS at the
+    same mu stops at a biased point between the data and the constraint."""
+    g = torch.Generator().manual_seed(3)
+    a = torch.randn(30, 12, generator=g, dtype=torch.float64)
+    y = a @ torch.rand(12, generator=g, dtype=torch.float64) * 2.0
+    project = lambda v: v.clamp(0.0, 0.5)  # noqa: E731
+    normal, aty = (lambda v: a.T @ (a @ v)), a.T @ y
+    # the reference: projected gradient descent to convergence
+    ref = torch.zeros(12, dtype=torch.float64)
+    step = 1.0 / float(torch.linalg.matrix_norm(a, 2)) ** 2
+    for _ in range(20000):
+        ref = project(ref - step * (normal(ref) - aty))
+    mu = 0.3 * float(torch.linalg.matrix_norm(a, 2)) ** 2
+    x0 = torch.zeros(12, dtype=torch.float64)
+    admm = plug_and_play(normal, aty, project, x0, mu, iters=300, cg_iters=30, splitting="admm")
+    hqs = plug_and_play(normal, aty, project, x0, mu, iters=300, cg_iters=30, splitting="hqs")
+    assert torch.allclose(admm, ref, atol=1e-6)
+    assert (hqs - ref).abs().max() > 1e-2
+    with pytest.raises(InreconError, match="splitting"):
+        plug_and_play(normal, aty, project, x0, mu, iters=1, splitting="fista")

@@ -63,7 +63,12 @@ CLASSICAL = {
         MethodRun("TV", "tv", {"lam": "auto"}),
         MethodRun("PnP", "pnp", {"lam": "auto"}),
     ),
-    "ct": (MethodRun("FBP", "fbp"), MethodRun("SART", "sart"), MethodRun("TV", "tv", {"lam_rel": "auto"})),
+    "ct": (
+        MethodRun("FBP", "fbp"),
+        MethodRun("SART", "sart"),
+        MethodRun("TV", "tv", {"lam_rel": "auto"}),
+        MethodRun("PnP", "pnp", {"lam": "auto"}),
+    ),
 }
 """The classical references of each modality, every weight chosen by hold-out."""
 

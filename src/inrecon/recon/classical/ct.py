@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Annotated, Literal
 
@@ -17,16 +18,19 @@ import torch
 
 from inrecon.config import Fraction, InRange, NonNegFloat, PosFloat, PosInt
 from inrecon.data.scans import CTScan
+from inrecon.errors import ShapeError
 from inrecon.physics.ct import CTProjector
+from inrecon.physics.denoisers import block_matching_denoise
 from inrecon.physics.fbp import fbp
 from inrecon.physics.measurement import Measurement, build_measurement
 from inrecon.physics.transforms import FiniteDifference
 from inrecon.progress import progress
-from inrecon.recon.classical.selection import Search, refine_weight
+from inrecon.recon.classical.selection import Search, refine_from_start, refine_weight
 from inrecon.recon.classical.solvers import (
     group_magnitude,
     once_per_object,
     pdhg,
+    plug_and_play,
     project_l21_ball,
     prox_l2_data_conj,
     stacked_norm,
@@ -35,10 +39,12 @@ from inrecon.recon.registry import Context, MethodSpec, ReconResult
 
 __all__ = [
     "FBPConfig",
+    "PnPConfig",
     "SARTConfig",
     "SIRTConfig",
     "TVConfig",
     "fbp_recon",
+    "plug_and_play_ct",
     "sart_recon",
     "tv_recon",
     "tv_weight",
@@ -352,10 +358,9 @@ def _tv_solve(
     return x, info
 
 
-def tv_recon(scan: CTScan, cfg: TVConfig, ctx: Context) -> ReconResult:
-    """TV reconstruction; ``info``: seconds, lam, its factors, step sizes, operator norms, final objective."""
-    t0 = time.perf_counter()
-    meas = build_measurement(
+def _measure(scan: CTScan, cfg: TVConfig | PnPConfig) -> Measurement:
+    """The scan's measurement as the regularised CT methods fit it: weighted, split by views, supersampled."""
+    return build_measurement(
         scan,
         ct_weighting=cfg.weighting,
         ct_units="view",
@@ -364,30 +369,150 @@ def tv_recon(scan: CTScan, cfg: TVConfig, ctx: Context) -> ReconResult:
         ct_nonnegative=cfg.nonnegative,
         scale="none",
     )
+
+
+def _tv_at(scan: CTScan, cfg: TVConfig) -> Callable[[Measurement, float], torch.Tensor]:
+    """``solve(meas, lam_rel) -> x`` on the measurement's (supersampled) grid, no progress bar; what depends on
+    the measurement alone (its norms and diagonal) is computed once per measurement, as a weight search solves
+    one training part at every candidate."""
+    s = _image_scale(scan)
+    norms, diag_mean = once_per_object(_pdhg_norms), once_per_object(_diag_mean)
+
+    def solve(meas: Measurement, lam_rel: float) -> torch.Tensor:
+        return _tv_solve(meas, _absolute_weight(lam_rel, diag_mean(meas), s, meas), cfg, False, norms)[0]
+
+    return solve
+
+
+def tv_recon(scan: CTScan, cfg: TVConfig, ctx: Context) -> ReconResult:
+    """TV reconstruction; ``info``: seconds, lam, its factors, step sizes, operator norms, final objective."""
+    t0 = time.perf_counter()
+    meas = _measure(scan, cfg)
     info: dict = {}
     if cfg.lam is not None:
         lam, factors = float(cfg.lam), {}
     else:
         lam_rel = cfg.lam_rel
         if lam_rel == "auto":
-            s = _image_scale(scan)
-
-            # the training part's norms and diagonal are the same at every candidate weight: computed once
-            norms, diag_mean = once_per_object(_pdhg_norms), once_per_object(_diag_mean)
-
-            def recon(train: Measurement, v: float) -> torch.Tensor:
-                lam_abs = _absolute_weight(v, diag_mean(train), s, train)
-                return _tv_solve(train, lam_abs, cfg, False, norms)[0]
-
             cands = sorted(float(c) for c in cfg.lam_candidates)
             lam_rel, info["holdout_scores"] = refine_weight(
-                recon, meas, cands, cfg.refine, cfg.holdout_fraction, cfg.seed, ctx.show_progress, cfg.search
+                _tv_at(scan, cfg),
+                meas,
+                cands,
+                cfg.refine,
+                cfg.holdout_fraction,
+                cfg.seed,
+                ctx.show_progress,
+                cfg.search,
             )
         lam, factors = tv_weight(scan, lam_rel, meas)
         info["lam_rel"] = lam_rel
     x, extra = _tv_solve(meas, lam, cfg, ctx.show_progress)
     info.update(extra, seconds=time.perf_counter() - t0, lam=lam, iterations=cfg.iterations, **factors)
     return ReconResult(meas.finalize(x).to(torch.float32), "tv-ct", asdict(cfg), info)
+
+
+# --- plug-and-play ------------------------------------------------------------------------------------------
+@dataclass
+class PnPConfig:
+    """Plug-and-play ADMM (:func:`~inrecon.recon.classical.solvers.plug_and_play`) with the block-matching
+    denoiser (:mod:`inrecon.physics.denoisers`), started from TV-CT's image, on TV-CT's measurement (counts
+    weighting, the supersampled grid). Each iteration solves ``min ||A x - y||_W^2 + mu ||x - (z - u)||^2`` by
+    conjugate gradients and denoises ``x + u``, clipped at 0. The noise level is relative to the image scale (the
+    99.5th percentile of the FBP) and chosen by the hold-out over views, as TV's weight is; with ``lam=auto``,
+    where no noise level predicts the held-out views better than the TV start, the result is TV's image
+    (``info["denoiser_used"]``).
+
+    Chosen on the quality suite's tuning half (lungdx A0001, 60 fan views, 128^2, with and without 1e5-photon
+    noise; benchmarks/RESULTS.md, stop 63): with ``mu`` 0.15 (the MRI method's) the splitting over-smooths
+    within a few iterations; HQS at a small ``mu`` climbs slowly (+1.05 dB over TV after 40 iterations at 0.02);
+    ADMM at 0.01 climbs faster and further."""
+
+    lam: PosFloat | Literal["auto"] = "auto"
+    """The denoiser's noise level relative to the image scale, or auto (hold-out over lam_candidates)."""
+    lam_candidates: tuple[PosFloat, ...] = (0.011, 0.016, 0.022, 0.032, 0.045, 0.064, 0.09, 0.128, 0.18)
+    """Log grid (steps of sqrt 2) searched by lam=auto. It ended at 0.09 until the real tooth's hold-out ran past
+    that end at 45 and 60 views (benchmarks/RESULTS.md, stop 63); the tuning half's choices, 0.045-0.054, lie
+    inside both grids."""
+    iters: PosInt = 30
+    """ADMM iterations (each: one data step and one denoiser call)."""
+    mu: PosFloat = 0.01
+    """Coupling weight of the data step, relative to ``||A||^2`` (of the weighted projector)."""
+    cg_iters: PosInt = 10
+    """Conjugate-gradient iterations of each data step."""
+    start_tv: NonNegFloat | Literal["auto"] = "auto"
+    """TV-CT's lam_rel for the starting image, or auto (TV's hold-out search over its own candidates)."""
+    weighting: Literal["none", "counts"] = "counts"
+    """The data term's weights (:class:`TVConfig`)."""
+    supersample: PosInt = 2
+    """The reconstruction grid's refinement (:class:`TVConfig`); the denoiser runs on that grid."""
+    nonnegative: bool = True
+    """Clip the denoised image at 0 (and the result, as TV-CT's)."""
+    refine: bool = True
+    """With lam=auto (and start_tv=auto): refine half a grid step either side of the winner."""
+    search: Search = "walk"
+    """With lam=auto (and start_tv=auto): walk each grid from its middle downhill, or solve at every candidate."""
+    holdout_fraction: Fraction = 0.1
+    """Share of the views held out (:class:`TVConfig`)."""
+    holdout_split: Literal["spread", "random"] = "spread"
+    """Which views are held out (:class:`TVConfig`)."""
+    seed: int = 0
+    """Seed of the hold-out split."""
+
+
+def plug_and_play_ct(scan: CTScan, cfg: PnPConfig, ctx: Context) -> ReconResult:
+    """Plug-and-play from TV-CT's image (:class:`PnPConfig`); ``info``: the noise level (``lam``, None where
+    TV's image was kept), ``denoiser_used``, the TV start's lam_rel and both hold-outs' losses, seconds."""
+    t0 = time.perf_counter()
+    h, w = scan.image_shape
+    k = cfg.supersample
+    if min(h, w) * k < 16:
+        raise ShapeError(
+            f"pnp's denoiser matches 8 x 8 patches and needs an image of at least 16 x 16, got "
+            f"{h} x {w} at supersample {k}",
+            "use tv-ct for so small an image",
+        )
+    meas = _measure(scan, cfg)
+    tv_cfg = TVConfig(
+        weighting=cfg.weighting,
+        supersample=cfg.supersample,
+        nonnegative=cfg.nonnegative,
+        holdout_fraction=cfg.holdout_fraction,
+        holdout_split=cfg.holdout_split,
+        seed=cfg.seed,
+    )
+    scale = _image_scale(scan)
+    lipschitz = once_per_object(lambda m: _pdhg_norms(m)[0] ** 2)
+
+    def refine(m: Measurement, x0: torch.Tensor, sigma: float, show) -> torch.Tensor:
+        def denoise(v: torch.Tensor) -> torch.Tensor:
+            out = block_matching_denoise(v, sigma * scale)
+            return out.clamp_min(0.0) if cfg.nonnegative else out
+
+        mu = cfg.mu * lipschitz(m)
+        return plug_and_play(
+            m.normal(), m.adjoint(m.y), denoise, x0, mu, cfg.iters, cfg.cg_iters, show, "PnP-CT", "admm"
+        )
+
+    x, info = refine_from_start(
+        meas,
+        _tv_at(scan, tv_cfg),
+        cfg.start_tv,
+        tv_cfg.lam_candidates,
+        refine,
+        cfg.lam,
+        cfg.lam_candidates,
+        (cfg.refine, cfg.holdout_fraction, cfg.seed, ctx.show_progress, cfg.search),
+        ctx.show_progress,
+    )
+    info["start_tv"] = info.pop("start_weight")
+    info["denoiser_used"] = info.pop("refined")
+    info.update(
+        iterations=cfg.iters if info["denoiser_used"] else 0,
+        image_scale=scale,
+        seconds=time.perf_counter() - t0,
+    )
+    return ReconResult(meas.finalize(x).to(torch.float32), "pnp-ct", asdict(cfg), info)
 
 
 FBP = MethodSpec(
@@ -397,4 +522,12 @@ SART = MethodSpec("sart", sart_recon, SARTConfig, ("ct",), "ordered-subsets SART
 SIRT = MethodSpec("sirt", sart_recon, SIRTConfig, ("ct",), "SIRT (simultaneous SART) with non-negativity")
 TV_CT = MethodSpec(
     "tv-ct", tv_recon, TVConfig, ("ct",), "TV-regularised least squares with x >= 0 (PDHG)", aliases=("tv",)
+)
+PNP_CT = MethodSpec(
+    "pnp-ct",
+    plug_and_play_ct,
+    PnPConfig,
+    ("ct",),
+    "plug-and-play ADMM: a block-matching (BM3D-type) denoiser from TV's image; noise level by hold-out",
+    aliases=("pnp",),
 )
