@@ -1,11 +1,12 @@
-"""A non-local prior against TV on the quality suite's MRI cases: the ``pnp`` method, and its denoiser alone.
+"""A non-local prior against TV on the quality suite's cases: the ``pnp`` methods (MRI and CT), and the denoiser.
 
 Stop 53 measured the hand-made priors beyond TV at their best on the real 8-coil brain (second-order TGV: +0.14 dB
 over TV with every weight chosen in hindsight) and stop 54 a small learned denoiser (level with TV). ``pnp`` is a
 prior of another kind, non-local self-similarity: plug-and-play half-quadratic splitting with block-matching
 collaborative filtering (:mod:`inrecon.physics.denoisers`, BM3D's two stages written here), started from TV's image;
 its noise level and TV's weight chosen by the hold-out rule, and TV's image kept where no noise level predicts the
-held-out samples better (``docs/methods.md`` 6.2).
+held-out samples better (``docs/methods.md`` 6.2). On a CT case the method is ``pnp-ct`` (ADMM on TV-CT's
+counts-weighted data term and finer grid, started from TV-CT's image, ``docs/methods.md`` 6.3) beside TV-CT.
 
 For every case named: TV and ``pnp`` as the quality suite runs them (``inrecon.experiments.drivers.quality``'s
 classical references), scored as the suite scores them. One JSON line per case: both PSNR / SSIM, what each chose,
@@ -14,6 +15,7 @@ white Gaussian noise (and with the BM3D authors' ``bm3d`` package beside it wher
 allows non-commercial use only, so the library does not use it).
 
     python benchmarks/nonlocal_prior.py --check --cases brain8ch dipy-cart-af6
+    python benchmarks/nonlocal_prior.py --cases A0001-60-noisy scope-90 A0002-60-noisy
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import numpy as np
 import torch
 
 from inrecon.experiments.bench import load_experiment
-from inrecon.experiments.drivers.quality import CLASSICAL, build_case
+from inrecon.experiments.drivers.quality import CLASSICAL, build_case, case_modality
 from inrecon.metrics import evaluate
 from inrecon.physics.denoisers import block_matching_denoise
 from inrecon.recon.api import run_method
@@ -58,12 +60,11 @@ def check(sigma: float) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    mri = [
-        c.name
-        for c in load_experiment("quality").config.cases
-        if c.source not in ("lungdx", "scope", "tooth")
-    ]
-    ap.add_argument("--cases", nargs="*", default=mri, choices=mri, help="quality-suite MRI cases [all]")
+    names = [c.name for c in load_experiment("quality").config.cases]
+    mri = [c.name for c in load_experiment("quality").config.cases if case_modality(c) == "mri"]
+    ap.add_argument(
+        "--cases", nargs="*", default=mri, choices=names, help="quality-suite cases [the MRI ones]"
+    )
     ap.add_argument("--check", action="store_true", help="first denoise a phantom at sigma 0.1 and 0.05")
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
@@ -72,19 +73,20 @@ def main() -> None:
         for sigma in (0.1, 0.05):
             print(json.dumps(check(sigma)), flush=True)
     cases = {c.name: c for c in load_experiment("quality").config.cases}
-    runs = {r.method: r for r in CLASSICAL["mri"]}
     for name in args.cases:
+        modality = case_modality(cases[name])
+        runs = {r.method: r for r in CLASSICAL[modality]}
         scan = build_case(cases[name])
         roi = None if scan.roi is None else scan.roi.cpu()
         row: dict = {"case": name, "threads": args.threads}
         for method in ("tv", "pnp"):
             t = time.perf_counter()
             res = run_method(method, scan, runs[method].overrides, show_progress=False)
-            m = evaluate(res.image.detach().cpu(), scan.target.cpu(), roi=roi, scale=True)
+            m = evaluate(res.image.detach().cpu(), scan.target.cpu(), roi=roi, scale=modality == "mri")
             row[method] = {
                 "psnr": round(m["psnr"], 3),
                 "ssim": round(m["ssim"], 4),
-                "lam": res.info.get("lam"),
+                "lam": res.info.get("lam_rel", res.info.get("lam")),  # TV-CT: its relative weight
             }
             row[method]["seconds"] = round(time.perf_counter() - t, 1)
             if method == "pnp":

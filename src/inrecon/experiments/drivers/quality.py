@@ -54,7 +54,7 @@ from inrecon.recon.inr.ngp import NGPConfig
 from inrecon.recon.methods import METHODS
 from inrecon.report import Report
 
-__all__ = ["QualityCase", "QualityConfig", "build_case", "run_quality"]
+__all__ = ["QualityCase", "QualityConfig", "build_case", "case_modality", "run_quality"]
 
 CLASSICAL = {
     "mri": (
@@ -365,13 +365,14 @@ def _case_rows(comp: Comparison, case: QualityCase, cfg: QualityConfig) -> list[
     return rows
 
 
-def _modality(case: QualityCase) -> str:
+def case_modality(case: QualityCase) -> str:
+    """ "ct" for the lungdx, SCOPE and tooth cases, "mri" for the rest."""
     return "ct" if case.source in ("lungdx", "scope", "tooth") else "mri"
 
 
 def _runs(case: QualityCase, cfg: QualityConfig) -> list[MethodRun]:
     """The methods of ``case``: its modality's classical references, then the INR methods."""
-    return [*CLASSICAL[_modality(case)], *_inr_runs(cfg)]
+    return [*CLASSICAL[case_modality(case)], *_inr_runs(cfg)]
 
 
 def _case_key(case: QualityCase, runs: list[MethodRun]) -> str:
@@ -379,7 +380,7 @@ def _case_key(case: QualityCase, runs: list[MethodRun]) -> str:
     default reruns it), the library versions and the data folder."""
     import torch
 
-    modality = _modality(case)
+    modality = case_modality(case)
     methods = [
         {
             "label": r.label,
