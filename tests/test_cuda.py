@@ -50,8 +50,10 @@ BUDGETS = {
     "disinr": {"steps": 60, "stop": "none", "data.ct_supersample": 1},
     "strainer": {"steps": 60, "stop": "none"},
     "meta": {"steps": 60, "stop": "none"},
+    # a classical method whose full noise-level search takes minutes on a CPU: two levels, 10 iterations
+    "pnp-ct": {"lam_candidates": (0.022, 0.045), "iters": 10},
 }
-INR_METHODS = set(BUDGETS)
+INR_METHODS = set(BUDGETS) - {"pnp-ct"}
 PRETRAIN = {
     "disinr": {"steps": 30, **POP_ARCH},
     "strainer": {"steps": 30},
