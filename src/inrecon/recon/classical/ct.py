@@ -25,7 +25,7 @@ from inrecon.physics.fbp import fbp
 from inrecon.physics.measurement import Measurement, build_measurement
 from inrecon.physics.transforms import FiniteDifference
 from inrecon.progress import progress
-from inrecon.recon.classical.selection import Search, refine_from_start, refine_weight
+from inrecon.recon.classical.selection import Search, refine_from_start, weight_by_holdout
 from inrecon.recon.classical.solvers import (
     group_magnitude,
     once_per_object,
@@ -394,16 +394,8 @@ def tv_recon(scan: CTScan, cfg: TVConfig, ctx: Context) -> ReconResult:
     else:
         lam_rel = cfg.lam_rel
         if lam_rel == "auto":
-            cands = sorted(float(c) for c in cfg.lam_candidates)
-            lam_rel, info["holdout_scores"] = refine_weight(
-                _tv_at(scan, cfg),
-                meas,
-                cands,
-                cfg.refine,
-                cfg.holdout_fraction,
-                cfg.seed,
-                ctx.show_progress,
-                cfg.search,
+            lam_rel, info["holdout_scores"] = weight_by_holdout(
+                _tv_at(scan, cfg), meas, cfg.lam_candidates, cfg, ctx.show_progress
             )
         lam, factors = tv_weight(scan, lam_rel, meas)
         info["lam_rel"] = lam_rel
@@ -495,18 +487,8 @@ def plug_and_play_ct(scan: CTScan, cfg: PnPConfig, ctx: Context) -> ReconResult:
         )
 
     x, info = refine_from_start(
-        meas,
-        _tv_at(scan, tv_cfg),
-        cfg.start_tv,
-        tv_cfg.lam_candidates,
-        refine,
-        cfg.lam,
-        cfg.lam_candidates,
-        (cfg.refine, cfg.holdout_fraction, cfg.seed, ctx.show_progress, cfg.search),
-        ctx.show_progress,
+        meas, _tv_at(scan, tv_cfg), tv_cfg.lam_candidates, refine, cfg, ctx.show_progress
     )
-    info["start_tv"] = info.pop("start_weight")
-    info["denoiser_used"] = info.pop("refined")
     info.update(
         iterations=cfg.iters if info["denoiser_used"] else 0,
         image_scale=scale,

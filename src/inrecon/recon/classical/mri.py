@@ -32,7 +32,7 @@ from inrecon.physics.mri import smooth_phase
 from inrecon.physics.operator import Diagonal, Scaled
 from inrecon.physics.transforms import FiniteDifference
 from inrecon.physics.wavelets import Wavelet
-from inrecon.recon.classical.selection import Search, refine_from_start, refine_weight, select_along_path
+from inrecon.recon.classical.selection import Search, refine_from_start, select_along_path, weight_by_holdout
 from inrecon.recon.classical.solvers import (
     conjugate_gradient,
     fista,
@@ -191,16 +191,8 @@ def _regularised(name: str, meas: Measurement, cfg, ctx: Context, solve) -> Reco
     ``solve(meas, lam, show) -> (x, info)``."""
     info: dict = {}
     if cfg.lam == "auto":
-        cands = sorted(float(c) for c in cfg.lam_candidates)
-        lam, info["holdout_scores"] = refine_weight(
-            lambda train, v: solve(train, v, False)[0],
-            meas,
-            cands,
-            cfg.refine,
-            cfg.holdout_fraction,
-            cfg.seed,
-            ctx.show_progress,
-            cfg.search,
+        lam, info["holdout_scores"] = weight_by_holdout(
+            lambda train, v: solve(train, v, False)[0], meas, cfg.lam_candidates, cfg, ctx.show_progress
         )
     else:
         lam = float(cfg.lam)
@@ -402,18 +394,8 @@ def plug_and_play_mri(scan, cfg: PnPConfig, ctx: Context) -> ReconResult:
         )
 
     x, info = refine_from_start(
-        meas,
-        lambda m, w: tv(m, w, False)[0],
-        cfg.start_tv,
-        tv_cfg.lam_candidates,
-        refine,
-        cfg.lam,
-        cfg.lam_candidates,
-        (cfg.refine, cfg.holdout_fraction, cfg.seed, ctx.show_progress, cfg.search),
-        ctx.show_progress,
+        meas, lambda m, w: tv(m, w, False)[0], tv_cfg.lam_candidates, refine, cfg, ctx.show_progress
     )
-    info["start_tv"] = info.pop("start_weight")
-    info["denoiser_used"] = info.pop("refined")
     if info["denoiser_used"]:
         mu = cfg.mu * lipschitz(meas, cfg.power_iters)
         info.update(mu_abs=mu, sigma_abs=info["lam"] * meas.scale, iterations=cfg.iters)

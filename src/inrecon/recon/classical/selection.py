@@ -22,7 +22,14 @@ from inrecon.physics.measurement import Measurement
 from inrecon.progress import progress
 from inrecon.recon.classical.solvers import once_per_object
 
-__all__ = ["Search", "holdout_loss", "refine_from_start", "refine_weight", "select_along_path"]
+__all__ = [
+    "Search",
+    "holdout_loss",
+    "refine_from_start",
+    "refine_weight",
+    "select_along_path",
+    "weight_by_holdout",
+]
 
 Search = Literal["walk", "grid"]
 """How a regularisation weight's hold-out visits its grid (:func:`refine_weight`)."""
@@ -111,53 +118,62 @@ def select_along_path(
     return best, scores
 
 
+def weight_by_holdout(
+    recon: Callable[[Measurement, float], torch.Tensor],
+    meas: Measurement,
+    candidates: Iterable[float],
+    cfg: Any,
+    show_progress: bool | None,
+) -> tuple[float, dict[float, float]]:
+    """:func:`refine_weight` over ``candidates`` (sorted here) with a classical config's hold-out settings:
+    ``cfg.refine``, ``cfg.holdout_fraction``, ``cfg.seed`` and ``cfg.search``."""
+    cands = sorted(float(c) for c in candidates)
+    return refine_weight(
+        recon, meas, cands, cfg.refine, cfg.holdout_fraction, cfg.seed, show_progress, cfg.search
+    )
+
+
 def refine_from_start(
     meas: Measurement,
     start: Callable[[Measurement, float], torch.Tensor],
-    start_weight: float | str,
     start_candidates: Iterable[float],
     refine: Callable[[Measurement, torch.Tensor, float, bool | None], torch.Tensor],
-    weight: float | str,
-    candidates: Iterable[float],
-    hold: tuple,
+    cfg: Any,
     show_progress: bool | None,
 ) -> tuple[torch.Tensor, dict]:
-    """A reconstruction refined from another one's image, each weight by hold-out, the start kept where the
-    refinement does not predict the held-out samples better (the plug-and-play methods: a TV start, a denoiser's
-    noise level).
+    """A reconstruction refined from a TV start, each weight by hold-out, the start kept where the refinement
+    does not predict the held-out samples better: the plug-and-play methods (a denoiser's noise level).
 
-    ``start(part, w)``: the starting reconstruction of a measurement (all samples, or a training part) at weight
-    ``w``; ``start_weight``: a weight or ``"auto"`` (the hold-out over ``start_candidates``).
-    ``refine(part, x0, v, show)``: the refinement of ``x0`` at weight ``v``; ``weight``: a weight or ``"auto"``
-    (the hold-out over ``candidates``). ``hold``: :func:`refine_weight`'s ``(refine, fraction, seed,
-    show_progress, search)``, the same split for both, so the held-out losses compare.
+    ``start(part, w)``: TV's reconstruction of a measurement (all samples, or a training part) at weight ``w``;
+    ``refine(part, x0, v, show)``: the refinement of ``x0`` at noise level ``v``. ``cfg`` carries ``start_tv``
+    (a weight, or ``"auto"``: the hold-out over ``start_candidates``), ``lam`` (a noise level, or ``"auto"``:
+    the hold-out over ``cfg.lam_candidates``) and :func:`weight_by_holdout`'s settings: one split for both, so
+    the held-out losses compare.
 
-    Returns the image and ``info``: ``start_weight``, ``start_holdout_scores``, ``holdout_scores``, ``lam`` (the
-    refinement's weight, None where the start was kept) and ``refined`` (False where, with ``weight="auto"``, no
-    refinement beat the start's held-out loss: the image is then the start's)."""
-
-    def start_holdout(weights: list[float]) -> tuple[float, dict[float, float]]:
-        return refine_weight(start, meas, weights, *hold)
-
-    if start_weight == "auto":
-        start_w, start_scores = start_holdout(sorted(float(c) for c in start_candidates))
+    Returns the image and ``info``: ``start_tv``, ``start_holdout_scores``, ``holdout_scores``, ``lam`` (None
+    where the start was kept) and ``denoiser_used`` (False where, with ``lam="auto"``, no noise level beat the
+    start's held-out loss: the image is then the start's)."""
+    if cfg.start_tv == "auto":
+        start_w, start_scores = weight_by_holdout(start, meas, start_candidates, cfg, show_progress)
     else:
-        start_w, start_scores = float(start_weight), None
-    start_image = once_per_object(lambda m: start(m, start_w))  # the same at every refinement weight
-    info: dict = {"start_weight": start_w, "start_holdout_scores": start_scores}
+        start_w, start_scores = float(cfg.start_tv), None
+    start_image = once_per_object(lambda m: start(m, start_w))  # the same at every noise level
+    info: dict = {"start_tv": start_w, "start_holdout_scores": start_scores}
     refined = True
-    if weight == "auto":
+    if cfg.lam == "auto":
         if start_scores is None:  # a fixed start: its held-out loss only, for the guard
-            start_scores = info["start_holdout_scores"] = start_holdout([start_w])[1]
-        v, info["holdout_scores"] = refine_weight(
+            start_scores = weight_by_holdout(start, meas, [start_w], cfg, show_progress)[1]
+            info["start_holdout_scores"] = start_scores
+        v, info["holdout_scores"] = weight_by_holdout(
             lambda part, w: refine(part, start_image(part), w, False),
             meas,
-            sorted(float(c) for c in candidates),
-            *hold,
+            cfg.lam_candidates,
+            cfg,
+            show_progress,
         )
         refined = min(info["holdout_scores"].values()) < start_scores[start_w]
     else:
-        v = float(weight)
+        v = float(cfg.lam)
     x = refine(meas, start_image(meas), v, show_progress) if refined else start_image(meas)
-    info.update(lam=v if refined else None, refined=refined)
+    info.update(lam=v if refined else None, denoiser_used=refined)
     return x, info
