@@ -429,7 +429,8 @@ class PnPConfig:
     iters: PosInt = 30
     """ADMM iterations (each: one data step and one denoiser call)."""
     mu: PosFloat = 0.01
-    """Coupling weight of the data step, relative to ``||A||^2`` (of the weighted projector)."""
+    """Coupling weight of the data step, relative to ``||A||^2`` (of the weighted projector). 0.005 at a larger
+    noise level did 0.17-0.26 dB better in hindsight on the tuning half, not yet tried through the hold-out."""
     cg_iters: PosInt = 10
     """Conjugate-gradient iterations of each data step."""
     start_tv: NonNegFloat | Literal["auto"] = "auto"
