@@ -371,12 +371,13 @@ def _measure(scan: CTScan, cfg: TVConfig | PnPConfig) -> Measurement:
     )
 
 
-def _tv_at(scan: CTScan, cfg: TVConfig) -> Callable[[Measurement, float], torch.Tensor]:
+def _tv_at(scan: CTScan, cfg: TVConfig, norms=None) -> Callable[[Measurement, float], torch.Tensor]:
     """``solve(meas, lam_rel) -> x`` on the measurement's (supersampled) grid, no progress bar; what depends on
     the measurement alone (its norms and diagonal) is computed once per measurement, as a weight search solves
-    one training part at every candidate."""
+    one training part at every candidate (``norms``: a caller's cached :func:`_pdhg_norms`, to share it)."""
     s = _image_scale(scan)
-    norms, diag_mean = once_per_object(_pdhg_norms), once_per_object(_diag_mean)
+    norms = once_per_object(_pdhg_norms) if norms is None else norms
+    diag_mean = once_per_object(_diag_mean)
 
     def solve(meas: Measurement, lam_rel: float) -> torch.Tensor:
         return _tv_solve(meas, _absolute_weight(lam_rel, diag_mean(meas), s, meas), cfg, False, norms)[0]
@@ -475,20 +476,20 @@ def plug_and_play_ct(scan: CTScan, cfg: PnPConfig, ctx: Context) -> ReconResult:
         seed=cfg.seed,
     )
     scale = _image_scale(scan)
-    lipschitz = once_per_object(lambda m: _pdhg_norms(m)[0] ** 2)
+    norms = once_per_object(_pdhg_norms)  # shared with the TV start: ||A|| once per part
 
     def refine(m: Measurement, x0: torch.Tensor, sigma: float, show) -> torch.Tensor:
         def denoise(v: torch.Tensor) -> torch.Tensor:
             out = block_matching_denoise(v, sigma * scale)
             return out.clamp_min(0.0) if cfg.nonnegative else out
 
-        mu = cfg.mu * lipschitz(m)
+        mu = cfg.mu * norms(m)[0] ** 2
         return plug_and_play(
             m.normal(), m.adjoint(m.y), denoise, x0, mu, cfg.iters, cfg.cg_iters, show, "PnP-CT", "admm"
         )
 
     x, info = refine_from_start(
-        meas, _tv_at(scan, tv_cfg), tv_cfg.lam_candidates, refine, cfg, ctx.show_progress
+        meas, _tv_at(scan, tv_cfg, norms), tv_cfg.lam_candidates, refine, cfg, ctx.show_progress
     )
     info.update(
         iterations=cfg.iters if info["denoiser_used"] else 0,

@@ -25,6 +25,7 @@ from inrecon.recon.classical.solvers import once_per_object
 __all__ = [
     "Search",
     "holdout_loss",
+    "holdout_parts",
     "refine_from_start",
     "refine_weight",
     "select_along_path",
@@ -42,6 +43,12 @@ def holdout_loss(val: Measurement, image: torch.Tensor) -> float:
         return float(r.abs().square().sum()) / max(float(val.y.abs().square().sum()), 1e-300)
 
 
+def holdout_parts(meas: Measurement, fraction: float, seed: int) -> tuple[Measurement, Measurement]:
+    """The training and held-out measurements of the library's split (:meth:`Measurement.split`)."""
+    tr, va = meas.split(fraction, seed)
+    return meas.subset(tr), meas.subset(va)
+
+
 def refine_weight(
     recon: Callable[[Measurement, float], torch.Tensor],
     meas: Measurement,
@@ -51,9 +58,12 @@ def refine_weight(
     seed: int,
     show_progress: bool | None,
     search: Search = "walk",
+    parts: tuple[Measurement, Measurement] | None = None,
 ) -> tuple[float, dict[float, float]]:
     """The hold-out's weight among ``candidates`` (an ascending log grid), optionally refined half a grid step
     either side of the winner. Returns the weight and ``{weight: held-out loss}`` of every weight solved.
+    ``parts``: the split's training and held-out measurements (:func:`holdout_parts` of ``meas``, ``fraction``
+    and ``seed``) where the caller already has them, so that what it cached per part is found again.
 
     ``search="grid"`` solves at every candidate; ``"walk"`` takes the held-out loss as unimodal in the weight
     (:func:`~inrecon.engine.holdout.unimodal_argmin`: from the middle candidate downhill, stopping at the first
@@ -62,8 +72,7 @@ def refine_weight(
         raise InreconError(f"unknown weight search {search!r}", "use 'walk' or 'grid'")
     if not candidates:
         raise InreconError("no candidate weights to select from", "pass at least one candidate")
-    tr, va = meas.split(fraction, seed)
-    train, val = meas.subset(tr), meas.subset(va)
+    train, val = parts if parts is not None else holdout_parts(meas, fraction, seed)
     table: dict[float, float] = {}
     bar = progress(
         total=None if search == "walk" else len(candidates) + 2 * refine, desc="hold-out", show=show_progress
@@ -124,12 +133,13 @@ def weight_by_holdout(
     candidates: Iterable[float],
     cfg: Any,
     show_progress: bool | None,
+    parts: tuple[Measurement, Measurement] | None = None,
 ) -> tuple[float, dict[float, float]]:
     """:func:`refine_weight` over ``candidates`` (sorted here) with a classical config's hold-out settings:
     ``cfg.refine``, ``cfg.holdout_fraction``, ``cfg.seed`` and ``cfg.search``."""
     cands = sorted(float(c) for c in candidates)
     return refine_weight(
-        recon, meas, cands, cfg.refine, cfg.holdout_fraction, cfg.seed, show_progress, cfg.search
+        recon, meas, cands, cfg.refine, cfg.holdout_fraction, cfg.seed, show_progress, cfg.search, parts
     )
 
 
@@ -153,16 +163,20 @@ def refine_from_start(
     Returns the image and ``info``: ``start_tv``, ``start_holdout_scores``, ``holdout_scores``, ``lam`` (None
     where the start was kept) and ``denoiser_used`` (False where, with ``lam="auto"``, no noise level beat the
     start's held-out loss: the image is then the start's)."""
+    # one split for every search, and TV cached per part and weight: the noise levels refine the very image the
+    # start's search solved on that part
+    parts = holdout_parts(meas, cfg.holdout_fraction, cfg.seed)
+    start = once_per_object(start)
     if cfg.start_tv == "auto":
-        start_w, start_scores = weight_by_holdout(start, meas, start_candidates, cfg, show_progress)
+        start_w, start_scores = weight_by_holdout(start, meas, start_candidates, cfg, show_progress, parts)
     else:
         start_w, start_scores = float(cfg.start_tv), None
-    start_image = once_per_object(lambda m: start(m, start_w))  # the same at every noise level
+    start_image = lambda m: start(m, start_w)  # noqa: E731
     info: dict = {"start_tv": start_w, "start_holdout_scores": start_scores}
     refined = True
     if cfg.lam == "auto":
         if start_scores is None:  # a fixed start: its held-out loss only, for the guard
-            start_scores = weight_by_holdout(start, meas, [start_w], cfg, show_progress)[1]
+            start_scores = weight_by_holdout(start, meas, [start_w], cfg, show_progress, parts)[1]
             info["start_holdout_scores"] = start_scores
         v, info["holdout_scores"] = weight_by_holdout(
             lambda part, w: refine(part, start_image(part), w, False),
@@ -170,6 +184,7 @@ def refine_from_start(
             cfg.lam_candidates,
             cfg,
             show_progress,
+            parts,
         )
         refined = min(info["holdout_scores"].values()) < start_scores[start_w]
     else:
