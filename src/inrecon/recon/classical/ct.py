@@ -432,8 +432,8 @@ class PnPConfig:
     mu: PosFloat = 0.005
     """Coupling weight of the data step, relative to ``||A||^2`` (of the weighted projector). 0.01 until stop 64:
     through the hold-out 0.005 did +0.10 / +0.25 dB on the tuning half (A0001, 60 views, noisy / noise-free),
-    +0.12 on average over five scans it was not chosen on (A0002 -0.08 / +0.50, the real tooth -0.02 / -0.05,
-    ASTRA's fan-beam file +0.24; benchmarks/RESULTS.md)."""
+    +0.12 on average over six scans it was not chosen on (A0002 -0.08 / +0.50, the real tooth -0.02 / -0.05,
+    files written by ASTRA / scikit-image +0.24 / +0.14; benchmarks/RESULTS.md)."""
     cg_iters: PosInt = 10
     """Conjugate-gradient iterations of each data step."""
     start_tv: NonNegFloat | Literal["auto"] = "auto"
