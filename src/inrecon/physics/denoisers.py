@@ -102,7 +102,8 @@ def _filter_stage(noisy, guide, pilot, sigma, patch, radius, group, stride, thre
     h, w = noisy.shape
     dev = noisy.device
     p2 = patch * patch
-    idx = match_patches(guide, patch, radius, group, stride).T.reshape(-1)  # (group * R,), stack position outer
+    # (group * R,): stack position outer
+    idx = match_patches(guide, patch, radius, group, stride).T.reshape(-1)
     c2, g = torch.kron(dct_matrix(patch, dev), dct_matrix(patch, dev)), dct_matrix(group, dev)
 
     def spectra(image):  # (group, R * patch^2)

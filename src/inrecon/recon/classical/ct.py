@@ -429,6 +429,8 @@ class PnPConfig:
     (benchmarks/RESULTS.md, stop 64)."""
     iters: PosInt = 30
     """ADMM iterations (each: one data step and one denoiser call)."""
+    holdout_iters: PosInt | None = None
+    """ADMM iterations of each hold-out run (on a training part, to rank the noise levels); None: ``iters``."""
     mu: PosFloat = 0.005
     """Coupling weight of the data step, relative to ``||A||^2`` (of the weighted projector). 0.01 until stop 64:
     through the hold-out 0.005 did +0.10 / +0.25 dB on the tuning half (A0001, 60 views, noisy / noise-free),
@@ -486,8 +488,9 @@ def plug_and_play_ct(scan: CTScan, cfg: PnPConfig, ctx: Context) -> ReconResult:
             return out.clamp_min(0.0) if cfg.nonnegative else out
 
         mu = cfg.mu * norms(m)[0] ** 2
+        iters = cfg.iters if m is meas or cfg.holdout_iters is None else cfg.holdout_iters
         return plug_and_play(
-            m.normal(), m.adjoint(m.y), denoise, x0, mu, cfg.iters, cfg.cg_iters, show, "PnP-CT", "admm"
+            m.normal(), m.adjoint(m.y), denoise, x0, mu, iters, cfg.cg_iters, show, "PnP-CT", "admm"
         )
 
     x, info = refine_from_start(
