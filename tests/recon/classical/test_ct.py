@@ -289,6 +289,23 @@ def test_pnp_ct_keeps_tvs_image_where_the_holdout_prefers_it():
     assert torch.equal(res.image, tv.image)
 
 
+def test_pnp_ct_holdout_iters_shortens_the_holdout_runs_only():
+    """``holdout_iters`` changes the held-out losses (the hold-out's runs stop earlier), not the final run: with
+    one candidate and no refinement the chosen noise level, and so the image, is the same. It is capped at
+    ``iters`` (the default 15 against 3 here: the hold-out runs 3)."""
+    geometry = CTGeometry("parallel", 47, 1.0, (32, 32), 1.0)
+    scan = simulate(geometry, 20, 0.5 * ellipse_phantom(32, 32), math.pi)
+    cfg = {"lam_candidates": (0.05,), "iters": 3, "refine": False, "start_tv": 0.003}
+    full = run_method("pnp-ct", scan, cfg)
+    short = run_method("pnp-ct", scan, {**cfg, "holdout_iters": 1})
+    assert full.info["denoiser_used"] and short.info["denoiser_used"]
+    assert full.info["holdout_scores"][0.05] != short.info["holdout_scores"][0.05]
+    same = run_method("pnp-ct", scan, {**cfg, "holdout_iters": None})
+    assert same.info["holdout_scores"] == full.info["holdout_scores"]
+    assert full.info["iterations"] == short.info["iterations"] == 3
+    assert torch.equal(full.image, short.image)
+
+
 @pytest.mark.realdata
 def test_pnp_ct_beats_tv_on_a_noisy_lungdx_scan(shared_data, one_thread):
     """The quality suite's A0001 case (128^2 from the native 512^2 slice, 60 fan views, 1e5 photons) at the
