@@ -292,7 +292,7 @@ def test_pnp_ct_keeps_tvs_image_where_the_holdout_prefers_it():
 def test_pnp_ct_holdout_iters_shortens_the_holdout_runs_only():
     """``holdout_iters`` changes the held-out losses (the hold-out's runs stop earlier), not the final run: with
     one candidate and no refinement the chosen noise level, and so the image, is the same. It is capped at
-    ``iters`` (the default 15 against 3 here: the hold-out runs 3)."""
+    ``iters`` (15 against 3 here: the hold-out runs 3, as with the default None)."""
     geometry = CTGeometry("parallel", 47, 1.0, (32, 32), 1.0)
     scan = simulate(geometry, 20, 0.5 * ellipse_phantom(32, 32), math.pi)
     cfg = {"lam_candidates": (0.05,), "iters": 3, "refine": False, "start_tv": 0.003}
@@ -300,7 +300,7 @@ def test_pnp_ct_holdout_iters_shortens_the_holdout_runs_only():
     short = run_method("pnp-ct", scan, {**cfg, "holdout_iters": 1})
     assert full.info["denoiser_used"] and short.info["denoiser_used"]
     assert full.info["holdout_scores"][0.05] != short.info["holdout_scores"][0.05]
-    same = run_method("pnp-ct", scan, {**cfg, "holdout_iters": None})
+    same = run_method("pnp-ct", scan, {**cfg, "holdout_iters": 15})
     assert same.info["holdout_scores"] == full.info["holdout_scores"]
     assert full.info["iterations"] == short.info["iterations"] == 3
     assert torch.equal(full.image, short.image)

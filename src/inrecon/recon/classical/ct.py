@@ -429,12 +429,11 @@ class PnPConfig:
     (benchmarks/RESULTS.md, stop 64)."""
     iters: PosInt = 30
     """ADMM iterations (each: one data step and one denoiser call)."""
-    holdout_iters: PosInt | None = 15
+    holdout_iters: PosInt | None = None
     """ADMM iterations of each hold-out run (on a training part, to rank the noise levels), at most ``iters``;
-    None: ``iters``.
-    15 since stop 65: on the tuning half the same noise levels (SCOPE, A0001 noisy) or a neighbour (A0001
-    noise-free, -0.01 dB) for 1.5-1.8x less time; on the confirmation half -0.04 dB on average (0 to -0.17; more
-    on noise-free data, where the shorter runs favour a larger noise level; benchmarks/RESULTS.md)."""
+    None: ``iters``. 15 was measured as a default (stop 65) and not made one: 1.5-1.8x less time and the same
+    choices on the tuning half, but the shorter runs favour a larger noise level, and on the ASTRA-written fan-beam
+    file the choice moved from 0.054 to 0.076 and lost 0.79 dB (benchmarks/RESULTS.md)."""
     mu: PosFloat = 0.005
     """Coupling weight of the data step, relative to ``||A||^2`` (of the weighted projector). 0.01 until stop 64:
     through the hold-out 0.005 did +0.10 / +0.25 dB on the tuning half (A0001, 60 views, noisy / noise-free),
