@@ -456,22 +456,22 @@ def _case_job(_context, job: tuple[QualityCase, QualityConfig, Path | None]):
 
 
 # Rough seconds of one case with the quick profile on one core of the 2-core reference CPU beside the other
-# worker, both pnp methods included (stop 64; the tooth and the spiral scan, which the quick profile skips: stop 57's
-# seconds plus a pnp run): only the order in which parallel workers take the cases (longest first) depends on
-# them, never a result.
+# worker, both pnp methods included (stop 65's denoiser; the tooth and the spiral scan, which the quick profile
+# skips: stop 57's seconds plus a pnp run): only the order in which parallel workers take the cases (longest
+# first) depends on them, never a result.
 _CASE_SECONDS = {
-    "radial": 870.0,
+    "radial": 790.0,
     "spiral": 800.0,
-    "scope": 2120.0,
-    "tooth": 700.0,
-    "brain8ch": 440.0,
-    "dipy": 200.0,
+    "scope": 1110.0,
+    "tooth": 600.0,
+    "brain8ch": 415.0,
+    "dipy": 180.0,
 }
 
 
 def _expected_seconds(case: QualityCase) -> float:
     if case.source == "lungdx":  # noise-free: the hold-out stages run to the budget's end
-        return (370.0 if case.photons else 520.0) * (case.size / 128) ** 2
+        return (325.0 if case.photons else 450.0) * (case.size / 128) ** 2
     return _CASE_SECONDS[case.source]
 
 
