@@ -92,32 +92,41 @@ def match_patches(guide: torch.Tensor, patch: int, radius: int, group: int, stri
     return ((ry[None] + table[pick, 0]) * (w - patch + 1) + rx[None] + table[pick, 1]).T
 
 
-def _filter_stage(noisy, guide, pilot, sigma, patch, radius, group, stride, threshold) -> torch.Tensor:
+def _patch_spectra(image: torch.Tensor, patch: int) -> torch.Tensor:
+    """The 2D DCT of the ``patch x patch`` patch at every corner of ``image`` ``(H, W)``: ``(corners, patch^2)``
+    (corners in :func:`torch.nn.functional.unfold`'s order)."""
+    c2 = torch.kron(dct_matrix(patch, image.device), dct_matrix(patch, image.device))
+    return F.unfold(image[None, None], patch)[0].T @ c2.T
+
+
+def _filter_stage(
+    noisy_spectra, guide, pilot, sigma, patch, radius, group, stride, threshold
+) -> torch.Tensor:
     """One stage (module docstring): hard thresholding where ``pilot`` is None, else Wiener shrinkage.
+    ``noisy_spectra``: :func:`_patch_spectra` of the noisy image (the same for both stages, so computed once).
 
     Everything linear is done per patch corner, not per stack entry (a corner is in many stacks): the 2D DCT of
     every patch once before the stacks are gathered, and the inverse 2D DCT after the filtered stacks are summed
     back per corner. The stacks are laid out stack position first, ``(group, R * patch^2)``, so the DCT along
     the stack is one matrix product."""
-    h, w = noisy.shape
-    dev = noisy.device
+    h, w = guide.shape
+    dev = guide.device
     p2 = patch * patch
     # (group * R,): stack position outer
     idx = match_patches(guide, patch, radius, group, stride).T.reshape(-1)
     c2, g = torch.kron(dct_matrix(patch, dev), dct_matrix(patch, dev)), dct_matrix(group, dev)
 
-    def spectra(image):  # (group, R * patch^2)
-        per_corner = F.unfold(image[None, None], patch)[0].T @ c2.T  # (corners, patch^2)
+    def stacks(per_corner):  # (group, R * patch^2): the stacks' 3D spectra
         return g @ per_corner.index_select(0, idx).view(group, -1)
 
-    spec = spectra(noisy)
+    spec = stacks(noisy_spectra)
     if pilot is None:
         keep = spec.abs() > threshold * sigma
         spec.mul_(keep)
         kept = torch.count_nonzero(keep.view(group, -1, p2), dim=(0, 2))  # (R,)
         weight = 1.0 / (sigma**2 * kept.clamp_min(1))
     else:
-        shrink = spectra(pilot).square_()
+        shrink = stacks(_patch_spectra(pilot, patch)).square_()
         shrink.div_(shrink + sigma**2)
         spec.mul_(shrink)
         energy = shrink.square_().view(group, -1, p2).sum((0, 2))  # (R,)
@@ -183,6 +192,7 @@ def block_matching_denoise(
     x = F.pad(image.float()[None, None], (pad,) * 4, mode="reflect")[0, 0]
     common = {"sigma": sigma, "patch": patch, "radius": radius, "stride": stride, "threshold": threshold}
     with torch.no_grad():
-        basic = _filter_stage(x, x, None, group=groups[0], **common)
-        final = _filter_stage(x, basic, basic, group=groups[1], **common)
+        noisy_spectra = _patch_spectra(x, patch)
+        basic = _filter_stage(noisy_spectra, x, None, group=groups[0], **common)
+        final = _filter_stage(noisy_spectra, basic, basic, group=groups[1], **common)
     return final[pad:-pad, pad:-pad]
