@@ -31,9 +31,17 @@ def test_modality_defaults_apply_only_to_their_modality_and_user_values_win():
         and ct.stop.min_steps == NGPConfig().stop.min_steps
     )
     base = NGPConfig()
-    # MRI differs in the phase and TV priors, the data scale, the learning rate, the hash tables' weight decay
-    # and the hold-out's earliest stop only
-    assert replace(mri, prior=base.prior, data=base.data, optim=base.optim, stop=base.stop) == base
+    # both take the denoiser prior: MRI at the classical pnp's noise level by HQS, CT at twice pnp-ct's by ADMM
+    assert mri.splitting.noise == ct.splitting.noise == "auto" and vol.splitting.noise == 0
+    assert (mri.splitting.scheme, ct.splitting.scheme, ct.splitting.noise_factor) == ("hqs", "admm", 2.0)
+    # MRI differs in the phase and TV priors, the data scale, the learning rate, the hash tables' weight decay,
+    # the hold-out's earliest stop and the denoiser prior only
+    assert (
+        replace(
+            mri, prior=base.prior, data=base.data, optim=base.optim, stop=base.stop, splitting=base.splitting
+        )
+        == base
+    )
     assert replace(mri.stop, min_steps=base.stop.min_steps) == base.stop
     assert replace(mri.optim, lr=base.optim.lr, wd_enc=base.optim.wd_enc) == base.optim
     assert vol.optim.schedule == "linear" and vol.optim.decay_start == 0.8

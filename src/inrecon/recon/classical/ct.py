@@ -45,6 +45,8 @@ __all__ = [
     "TVConfig",
     "fbp_recon",
     "plug_and_play_ct",
+    "pnp_noise_level",
+    "pnp_scale",
     "sart_recon",
     "tv_recon",
     "tv_weight",
@@ -461,10 +463,9 @@ class PnPConfig:
     """Seed of the hold-out split."""
 
 
-def plug_and_play_ct(scan: CTScan, cfg: PnPConfig, ctx: Context) -> ReconResult:
-    """Plug-and-play from TV-CT's image (:class:`PnPConfig`); ``info``: the noise level (``lam``, None where
-    TV's image was kept), ``denoiser_used``, the TV start's lam_rel and both hold-outs' losses, seconds."""
-    t0 = time.perf_counter()
+def _pnp_search(scan: CTScan, cfg: PnPConfig, show_progress, final: bool):
+    """:func:`~inrecon.recon.classical.selection.refine_from_start` for ``pnp-ct`` on ``scan``: ``(x, info, meas,
+    scale)`` (``x`` None with ``final=False``; ``scale`` the image scale the noise level is relative to)."""
     h, w = scan.image_shape
     k = cfg.supersample
     if min(h, w) * k < 16:
@@ -497,8 +498,31 @@ def plug_and_play_ct(scan: CTScan, cfg: PnPConfig, ctx: Context) -> ReconResult:
         )
 
     x, info = refine_from_start(
-        meas, _tv_at(scan, tv_cfg, norms), tv_cfg.lam_candidates, refine, cfg, ctx.show_progress
+        meas, _tv_at(scan, tv_cfg, norms), tv_cfg.lam_candidates, refine, cfg, show_progress, final
     )
+    return x, info, meas, scale
+
+
+def pnp_noise_level(scan: CTScan, cfg: PnPConfig | None = None, show_progress: bool | None = None):
+    """``pnp-ct``'s choices on ``scan`` without its final solve: ``(lam, scale, info)``, ``lam`` the relative
+    noise level (None where the hold-out keeps TV's image), ``scale`` what it is relative to (the FBP's 99.5th
+    percentile, in the scan's units), ``info`` the hold-out's record. An INR's denoiser prior takes its noise
+    level from here (:class:`~inrecon.engine.splitting.SplittingConfig`)."""
+    cfg = cfg or PnPConfig()
+    _, info, _, scale = _pnp_search(scan, cfg, show_progress, final=False)
+    return info["lam"], scale, info
+
+
+def pnp_scale(scan: CTScan) -> float:
+    """What ``pnp-ct``'s noise level is relative to: the FBP's 99.5th percentile, in the scan's units."""
+    return _image_scale(scan)
+
+
+def plug_and_play_ct(scan: CTScan, cfg: PnPConfig, ctx: Context) -> ReconResult:
+    """Plug-and-play from TV-CT's image (:class:`PnPConfig`); ``info``: the noise level (``lam``, None where
+    TV's image was kept), ``denoiser_used``, the TV start's lam_rel and both hold-outs' losses, seconds."""
+    t0 = time.perf_counter()
+    x, info, meas, scale = _pnp_search(scan, cfg, ctx.show_progress, final=True)
     info.update(
         iterations=cfg.iters if info["denoiser_used"] else 0,
         image_scale=scale,

@@ -25,8 +25,9 @@ from typing import Literal
 import torch
 
 from inrecon.config import Fraction, NonNegFloat, PosFloat, PosInt, config_to_dict
+from inrecon.engine.splitting import operator_norm_sq
 from inrecon.errors import InreconError, ShapeError
-from inrecon.physics.denoisers import block_matching_denoise
+from inrecon.physics.denoisers import denoise_complex
 from inrecon.physics.measurement import Measurement, build_measurement
 from inrecon.physics.mri import smooth_phase
 from inrecon.physics.operator import Diagonal, Scaled
@@ -56,6 +57,8 @@ __all__ = [
     "PnPConfig",
     "TVConfig",
     "ZeroFilledConfig",
+    "pnp_noise_level",
+    "pnp_scale",
 ]
 
 Weight = NonNegFloat | Literal["auto"]
@@ -64,23 +67,6 @@ Maps = Literal["auto", "espirit", "scan"]
 
 def _measure(scan, maps: str) -> Measurement:
     return build_measurement(scan, maps=maps, scale="robust")
-
-
-def _lipschitz(meas: Measurement, iters: int) -> float:
-    """``||A||^2`` by power iteration on ``A^H A`` from a seeded random start."""
-    g = torch.Generator().manual_seed(0)
-    x = torch.randn(meas.domain_shape, generator=g, dtype=torch.complex64).to(meas.y.device)
-    normal = meas.normal()
-    x = x / x.norm().clamp_min(1e-30)
-    s = 0.0
-    with torch.no_grad():
-        for _ in range(iters):
-            v = normal(x)
-            s = float(v.norm())
-            if s == 0.0:
-                return 0.0
-            x = v / s
-    return s
 
 
 def _result(name: str, x: torch.Tensor, meas: Measurement, cfg, info: dict) -> ReconResult:
@@ -138,7 +124,7 @@ class CGSenseConfig:
 def _cg(meas: Measurement, cfg: CGSenseConfig, iters: int, tol: float, callback, show):
     normal = meas.normal()
     if cfg.lam > 0:
-        lam, base = cfg.lam * _lipschitz(meas, cfg.power_iters), normal
+        lam, base = cfg.lam * operator_norm_sq(meas, cfg.power_iters), normal
 
         def normal(x):
             return base(x) + lam * x
@@ -223,7 +209,7 @@ class L1WaveletConfig(_WeightedConfig):
 
 
 def _l1wav(cfg: L1WaveletConfig):
-    lipschitz = once_per_object(_lipschitz)  # one training part solved at every candidate weight
+    lipschitz = once_per_object(operator_norm_sq)  # one training part solved at every candidate weight
 
     def solve(meas: Measurement, lam_rel: float, show) -> tuple[torch.Tensor, dict]:
         img_shape = meas.image_shape
@@ -289,7 +275,7 @@ def _tv(cfg: TVConfig, scan_meas: Measurement):
             aty_scan = scan_meas.adjoint(scan_meas.y)
         rotation = smooth_phase(aty_scan, len(scan_meas.image_shape), cfg.phase_width)
 
-    lipschitz = once_per_object(_lipschitz)  # one training part solved at every candidate weight
+    lipschitz = once_per_object(operator_norm_sq)  # one training part solved at every candidate weight
 
     def solve(meas: Measurement, lam_rel: float, show) -> tuple[torch.Tensor, dict]:
         shape = meas.image_shape
@@ -360,16 +346,9 @@ class PnPConfig(_WeightedConfig):
             )
 
 
-def _denoise_complex(x: torch.Tensor, sigma: float, phase_width: float) -> torch.Tensor:
-    """``x`` ``(H, W)`` complex: the real and imaginary parts of ``x e^{-i phi}`` denoised
-    (:func:`~inrecon.physics.denoisers.block_matching_denoise`), the phase ``phi`` put back."""
-    rotation = smooth_phase(x, 2, phase_width)
-    v = x * rotation
-    out = torch.complex(block_matching_denoise(v.real, sigma), block_matching_denoise(v.imag, sigma))
-    return out.to(x.dtype) * rotation.conj()
-
-
-def plug_and_play_mri(scan, cfg: PnPConfig, ctx: Context) -> ReconResult:
+def _pnp_search(scan, cfg: PnPConfig, show_progress, final: bool):
+    """:func:`~inrecon.recon.classical.selection.refine_from_start` for ``pnp`` on ``scan``: ``(x, info, meas,
+    lipschitz)`` (``x`` None with ``final=False``)."""
     if len(scan.image_shape) != 2:
         raise ShapeError(
             f"pnp denoises 2D images, the scan's image is {tuple(scan.image_shape)}",
@@ -384,18 +363,39 @@ def plug_and_play_mri(scan, cfg: PnPConfig, ctx: Context) -> ReconResult:
     meas = _measure(scan, cfg.maps)
     tv_cfg = TVConfig(maps=cfg.maps, power_iters=cfg.power_iters)
     tv = _tv(tv_cfg, meas)
-    lipschitz = once_per_object(_lipschitz)
+    lipschitz = once_per_object(operator_norm_sq)
 
     def refine(m: Measurement, x0: torch.Tensor, sigma: float, show) -> torch.Tensor:
         mu = cfg.mu * lipschitz(m, cfg.power_iters)
-        denoise = lambda v: _denoise_complex(v, sigma, cfg.phase_width)  # noqa: E731
+        denoise = lambda v: denoise_complex(v, sigma, cfg.phase_width)  # noqa: E731
         return plug_and_play(
             m.normal(), m.adjoint(m.y), denoise, x0, mu, cfg.iters, cfg.cg_iters, show_progress=show
         )
 
     x, info = refine_from_start(
-        meas, lambda m, w: tv(m, w, False)[0], tv_cfg.lam_candidates, refine, cfg, ctx.show_progress
+        meas, lambda m, w: tv(m, w, False)[0], tv_cfg.lam_candidates, refine, cfg, show_progress, final
     )
+    return x, info, meas, lipschitz
+
+
+def pnp_noise_level(scan, cfg: PnPConfig | None = None, show_progress: bool | None = None):
+    """``pnp``'s choices on ``scan`` without its final solve: ``(lam, scale, info)``, ``lam`` the relative noise
+    level (None where the hold-out keeps TV's image), ``scale`` what it is relative to (the robust image scale,
+    in the scan's units), ``info`` the hold-out's record. An INR's denoiser prior takes its noise level from here
+    (:class:`~inrecon.engine.splitting.SplittingConfig`)."""
+    cfg = cfg or PnPConfig()
+    _, info, meas, _ = _pnp_search(scan, cfg, show_progress, final=False)
+    return info["lam"], float(meas.scale), info
+
+
+def pnp_scale(scan, cfg: PnPConfig | None = None) -> float:
+    """What ``pnp``'s noise level is relative to: the robust image scale (the 99th percentile of ``|A^H y|``,
+    with ``cfg.maps``), in the scan's units."""
+    return float(_measure(scan, (cfg or PnPConfig()).maps).scale)
+
+
+def plug_and_play_mri(scan, cfg: PnPConfig, ctx: Context) -> ReconResult:
+    x, info, meas, lipschitz = _pnp_search(scan, cfg, ctx.show_progress, final=True)
     if info["denoiser_used"]:
         mu = cfg.mu * lipschitz(meas, cfg.power_iters)
         info.update(mu_abs=mu, sigma_abs=info["lam"] * meas.scale, iterations=cfg.iters)

@@ -150,7 +150,8 @@ def refine_from_start(
     refine: Callable[[Measurement, torch.Tensor, float, bool | None], torch.Tensor],
     cfg: Any,
     show_progress: bool | None,
-) -> tuple[torch.Tensor, dict]:
+    final: bool = True,
+) -> tuple[torch.Tensor | None, dict]:
     """A reconstruction refined from a TV start, each weight by hold-out, the start kept where the refinement
     does not predict the held-out samples better: the plug-and-play methods (a denoiser's noise level).
 
@@ -162,7 +163,9 @@ def refine_from_start(
 
     Returns the image and ``info``: ``start_tv``, ``start_holdout_scores``, ``holdout_scores``, ``lam`` (None
     where the start was kept) and ``denoiser_used`` (False where, with ``lam="auto"``, no noise level beat the
-    start's held-out loss: the image is then the start's)."""
+    start's held-out loss: the image is then the start's). ``final=False`` stops after the choices and returns
+    ``None`` for the image: what an INR's denoiser prior takes from the classical method
+    (:mod:`inrecon.engine.splitting`)."""
     # one split for every search, and TV cached per part and weight: the noise levels refine the very image the
     # start's search solved on that part
     parts = holdout_parts(meas, cfg.holdout_fraction, cfg.seed)
@@ -189,6 +192,8 @@ def refine_from_start(
         refined = min(info["holdout_scores"].values()) < start_scores[start_w]
     else:
         v = float(cfg.lam)
-    x = refine(meas, start_image(meas), v, show_progress) if refined else start_image(meas)
     info.update(lam=v if refined else None, denoiser_used=refined)
+    if not final:
+        return None, info
+    x = refine(meas, start_image(meas), v, show_progress) if refined else start_image(meas)
     return x, info

@@ -13,21 +13,35 @@ The method is tunable: :data:`NGP_SPACE` is the Bilevel authors' search space, s
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import ClassVar, Literal
 
 import torch
 from torch import nn
 
 from inrecon.config import PosFloat, PosInt, config_to_dict, override_config
+from inrecon.engine.checkpoint import config_fingerprint
 from inrecon.engine.fit import Model
-from inrecon.engine.holdout import Candidate, FitConfig, fit_with_holdout, resolve_prior, score_trial
-from inrecon.engine.trainer import OptimConfig
+from inrecon.engine.holdout import (
+    Candidate,
+    FitConfig,
+    data_identity,
+    fit_with_holdout,
+    resolve_prior,
+    score_trial,
+)
+from inrecon.engine.splitting import SplittingConfig, split_with_denoiser
+from inrecon.engine.trainer import Checkpoint, OptimConfig
 from inrecon.errors import InreconError
 from inrecon.models.coils import PolynomialCoils
 from inrecon.models.fields import FieldConfig, ImageINR, NeuralField, count_parameters, for_grid
 from inrecon.models.networks import MLPConfig
+from inrecon.physics.denoisers import block_matching_denoise, denoise_complex
 from inrecon.physics.measurement import Measurement, joint_coil_measurement, measure
+from inrecon.recon.classical import ct as classical_ct
+from inrecon.recon.classical import mri as classical_mri
 from inrecon.recon.registry import DEFAULT_CONTEXT, Context, MethodSpec, ReconResult
 from inrecon.tuning.bo import Param, SearchSpace
 from inrecon.tuning.objective import Tunable, apply_h, final_overrides
@@ -108,6 +122,10 @@ class NGPConfig(FitConfig):
     """``coils="joint"``: order of the coil polynomials (IMJENSE's)."""
     coil_lr: PosFloat = 1e-2
     """``coils="joint"``: Adam learning rate of the coil coefficients (no weight decay)."""
+    splitting: SplittingConfig = field(default_factory=SplittingConfig)
+    """A block-matching denoiser as the INR's prior after its fit (:mod:`inrecon.engine.splitting`):
+    ``splitting.noise=auto`` takes the noise level the classical ``pnp`` / ``pnp-ct`` hold-out chooses for the
+    scan; 0 (the default): off. 2D MRI and CT scans."""
 
     ALIASES: ClassVar[dict] = {**NET_ALIASES, **FIT_ALIASES}
 
@@ -120,6 +138,12 @@ NGP_MODALITY_DEFAULTS = {
         "data.ct_supersample": "auto",
         "prior.tv": "auto",
         "optim.lr": 1e-2,
+        "splitting.noise": "auto",
+        "splitting.noise_factor": 2.0,
+        "splitting.scheme": "admm",
+        "splitting.mu": 0.005,
+        "splitting.iterations": 30,
+        "splitting.inner_steps": 20,
     },
     "mri": {
         "prior.phase": "auto",
@@ -130,6 +154,7 @@ NGP_MODALITY_DEFAULTS = {
         "optim.lr": 1e-2,
         "optim.wd_enc": 1e-5,
         "stop.min_steps": 1000,
+        "splitting.noise": "auto",
     },
     "volume": {"optim.schedule": "linear", "optim.decay_start": 0.8},
 }
@@ -345,6 +370,7 @@ def reconstruct_ngp(scan, cfg: NGPConfig, ctx: Context = DEFAULT_CONTEXT) -> Rec
     """Fit a scan-specific INR to ``scan`` (module docstring); with ``backbone_candidates`` or
     ``loss_candidates``, the backbone or the data term too."""
     meas = ngp_measurement(scan, cfg)
+    check_splitting(scan, meas, cfg.splitting)
     alternatives = [
         Candidate(label, c, lambda c=c: field_model(meas, c))
         for label, c in candidate_settings(cfg, meas.pointwise)
@@ -363,7 +389,74 @@ def reconstruct_ngp(scan, cfg: NGPConfig, ctx: Context = DEFAULT_CONTEXT) -> Rec
     )
     info["n_parameters"] = count_parameters(model.module)
     info["supersample"] = meas.supersample  # CT: what data.ct_supersample resolved to (1 for MRI and volumes)
+    if cfg.splitting.noise != 0:
+        image = denoiser_prior(scan, meas, model, cfg.splitting, info, ctx, image)
     return ReconResult(image=image, method="ngp", config=config_to_dict(cfg), info=info)
+
+
+def check_splitting(scan, meas: Measurement, cfg: SplittingConfig) -> None:
+    """A denoiser prior needs a 2D MRI or CT scan of at least 16 x 16 pixels (the denoiser's 8 x 8 patches);
+    raised before any fit."""
+    if cfg.noise == 0:
+        return
+    shape = tuple(meas.image_shape)
+    if meas.pointwise or scan.modality not in ("mri", "ct") or len(shape) != 2 or min(shape) < 16:
+        raise InreconError(
+            f"splitting.noise={cfg.noise} needs a 2D MRI or CT scan of at least 16 x 16 pixels (the denoiser "
+            f"matches 8 x 8 patches), got a {scan.modality} image of {shape}",
+            "leave splitting.noise at 0 for volumes, 3D scans and tiny images",
+        )
+
+
+def denoiser_prior(
+    scan, meas: Measurement, model: Model, cfg: SplittingConfig, info: dict, ctx: Context, image
+):
+    """:func:`~inrecon.engine.splitting.split_with_denoiser` on the fitted ``model``, the noise level given or
+    chosen by the classical ``pnp`` / ``pnp-ct`` hold-out (where that hold-out keeps TV's image, the INR's own
+    image is kept too). Records ``info["splitting"]``; returns the image in the scan's units."""
+    t0 = time.perf_counter()
+    classical = classical_ct if scan.modality == "ct" else classical_mri
+    if cfg.noise == "auto":
+        level, scale, found = classical.pnp_noise_level(scan, show_progress=ctx.show_progress)
+        record: dict = {
+            "denoiser_used": level is not None,
+            "holdout_noise": level,
+            "holdout_scores": found.get("holdout_scores"),
+        }
+        level = None if level is None else level * cfg.noise_factor
+    else:
+        level, scale = float(cfg.noise), classical.pnp_scale(scan)
+        record = {"denoiser_used": True}
+    if not record["denoiser_used"]:
+        info["splitting"] = {**record, "seconds": time.perf_counter() - t0}
+        return image
+    sigma = level * scale / meas.scale  # in the fitted image's units
+    if scan.modality == "ct":
+
+        def denoise(v):
+            return block_matching_denoise(v, sigma).clamp_min(0.0)
+
+    else:
+
+        def denoise(v):
+            return denoise_complex(v, sigma, classical_mri.PnPConfig().phase_width)
+
+    ck = None
+    if ctx.checkpoint_dir is not None:
+        fp = config_fingerprint(
+            {"splitting": config_to_dict(cfg), "noise": level, "data": data_identity(meas)}
+        )
+        ck = Checkpoint(Path(ctx.checkpoint_dir) / "splitting.pt", fp)
+    run = split_with_denoiser(meas, model, cfg, denoise, checkpoint=ck, show_progress=ctx.show_progress)
+    info["splitting"] = {
+        **record,
+        "noise": level,
+        "noise_abs": sigma,
+        "steps": run.step,
+        "history": run.history,
+        "seconds": time.perf_counter() - t0,
+    }
+    return meas.finalize(model.image())
 
 
 NGP_SPACE = SearchSpace(

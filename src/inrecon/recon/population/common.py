@@ -75,7 +75,9 @@ def counts_weighted() -> MeasurementConfig:
 
 ADAPT_MODALITY_DEFAULTS = {
     "ct": {
-        k: v for k, v in NGP_MODALITY_DEFAULTS["ct"].items() if k not in ("optim.lr", "data.ct_supersample")
+        k: v
+        for k, v in NGP_MODALITY_DEFAULTS["ct"].items()
+        if k not in ("optim.lr", "data.ct_supersample") and not k.startswith("splitting.")
     },
     "mri": {k: v for k, v in NGP_MODALITY_DEFAULTS["mri"].items() if k.startswith("prior.")},
 }
