@@ -29,6 +29,7 @@ CHECKPOINT_NAMES = (
     "holdout.pt",
     "refit.pt",
     "fit.pt",
+    "splitting.pt",
     "holdout.json",
     "meta_pretrain.pt",
     "*_pretrain.rank*.pt",

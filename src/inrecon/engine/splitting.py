@@ -45,7 +45,8 @@ class SplittingConfig:
     iterations: PosInt = 12
     """Splitting iterations (each: ``inner_steps`` Adam updates, then one denoiser call)."""
     inner_steps: PosInt = 50
-    """Adam updates of each data step."""
+    """Adam updates of each data step (NGP: at most ``optim.steps // iterations``, so that the splitting never
+    runs more steps than the fit's own budget)."""
     inner_lr: PosFloat = 1e-3
     """Adam's learning rate in the splitting (constant; the fit's own is 10x larger)."""
     mu: PosFloat = 0.15

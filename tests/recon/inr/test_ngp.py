@@ -279,7 +279,13 @@ def test_ngp_on_a_finer_grid_explains_detail_below_the_scan_grid():
     # a piecewise-constant object whose edges do not fall on the 48 x 48 grid, projected from 4x finer
     geometry = CTGeometry("fan", 100, 2.0, (48, 48), 2.0, 300.0, 300.0)
     scan = simulate_ct(0.5 * ellipse_phantom(192, 192), geometry, full_scan_angles(30), rays_per_detector=4)
-    over = {"optim.steps": 150, "stop.rule": "none", "prior.tv": 0.0, "net.hash.n_levels": 8}
+    over = {
+        "optim.steps": 150,
+        "stop.rule": "none",
+        "prior.tv": 0.0,
+        "net.hash.n_levels": 8,
+        "splitting.noise": 0,
+    }
     over.update({"net.hash.log2_table_size": 12, "monitor.eval_every": 50})
     plain = run_method("ngp", scan, {**over, "data.ct_supersample": 1}, show_progress=False)
     fine = run_method("ngp", scan, over, show_progress=False)
@@ -321,7 +327,7 @@ def test_ct_ramp_weighting_equalises_the_normal_operator():
 def test_ngp_gathered_hash_lookup_is_the_sparse_one():
     """``net.hash.lookup="gather"`` (meant for a GPU) fits exactly what the sparse plan fits."""
     scan = tiny_mri(seed=0)
-    over = {"n_levels": 8, "log2_table_size": 12, "steps": 30, "stop": "none"}
+    over = {"n_levels": 8, "log2_table_size": 12, "steps": 30, "stop": "none", "splitting.noise": 0}
     a, b = (
         run_method("ngp", scan, {**over, "net.hash.lookup": how}, show_progress=False)
         for how in ("sparse", "gather")

@@ -125,7 +125,8 @@ class NGPConfig(FitConfig):
     splitting: SplittingConfig = field(default_factory=SplittingConfig)
     """A block-matching denoiser as the INR's prior after its fit (:mod:`inrecon.engine.splitting`):
     ``splitting.noise=auto`` takes the noise level the classical ``pnp`` / ``pnp-ct`` hold-out chooses for the
-    scan; 0 (the default): off. 2D MRI and CT scans."""
+    scan (NGP's MRI and CT default, :data:`NGP_MODALITY_DEFAULTS`); 0: off (the dataclass's default, and so for
+    volumes). 2D MRI and CT scans only."""
 
     ALIASES: ClassVar[dict] = {**NET_ALIASES, **FIT_ALIASES}
 
@@ -138,7 +139,6 @@ NGP_MODALITY_DEFAULTS = {
         "data.ct_supersample": "auto",
         "prior.tv": "auto",
         "optim.lr": 1e-2,
-        "splitting.noise": "auto",
         "splitting.noise_factor": 2.0,
         "splitting.scheme": "admm",
         "splitting.mu": 0.005,
@@ -159,7 +159,16 @@ NGP_MODALITY_DEFAULTS = {
     "volume": {"optim.schedule": "linear", "optim.decay_start": 0.8},
 }
 """Where the defaults differ by modality: chosen on the tuning half of the quality suite, checked on its
-confirmation half (``benchmarks/quality_defaults.py``, ``benchmarks/RESULTS.md``). CT (tuning: lungdx A0001 slice
+confirmation half (``benchmarks/quality_defaults.py``, ``benchmarks/RESULTS.md``). Since stop 66 both MRI and CT
+refine the fit on MRI with the block-matching denoiser as the INR's prior (``splitting``, docs/methods.md 3.1,
+:mod:`inrecon.engine.splitting`): half-quadratic splitting at the classical ``pnp``'s hold-out noise level (12 x 50
+steps); quick budget, NGP alone -> with it: tuning dipy Cartesian AF 6 33.05 -> 34.37 dB (``pnp`` 33.54);
+confirmation the real brain under sigpy's mask 34.84 -> 35.78 (``pnp`` 35.86), dipy Cartesian AF 8 31.47 -> 32.38
+(``pnp`` 31.11); the suite's full table in benchmarks/RESULTS.md. On CT it is an option
+(``splitting.noise=auto``; the CT defaults set its other keys: ADMM at twice ``pnp-ct``'s level, 30 x 20 steps,
+``mu`` 0.005): on lungdx A0001 at 60 views it lifts NGP 28.30 -> 30.96 dB noise-free (``pnp-ct`` 31.25), but on
+piecewise-constant ellipses (48^2, 30 views, TV's own model) it costs 3.1 dB with and without noise, where
+``pnp-ct``'s hold-out takes its denoiser although TV-CT's image is better. CT (tuning: lungdx A0001 slice
 30, 60 fan views, 1e5 photons): a relative TV prior 0.01 with lr 1e-2 and the counts-weighted, view-held-out data
 term, 27.02 -> 31.84 dB (the TV prior is most of it: 31.10 dB with the old data term); confirmed on A0002 at 60 /
 90 noisy views (24.19 -> 32.05, 26.90 -> 33.94 dB), but it cost 0.9 / 2.6 dB on noise-free data. Since 2026-12 the
@@ -390,7 +399,9 @@ def reconstruct_ngp(scan, cfg: NGPConfig, ctx: Context = DEFAULT_CONTEXT) -> Rec
     info["n_parameters"] = count_parameters(model.module)
     info["supersample"] = meas.supersample  # CT: what data.ct_supersample resolved to (1 for MRI and volumes)
     if cfg.splitting.noise != 0:
-        image = denoiser_prior(scan, meas, model, cfg.splitting, info, ctx, image)
+        # never more splitting steps than the fit's own budget (a short fit asked for is not followed by 600)
+        inner = max(1, min(cfg.splitting.inner_steps, cfg.optim.steps // cfg.splitting.iterations))
+        image = denoiser_prior(scan, meas, model, replace(cfg.splitting, inner_steps=inner), info, ctx, image)
     return ReconResult(image=image, method="ngp", config=config_to_dict(cfg), info=info)
 
 
