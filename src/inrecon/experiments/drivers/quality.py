@@ -456,16 +456,17 @@ def _case_job(_context, job: tuple[QualityCase, QualityConfig, Path | None]):
 
 
 # Rough seconds of one case with the quick profile on one core of the 2-core reference CPU beside the other
-# worker, both pnp methods included (stop 65's denoiser; the tooth and the spiral scan, which the quick profile
-# skips: stop 57's seconds plus a pnp run): only the order in which parallel workers take the cases (longest
+# worker, both pnp methods included (stop 65's denoiser; the MRI cases plus stop 66's denoiser prior in NGP,
+# measured beside other jobs; the tooth and the spiral scan, which the quick profile skips: stop 57's seconds plus
+# a pnp run): only the order in which parallel workers take the cases (longest
 # first) depends on them, never a result.
 _CASE_SECONDS = {
-    "radial": 790.0,
-    "spiral": 800.0,
+    "radial": 1000.0,
+    "spiral": 1000.0,
     "scope": 1110.0,
     "tooth": 600.0,
-    "brain8ch": 415.0,
-    "dipy": 180.0,
+    "brain8ch": 550.0,
+    "dipy": 300.0,
 }
 
 
