@@ -125,8 +125,8 @@ class NGPConfig(FitConfig):
     splitting: SplittingConfig = field(default_factory=SplittingConfig)
     """A block-matching denoiser as the INR's prior after its fit (:mod:`inrecon.engine.splitting`):
     ``splitting.noise=auto`` takes the noise level the classical ``pnp`` / ``pnp-ct`` hold-out chooses for the
-    scan (NGP's MRI and CT default, :data:`NGP_MODALITY_DEFAULTS`); 0: off (the dataclass's default, and so for
-    volumes). 2D MRI and CT scans only."""
+    scan (NGP's MRI default, :data:`NGP_MODALITY_DEFAULTS`; on CT an option whose other keys the CT defaults set);
+    0: off (the dataclass's default, and so for volumes). 2D MRI and CT scans only."""
 
     ALIASES: ClassVar[dict] = {**NET_ALIASES, **FIT_ALIASES}
 
@@ -159,8 +159,8 @@ NGP_MODALITY_DEFAULTS = {
     "volume": {"optim.schedule": "linear", "optim.decay_start": 0.8},
 }
 """Where the defaults differ by modality: chosen on the tuning half of the quality suite, checked on its
-confirmation half (``benchmarks/quality_defaults.py``, ``benchmarks/RESULTS.md``). Since stop 66 both MRI and CT
-refine the fit on MRI with the block-matching denoiser as the INR's prior (``splitting``, docs/methods.md 3.1,
+confirmation half (``benchmarks/quality_defaults.py``, ``benchmarks/RESULTS.md``). Since stop 66 NGP
+refines its MRI fits with the block-matching denoiser as the INR's prior (``splitting``, docs/methods.md 3.1,
 :mod:`inrecon.engine.splitting`): half-quadratic splitting at the classical ``pnp``'s hold-out noise level (12 x 50
 steps); quick budget, NGP alone -> with it: tuning dipy Cartesian AF 6 33.05 -> 34.37 dB (``pnp`` 33.54);
 confirmation the real brain under sigpy's mask 34.84 -> 35.78 (``pnp`` 35.86), dipy Cartesian AF 8 31.47 -> 32.38
