@@ -292,6 +292,20 @@ def test_a_group_with_lr_scale_follows_the_schedule_at_its_fraction_of_the_rate(
     assert [g["lr"] for g in opt.param_groups] == pytest.approx([0.05, 0.0125])  # both halved
 
 
+def test_a_second_run_of_the_same_model_runs_at_its_own_settings():
+    # torch's optimisers write lr, betas and eps into the group dicts they are given: a model's groups must not
+    # carry one run's final settings into the next run (the denoiser splitting after NGP's fit ran at the fit's
+    # rate until stop 67)
+    task = Quadratic()
+    groups = [{"params": [task.p], "weight_decay": 0.0}]
+    task.param_groups = lambda: groups
+    train(task, OptimConfig(steps=5, lr=0.5, beta2=0.99, eps=1e-15))
+    assert groups == [{"params": [task.p], "weight_decay": 0.0}]
+    before = task.p.detach().clone()
+    train(task, OptimConfig(steps=1, lr=1e-4, beta2=0.999, eps=1e-8))
+    assert float((task.p.detach() - before).abs().max()) <= 1.01e-4  # Adam's first step: at most lr per weight
+
+
 def test_sgd_with_task_gradients_and_linear_schedule():
     class Filled(Quadratic):
         def step(self, step):

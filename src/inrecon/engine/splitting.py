@@ -115,13 +115,16 @@ def split_with_denoiser(
     cfg: SplittingConfig,
     denoise: Callable[[torch.Tensor], torch.Tensor],
     *,
+    train_idx: torch.Tensor | None = None,
+    holdout: Callback | None = None,
     checkpoint: Checkpoint | None = None,
     show_progress: bool | None = None,
     eval_every: int = 50,
     desc: str = "splitting",
 ) -> Run:
     """Run :class:`SplittingConfig`'s splitting on ``model`` (already fitted to ``meas``: its image is the
-    start), fitting every sample of ``meas`` with the MSE data term; ``denoise``: image -> denoised image on the
+    start), fitting every sample of ``meas`` (or those of ``train_idx``, with ``holdout`` scoring the rest) with
+    the MSE data term; ``denoise``: image -> denoised image on the
     measurement's grid and in its units. The model's weights are updated in place; the last data step's image
     is the result (``model.image()``)."""
     if meas.pointwise:
@@ -133,7 +136,8 @@ def split_with_denoiser(
     norm_sq = operator_norm_sq(meas)
     # the MSE is a mean over real numbers (real and imaginary parts): c = mu ||A||^2 / n makes the loss
     # (||A x - y||^2 + mu ||A||^2 ||x - t||^2) / n, the classical splitting's data step
-    n_real = meas.n_samples * (2 if meas.y.is_complex() else 1)
+    n_fit = meas.n_samples if train_idx is None else len(train_idx)
+    n_real = n_fit * (2 if meas.y.is_complex() else 1)
     c = cfg.mu * norm_sq / n_real
     total = cfg.iterations * cfg.inner_steps
     split = Splitting(x0, denoise, cfg.inner_steps, cfg.scheme, total)
@@ -143,8 +147,8 @@ def split_with_denoiser(
 
     # the splitting's own optimiser: no weight decay (the coupling is the prior), Adam's usual beta2 and eps
     plain = replace(model, groups=[{**g, "weight_decay": 0.0} for g in model.groups])
-    task = FitTask(plain, meas, LossConfig(kind="mse"), prior=coupling)
-    callbacks: list[Callback] = [split]
+    task = FitTask(plain, meas, LossConfig(kind="mse"), train=train_idx, prior=coupling)
+    callbacks: list[Callback] = [split] if holdout is None else [split, holdout]
     ev = evaluator(meas)
     if ev is not None:
         callbacks.append(Evaluate(ev, eval_every))

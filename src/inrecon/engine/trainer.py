@@ -198,7 +198,9 @@ class Checkpoint:
 def make_optimizer(groups: list[dict], cfg: OptimConfig, total_steps: int):
     """The optimiser and its schedule for ``cfg`` (fused Adam on CPU/CUDA float parameters). A group may carry
     ``lr_scale``: its rate is ``cfg.lr`` times that (and follows the same schedule)."""
-    groups = [{**g, "lr": cfg.lr * g["lr_scale"]} if "lr_scale" in g else g for g in groups]
+    # copies: torch's optimisers write their settings (lr, betas, eps, ...) into the dicts they are given, and a
+    # model's groups written to by one run would hand that run's final rate to the next run of the same model
+    groups = [{**g, "lr": cfg.lr * g["lr_scale"]} if "lr_scale" in g else {**g} for g in groups]
     params = [p for g in groups for p in g["params"]]
     if cfg.optimizer == "sgd":
         opt: torch.optim.Optimizer = torch.optim.SGD(groups, lr=cfg.lr)
