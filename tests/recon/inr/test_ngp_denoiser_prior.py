@@ -82,3 +82,30 @@ def test_volumes_and_3d_scans_are_refused_before_work():
         run_method("ngp", VolumeScan(torch.rand(8, 8, 4)), {"splitting.noise": "auto"})
     with pytest.raises(InreconError, match="2D MRI or CT"):
         run_method("ngp", stacked_3d(tiny_mri(), keep_maps=True), {"splitting.noise": 0.02})
+
+
+@pytest.mark.parametrize("modality", ["mri", "ct"])
+def test_the_noise_level_search_of_a_scan_is_run_once_for_pnp_and_ngp(monkeypatch, modality):
+    """The suite runs ``pnp`` and then NGP on the same scan object: NGP's denoiser prior takes the noise level
+    pnp's hold-out chose instead of searching again; another scan object or other settings search anew."""
+    import inrecon.recon.classical.ct as classical_ct
+
+    module = classical_mri if modality == "mri" else classical_ct
+    calls = []
+
+    def search(meas, start, candidates, refine, cfg, show, final):
+        calls.append(final)
+        info = {"lam": 0.0125, "denoiser_used": True, "holdout_scores": {0.0125: 1.0}}
+        return (meas.image_adjoint(meas.y) if final else None), info
+
+    monkeypatch.setattr(module, "refine_from_start", search)
+    scan = tiny_mri() if modality == "mri" else tiny_ct(photons=1e5)
+    run_method("pnp", scan, show_progress=False)
+    level, _, info = module.pnp_noise_level(scan)
+    assert calls == [True] and level == 0.0125 and info["holdout_scores"] == {0.0125: 1.0}
+    info["lam"] = 1.0  # a copy: changing it changes nothing remembered
+    assert module.pnp_noise_level(scan)[0] == 0.0125 and calls == [True]
+    other = tiny_mri() if modality == "mri" else tiny_ct(photons=1e5)
+    module.pnp_noise_level(other)
+    module.pnp_noise_level(scan, module.PnPConfig(mu=0.3))
+    assert calls == [True, False, False]

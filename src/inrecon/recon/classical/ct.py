@@ -25,7 +25,13 @@ from inrecon.physics.fbp import fbp
 from inrecon.physics.measurement import Measurement, build_measurement
 from inrecon.physics.transforms import FiniteDifference
 from inrecon.progress import progress
-from inrecon.recon.classical.selection import Search, refine_from_start, weight_by_holdout
+from inrecon.recon.classical.selection import (
+    Search,
+    refine_from_start,
+    remember_choices,
+    remembered_choices,
+    weight_by_holdout,
+)
 from inrecon.recon.classical.solvers import (
     group_magnitude,
     once_per_object,
@@ -497,9 +503,14 @@ def _pnp_search(scan: CTScan, cfg: PnPConfig, show_progress, final: bool):
             m.normal(), m.adjoint(m.y), denoise, x0, mu, iters, cfg.cg_iters, show, "PnP-CT", "admm"
         )
 
+    settings = f"pnp-ct {cfg!r}"
+    info = None if final else remembered_choices(scan, settings)
+    if info is not None:
+        return None, info, meas, scale
     x, info = refine_from_start(
         meas, _tv_at(scan, tv_cfg, norms), tv_cfg.lam_candidates, refine, cfg, show_progress, final
     )
+    remember_choices(scan, settings, info)
     return x, info, meas, scale
 
 

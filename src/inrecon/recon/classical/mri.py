@@ -33,7 +33,14 @@ from inrecon.physics.mri import smooth_phase
 from inrecon.physics.operator import Diagonal, Scaled
 from inrecon.physics.transforms import FiniteDifference
 from inrecon.physics.wavelets import Wavelet
-from inrecon.recon.classical.selection import Search, refine_from_start, select_along_path, weight_by_holdout
+from inrecon.recon.classical.selection import (
+    Search,
+    refine_from_start,
+    remember_choices,
+    remembered_choices,
+    select_along_path,
+    weight_by_holdout,
+)
 from inrecon.recon.classical.solvers import (
     conjugate_gradient,
     fista,
@@ -372,9 +379,14 @@ def _pnp_search(scan, cfg: PnPConfig, show_progress, final: bool):
             m.normal(), m.adjoint(m.y), denoise, x0, mu, cfg.iters, cfg.cg_iters, show_progress=show
         )
 
+    settings = f"pnp {cfg!r}"
+    info = None if final else remembered_choices(scan, settings)
+    if info is not None:
+        return None, info, meas, lipschitz
     x, info = refine_from_start(
         meas, lambda m, w: tv(m, w, False)[0], tv_cfg.lam_candidates, refine, cfg, show_progress, final
     )
+    remember_choices(scan, settings, info)
     return x, info, meas, lipschitz
 
 

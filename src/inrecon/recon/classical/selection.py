@@ -10,7 +10,9 @@ stopping rule (:mod:`inrecon.engine.holdout`) uses the same split.
 
 from __future__ import annotations
 
+import copy
 import math
+import weakref
 from collections.abc import Callable, Iterable
 from typing import Any, Literal
 
@@ -28,6 +30,8 @@ __all__ = [
     "holdout_parts",
     "refine_from_start",
     "refine_weight",
+    "remember_choices",
+    "remembered_choices",
     "select_along_path",
     "weight_by_holdout",
 ]
@@ -197,3 +201,27 @@ def refine_from_start(
         return None, info
     x = refine(meas, start_image(meas), v, show_progress) if refined else start_image(meas)
     return x, info
+
+
+# The hold-out choices of the last few (scan, settings) pairs, newest last: the quality suite and the demo run
+# ``pnp`` and then NGP, whose denoiser prior asks for the same noise level, on the very same scan object.
+_REMEMBER = 4
+_CHOICES: list[tuple[weakref.ref, str, dict]] = []
+
+
+def remembered_choices(scan: Any, settings: str) -> dict | None:
+    """A copy of the choices :func:`remember_choices` stored for this scan object (by identity, while it lives)
+    and ``settings`` (e.g. the method's config as text), or ``None``. Scans are not changed in place (the
+    library never does), so the same object means the same data."""
+    for ref, key, info in reversed(_CHOICES):
+        if ref() is scan and key == settings:
+            return copy.deepcopy(info)
+    return None
+
+
+def remember_choices(scan: Any, settings: str, info: dict) -> None:
+    """Keep ``info`` (a hold-out search's choices) for :func:`remembered_choices` on this scan object and
+    ``settings``; the oldest of more than a few entries, and those of scans that no longer exist, are dropped."""
+    _CHOICES[:] = [e for e in _CHOICES if e[0]() is not None and not (e[0]() is scan and e[1] == settings)]
+    _CHOICES.append((weakref.ref(scan), settings, copy.deepcopy(info)))
+    del _CHOICES[:-_REMEMBER]
