@@ -456,23 +456,22 @@ def _case_job(_context, job: tuple[QualityCase, QualityConfig, Path | None]):
 
 
 # Rough seconds of one case with the quick profile on one core of the 2-core reference CPU beside the other
-# worker, both pnp methods included (stop 65's denoiser; the MRI cases plus stop 66's denoiser prior in NGP,
-# measured beside other jobs; the tooth and the spiral scan, which the quick profile skips: stop 57's seconds plus
-# a pnp run): only the order in which parallel workers take the cases (longest
-# first) depends on them, never a result.
+# worker (stop 67's suite: both pnp methods, NGP with its MRI denoiser prior, which takes pnp's noise level; the
+# tooth and the spiral scan, which the quick profile skips: stop 57's seconds plus a pnp run): only the order in
+# which parallel workers take the cases (longest first) depends on them, never a result.
 _CASE_SECONDS = {
-    "radial": 1000.0,
+    "radial": 620.0,
     "spiral": 1000.0,
-    "scope": 1110.0,
+    "scope": 880.0,
     "tooth": 600.0,
-    "brain8ch": 550.0,
-    "dipy": 300.0,
+    "brain8ch": 410.0,
+    "dipy": 170.0,
 }
 
 
 def _expected_seconds(case: QualityCase) -> float:
     if case.source == "lungdx":  # noise-free: the hold-out stages run to the budget's end
-        return (325.0 if case.photons else 450.0) * (case.size / 128) ** 2
+        return (250.0 if case.photons else 400.0) * (case.size / 128) ** 2
     return _CASE_SECONDS[case.source]
 
 
