@@ -39,7 +39,8 @@ class SplittingConfig:
     noise: NonNegFloat | Literal["auto"] = 0.0
     """The denoiser's noise level relative to the image scale the classical ``pnp`` / ``pnp-ct`` use for the
     scan, so that one number means the same in both; ``auto``: the level those methods' hold-out chooses for
-    the scan (where their hold-out keeps TV's image instead, no splitting runs); 0: off."""
+    the scan (where their hold-out keeps TV's image instead, no splitting runs; NGP skips it on scans the
+    denoiser cannot take: 3D scans, volumes, images under 16 x 16); 0: off."""
     noise_factor: PosFloat = 1.0
     """``noise=auto``: the splitting's noise level is this multiple of the classical method's hold-out choice."""
     iterations: PosInt = 12

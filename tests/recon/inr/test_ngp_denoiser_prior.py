@@ -77,11 +77,19 @@ def test_a_fixed_noise_level_on_ct_runs_without_the_holdout(monkeypatch):
     assert res.image.shape == scan.image_shape and bool((res.image >= 0).all())
 
 
-def test_volumes_and_3d_scans_are_refused_before_work():
+def test_a_given_level_on_volumes_and_3d_scans_is_refused_before_work():
     with pytest.raises(InreconError, match="2D MRI or CT"):
-        run_method("ngp", VolumeScan(torch.rand(8, 8, 4)), {"splitting.noise": "auto"})
+        run_method("ngp", VolumeScan(torch.rand(8, 8, 4)), {"splitting.noise": 0.02})
     with pytest.raises(InreconError, match="2D MRI or CT"):
         run_method("ngp", stacked_3d(tiny_mri(), keep_maps=True), {"splitting.noise": 0.02})
+
+
+def test_the_auto_default_is_skipped_where_the_denoiser_cannot_run():
+    """NGP's MRI default (``splitting.noise=auto``) must not refuse a 3D MRI scan (it did at stop 66)."""
+    scan = stacked_3d(tiny_mri(), keep_maps=True)
+    res = run_method("ngp", scan, {**BASE, "steps": 10, "stop": "none"}, show_progress=False)
+    assert res.image.shape == scan.image_shape
+    assert res.info["splitting"]["denoiser_used"] is False and "skipped" in res.info["splitting"]
 
 
 @pytest.mark.parametrize("modality", ["mri", "ct"])

@@ -379,7 +379,7 @@ def reconstruct_ngp(scan, cfg: NGPConfig, ctx: Context = DEFAULT_CONTEXT) -> Rec
     """Fit a scan-specific INR to ``scan`` (module docstring); with ``backbone_candidates`` or
     ``loss_candidates``, the backbone or the data term too."""
     meas = ngp_measurement(scan, cfg)
-    check_splitting(scan, meas, cfg.splitting)
+    split = splitting_applies(scan, meas, cfg.splitting)
     alternatives = [
         Candidate(label, c, lambda c=c: field_model(meas, c))
         for label, c in candidate_settings(cfg, meas.pointwise)
@@ -398,25 +398,31 @@ def reconstruct_ngp(scan, cfg: NGPConfig, ctx: Context = DEFAULT_CONTEXT) -> Rec
     )
     info["n_parameters"] = count_parameters(model.module)
     info["supersample"] = meas.supersample  # CT: what data.ct_supersample resolved to (1 for MRI and volumes)
-    if cfg.splitting.noise != 0:
+    if split:
         # never more splitting steps than the fit's own budget (a short fit asked for is not followed by 600)
         inner = max(1, min(cfg.splitting.inner_steps, cfg.optim.steps // cfg.splitting.iterations))
         image = denoiser_prior(scan, meas, model, replace(cfg.splitting, inner_steps=inner), info, ctx, image)
+    elif cfg.splitting.noise == "auto":
+        info["splitting"] = {"denoiser_used": False, "skipped": "the denoiser prior is for 2D images of 16^2+"}
     return ReconResult(image=image, method="ngp", config=config_to_dict(cfg), info=info)
 
 
-def check_splitting(scan, meas: Measurement, cfg: SplittingConfig) -> None:
-    """A denoiser prior needs a 2D MRI or CT scan of at least 16 x 16 pixels (the denoiser's 8 x 8 patches);
-    raised before any fit."""
+def splitting_applies(scan, meas: Measurement, cfg: SplittingConfig) -> bool:
+    """Whether the denoiser prior runs on ``scan``: it needs a 2D MRI or CT scan of at least 16 x 16 pixels (the
+    denoiser's 8 x 8 patches). ``noise="auto"`` (the MRI default) applies where it can and is skipped elsewhere
+    (3D scans, volumes, tiny images: ``info["splitting"]["skipped"]``); a noise level given as a number on such
+    a scan is refused before any fit."""
     if cfg.noise == 0:
-        return
+        return False
     shape = tuple(meas.image_shape)
-    if meas.pointwise or scan.modality not in ("mri", "ct") or len(shape) != 2 or min(shape) < 16:
+    fits = not meas.pointwise and scan.modality in ("mri", "ct") and len(shape) == 2 and min(shape) >= 16
+    if not fits and cfg.noise != "auto":
         raise InreconError(
             f"splitting.noise={cfg.noise} needs a 2D MRI or CT scan of at least 16 x 16 pixels (the denoiser "
             f"matches 8 x 8 patches), got a {scan.modality} image of {shape}",
-            "leave splitting.noise at 0 for volumes, 3D scans and tiny images",
+            "leave splitting.noise at 0 (or auto, which skips it there) for volumes, 3D scans and tiny images",
         )
+    return fits
 
 
 def denoiser_prior(
