@@ -403,7 +403,10 @@ def reconstruct_ngp(scan, cfg: NGPConfig, ctx: Context = DEFAULT_CONTEXT) -> Rec
         inner = max(1, min(cfg.splitting.inner_steps, cfg.optim.steps // cfg.splitting.iterations))
         image = denoiser_prior(scan, meas, model, replace(cfg.splitting, inner_steps=inner), info, ctx, image)
     elif cfg.splitting.noise == "auto":
-        info["splitting"] = {"denoiser_used": False, "skipped": "the denoiser prior is for 2D images of 16^2+"}
+        info["splitting"] = {
+            "denoiser_used": False,
+            "skipped": "the denoiser prior is for 2D images of 16^2+",
+        }
     return ReconResult(image=image, method="ngp", config=config_to_dict(cfg), info=info)
 
 
