@@ -397,3 +397,18 @@ def test_disinr_adapts_a_ct_scan_on_a_finer_grid_by_default(tmp_path):
     # the block mean, on the scan's grid
     assert fine.image.shape == plain.image.shape == scans[0].target.shape
     assert torch.isfinite(fine.image).all()
+
+
+def test_disinr_adaptation_takes_ngps_denoiser_prior_with_its_shared_pair_frozen(disinr_model):
+    """``splitting`` after the adaptation: the splitting updates the subject encoder only (the shared pair is
+    frozen), runs at most the adaptation's budget, and records what it did; off by default."""
+    scan = tiny_mri(seed=7)
+    over = {"steps": 30, "stop": "none", "freeze": True}
+    plain = run_method("disinr", scan, over, model=str(disinr_model))
+    assert "splitting" not in plain.info
+    split = {"splitting.noise": 0.02, "splitting.iterations": 3, "splitting.inner_steps": 50}
+    res = run_method("disinr", scan, {**over, **split}, model=str(disinr_model))
+    sp = res.info["splitting"]
+    assert sp["denoiser_used"] and sp["noise"] == 0.02 and sp["steps"] == 30  # 3 x (30 // 3): the budget
+    assert res.info["n_parameters_trainable"] == plain.info["n_parameters_trainable"]
+    assert not torch.equal(res.image, plain.image)

@@ -398,15 +398,7 @@ def reconstruct_ngp(scan, cfg: NGPConfig, ctx: Context = DEFAULT_CONTEXT) -> Rec
     )
     info["n_parameters"] = count_parameters(model.module)
     info["supersample"] = meas.supersample  # CT: what data.ct_supersample resolved to (1 for MRI and volumes)
-    if split:
-        # never more splitting steps than the fit's own budget (a short fit asked for is not followed by 600)
-        inner = max(1, min(cfg.splitting.inner_steps, cfg.optim.steps // cfg.splitting.iterations))
-        image = denoiser_prior(scan, meas, model, replace(cfg.splitting, inner_steps=inner), info, ctx, image)
-    elif cfg.splitting.noise == "auto":
-        info["splitting"] = {
-            "denoiser_used": False,
-            "skipped": "the denoiser prior is for 2D images of 16^2+",
-        }
+    image = after_fit(scan, meas, model, cfg.splitting, cfg.optim.steps, split, info, ctx, image)
     return ReconResult(image=image, method="ngp", config=config_to_dict(cfg), info=info)
 
 
@@ -426,6 +418,23 @@ def splitting_applies(scan, meas: Measurement, cfg: SplittingConfig) -> bool:
             "leave splitting.noise at 0 (or auto, which skips it there) for volumes, 3D scans and tiny images",
         )
     return fits
+
+
+def after_fit(
+    scan, meas: Measurement, model: Model, cfg: SplittingConfig, steps: int, applies: bool, info, ctx, image
+):
+    """The denoiser prior after an INR's fit of ``steps`` budget (NGP's, a population method's adaptation) where
+    it ``applies`` (:func:`splitting_applies`): never more splitting steps than that budget (a short fit asked
+    for is not followed by 600); where an ``auto`` prior cannot run, ``info["splitting"]`` says so."""
+    if applies:
+        inner = max(1, min(cfg.inner_steps, steps // cfg.iterations))
+        return denoiser_prior(scan, meas, model, replace(cfg, inner_steps=inner), info, ctx, image)
+    if cfg.noise == "auto":
+        info["splitting"] = {
+            "denoiser_used": False,
+            "skipped": "the denoiser prior is for 2D images of 16^2+",
+        }
+    return image
 
 
 def denoiser_prior(

@@ -38,12 +38,13 @@ from inrecon.engine.fit import Model
 from inrecon.engine.holdout import FitConfig, data_identity, fit_with_holdout, measurement_prior
 from inrecon.engine.losses import LossConfig, data_loss
 from inrecon.engine.regularizers import PriorConfig
+from inrecon.engine.splitting import SplittingConfig
 from inrecon.engine.trainer import Checkpoint, MonitorConfig, OptimConfig, StepOutput, Task, train
 from inrecon.errors import FileFormatError, InreconError
 from inrecon.models.fields import for_grid, grid_coords
 from inrecon.models.population import PopulationArch
 from inrecon.physics.measurement import Measurement, MeasurementConfig, measure
-from inrecon.recon.inr.ngp import NGP_MODALITY_DEFAULTS, decay_groups
+from inrecon.recon.inr.ngp import NGP_MODALITY_DEFAULTS, after_fit, decay_groups, splitting_applies
 from inrecon.recon.registry import Context, ReconResult
 
 __all__ = [
@@ -452,6 +453,9 @@ class AdaptConfig(FitConfig):
     pre-training normalised its subjects' (``scale="model"``, :func:`resolve_data_scale`)."""
     monitor: MonitorConfig = field(default_factory=lambda: MonitorConfig(eval_every=25))
     """Evaluation, checkpoint and sync intervals."""
+    splitting: SplittingConfig = field(default_factory=SplittingConfig)
+    """NGP's denoiser prior after the adaptation (:class:`~inrecon.engine.splitting.SplittingConfig`; the
+    adapted weights are the splitting's, the shared pair stays frozen where the adaptation froze it); 0: off."""
 
     ALIASES: ClassVar[dict] = ADAPT_ALIASES
 
@@ -524,6 +528,7 @@ def require_model(ctx: Context, method: str) -> str:
 
 def adapt(
     method: str,
+    scan,
     meas: Measurement,
     build,
     cfg: AdaptConfig,
@@ -532,13 +537,15 @@ def adapt(
     alternatives: tuple = (),
     label: str = "main",
 ):
-    """Test-time fit of a pre-trained model (``build() -> Model``) to ``meas`` with the one stopping rule; the
-    result records the number of trainable parameters. ``alternatives`` (:class:`~inrecon.engine.holdout.
-    Candidate`, labelled against ``label``) are other ways to adapt, chosen between by the held-out loss."""
+    """Test-time fit of a pre-trained model (``build() -> Model``) to ``meas`` (of ``scan``) with the one stopping
+    rule, then NGP's denoiser prior where ``cfg.splitting`` asks for it; the result records the number of
+    trainable parameters. ``alternatives`` (:class:`~inrecon.engine.holdout.Candidate`, labelled against
+    ``label``) are other ways to adapt, chosen between by the held-out loss."""
     if ctx.model is None:
         raise InreconError(
             f"{method} needs a pre-trained model", "pass --model MODEL (from inrecon pretrain)"
         )
+    split = splitting_applies(scan, meas, cfg.splitting)
     image, info, model = fit_with_holdout(
         meas,
         build,
@@ -556,6 +563,7 @@ def adapt(
         alternatives=alternatives,
         label=label,
     )
+    image = after_fit(scan, meas, model, cfg.splitting, cfg.optim.steps, split, info, ctx, image)
     info["n_parameters_trainable"] = sum(p.numel() for g in model.groups for p in g["params"])
     info["data_scale"] = cfg.data.scale  # what data.scale="model" resolved to
     info["supersample"] = meas.supersample  # CT: what data.ct_supersample resolved to (1 for MRI and volumes)

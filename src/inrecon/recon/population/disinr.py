@@ -204,6 +204,7 @@ def reconstruct_disinr(scan, cfg: DisINRAdaptConfig, ctx: Context) -> ReconResul
         alternatives, label = (Candidate("unfrozen", unfrozen, _builder(net, meas, unfrozen)),), "frozen"
     result = common.adapt(
         "disinr",
+        scan,
         meas,
         _builder(net, meas, main),
         main,

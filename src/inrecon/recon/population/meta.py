@@ -172,7 +172,7 @@ def reconstruct_meta(scan, cfg: MetaAdaptConfig, ctx: Context) -> ReconResult:
     cfg = resolve_data_scale(cfg, meta, str(ctx.model))
     meas = measure(scan, cfg.data)
     ngp = NGPConfig(net=config_from_dict(FieldConfig, meta["architecture"]), optim=cfg.optim, seed=cfg.seed)
-    return adapt("meta", meas, lambda: field_model(meas, ngp, state=state), cfg, ctx)
+    return adapt("meta", scan, meas, lambda: field_model(meas, ngp, state=state), cfg, ctx)
 
 
 META = MethodSpec(

@@ -83,7 +83,7 @@ def reconstruct_strainer(scan, cfg: StrainerAdaptConfig, ctx: Context) -> ReconR
             wd_mlp=cfg.optim.wd_mlp,
         )
 
-    return common.adapt("strainer", meas, build, cfg, ctx)
+    return common.adapt("strainer", scan, meas, build, cfg, ctx)
 
 
 STRAINER = MethodSpec(
