@@ -93,3 +93,29 @@ def test_the_coupling_is_the_fit_tasks_prior():
     torch.testing.assert_close(out.loss, data + 2.0 * image.square().sum())
     run = train(task, OptimConfig(steps=3, lr=1e-3, schedule="constant"))
     assert run.step == 3
+
+
+def test_on_a_training_part_the_held_out_samples_are_scored_and_never_fitted():
+    """``train_idx`` with a hold-out callback: the held-out samples' values change nothing in the fit (the same
+    weights whatever they hold), and their loss is recorded at every step."""
+    import dataclasses
+
+    from inrecon.engine.callbacks import HoldOut
+
+    scan = tiny_mri()
+    cfg = SplittingConfig(noise=0.01, iterations=2, inner_steps=5)
+    images = []
+    for zero_held_out in (False, True):
+        meas, model = _fitted(scan)  # seeded: the same fitted weights both times
+        train_idx, val_idx = meas.split(0.2, 0)
+        if zero_held_out:
+            y = meas.y.clone()
+            y[val_idx] = 0
+            meas = dataclasses.replace(meas, y=y)
+        hold = HoldOut(val_idx, meas.y, min_steps=1)
+        run = split_with_denoiser(
+            meas, model, cfg, lambda v: v, train_idx=train_idx, holdout=hold, show_progress=False
+        )
+        assert len(run.history["val_loss"]) == 10
+        images.append(model.image())
+    torch.testing.assert_close(images[0], images[1], rtol=0, atol=0)

@@ -162,9 +162,9 @@ NGP_MODALITY_DEFAULTS = {
 confirmation half (``benchmarks/quality_defaults.py``, ``benchmarks/RESULTS.md``). Since stop 66 NGP
 refines its MRI fits with the block-matching denoiser as the INR's prior (``splitting``, docs/methods.md 3.1,
 :mod:`inrecon.engine.splitting`): half-quadratic splitting at the classical ``pnp``'s hold-out noise level (12 x 50
-steps); quick budget, NGP alone -> with it: tuning dipy Cartesian AF 6 33.05 -> 34.37 dB (``pnp`` 33.54);
-confirmation the real brain under sigpy's mask 34.84 -> 35.78 (``pnp`` 35.86), dipy Cartesian AF 8 31.47 -> 32.38
-(``pnp`` 31.11); the suite's full table in benchmarks/RESULTS.md. On CT it is an option
+steps); quick budget, NGP alone -> with it (stop 67, at the splitting's documented learning rate): tuning dipy
+Cartesian AF 6 33.05 -> 34.56 dB (``pnp`` 33.54); confirmation the real brain under sigpy's mask 34.84 -> 35.79
+(``pnp`` 35.86), dipy Cartesian AF 8 31.47 -> 32.52 (``pnp`` 31.11); the suite's full table in benchmarks/RESULTS.md. On CT it is an option
 (``splitting.noise=auto``; the CT defaults set its other keys: ADMM at twice ``pnp-ct``'s level, 30 x 20 steps,
 ``mu`` 0.005): on lungdx A0001 at 60 views it lifts NGP 28.30 -> 30.96 dB noise-free (``pnp-ct`` 31.25), but on
 piecewise-constant ellipses (48^2, 30 views, TV's own model) it costs 3.1 dB with and without noise, where
